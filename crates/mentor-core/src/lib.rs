@@ -1,0 +1,17 @@
+//! Domain types of mentor and everything that turns model text into a scored answer.
+//!
+//! Nothing here does I/O: the types ([`Example`], [`TaskKind`]), answer extraction per task kind
+//! ([`extract`]), safe arithmetic for equation labels ([`equation`]), completion clean-up
+//! ([`text`]) and scoring ([`score`]). Every other crate builds on these.
+
+pub mod equation;
+pub mod example;
+pub mod extract;
+pub mod score;
+pub mod task;
+pub mod text;
+
+pub use example::{Choice, Example, Split};
+pub use extract::{extract, Extracted, NumericRule};
+pub use score::{score_prediction, Score, ScoreSummary};
+pub use task::TaskKind;
