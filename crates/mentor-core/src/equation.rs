@@ -31,10 +31,17 @@ pub fn evaluate(expr: &str) -> Result<f64, EquationError> {
     if tokens.is_empty() {
         return Err(EquationError::Empty);
     }
-    let mut p = Parser { tokens: &tokens, pos: 0, depth: 0 };
+    let mut p = Parser {
+        tokens: &tokens,
+        pos: 0,
+        depth: 0,
+    };
     let v = p.expr()?;
     if let Some(t) = p.tokens.get(p.pos) {
-        return Err(EquationError::Unexpected { found: t.text(), at: t.at });
+        return Err(EquationError::Unexpected {
+            found: t.text(),
+            at: t.at,
+        });
     }
     if !v.is_finite() {
         return Err(EquationError::NotFinite);
@@ -95,25 +102,41 @@ fn tokenize(s: &str) -> Result<Vec<Token>, EquationError> {
                     }
                     i += 1;
                 }
-                let v: f64 = num
-                    .parse()
-                    .map_err(|_| EquationError::Unexpected { found: num.clone(), at })?;
-                out.push(Token { tok: Tok::Num(v), at });
+                let v: f64 = num.parse().map_err(|_| EquationError::Unexpected {
+                    found: num.clone(),
+                    at,
+                })?;
+                out.push(Token {
+                    tok: Tok::Num(v),
+                    at,
+                });
             }
             '+' | '-' | '*' | '/' => {
-                out.push(Token { tok: Tok::Op(c), at });
+                out.push(Token {
+                    tok: Tok::Op(c),
+                    at,
+                });
                 i += 1;
             }
             '−' | '–' => {
-                out.push(Token { tok: Tok::Op('-'), at });
+                out.push(Token {
+                    tok: Tok::Op('-'),
+                    at,
+                });
                 i += 1;
             }
             'x' | 'X' | '×' | '·' => {
-                out.push(Token { tok: Tok::Op('*'), at });
+                out.push(Token {
+                    tok: Tok::Op('*'),
+                    at,
+                });
                 i += 1;
             }
             '÷' => {
-                out.push(Token { tok: Tok::Op('/'), at });
+                out.push(Token {
+                    tok: Tok::Op('/'),
+                    at,
+                });
                 i += 1;
             }
             '(' | '[' => {
@@ -121,10 +144,18 @@ fn tokenize(s: &str) -> Result<Vec<Token>, EquationError> {
                 i += 1;
             }
             ')' | ']' => {
-                out.push(Token { tok: Tok::Close, at });
+                out.push(Token {
+                    tok: Tok::Close,
+                    at,
+                });
                 i += 1;
             }
-            other => return Err(EquationError::Unexpected { found: other.to_string(), at }),
+            other => {
+                return Err(EquationError::Unexpected {
+                    found: other.to_string(),
+                    at,
+                })
+            }
         }
     }
     Ok(out)
@@ -192,19 +223,30 @@ impl Parser<'_> {
             Tok::Open => {
                 let v = self.descend(|p| p.expr())?;
                 match self.tokens.get(self.pos) {
-                    Some(Token { tok: Tok::Close, .. }) => {
+                    Some(Token {
+                        tok: Tok::Close, ..
+                    }) => {
                         self.pos += 1;
                         Ok(v)
                     }
-                    Some(t) => Err(EquationError::Unexpected { found: t.text(), at: t.at }),
+                    Some(t) => Err(EquationError::Unexpected {
+                        found: t.text(),
+                        at: t.at,
+                    }),
                     None => Err(EquationError::UnexpectedEnd),
                 }
             }
-            _ => Err(EquationError::Unexpected { found: tok.text(), at: tok.at }),
+            _ => Err(EquationError::Unexpected {
+                found: tok.text(),
+                at: tok.at,
+            }),
         }
     }
 
-    fn descend(&mut self, f: impl FnOnce(&mut Self) -> Result<f64, EquationError>) -> Result<f64, EquationError> {
+    fn descend(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<f64, EquationError>,
+    ) -> Result<f64, EquationError> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
             return Err(EquationError::TooDeep);
@@ -245,13 +287,25 @@ mod tests {
 
     #[test]
     fn rejects_anything_but_arithmetic() {
-        assert!(matches!(evaluate("__import__('os')"), Err(EquationError::Unexpected { .. })));
-        assert!(matches!(evaluate("2 ** 3"), Err(EquationError::Unexpected { .. })));
+        assert!(matches!(
+            evaluate("__import__('os')"),
+            Err(EquationError::Unexpected { .. })
+        ));
+        assert!(matches!(
+            evaluate("2 ** 3"),
+            Err(EquationError::Unexpected { .. })
+        ));
         assert_eq!(evaluate(""), Err(EquationError::Empty));
         assert_eq!(evaluate("(1 + 2"), Err(EquationError::UnexpectedEnd));
-        assert!(matches!(evaluate("1 + 2)"), Err(EquationError::Unexpected { .. })));
+        assert!(matches!(
+            evaluate("1 + 2)"),
+            Err(EquationError::Unexpected { .. })
+        ));
         assert_eq!(evaluate("5 / 0"), Err(EquationError::DivisionByZero));
-        assert!(matches!(evaluate("1..2"), Err(EquationError::Unexpected { .. })));
+        assert!(matches!(
+            evaluate("1..2"),
+            Err(EquationError::Unexpected { .. })
+        ));
     }
 
     #[test]

@@ -37,7 +37,9 @@ impl FromStr for Split {
             "train" => Ok(Split::Train),
             "valid" | "validation" | "dev" | "val" => Ok(Split::Valid),
             "test" => Ok(Split::Test),
-            other => Err(format!("unknown split `{other}`; expected train, valid or test")),
+            other => Err(format!(
+                "unknown split `{other}`; expected train, valid or test"
+            )),
         }
     }
 }
@@ -86,5 +88,7 @@ impl Example {
 
 /// Letters used to label options when a dataset gives only the option texts.
 pub fn choice_labels(n: usize) -> Vec<String> {
-    (0..n).map(|i| ((b'A' + i as u8) as char).to_string()).collect()
+    (0..n)
+        .map(|i| ((b'A' + i as u8) as char).to_string())
+        .collect()
 }

@@ -36,7 +36,10 @@ pub struct Extracted {
 
 impl Extracted {
     fn none(span: &str) -> Self {
-        Extracted { answer: None, span: span.to_string() }
+        Extracted {
+            answer: None,
+            span: span.to_string(),
+        }
     }
 }
 
@@ -61,7 +64,9 @@ impl std::str::FromStr for NumericRule {
             "strict-match" | "strict" => Ok(NumericRule::StrictMatch),
             "flexible-extract" | "flexible" => Ok(NumericRule::FlexibleExtract),
             "auto" => Ok(NumericRule::Auto),
-            _ => Err(format!("unknown numeric rule `{s}`; expected strict-match, flexible-extract or auto")),
+            _ => Err(format!(
+                "unknown numeric rule `{s}`; expected strict-match, flexible-extract or auto"
+            )),
         }
     }
 }
@@ -81,7 +86,10 @@ pub fn lm_eval_normalize(s: &str) -> String {
 
 /// lm-eval-harness `strict-match` filter: first `#### N`, before normalisation.
 pub fn strict_match(text: &str) -> Option<&str> {
-    STRICT.captures(text).and_then(|c| c.get(1)).map(|m| m.as_str())
+    STRICT
+        .captures(text)
+        .and_then(|c| c.get(1))
+        .map(|m| m.as_str())
 }
 
 /// lm-eval-harness `flexible-extract` filter: the last match, whichever group matched.
@@ -106,11 +114,18 @@ pub fn extract_numeric(text: &str, rule: NumericRule) -> Extracted {
         NumericRule::StrictMatch => strict_match(text),
         NumericRule::FlexibleExtract => flexible_extract(text),
         NumericRule::Auto => strict_match(text)
-            .or_else(|| split_rationale(text).answer_span.and_then(flexible_extract_first))
+            .or_else(|| {
+                split_rationale(text)
+                    .answer_span
+                    .and_then(flexible_extract_first)
+            })
             .or_else(|| flexible_extract(text)),
     };
     match raw {
-        Some(r) => Extracted { answer: number_answer(r), span: r.to_string() },
+        Some(r) => Extracted {
+            answer: number_answer(r),
+            span: r.to_string(),
+        },
         None => Extracted::none(text),
     }
 }
@@ -119,29 +134,65 @@ pub fn extract_numeric(text: &str, rule: NumericRule) -> Extracted {
 fn flexible_extract_first(span: &str) -> Option<&str> {
     FLEXIBLE
         .captures_iter(span)
-        .find_map(|c| c.get(1).or_else(|| c.get(2)).filter(|m| m.as_str().chars().any(|ch| ch.is_ascii_digit())))
+        .find_map(|c| {
+            c.get(1)
+                .or_else(|| c.get(2))
+                .filter(|m| m.as_str().chars().any(|ch| ch.is_ascii_digit()))
+        })
         .map(|m| m.as_str())
 }
 
-static PAREN_GROUP: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\(([^()]*(?:\([^()]*\)[^()]*)*)\)").unwrap());
+/// The balanced `( … )` group that opens `s`, without its outer parentheses.
+fn leading_group(s: &str) -> Option<&str> {
+    if !s.starts_with('(') {
+        return None;
+    }
+    let mut depth = 0i32;
+    for (i, ch) in s.char_indices() {
+        match ch {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(&s[1..i]);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
 
-/// Extracts the value of an equation answer: `The answer is (84 / 2).` → 42; a bare label-head
-/// output `( 84.0 / 2.0 )` → 42; otherwise the last number.
+/// Extracts the value of an equation answer.
+///
+/// The SVAMP CoT format is "The answer is (<equation>).": when the answer span opens with `(`,
+/// the balanced group it opens *is* the answer (so "(12 - 2) - 7." reads as 10, as a strict
+/// reader of the format would). Otherwise the whole span, then the value after the last `=`, then
+/// the last number. A bare label-head output `( 84.0 / 2.0 )` is one group and evaluates whole.
 pub fn extract_equation(text: &str) -> Extracted {
     let text = truncate_at_follow_on(text, FOLLOW_ON_MARKERS);
     let span = split_rationale(text).answer_span.unwrap_or(text);
     let cleaned = span.trim().trim_end_matches(['.', '!', ';']).trim();
-    let candidates = std::iter::once(cleaned.to_string())
-        .chain(PAREN_GROUP.find_iter(cleaned).map(|m| m.as_str().to_string()))
-        // "= 42" at the end: the value after the last equals sign
-        .chain(cleaned.rsplit('=').next().map(|s| s.trim().to_string()));
+    let candidates = leading_group(cleaned)
+        .into_iter()
+        .chain(std::iter::once(cleaned))
+        .chain(cleaned.rsplit('=').next().map(str::trim));
     for c in candidates {
-        if let Ok(value) = equation::evaluate(&c) {
-            return Extracted { answer: Some(Answer::Number { value, text: c.clone() }), span: cleaned.into() };
+        if let Ok(value) = equation::evaluate(c) {
+            return Extracted {
+                answer: Some(Answer::Number {
+                    value,
+                    text: c.to_string(),
+                }),
+                span: cleaned.into(),
+            };
         }
     }
     match flexible_extract(cleaned) {
-        Some(r) => Extracted { answer: number_answer(r), span: cleaned.into() },
+        Some(r) => Extracted {
+            answer: number_answer(r),
+            span: cleaned.into(),
+        },
         None => Extracted::none(cleaned),
     }
 }
@@ -152,7 +203,10 @@ static LEAD_LETTER: LazyLock<Regex> =
 static WORD: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"[a-z]+").unwrap());
 
 fn normalize_words(s: &str) -> String {
-    WORD.find_iter(&s.to_lowercase()).map(|m| m.as_str()).collect::<Vec<_>>().join(" ")
+    WORD.find_iter(&s.to_lowercase())
+        .map(|m| m.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Extracts a choice index: a letter in parentheses (`(d)`), a bare or leading letter (`D`, `d.`),
@@ -166,7 +220,10 @@ pub fn extract_choice(text: &str, choices: &[crate::example::Choice]) -> Extract
         .or_else(|| LEAD_LETTER.captures(span))
         .and_then(|c| by_label(c.get(1).unwrap().as_str()));
     if let Some(i) = letter {
-        return Extracted { answer: Some(Answer::Choice(i)), span: span.into() };
+        return Extracted {
+            answer: Some(Answer::Choice(i)),
+            span: span.into(),
+        };
     }
     let span_words = format!(" {} ", normalize_words(span));
     let by_text = choices
@@ -178,7 +235,10 @@ pub fn extract_choice(text: &str, choices: &[crate::example::Choice]) -> Extract
         })
         .max_by_key(|&(_, len)| len)
         .map(|(i, _)| i);
-    Extracted { answer: by_text.map(Answer::Choice), span: span.into() }
+    Extracted {
+        answer: by_text.map(Answer::Choice),
+        span: span.into(),
+    }
 }
 
 static NLI_WORD: LazyLock<Regex> = LazyLock::new(|| {
@@ -204,12 +264,16 @@ pub fn extract_nli(text: &str) -> Extracted {
         None => NLI_WORD.find_iter(text).last(),
     };
     match found {
-        Some(m) => Extracted { answer: Some(Answer::Label(canonical_nli(m.as_str()).into())), span: m.as_str().into() },
+        Some(m) => Extracted {
+            answer: Some(Answer::Label(canonical_nli(m.as_str()).into())),
+            span: m.as_str().into(),
+        },
         None => Extracted::none(text),
     }
 }
 
-static YES_NO: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)\b(yes|no|true|false)\b").unwrap());
+static YES_NO: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)\b(yes|no|true|false)\b").unwrap());
 
 /// Extracts yes/no (`true`/`false` accepted): the first after "the answer is", else the last.
 pub fn extract_yes_no(text: &str) -> Extracted {
@@ -221,8 +285,15 @@ pub fn extract_yes_no(text: &str) -> Extracted {
     match found {
         Some(m) => {
             let w = m.as_str().to_ascii_lowercase();
-            let label = if w == "yes" || w == "true" { "yes" } else { "no" };
-            Extracted { answer: Some(Answer::Label(label.into())), span: m.as_str().into() }
+            let label = if w == "yes" || w == "true" {
+                "yes"
+            } else {
+                "no"
+            };
+            Extracted {
+                answer: Some(Answer::Label(label.into())),
+                span: m.as_str().into(),
+            }
         }
         None => Extracted::none(text),
     }
@@ -243,18 +314,26 @@ pub fn extract(kind: TaskKind, text: &str, example: &Example, rule: NumericRule)
 pub fn gold_answer(kind: TaskKind, example: &Example) -> Option<Answer> {
     let a = example.answer.trim();
     match kind {
-        TaskKind::Numeric => number_answer(a).or_else(|| extract_numeric(a, NumericRule::Auto).answer),
-        TaskKind::Equation => equation::evaluate(a)
-            .ok()
-            .map(|value| Answer::Number { value, text: a.to_string() }),
+        TaskKind::Numeric => {
+            number_answer(a).or_else(|| extract_numeric(a, NumericRule::Auto).answer)
+        }
+        TaskKind::Equation => equation::evaluate(a).ok().map(|value| Answer::Number {
+            value,
+            text: a.to_string(),
+        }),
         TaskKind::MultipleChoice => example
             .gold_choice()
             .or_else(|| {
                 let t = normalize_words(a);
-                example.choices.iter().position(|c| normalize_words(&c.text) == t)
+                example
+                    .choices
+                    .iter()
+                    .position(|c| normalize_words(&c.text) == t)
             })
             .map(Answer::Choice),
-        TaskKind::Nli => NLI_WORD.find(a).map(|m| Answer::Label(canonical_nli(m.as_str()).into())),
+        TaskKind::Nli => NLI_WORD
+            .find(a)
+            .map(|m| Answer::Label(canonical_nli(m.as_str()).into())),
         TaskKind::YesNo => extract_yes_no(a).answer,
     }
 }

