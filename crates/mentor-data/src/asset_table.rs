@@ -456,5 +456,7 @@ pub const ASSETS: &[Asset] = &[
     },
 ];
 
-const QWEN_1_5B_SHA256: Option<&str> = None;
-const QWEN_0_5B_SHA256: Option<&str> = None;
+const QWEN_1_5B_SHA256: Option<&str> =
+    Some("cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046");
+const QWEN_0_5B_SHA256: Option<&str> =
+    Some("1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32");

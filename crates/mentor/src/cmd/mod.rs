@@ -1,0 +1,9 @@
+//! One module per subcommand. Each has an `Args` (its `--help`) and a `run` returning a Summary.
+
+pub mod data;
+pub mod distill;
+pub mod fetch_assets;
+pub mod init;
+pub mod ledger;
+pub mod pending;
+pub mod score;

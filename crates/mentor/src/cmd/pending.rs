@@ -1,0 +1,105 @@
+//! Subcommands whose interface is fixed (DESIGN.md §7) but whose engine is not built yet. Their
+//! `--help` already documents the interface; running one says so and exits 69.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// The error a not-yet-built subcommand returns.
+#[derive(Debug)]
+pub struct NotBuilt {
+    command: &'static str,
+    needs: &'static str,
+}
+
+impl fmt::Display for NotBuilt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "`mentor {}` is not built yet: it needs {}. Nothing was done.",
+            self.command, self.needs
+        )
+    }
+}
+
+impl std::error::Error for NotBuilt {}
+
+pub fn not_built(command: &'static str, needs: &'static str) -> anyhow::Error {
+    NotBuilt { command, needs }.into()
+}
+
+/// Run the teacher stage of a config's recipe (resumable; no call is paid twice). [not built yet]
+#[derive(clap::Args)]
+pub struct AnnotateArgs {
+    pub config: PathBuf,
+    /// Estimate the run's cost from token counts without sending anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[arg(long)]
+    pub run_dir: Option<PathBuf>,
+}
+
+/// Train the student on a run's built training set (resumable). [not built yet]
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    pub config: PathBuf,
+    #[arg(long)]
+    pub run_dir: Option<PathBuf>,
+}
+
+/// Evaluate a student: label, cot, vote or self-eval-vote inference. [not built yet]
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    pub config: Option<PathBuf>,
+    #[arg(long)]
+    pub model: Option<String>,
+    #[arg(long)]
+    pub data: Option<String>,
+    #[arg(long)]
+    pub mode: Option<String>,
+}
+
+/// Generate from a model for a JSONL of {"prompt": …} rows. [not built yet]
+#[derive(clap::Args)]
+pub struct GenerateArgs {
+    #[arg(long)]
+    pub model: String,
+    #[arg(long)]
+    pub prompts: PathBuf,
+    #[arg(long, default_value_t = 128)]
+    pub max_tokens: usize,
+}
+
+/// Write RUN/report.html and RUN/summary.json. [not built yet]
+#[derive(clap::Args)]
+pub struct ReportArgs {
+    pub run: PathBuf,
+}
+
+/// Export a run's training set or student: trl, prompt-completion, axolotl, llamafactory, dss, hf, gguf. [not built yet]
+#[derive(clap::Args)]
+pub struct ExportArgs {
+    pub run: PathBuf,
+    #[arg(long)]
+    pub format: String,
+}
+
+/// Bring an HF-format model trained elsewhere back for eval and serve. [not built yet]
+#[derive(clap::Args)]
+pub struct ImportArgs {
+    pub dir: PathBuf,
+}
+
+/// Serve a student over an OpenAI-compatible HTTP API. [not built yet]
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    #[arg(long)]
+    pub model: String,
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+}
+
+/// Benchmarks: train, generate, annotate. [not built yet]
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    pub what: String,
+}

@@ -1,0 +1,407 @@
+//! The experiment config: one TOML file per experiment.
+//!
+//! Every table rejects unknown keys, and every error names the file and the dotted key
+//! (`train.lr`), because a typo in an experiment config should never silently fall back to a
+//! default. `mentor init` writes a commented example.
+
+use anyhow::{anyhow, Context, Result};
+use mentor_data::DatasetSpec;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub data: DatasetSpec,
+    #[serde(default)]
+    pub teachers: BTreeMap<String, TeacherConfig>,
+    #[serde(default)]
+    pub student: StudentConfig,
+    #[serde(default)]
+    pub recipe: RecipeConfig,
+    #[serde(default)]
+    pub train: TrainConfig,
+    #[serde(default)]
+    pub eval: EvalConfig,
+    #[serde(default)]
+    pub budget: BudgetConfig,
+}
+
+/// How to reach one teacher. API keys are never in the file: only the *name* of the environment
+/// variable that holds one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeacherConfig {
+    pub kind: TeacherKind,
+    /// Model name sent to the endpoint (or the GGUF asset / path for `local`).
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// Environment variable holding the API key.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// For `replay`: the recorded source to answer from (e.g. `palm-540b`).
+    #[serde(default)]
+    pub source: Option<String>,
+    #[serde(default = "default_in_flight")]
+    pub max_in_flight: usize,
+    /// Requests and tokens per minute (0 = unlimited).
+    #[serde(default)]
+    pub rpm: u32,
+    #[serde(default)]
+    pub tpm: u32,
+    #[serde(default = "default_timeout")]
+    pub timeout_s: f64,
+    #[serde(default = "default_retries")]
+    pub max_retries: u32,
+    #[serde(default)]
+    pub price_in_per_mtok: f64,
+    #[serde(default)]
+    pub price_out_per_mtok: f64,
+    #[serde(default)]
+    pub temperature: Option<f64>,
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+    /// Extra JSON fields merged into every request body (e.g. `top_k` for vLLM).
+    #[serde(default)]
+    pub extra_body: BTreeMap<String, toml::Value>,
+}
+
+fn default_in_flight() -> usize {
+    8
+}
+fn default_timeout() -> f64 {
+    120.0
+}
+fn default_retries() -> u32 {
+    5
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TeacherKind {
+    Openai,
+    Anthropic,
+    Replay,
+    Local,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StudentConfig {
+    /// An asset name (`smollm2-135m`) or a path to a GGUF file or HF directory.
+    pub model: String,
+    /// LoRA rank; 0 trains all weights.
+    pub lora_rank: usize,
+    pub lora_alpha: f64,
+    pub max_seq_len: usize,
+}
+
+impl Default for StudentConfig {
+    fn default() -> Self {
+        StudentConfig {
+            model: "smollm2-135m".into(),
+            lora_rank: 0,
+            lora_alpha: 16.0,
+            max_seq_len: 512,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RecipeName {
+    Standard,
+    StepByStep,
+    MindsMirror,
+    Mapd,
+    Elad,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecipeConfig {
+    pub name: RecipeName,
+    /// Weight of the label task (step-by-step) or feedback task (MAPD); 1 − α goes to rationales.
+    pub alpha: f64,
+    /// Keep only teacher rationales whose parsed answer matches the gold label.
+    pub filter_correct: bool,
+    /// Chains of thought per question (Mind's Mirror K).
+    pub cots_per_question: usize,
+    /// Self-evaluations per chain of thought (Mind's Mirror M).
+    pub evals_per_cot: usize,
+    /// Peer-review acceptance threshold: accept when the mean valid score is above it (MAPD).
+    pub review_threshold: f64,
+}
+
+impl Default for RecipeConfig {
+    fn default() -> Self {
+        RecipeConfig {
+            name: RecipeName::StepByStep,
+            alpha: 0.5,
+            filter_correct: false,
+            cots_per_question: 5,
+            evals_per_cot: 5,
+            review_threshold: 3.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    pub epochs: f64,
+    pub lr: f64,
+    pub batch_size: usize,
+    pub grad_accum: usize,
+    pub warmup_steps: usize,
+    pub eval_every: usize,
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 3.0,
+            lr: 5e-5,
+            batch_size: 8,
+            grad_accum: 1,
+            warmup_steps: 10,
+            eval_every: 50,
+            seed: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InferenceMode {
+    Label,
+    Cot,
+    Vote,
+    SelfEvalVote,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalConfig {
+    pub mode: InferenceMode,
+    /// Samples per question for `vote` and `self-eval-vote`.
+    pub samples: usize,
+    pub max_new_tokens: usize,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        EvalConfig {
+            mode: InferenceMode::Label,
+            samples: 5,
+            max_new_tokens: 256,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BudgetConfig {
+    pub max_usd: Option<f64>,
+    pub max_calls: Option<u64>,
+    pub max_tokens: Option<u64>,
+}
+
+impl Config {
+    /// Parses a config; errors name the file, the dotted key and TOML's line/column.
+    pub fn parse(text: &str, file: &Path) -> Result<Config> {
+        let de = toml::Deserializer::parse(text)
+            .map_err(|e| anyhow!("{}: {}", file.display(), e.to_string().trim()))?;
+        let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            anyhow!("{}: key `{key}`: {}", file.display(), inner.trim())
+        })?;
+        cfg.validate(file)?;
+        Ok(cfg)
+    }
+
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config {}", path.display()))?;
+        let mut cfg = Config::parse(&text, path)?;
+        // Relative data paths are relative to the config file, not the working directory.
+        if let (Some(p), Some(dir)) = (cfg.data.path.clone(), path.parent()) {
+            if p.is_relative() {
+                cfg.data.path = Some(dir.join(p));
+            }
+        }
+        Ok(cfg)
+    }
+
+    fn validate(&self, file: &Path) -> Result<()> {
+        let bad = |key: &str, msg: String| Err(anyhow!("{}: key `{key}`: {msg}", file.display()));
+        if !(0.0..=1.0).contains(&self.recipe.alpha) {
+            return bad(
+                "recipe.alpha",
+                format!("{} is not in [0, 1]", self.recipe.alpha),
+            );
+        }
+        for (name, t) in &self.teachers {
+            if t.kind == TeacherKind::Openai || t.kind == TeacherKind::Anthropic {
+                if t.model.is_none() {
+                    return bad(
+                        &format!("teachers.{name}.model"),
+                        "is required for an HTTP teacher".into(),
+                    );
+                }
+            }
+            if let Some(env) = &t.api_key_env {
+                if env.starts_with("sk-") || env.len() > 64 {
+                    return bad(
+                        &format!("teachers.{name}.api_key_env"),
+                        "looks like a key, not the name of an environment variable; put the key in the environment".into(),
+                    );
+                }
+            }
+            if t.max_in_flight == 0 {
+                return bad(
+                    &format!("teachers.{name}.max_in_flight"),
+                    "must be at least 1".into(),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The run directory for a config: `--run-dir`, else `runs/<config file stem>`.
+pub fn default_run_dir(config: Option<&Path>) -> PathBuf {
+    let stem = config
+        .and_then(|p| p.file_stem())
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "quickstart".into());
+    PathBuf::from("runs").join(stem)
+}
+
+/// The commented example that `mentor init` writes.
+pub const EXAMPLE: &str = r#"# mentor experiment config. Every key is checked: a typo is an error, not a silent default.
+
+[data]
+dataset = "svamp"            # built-in: svamp cqa anli1 gsm8k csqa strategyqa logiqa (`mentor data list`)
+# path = "my.jsonl"          # or your own JSONL / JSON-array file, with:
+# task = "numeric"           #   numeric | equation | multiple-choice | nli | yes-no
+# fields = { question = "question", answer = "answer", choices = "choices", id = "id" }
+seed = 0                     # seeded train/valid/test split where the source has none
+fractions = [0.8, 0.1, 0.1]
+# limit = 200                # at most this many examples per split
+
+[teachers.palm]              # any number of named teachers
+kind = "replay"              # openai | anthropic | replay | local
+source = "palm-540b"         # replay: the recorded outputs to answer from
+
+# [teachers.gpt]
+# kind = "openai"            # any OpenAI-compatible server: OpenAI, vLLM, llama.cpp, Ollama, SGLang, TGI
+# base_url = "http://127.0.0.1:8000/v1"
+# model = "gpt-4o-mini"
+# api_key_env = "OPENAI_API_KEY"   # the variable's NAME; the key itself stays in the environment
+# max_in_flight = 8
+# price_in_per_mtok = 0.15
+# price_out_per_mtok = 0.60
+
+[student]
+model = "smollm2-135m"       # an asset name or a path (GGUF, HF directory)
+
+[recipe]
+name = "step-by-step"        # standard | step-by-step | minds-mirror | mapd | elad
+alpha = 0.5                  # label weight; rationale weight is 1 - alpha
+
+[train]
+epochs = 3
+lr = 5e-5
+batch_size = 8
+
+[eval]
+mode = "label"               # label | cot | vote | self-eval-vote
+
+[budget]
+# max_usd = 5.0
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Config> {
+        Config::parse(s, Path::new("exp.toml"))
+    }
+
+    #[test]
+    fn example_config_parses() {
+        let c = parse(EXAMPLE).unwrap();
+        assert_eq!(c.data.dataset.as_deref(), Some("svamp"));
+        assert_eq!(c.teachers["palm"].kind, TeacherKind::Replay);
+        assert_eq!(c.recipe.name, RecipeName::StepByStep);
+    }
+
+    #[test]
+    fn unknown_key_names_file_and_dotted_key() {
+        let err = parse("[data]\ndataset = \"svamp\"\n[train]\nlearning_rate = 1e-4\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("exp.toml: key `train"), "{err}");
+        assert!(err.contains("learning_rate"), "{err}");
+    }
+
+    #[test]
+    fn unknown_key_in_a_named_teacher() {
+        let err = parse("[data]\ndataset = \"x\"\n[teachers.gpt]\nkind = \"openai\"\nmodel = \"m\"\nbase = \"u\"\n").unwrap_err().to_string();
+        assert!(
+            err.contains("exp.toml") && err.contains("teachers.gpt") && err.contains("base"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn wrong_type_and_bad_enum_name_the_key() {
+        let err = parse("[data]\ndataset = \"x\"\n[train]\nbatch_size = \"eight\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("key `train.batch_size`"), "{err}");
+        let err = parse("[data]\ndataset = \"x\"\n[recipe]\nname = \"magic\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("key `recipe.name`") && err.contains("magic"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn syntax_error_names_the_file() {
+        let err = parse("[data\n").unwrap_err().to_string();
+        assert!(err.starts_with("exp.toml:"), "{err}");
+    }
+
+    #[test]
+    fn semantic_checks_name_the_key() {
+        let err = parse("[data]\ndataset = \"x\"\n[recipe]\nalpha = 1.5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("recipe.alpha"), "{err}");
+        let err = parse("[data]\ndataset = \"x\"\n[teachers.g]\nkind = \"openai\"\nmodel = \"m\"\napi_key_env = \"sk-abc123\"\n").unwrap_err().to_string();
+        assert!(
+            err.contains("teachers.g.api_key_env") && !err.contains("sk-abc123"),
+            "{err}"
+        );
+        let err = parse("[data]\ndataset = \"x\"\n[teachers.g]\nkind = \"openai\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("teachers.g.model"), "{err}");
+    }
+
+    #[test]
+    fn missing_data_table_is_named() {
+        let err = parse("[train]\nlr = 1e-4\n").unwrap_err().to_string();
+        assert!(err.contains("data"), "{err}");
+    }
+}

