@@ -53,6 +53,7 @@ enum Command {
     Train(cmd::pending::TrainArgs),
     Eval(cmd::pending::EvalArgs),
     Score(cmd::score::Args),
+    /// What datasets hold: `list` the built-ins, `show` one's splits, counts and an example.
     #[command(subcommand)]
     Data(cmd::data::DataCommand),
     Ledger(cmd::ledger::Args),

@@ -27,15 +27,3 @@ pub fn bytes_bar(total: u64, label: &str) -> ProgressBar {
     pb.set_message(label.to_string());
     pb
 }
-
-/// A counting bar for items (examples, calls, steps).
-pub fn items_bar(total: u64, label: &str) -> ProgressBar {
-    let pb = ProgressBar::new(total);
-    pb.set_style(
-        ProgressStyle::with_template("{msg:20!} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
-            .unwrap()
-            .progress_chars("=> "),
-    );
-    pb.set_message(label.to_string());
-    pb
-}

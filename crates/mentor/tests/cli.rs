@@ -1,0 +1,296 @@
+//! The `mentor` binary as a user runs it.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn mentor(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mentor"))
+        .args(args)
+        .current_dir(cwd)
+        .env("MENTOR_LOG", "warn")
+        .output()
+        .expect("mentor runs")
+}
+
+/// The single JSON line `--json` promises on stdout.
+fn json_line(o: &Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "--json must print exactly one line, got: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_str(lines[0]).unwrap()
+}
+
+fn shared_data() -> Option<std::path::PathBuf> {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let p = here.join("../../../shared/data");
+    if p.join("dss").is_dir() {
+        Some(p.canonicalize().unwrap())
+    } else {
+        eprintln!("SKIP: shared reference data not found next to the repo");
+        None
+    }
+}
+
+#[test]
+fn score_numeric_file_gold_counts_unparseable() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("gold.jsonl"), "{\"id\": 1, \"answer\": \"18\"}\n{\"id\": 2, \"answer\": \"1,000\"}\n{\"id\": 3, \"answer\": \"-3\"}\n").unwrap();
+    std::fs::write(
+        d.path().join("pred.jsonl"),
+        "{\"id\": 1, \"output\": \"16 - 3 - 4 = 9; 9 * 2 = 18\\n#### 18\"}\n{\"id\": 2, \"output\": \"The answer is $1,000.\"}\n{\"id\": 3, \"output\": \"no idea\"}\n",
+    )
+    .unwrap();
+    let o = mentor(
+        &[
+            "score",
+            "--task",
+            "numeric",
+            "--gold",
+            "gold.jsonl",
+            "--pred",
+            "pred.jsonl",
+            "--json",
+        ],
+        d.path(),
+    );
+    assert!(o.status.success());
+    let j = json_line(&o);
+    assert_eq!(
+        (
+            j["n"].as_u64(),
+            j["correct"].as_u64(),
+            j["unparseable"].as_u64()
+        ),
+        (Some(3), Some(2), Some(1))
+    );
+    // strict-match only reads "#### N"
+    let o = mentor(
+        &[
+            "score",
+            "--task",
+            "numeric",
+            "--rule",
+            "strict-match",
+            "--gold",
+            "gold.jsonl",
+            "--pred",
+            "pred.jsonl",
+            "--json",
+        ],
+        d.path(),
+    );
+    assert_eq!(json_line(&o)["correct"].as_u64(), Some(1));
+}
+
+#[test]
+fn score_unknown_id_names_file_and_line() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("gold.jsonl"),
+        "{\"id\": \"a\", \"answer\": \"yes\"}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.path().join("pred.jsonl"),
+        "{\"id\": \"a\", \"output\": \"yes\"}\n{\"id\": \"zzz\", \"output\": \"no\"}\n",
+    )
+    .unwrap();
+    let o = mentor(
+        &[
+            "score",
+            "--task",
+            "yes-no",
+            "--gold",
+            "gold.jsonl",
+            "--pred",
+            "pred.jsonl",
+        ],
+        d.path(),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("pred.jsonl:2:") && err.contains("zzz"),
+        "{err}"
+    );
+}
+
+#[test]
+fn score_palm_test_outputs_against_builtin_svamp() {
+    let Some(shared) = shared_data() else { return };
+    let cots: Vec<String> = serde_json::from_str(
+        &std::fs::read_to_string(shared.join("dss/svamp/llm/test_CoT_0.json")).unwrap(),
+    )
+    .unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let preds: String = cots
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            format!(
+                "{}\n",
+                serde_json::json!({ "id": format!("test-{i}"), "output": c })
+            )
+        })
+        .collect();
+    std::fs::write(d.path().join("pred.jsonl"), preds).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_mentor"))
+        .args([
+            "score",
+            "--gold",
+            "svamp",
+            "--split",
+            "test",
+            "--pred",
+            "pred.jsonl",
+            "--json",
+        ])
+        .current_dir(d.path())
+        .env("MENTOR_SHARED_DATA", &shared)
+        .output()
+        .unwrap();
+    let j = json_line(&o);
+    assert_eq!(
+        (j["n"].as_u64(), j["correct"].as_u64()),
+        (Some(200), Some(149))
+    );
+    assert_eq!(j["task"], "equation");
+}
+
+#[test]
+fn data_show_json_has_splits_and_an_example() {
+    let Some(shared) = shared_data() else { return };
+    let o = Command::new(env!("CARGO_BIN_EXE_mentor"))
+        .args(["data", "show", "svamp", "--json"])
+        .env("MENTOR_SHARED_DATA", &shared)
+        .output()
+        .unwrap();
+    let j = json_line(&o);
+    assert_eq!(j["name"], "svamp");
+    assert_eq!(
+        j["splits"],
+        serde_json::json!({ "train": 720, "valid": 80, "test": 200 })
+    );
+    assert!(j["example"]["question"].as_str().unwrap().len() > 10);
+    assert_eq!(j["recorded"], 1000);
+}
+
+#[test]
+fn missing_asset_error_says_which_command_fetches_it() {
+    let d = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_mentor"))
+        .args(["data", "show", "gsm8k"])
+        .env("MENTOR_HOME", d.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("mentor fetch-assets gsm8k"));
+}
+
+#[test]
+fn unbuilt_subcommands_say_so_and_exit_69() {
+    let d = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["train", "x.toml"],
+        vec!["serve", "--model", "m"],
+        vec!["bench", "train"],
+    ] {
+        let o = mentor(&args, d.path());
+        assert_eq!(o.status.code(), Some(69), "{args:?}");
+        assert!(String::from_utf8_lossy(&o.stderr).contains("not built yet"));
+    }
+    let o = mentor(&["report", "r", "--json"], d.path());
+    let j = json_line(&o);
+    assert_eq!(j["ok"], false);
+}
+
+#[test]
+fn help_teaches_every_subcommand() {
+    let d = tempfile::tempdir().unwrap();
+    let o = mentor(&["--help"], d.path());
+    let text = String::from_utf8_lossy(&o.stdout);
+    for sub in [
+        "fetch-assets",
+        "distill",
+        "annotate",
+        "train",
+        "eval",
+        "score",
+        "data",
+        "ledger",
+        "generate",
+        "report",
+        "export",
+        "import",
+        "serve",
+        "bench",
+    ] {
+        assert!(text.contains(sub), "--help lacks {sub}");
+    }
+    let o = mentor(&["score", "--help"], d.path());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("lm-eval-harness"));
+}
+
+#[test]
+fn config_error_names_key_and_file() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("exp.toml"),
+        "[data]\ndataset = \"svamp\"\n[train]\nepochz = 3\n",
+    )
+    .unwrap();
+    let o = mentor(&["distill", "exp.toml", "--no-fetch"], d.path());
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("exp.toml") && err.contains("train") && err.contains("epochz"),
+        "{err}"
+    );
+}
+
+#[test]
+fn init_then_distill_records_data_and_recorded_teacher_and_reruns_cleanly() {
+    let Some(shared) = shared_data() else { return };
+    let d = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_mentor"))
+            .args(args)
+            .current_dir(d.path())
+            .env("MENTOR_SHARED_DATA", &shared)
+            .env("MENTOR_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    assert!(run(&["init", "exp.toml"]).status.success());
+    assert_eq!(
+        run(&["init", "exp.toml"]).status.code(),
+        Some(1),
+        "init does not overwrite"
+    );
+    let o = run(&["distill", "exp.toml", "--no-fetch", "--json"]);
+    let j = json_line(&o);
+    assert_eq!(j["splits"]["train"], 720);
+    assert_eq!(j["recorded_teacher"]["train"]["n"], 720);
+    assert!((j["recorded_teacher"]["test"]["accuracy"].as_f64().unwrap() - 0.745).abs() < 1e-9);
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(d.path().join("runs/exp/summary.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(summary["dataset"], "svamp");
+    let store = mentor_store::Store::open_run_dir(d.path().join("runs/exp")).unwrap();
+    let counts: std::collections::HashMap<_, _> = store.counts().unwrap().into_iter().collect();
+    assert_eq!((counts["examples"], counts["annotations"]), (1000, 1000));
+    // a rerun adds nothing
+    let o = run(&["distill", "exp.toml", "--no-fetch", "--json"]);
+    assert!(o.status.success());
+    let store = mentor_store::Store::open_run_dir(d.path().join("runs/exp")).unwrap();
+    let counts: std::collections::HashMap<_, _> = store.counts().unwrap().into_iter().collect();
+    assert_eq!((counts["examples"], counts["annotations"]), (1000, 1000));
+    let o = run(&["ledger", "runs/exp", "--json"]);
+    assert_eq!(json_line(&o)["total"]["calls"], 0);
+}
