@@ -1,0 +1,208 @@
+//! Anthropic Messages API (`POST {base}/v1/messages`).
+
+use crate::backend::{
+    parse_retry_after, status_error, transport_error, Backend, BoxFuture, CallError, Capabilities,
+    Reply,
+};
+use crate::request::{ChatRequest, Role};
+use crate::secret::ApiKey;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+pub struct AnthropicBackend {
+    pub model: String,
+    endpoint: String,
+    key: Option<ApiKey>,
+    extra: Value,
+    client: reqwest::Client,
+}
+
+/// Anthropic requires max_tokens; used when the request sets none.
+const DEFAULT_MAX_TOKENS: u32 = 1024;
+
+impl AnthropicBackend {
+    /// `base_url` is the API root (`https://api.anthropic.com`); `/v1/messages` is appended.
+    pub fn new(
+        base_url: &str,
+        model: &str,
+        key: Option<ApiKey>,
+        extra: Value,
+        timeout: Duration,
+    ) -> Result<Self, String> {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let base = base_url.trim_end_matches('/').trim_end_matches("/v1");
+        Ok(AnthropicBackend {
+            model: model.into(),
+            endpoint: format!("{base}/v1/messages"),
+            key,
+            extra,
+            client,
+        })
+    }
+
+    pub fn body(&self, req: &ChatRequest) -> Value {
+        // The system prompt is a top-level field, not a message.
+        let system: Vec<&str> = req
+            .messages
+            .iter()
+            .filter(|m| m.role == Role::System)
+            .map(|m| m.content.as_str())
+            .collect();
+        let messages: Vec<Value> = req
+            .messages
+            .iter()
+            .filter(|m| m.role != Role::System)
+            .map(|m| json!({ "role": if m.role == Role::Assistant { "assistant" } else { "user" }, "content": m.content }))
+            .collect();
+        let mut b = json!({ "model": self.model, "messages": messages, "max_tokens": req.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS) });
+        let o = b.as_object_mut().unwrap();
+        if !system.is_empty() {
+            o.insert("system".into(), json!(system.join("\n\n")));
+        }
+        if let Some(t) = req.temperature {
+            o.insert("temperature".into(), json!(t));
+        }
+        if let Some(p) = req.top_p {
+            o.insert("top_p".into(), json!(p));
+        }
+        if !req.stop.is_empty() {
+            o.insert("stop_sequences".into(), json!(req.stop));
+        }
+        if let Value::Object(extra) = &self.extra {
+            for (k, v) in extra {
+                o.insert(k.clone(), v.clone());
+            }
+        }
+        b
+    }
+}
+
+pub fn decode(raw: &str, prompt_estimate: u64) -> Result<Reply, CallError> {
+    let v: Value = serde_json::from_str(raw).map_err(|e| {
+        CallError::retryable(
+            format!("response is not valid JSON ({e})"),
+            Some(raw.into()),
+        )
+    })?;
+    if v.get("type").and_then(Value::as_str) == Some("error") {
+        return Err(CallError::retryable(
+            format!("server reported an error: {}", v["error"]),
+            Some(raw.into()),
+        ));
+    }
+    let parts = v
+        .get("content")
+        .and_then(Value::as_array)
+        .ok_or_else(|| CallError::retryable("response has no content", Some(raw.into())))?;
+    let text: String = parts
+        .iter()
+        .filter(|p| p.get("type").and_then(Value::as_str) == Some("text"))
+        .filter_map(|p| p.get("text").and_then(Value::as_str))
+        .collect();
+    let usage = v.get("usage");
+    let num = |k: &str| usage.and_then(|u| u.get(k)).and_then(Value::as_u64);
+    let (p, c, est) = match (num("input_tokens"), num("output_tokens")) {
+        (Some(p), Some(c)) => (p, c, false),
+        _ => (
+            prompt_estimate,
+            (text.chars().count() as u64).div_ceil(4),
+            true,
+        ),
+    };
+    Ok(Reply {
+        text,
+        raw: raw.into(),
+        prompt_tokens: p,
+        completion_tokens: c,
+        tokens_estimated: est,
+        finish_reason: v
+            .get("stop_reason")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+    })
+}
+
+impl Backend for AnthropicBackend {
+    fn model(&self) -> &str {
+        &self.model
+    }
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            seed: false,
+            logprobs: false,
+            stop: true,
+            free: false,
+        }
+    }
+    fn extra_body(&self) -> Value {
+        self.extra.clone()
+    }
+    fn call<'a>(&'a self, req: &'a ChatRequest) -> BoxFuture<'a, Result<Reply, CallError>> {
+        Box::pin(async move {
+            let mut rb = self
+                .client
+                .post(&self.endpoint)
+                .header("anthropic-version", "2023-06-01")
+                .json(&self.body(req));
+            if let Some(k) = &self.key {
+                rb = rb.header("x-api-key", k.expose());
+            }
+            let resp = rb.send().await.map_err(|e| transport_error(&e))?;
+            let status = resp.status();
+            let retry_after = parse_retry_after(resp.headers().get(reqwest::header::RETRY_AFTER));
+            let body = resp.text().await.map_err(|e| transport_error(&e))?;
+            let body = match &self.key {
+                Some(k) => k.scrub(&body),
+                None => body,
+            };
+            if !status.is_success() {
+                // 529 "overloaded" is Anthropic's; it is a server error and retried.
+                return Err(status_error(status, retry_after, body));
+            }
+            decode(&body, req.estimated_prompt_tokens())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::Message;
+
+    #[test]
+    fn system_prompt_moves_to_top_level() {
+        let b = AnthropicBackend::new(
+            "https://api.anthropic.com/v1",
+            "claude",
+            None,
+            Value::Null,
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        assert_eq!(b.endpoint, "https://api.anthropic.com/v1/messages");
+        let body = b.body(&ChatRequest::new(vec![
+            Message::system("be brief"),
+            Message::user("hi"),
+        ]));
+        assert_eq!(body["system"], "be brief");
+        assert_eq!(body["messages"].as_array().unwrap().len(), 1);
+        assert_eq!(body["max_tokens"], 1024);
+    }
+
+    #[test]
+    fn decodes_text_blocks_and_usage() {
+        let r = decode(r#"{"type":"message","content":[{"type":"text","text":"4"}],"usage":{"input_tokens":3,"output_tokens":1},"stop_reason":"end_turn"}"#, 0).unwrap();
+        assert_eq!(
+            (r.text.as_str(), r.prompt_tokens, r.completion_tokens),
+            ("4", 3, 1)
+        );
+        assert!(
+            decode(r#"{"type":"error","error":{"type":"overloaded_error"}}"#, 0)
+                .unwrap_err()
+                .retryable
+        );
+    }
+}
