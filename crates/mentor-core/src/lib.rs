@@ -7,6 +7,7 @@
 pub mod equation;
 pub mod example;
 pub mod extract;
+pub mod prompt;
 pub mod score;
 pub mod task;
 pub mod text;

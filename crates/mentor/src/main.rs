@@ -7,6 +7,8 @@ mod cmd;
 mod config;
 mod output;
 mod progress;
+mod run;
+mod teachers;
 
 use clap::{Parser, Subcommand};
 use output::Output;
@@ -49,7 +51,7 @@ enum Command {
     FetchAssets(cmd::fetch_assets::Args),
     Init(cmd::init::Args),
     Distill(cmd::distill::Args),
-    Annotate(cmd::pending::AnnotateArgs),
+    Annotate(cmd::annotate::Args),
     Train(cmd::pending::TrainArgs),
     Eval(cmd::pending::EvalArgs),
     Score(cmd::score::Args),
@@ -76,10 +78,7 @@ fn main() -> ExitCode {
         Command::Score(a) => cmd::score::run(a),
         Command::Data(c) => cmd::data::run(c),
         Command::Ledger(a) => cmd::ledger::run(a),
-        Command::Annotate(_) => Err(cmd::pending::not_built(
-            "annotate",
-            "the teacher stage (issue: Teachers)",
-        )),
+        Command::Annotate(a) => cmd::annotate::run(a),
         Command::Train(_) => Err(cmd::pending::not_built(
             "train",
             "the student engine (issue: Student engine)",

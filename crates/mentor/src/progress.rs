@@ -27,3 +27,15 @@ pub fn bytes_bar(total: u64, label: &str) -> ProgressBar {
     pb.set_message(label.to_string());
     pb
 }
+
+/// A counting bar for items (examples, calls, steps).
+pub fn items_bar(total: u64, label: &str) -> ProgressBar {
+    let pb = ProgressBar::new(total);
+    pb.set_style(
+        ProgressStyle::with_template("{prefix:10!} [{bar:30}] {pos}/{len} {msg} eta {eta}")
+            .unwrap()
+            .progress_chars("=> "),
+    );
+    pb.set_prefix(label.to_string());
+    pb
+}

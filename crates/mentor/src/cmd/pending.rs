@@ -27,17 +27,6 @@ pub fn not_built(command: &'static str, needs: &'static str) -> anyhow::Error {
     NotBuilt { command, needs }.into()
 }
 
-/// Run the teacher stage of a config's recipe (resumable; no call is paid twice). [not built yet]
-#[derive(clap::Args)]
-pub struct AnnotateArgs {
-    pub config: PathBuf,
-    /// Estimate the run's cost from token counts without sending anything.
-    #[arg(long)]
-    pub dry_run: bool,
-    #[arg(long)]
-    pub run_dir: Option<PathBuf>,
-}
-
 /// Train the student on a run's built training set (resumable). [not built yet]
 #[derive(clap::Args)]
 pub struct TrainArgs {

@@ -1,0 +1,108 @@
+//! Building the configured teachers: `[teachers.NAME]` → a [`Teacher`] on the shared call path.
+
+use crate::config::{Config, TeacherConfig, TeacherKind};
+use anyhow::{anyhow, bail, Result};
+use mentor_data::Dataset;
+use mentor_teacher::anthropic::AnthropicBackend;
+use mentor_teacher::openai::OpenAiBackend;
+use mentor_teacher::replay::ReplayBackend;
+use mentor_teacher::{
+    ApiKey, Backend, Budget, Pricing, RetryPolicy, SharedStore, Teacher, TeacherOptions,
+};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The run-wide budget from `[budget]`, starting from what the run's ledger already spent.
+pub fn budget(cfg: &Config, store: &SharedStore) -> Result<Arc<Budget>> {
+    let b = Budget::new(
+        cfg.budget.max_calls,
+        cfg.budget.max_tokens,
+        cfg.budget.max_usd,
+    );
+    for row in store.lock().unwrap().ledger()? {
+        b.preload(
+            row.calls_ok + row.calls_failed,
+            row.prompt_tokens + row.completion_tokens,
+            row.cost_usd,
+        );
+    }
+    Ok(Arc::new(b))
+}
+
+/// All teachers of the config, in name order.
+pub fn build(
+    cfg: &Config,
+    ds: &Dataset,
+    store: &SharedStore,
+    budget: &Arc<Budget>,
+) -> Result<Vec<Arc<Teacher>>> {
+    if cfg.teachers.is_empty() {
+        bail!("the config has no [teachers.NAME] table; add one (see `mentor init`)");
+    }
+    cfg.teachers
+        .iter()
+        .map(|(name, t)| {
+            let backend = backend(name, t, ds)?;
+            let mut opts = TeacherOptions::new(name);
+            opts.max_in_flight = t.max_in_flight;
+            opts.rpm = t.rpm;
+            opts.tpm = t.tpm;
+            opts.retry = RetryPolicy {
+                max_retries: t.max_retries,
+                ..RetryPolicy::default()
+            };
+            opts.pricing = Pricing {
+                input_per_mtok: t.price_in_per_mtok,
+                output_per_mtok: t.price_out_per_mtok,
+            };
+            if let Some(m) = t.max_tokens {
+                opts.default_max_tokens = m;
+            }
+            Ok(Arc::new(Teacher::new(
+                opts,
+                backend,
+                store.clone(),
+                budget.clone(),
+            )))
+        })
+        .collect()
+}
+
+fn key(name: &str, t: &TeacherConfig) -> Result<Option<ApiKey>> {
+    match &t.api_key_env {
+        Some(var) => ApiKey::from_env(var)
+            .map(Some)
+            .map_err(|e| anyhow!("teacher `{name}`: {e}")),
+        None => Ok(None),
+    }
+}
+
+fn extra(t: &TeacherConfig) -> Result<serde_json::Value> {
+    Ok(serde_json::to_value(&t.extra_body)?)
+}
+
+fn backend(name: &str, t: &TeacherConfig, ds: &Dataset) -> Result<Arc<dyn Backend>> {
+    let timeout = Duration::from_secs_f64(t.timeout_s.max(0.1));
+    Ok(match t.kind {
+        TeacherKind::Openai => {
+            let url = t.base_url.as_deref().ok_or_else(|| anyhow!("teacher `{name}`: `base_url` is required (e.g. http://127.0.0.1:8000/v1)"))?;
+            Arc::new(OpenAiBackend::new(url, t.model.as_deref().unwrap_or_default(), key(name, t)?, extra(t)?, timeout).map_err(|e| anyhow!("teacher `{name}`: {e}"))?)
+        }
+        TeacherKind::Anthropic => {
+            let url = t.base_url.as_deref().unwrap_or("https://api.anthropic.com");
+            Arc::new(AnthropicBackend::new(url, t.model.as_deref().unwrap_or_default(), key(name, t)?, extra(t)?, timeout).map_err(|e| anyhow!("teacher `{name}`: {e}"))?)
+        }
+        TeacherKind::Replay => {
+            let source = t.source.clone().unwrap_or_else(|| "palm-540b".into());
+            let mut r = ReplayBackend::new(source.clone());
+            for rec in ds.recorded.iter().filter(|r| r.source == source) {
+                r.add(&rec.example_id, "rationale", rec.text.clone());
+            }
+            if r.is_empty() {
+                bail!("teacher `{name}`: dataset `{}` has no recorded outputs from `{source}` to replay", ds.name);
+            }
+            Arc::new(r)
+        }
+        TeacherKind::Local => bail!("teacher `{name}`: kind = \"local\" (the embedded GGUF teacher) is not built yet; use an OpenAI-compatible server (llama.cpp, vLLM, Ollama) with kind = \"openai\""),
+    })
+}
