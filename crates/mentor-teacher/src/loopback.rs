@@ -63,6 +63,8 @@ impl Default for LoopbackConfig {
 pub struct Stats {
     pub requests: AtomicU64,
     pub unauthorized: AtomicU64,
+    /// Requests abandoned because the client disconnected before the answer was ready.
+    pub aborted: AtomicU64,
     in_flight: AtomicI64,
     pub peak_in_flight: AtomicI64,
     attempts: Mutex<HashMap<String, u32>>,
@@ -197,7 +199,22 @@ async fn serve_connection(
         let now = stats.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         stats.peak_in_flight.fetch_max(now, Ordering::SeqCst);
         if !cfg.latency.is_zero() {
-            tokio::time::sleep(cfg.latency).await;
+            // Like vLLM, abort a request whose client hung up while it was being "generated":
+            // nothing is delivered, so nothing is paid.
+            let hung_up = async {
+                match r.fill_buf().await {
+                    Ok(b) if !b.is_empty() => std::future::pending::<()>().await,
+                    _ => {}
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(cfg.latency) => {}
+                _ = hung_up => {
+                    stats.in_flight.fetch_sub(1, Ordering::SeqCst);
+                    stats.aborted.fetch_add(1, Ordering::SeqCst);
+                    return Ok(());
+                }
+            }
         }
         let fault = (cfg.faults)(&prompt, attempt);
         let result = match fault {
