@@ -7,6 +7,7 @@
 
 pub mod assets;
 mod builtin;
+pub mod recorded;
 mod rows;
 mod split;
 

@@ -242,3 +242,57 @@ fn palm_label_accuracy_on_svamp_train_matches_published_figure() {
     assert_eq!((train_ok, train_n, test_ok, test_n), (590, 800, 149, 200));
     assert!((tr - 0.735).abs() <= 0.0051 && (te - 0.740).abs() <= 0.0051);
 }
+
+// ---- recorded committees and self-evaluations ---------------------------------------------------
+
+#[test]
+fn fair_release_loads_387_svamp_mistakes_with_three_teachers() {
+    if !shared() {
+        return;
+    }
+    let dir = shared_data_dir().unwrap().join("fair");
+    let m = mentor_data::recorded::load_fair(&dir, "Llama-2-7b-chat-hf", "svamp").unwrap();
+    assert_eq!(m.len(), 387);
+    for x in &m {
+        assert_eq!(x.teachers.len(), 3);
+        for (t, o) in &x.teachers {
+            assert!(
+                o.feedback.is_some() && o.rationale.is_some(),
+                "{} {t}",
+                x.id
+            );
+            assert_eq!(o.peer_scores.len(), 2);
+            assert!(
+                o.peer_scores.iter().all(|(r, _)| r != t),
+                "a teacher never reviews itself"
+            );
+        }
+    }
+    // StrategyQA has mistakes only (no feedback / rationale files in the release)
+    let s = mentor_data::recorded::load_fair(&dir, "Llama-2-7b-chat-hf", "strategyQA").unwrap();
+    assert_eq!(s.len(), 825);
+    assert!(s[0].teachers["gpt"].rationale.is_none());
+}
+
+#[test]
+fn minds_mirror_release_has_5_cots_with_5_self_evaluations_each() {
+    if !shared() {
+        return;
+    }
+    let dir = shared_data_dir().unwrap().join("minds-mirror");
+    for split in ["train", "test"] {
+        let items = mentor_data::recorded::load_minds_mirror(&dir, split).unwrap();
+        assert_eq!(items.len(), 2, "{split}");
+        for it in &items {
+            assert_eq!(it.cots.len(), 5);
+            assert!(it.evaluations.iter().all(|e| e.len() == 5));
+            assert!(it.gold.is_some(), "gold equation for {}", it.id);
+            assert!(it.prompt_tokens > 5000 && it.cost_usd > 0.0);
+            assert!(it
+                .evaluations
+                .iter()
+                .flatten()
+                .all(|e| e.contains("the given answer is")));
+        }
+    }
+}

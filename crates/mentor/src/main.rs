@@ -64,7 +64,7 @@ enum Command {
     Export(cmd::pending::ExportArgs),
     Import(cmd::pending::ImportArgs),
     Serve(cmd::pending::ServeArgs),
-    Bench(cmd::pending::BenchArgs),
+    Bench(cmd::bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -107,10 +107,7 @@ fn main() -> ExitCode {
             "serve",
             "serve and export (issue: Serve and export)",
         )),
-        Command::Bench(_) => Err(cmd::pending::not_built(
-            "bench",
-            "the student engine and teachers",
-        )),
+        Command::Bench(a) => cmd::bench::run(a),
     };
     match result {
         Ok(summary) => {

@@ -1,6 +1,7 @@
 //! One module per subcommand. Each has an `Args` (its `--help`) and a `run` returning a Summary.
 
 pub mod annotate;
+pub mod bench;
 pub mod data;
 pub mod distill;
 pub mod fetch_assets;

@@ -86,9 +86,3 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
 }
-
-/// Benchmarks: train, generate, annotate. [not built yet]
-#[derive(clap::Args)]
-pub struct BenchArgs {
-    pub what: String,
-}

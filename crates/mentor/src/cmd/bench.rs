@@ -1,0 +1,135 @@
+//! `mentor bench`: measured, not assumed. `annotate` is built; `train` and `generate` need the
+//! student engine.
+
+use crate::output::Summary;
+use anyhow::{bail, Result};
+use mentor_store::Store;
+use mentor_teacher::loopback::{LoopbackConfig, LoopbackServer};
+use mentor_teacher::openai::OpenAiBackend;
+use mentor_teacher::{Backend, Budget, ChatRequest, Message, Teacher, TeacherOptions};
+use serde_json::json;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Benchmarks: `annotate` (teacher call path against a zero-latency loopback server); `train`
+/// and `generate` are not built yet.
+///
+/// `annotate` sends N distinct requests at each concurrency through the whole call path (cache
+/// lookup, budget, rate limiter, retry wrapper, HTTP, ledger commit to SQLite) and, as the
+/// baseline, through the bare HTTP backend; the difference is the latency the path adds. The
+/// server runs in the same process, so on a small machine client and server share the cores.
+///
+/// Example: mentor bench annotate --in-flight 1,64,512 --requests 2000 --json
+#[derive(clap::Args)]
+pub struct Args {
+    /// What to benchmark: annotate (train, generate: not built yet).
+    what: String,
+    /// Concurrency levels to measure.
+    #[arg(long, value_delimiter = ',', default_value = "1,64,512")]
+    in_flight: Vec<usize>,
+    /// Requests per level (at least 10× the level is sensible).
+    #[arg(long, default_value_t = 2000)]
+    requests: usize,
+}
+
+pub fn run(a: Args) -> Result<Summary> {
+    match a.what.as_str() {
+        "annotate" => annotate(a),
+        "train" | "generate" => Err(super::pending::not_built(
+            "bench train/generate",
+            "the student engine (issue: Student engine)",
+        )),
+        other => bail!("unknown benchmark `{other}`; expected annotate, train or generate"),
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn annotate(a: Args) -> Result<Summary> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let server = LoopbackServer::start(LoopbackConfig::default()).await?;
+        let mut rows = vec![];
+        let mut human = format!("{:>9} {:>10} {:>12} {:>10} {:>10} {:>12} {:>12}\n", "in-flight", "requests", "path req/s", "p50 ms", "p99 ms", "bare req/s", "bare p50 ms");
+        for &c in &a.in_flight {
+            let n = a.requests.max(c);
+            let dir = tempfile_dir()?;
+            let store = Arc::new(Mutex::new(Store::open(dir.join("bench.sqlite"))?));
+            let backend: Arc<dyn Backend> = Arc::new(OpenAiBackend::new(&server.base_url, "loopback", None, serde_json::Value::Null, Duration::from_secs(60)).map_err(anyhow::Error::msg)?);
+            let mut opts = TeacherOptions::new("bench");
+            opts.max_in_flight = c;
+            let teacher = Arc::new(Teacher::new(opts, backend.clone(), store, Arc::new(Budget::default())));
+            let tag = format!("c{c}");
+            let (path_rps, path_lat) = drive(n, c, {
+                let (teacher, tag) = (teacher.clone(), tag.clone());
+                move |i| {
+                    let t = teacher.clone();
+                    let req = ChatRequest::new(vec![Message::user(format!("path {tag} request {i}: what is {i} + 1?"))]);
+                    async move { t.complete(&req).await.map(|_| ()).map_err(|e| e.to_string()) }
+                }
+            })
+            .await?;
+            let (bare_rps, bare_lat) = drive(n, c, {
+                let backend = backend.clone();
+                move |i| {
+                    let b = backend.clone();
+                    let req = ChatRequest::new(vec![Message::user(format!("bare {tag} request {i}: what is {i} + 1?"))]);
+                    async move { b.call(&req).await.map(|_| ()).map_err(|e| e.reason) }
+                }
+            })
+            .await?;
+            let _ = std::fs::remove_dir_all(&dir);
+            let (p50, p99, b50) = (percentile(&path_lat, 0.5), percentile(&path_lat, 0.99), percentile(&bare_lat, 0.5));
+            human += &format!("{c:>9} {n:>10} {path_rps:>12.0} {p50:>10.3} {p99:>10.3} {bare_rps:>12.0} {b50:>12.3}\n");
+            rows.push(json!({ "in_flight": c, "requests": n, "path_req_per_s": path_rps, "path_p50_ms": p50, "path_p99_ms": p99,
+                              "bare_req_per_s": bare_rps, "bare_p50_ms": b50, "added_p50_ms": p50 - b50 }));
+        }
+        human += "path = cache lookup + budget + limiter + retry wrapper + HTTP + SQLite ledger commit; bare = HTTP only";
+        Ok(Summary { human, json: json!({ "benchmark": "annotate", "server": "loopback, zero latency, same process", "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), "levels": rows }) })
+    })
+}
+
+fn tempfile_dir() -> Result<std::path::PathBuf> {
+    let d = std::env::temp_dir().join(format!(
+        "mentor-bench-{}-{}",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos()
+    ));
+    std::fs::create_dir_all(&d)?;
+    Ok(d)
+}
+
+/// Runs `n` calls with at most `c` at once; returns (requests/s, sorted latencies in ms).
+async fn drive<F, Fut>(n: usize, c: usize, make: F) -> Result<(f64, Vec<f64>)>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>> + Send + 'static,
+{
+    let mut set = tokio::task::JoinSet::new();
+    let mut lat = Vec::with_capacity(n);
+    let start = Instant::now();
+    let mut next = 0;
+    while next < n || !set.is_empty() {
+        while next < n && set.len() < c {
+            let fut = make(next);
+            set.spawn(async move {
+                let t = Instant::now();
+                fut.await.map(|_| t.elapsed().as_secs_f64() * 1e3)
+            });
+            next += 1;
+        }
+        if let Some(r) = set.join_next().await {
+            lat.push(r?.map_err(anyhow::Error::msg)?);
+        }
+    }
+    let rps = n as f64 / start.elapsed().as_secs_f64();
+    lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    Ok((rps, lat))
+}
