@@ -96,7 +96,12 @@ impl Drop for LoopbackServer {
 impl LoopbackServer {
     /// Starts the server on an ephemeral port of 127.0.0.1. `base_url` ends in `/v1`.
     pub async fn start(cfg: LoopbackConfig) -> std::io::Result<LoopbackServer> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_on("127.0.0.1:0", cfg).await
+    }
+
+    /// Starts on a given loopback address (`127.0.0.1:PORT`).
+    pub async fn start_on(addr: &str, cfg: LoopbackConfig) -> std::io::Result<LoopbackServer> {
+        let listener = TcpListener::bind(addr).await?;
         let base_url = format!("http://{}/v1", listener.local_addr()?);
         let stats = Arc::new(Stats::default());
         let (st, cfg) = (stats.clone(), Arc::new(cfg));

@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Benchmarks: `annotate` (teacher call path against a zero-latency loopback server); `train`
-/// and `generate` are not built yet.
+/// and `generate` are not built yet. `loopback` serves the zero-latency OpenAI-compatible test
+/// server on 127.0.0.1 until interrupted (for comparing other clients against the same server).
 ///
 /// `annotate` sends N distinct requests at each concurrency through the whole call path (cache
 /// lookup, budget, rate limiter, retry wrapper, HTTP, ledger commit to SQLite) and, as the
@@ -30,11 +31,18 @@ pub struct Args {
     /// Requests per level (at least 10× the level is sensible).
     #[arg(long, default_value_t = 2000)]
     requests: usize,
+    /// Use this OpenAI-compatible server (…/v1) instead of an in-process loopback server.
+    #[arg(long)]
+    server: Option<String>,
+    /// For `loopback`: the port to serve on (0 = any free port).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
 }
 
 pub fn run(a: Args) -> Result<Summary> {
     match a.what.as_str() {
         "annotate" => annotate(a),
+        "loopback" => serve_loopback(a.port),
         "train" | "generate" => Err(super::pending::not_built(
             "bench train/generate",
             "the student engine (issue: Student engine)",
@@ -55,14 +63,18 @@ fn annotate(a: Args) -> Result<Summary> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let server = LoopbackServer::start(LoopbackConfig::default()).await?;
+        let local = match &a.server {
+            Some(_) => None,
+            None => Some(LoopbackServer::start(LoopbackConfig::default()).await?),
+        };
+        let base_url = a.server.clone().unwrap_or_else(|| local.as_ref().unwrap().base_url.clone());
         let mut rows = vec![];
         let mut human = format!("{:>9} {:>10} {:>12} {:>10} {:>10} {:>12} {:>12}\n", "in-flight", "requests", "path req/s", "p50 ms", "p99 ms", "bare req/s", "bare p50 ms");
         for &c in &a.in_flight {
             let n = a.requests.max(c);
             let dir = tempfile_dir()?;
             let store = Arc::new(Mutex::new(Store::open(dir.join("bench.sqlite"))?));
-            let backend: Arc<dyn Backend> = Arc::new(OpenAiBackend::new(&server.base_url, "loopback", None, serde_json::Value::Null, Duration::from_secs(60)).map_err(anyhow::Error::msg)?);
+            let backend: Arc<dyn Backend> = Arc::new(OpenAiBackend::new(&base_url, "loopback", None, serde_json::Value::Null, Duration::from_secs(60)).map_err(anyhow::Error::msg)?);
             let mut opts = TeacherOptions::new("bench");
             opts.max_in_flight = c;
             let teacher = Arc::new(Teacher::new(opts, backend.clone(), store, Arc::new(Budget::default())));
@@ -92,7 +104,8 @@ fn annotate(a: Args) -> Result<Summary> {
                               "bare_req_per_s": bare_rps, "bare_p50_ms": b50, "added_p50_ms": p50 - b50 }));
         }
         human += "path = cache lookup + budget + limiter + retry wrapper + HTTP + SQLite ledger commit; bare = HTTP only";
-        Ok(Summary { human, json: json!({ "benchmark": "annotate", "server": "loopback, zero latency, same process", "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), "levels": rows }) })
+        let server = if a.server.is_some() { "external (--server)" } else { "loopback, zero latency, same process" };
+        Ok(Summary { human, json: json!({ "benchmark": "annotate", "server": server, "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), "levels": rows }) })
     })
 }
 
@@ -132,4 +145,22 @@ where
     let rps = n as f64 / start.elapsed().as_secs_f64();
     lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
     Ok((rps, lat))
+}
+
+/// Serves the loopback server until interrupted; prints its base URL first.
+fn serve_loopback(port: u16) -> Result<Summary> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
+        let addr = listener.local_addr()?;
+        drop(listener);
+        let server = LoopbackServer::start_on(&addr.to_string(), LoopbackConfig::default()).await?;
+        println!("{}", server.base_url);
+        use std::io::Write;
+        std::io::stdout().flush()?;
+        tokio::signal::ctrl_c().await?;
+        Ok(Summary { human: String::new(), json: json!({ "served": server.stats.requests.load(std::sync::atomic::Ordering::SeqCst) }) })
+    })
 }
