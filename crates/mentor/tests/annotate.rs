@@ -360,3 +360,65 @@ fn replay_of_palm_over_svamp_train_reproduces_its_label_accuracy() {
     // 590/800 = 73.75% through mentor's parsers; the data README gives 73.5% (588/800)
     assert_eq!(all["annotations"]["gold_correct"], 590);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_finishes_calls_in_flight_and_a_rerun_completes() {
+    let server = LoopbackServer::start(LoopbackConfig {
+        latency: Duration::from_millis(150),
+        answer: arithmetic_teacher(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let d = tempfile::tempdir().unwrap();
+    write_dataset(d.path(), 40);
+    write_config(d.path(), &server.base_url, "", "");
+    let child = mentor(d.path(), &["annotate", "exp.toml", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let st = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "an interrupted run exits cleanly: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j = json_of(&out);
+    assert_eq!(j["stopped"], "interrupted");
+    let done = j["total"]["done"].as_u64().unwrap();
+    assert!(done > 0 && done < 40, "done {done}");
+    assert_eq!(
+        j["total"]["failed"], 0,
+        "calls in flight were finished, not dropped"
+    );
+    assert_eq!(j["total"]["not_sent"].as_u64().unwrap() + done, 40);
+    assert_eq!(
+        server
+            .stats
+            .aborted
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "nothing in flight was abandoned"
+    );
+    let dir = d.path().to_path_buf();
+    let out = tokio::task::spawn_blocking(move || {
+        run_blocking(mentor(&dir, &["annotate", "exp.toml", "--json"]))
+    })
+    .await
+    .unwrap();
+    let j = json_of(&out);
+    assert_eq!(j["annotations"]["rationales"], 40);
+    assert!(
+        server.stats.answered().values().all(|&c| c == 1),
+        "graceful stop: nothing paid twice"
+    );
+}
