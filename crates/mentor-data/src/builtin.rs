@@ -145,11 +145,7 @@ fn convert(
                     line: row.line,
                     msg,
                 };
-                if spec.skip_bad_rows {
-                    skipped.push(err.to_string());
-                } else {
-                    return Err(err);
-                }
+                crate::bad_row(err, spec.skip_bad_rows, skipped)?;
             }
         }
     }
@@ -241,12 +237,69 @@ fn dataset(
     }
 }
 
-fn svamp(spec: &DatasetSpec) -> Result<Dataset> {
-    let dir = dss_dir("svamp", "svamp")?;
+/// One split file of a step-by-step release and the prefix of its PaLM CoT files.
+struct ReleaseFile {
+    file: &'static str,
+    cots: &'static str,
+}
+
+/// A step-by-step release dataset: a pool file (train, with a seeded `valid_fraction` carved out),
+/// a test file, their PaLM CoTs aligned row by row, and `row` turning a row (and its index in the
+/// file, and the file's CoT prefix) into an example.
+fn dss_release(
+    name: &str,
+    task: TaskKind,
+    [pool, test]: [ReleaseFile; 2],
+    valid_fraction: f64,
+    spec: &DatasetSpec,
+    mut row: impl FnMut(&Row, usize, &str) -> std::result::Result<Example, String>,
+) -> Result<Dataset> {
+    let dir = dss_dir(name, name)?;
     let mut skipped = vec![];
-    let mut read = |file: &str, prefix: &str| {
+    let mut recorded = vec![];
+    let mut parts = Vec::with_capacity(2);
+    for f in [&pool, &test] {
         let mut i = 0;
-        convert(&dir.join(file), spec, &mut skipped, |r| {
+        let rows = convert(&dir.join(f.file), spec, &mut skipped, |r| {
+            let ex = row(r, i, f.cots)?;
+            i += 1;
+            Ok(Some(ex))
+        })?;
+        attach(&rows, palm_cots(&dir, f.cots)?, &dir, f.cots, &mut recorded)?;
+        parts.push(rows);
+    }
+    let test_rows = parts.pop().unwrap();
+    let splits = given_with_valid(parts.pop().unwrap(), test_rows, spec.seed, valid_fraction);
+    Ok(dataset(
+        task,
+        splits,
+        "given+seeded-valid",
+        spec,
+        Some([1.0 - valid_fraction, valid_fraction, 0.0]),
+        recorded,
+        skipped,
+        dir.display().to_string(),
+    ))
+}
+
+fn svamp(spec: &DatasetSpec) -> Result<Dataset> {
+    let files = [
+        ReleaseFile {
+            file: "svamp_train.json",
+            cots: "train",
+        },
+        ReleaseFile {
+            file: "svamp_test.json",
+            cots: "test",
+        },
+    ];
+    dss_release(
+        "svamp",
+        TaskKind::Equation,
+        files,
+        0.1,
+        spec,
+        |r, i, prefix| {
             let ex = Example {
                 id: format!("{prefix}-{i}"),
                 question: r.string("input")?,
@@ -256,39 +309,29 @@ fn svamp(spec: &DatasetSpec) -> Result<Dataset> {
             };
             mentor_core::equation::evaluate(&ex.answer)
                 .map_err(|e| format!("label `{}` is not an equation: {e}", ex.answer))?;
-            i += 1;
-            Ok(Some(ex))
-        })
-    };
-    let train = read("svamp_train.json", "train")?;
-    let test = read("svamp_test.json", "test")?;
-    let mut recorded = vec![];
-    attach(
-        &train,
-        palm_cots(&dir, "train")?,
-        &dir,
-        "train",
-        &mut recorded,
-    )?;
-    attach(&test, palm_cots(&dir, "test")?, &dir, "test", &mut recorded)?;
-    let splits = given_with_valid(train, test, spec.seed, 0.1);
-    Ok(dataset(
-        TaskKind::Equation,
-        splits,
-        "given+seeded-valid",
-        spec,
-        Some([0.9, 0.1, 0.0]),
-        recorded,
-        skipped,
-        dir.display().to_string(),
-    ))
+            Ok(ex)
+        },
+    )
 }
 
 fn cqa(spec: &DatasetSpec) -> Result<Dataset> {
-    let dir = dss_dir("cqa", "cqa")?;
-    let mut skipped = vec![];
-    let mut read = |file: &str| {
-        convert(&dir.join(file), spec, &mut skipped, |r| {
+    let files = [
+        ReleaseFile {
+            file: "cqa_train.json",
+            cots: "train",
+        },
+        ReleaseFile {
+            file: "cqa_test.json",
+            cots: "test",
+        },
+    ];
+    dss_release(
+        "cqa",
+        TaskKind::MultipleChoice,
+        files,
+        0.1,
+        spec,
+        |r, _, _| {
             let mut ex = Example {
                 id: r.string("id")?,
                 question: r.string("question")?,
@@ -297,83 +340,45 @@ fn cqa(spec: &DatasetSpec) -> Result<Dataset> {
                 explanation: r.string("abstractive_explanation").ok(),
             };
             normalise_choice_answer(&mut ex)?;
-            Ok(Some(ex))
-        })
-    };
-    let train = read("cqa_train.json")?;
-    let test = read("cqa_test.json")?;
-    let mut recorded = vec![];
-    attach(
-        &train,
-        palm_cots(&dir, "train")?,
-        &dir,
-        "train",
-        &mut recorded,
-    )?;
-    attach(&test, palm_cots(&dir, "test")?, &dir, "test", &mut recorded)?;
-    let splits = given_with_valid(train, test, spec.seed, 0.1);
-    Ok(dataset(
-        TaskKind::MultipleChoice,
-        splits,
-        "given+seeded-valid",
-        spec,
-        Some([0.9, 0.1, 0.0]),
-        recorded,
-        skipped,
-        dir.display().to_string(),
-    ))
+            Ok(ex)
+        },
+    )
 }
 
 const NLI_LABELS: [&str; 3] = ["entailment", "neutral", "contradiction"];
 
 fn anli1(spec: &DatasetSpec) -> Result<Dataset> {
-    let dir = dss_dir("anli1", "anli1")?;
-    let mut skipped = vec![];
-    let mut read = |file: &str| {
-        convert(&dir.join(file), spec, &mut skipped, |r| {
-            let label = r
-                .get("label")
-                .and_then(|v| v.as_u64())
-                .ok_or("field `label` must be 0, 1 or 2")?;
-            let answer = NLI_LABELS
-                .get(label as usize)
-                .ok_or(format!("label {label} is not 0, 1 or 2"))?;
-            Ok(Some(Example {
-                id: r.string("uid")?,
-                question: format!(
-                    "Premise: {}\nHypothesis: {}",
-                    r.string("premise")?,
-                    r.string("hypothesis")?
-                ),
-                answer: answer.to_string(),
-                choices: vec![],
-                explanation: r.string("reason").ok(),
-            }))
-        })
-    };
-    let dev = read("anli1_valid.json")?;
-    let test = read("anli1_test.json")?;
-    let mut recorded = vec![];
-    attach(
-        &dev,
-        palm_cots(&dir, "valid")?,
-        &dir,
-        "valid",
-        &mut recorded,
-    )?;
-    attach(&test, palm_cots(&dir, "test")?, &dir, "test", &mut recorded)?;
     // The release has no ANLI train split here: the dev rows become train (80%) and valid (20%).
-    let splits = given_with_valid(dev, test, spec.seed, 0.2);
-    Ok(dataset(
-        TaskKind::Nli,
-        splits,
-        "given+seeded-valid",
-        spec,
-        Some([0.8, 0.2, 0.0]),
-        recorded,
-        skipped,
-        dir.display().to_string(),
-    ))
+    let files = [
+        ReleaseFile {
+            file: "anli1_valid.json",
+            cots: "valid",
+        },
+        ReleaseFile {
+            file: "anli1_test.json",
+            cots: "test",
+        },
+    ];
+    dss_release("anli1", TaskKind::Nli, files, 0.2, spec, |r, _, _| {
+        let label = r
+            .get("label")
+            .and_then(|v| v.as_u64())
+            .ok_or("field `label` must be 0, 1 or 2")?;
+        let answer = NLI_LABELS
+            .get(label as usize)
+            .ok_or(format!("label {label} is not 0, 1 or 2"))?;
+        Ok(Example {
+            id: r.string("uid")?,
+            question: format!(
+                "Premise: {}\nHypothesis: {}",
+                r.string("premise")?,
+                r.string("hypothesis")?
+            ),
+            answer: answer.to_string(),
+            choices: vec![],
+            explanation: r.string("reason").ok(),
+        })
+    })
 }
 
 fn seeded(
@@ -525,11 +530,7 @@ fn strategyqa(spec: &DatasetSpec) -> Result<Dataset> {
                     line: i + 1,
                     msg: format!("example {i}: {msg}"),
                 };
-                if spec.skip_bad_rows {
-                    skipped.push(err.to_string())
-                } else {
-                    return Err(err);
-                }
+                crate::bad_row(err, spec.skip_bad_rows, &mut skipped)?;
             }
         }
     }

@@ -51,6 +51,16 @@ pub enum DataError {
 
 pub type Result<T> = std::result::Result<T, DataError>;
 
+/// The one rule for malformed rows: an error, or with `skip` a message counted in `skipped`.
+pub(crate) fn bad_row(err: DataError, skip: bool, skipped: &mut Vec<String>) -> Result<()> {
+    if skip {
+        skipped.push(err.to_string());
+        Ok(())
+    } else {
+        Err(err)
+    }
+}
+
 /// Which dataset to load and how. Mirrors the config's `[data]` table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -312,11 +322,7 @@ pub fn load_file(path: &Path, spec: &DatasetSpec) -> Result<Dataset> {
                     line: row.line,
                     msg,
                 };
-                if spec.skip_bad_rows {
-                    skipped.push(err.to_string());
-                } else {
-                    return Err(err);
-                }
+                bad_row(err, spec.skip_bad_rows, &mut skipped)?;
             }
         }
     }

@@ -161,11 +161,7 @@ pub fn read_rows(path: &Path, skip_bad: bool, skipped: &mut Vec<String>) -> Resu
                     line: i + 1,
                     msg: format!("invalid JSON: {e}"),
                 };
-                if skip_bad {
-                    skipped.push(err.to_string());
-                } else {
-                    return Err(err);
-                }
+                crate::bad_row(err, skip_bad, skipped)?;
             }
         }
     }
@@ -199,11 +195,7 @@ fn read_array(
                     line,
                     msg: format!("invalid JSON: {e}"),
                 };
-                if skip_bad {
-                    skipped.push(err.to_string());
-                } else {
-                    return Err(err);
-                }
+                crate::bad_row(err, skip_bad, skipped)?;
             }
         }
     }

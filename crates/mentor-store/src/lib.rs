@@ -184,19 +184,10 @@ impl Store {
             });
         }
         for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(current) {
-            let path = self.path.clone();
-            let wrap = |source| StoreError::Sqlite {
-                path: path.clone(),
-                source,
-            };
-            let tx = self
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(wrap)?;
-            tx.execute_batch(sql).map_err(wrap)?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64)
-                .map_err(wrap)?;
-            tx.commit().map_err(wrap)?;
+            self.transaction(|tx| {
+                tx.execute_batch(sql)?;
+                tx.pragma_update(None, "user_version", (i + 1) as i64)
+            })?;
         }
         Ok(())
     }

@@ -1,9 +1,6 @@
 //! Anthropic Messages API (`POST {base}/v1/messages`).
 
-use crate::backend::{
-    parse_retry_after, status_error, transport_error, Backend, BoxFuture, CallError, Capabilities,
-    Reply,
-};
+use crate::backend::{send, Backend, BoxFuture, CallError, Capabilities, Reply};
 use crate::request::{ChatRequest, Role};
 use crate::secret::ApiKey;
 use serde_json::{json, Value};
@@ -150,18 +147,8 @@ impl Backend for AnthropicBackend {
             if let Some(k) = &self.key {
                 rb = rb.header("x-api-key", k.expose());
             }
-            let resp = rb.send().await.map_err(|e| transport_error(&e))?;
-            let status = resp.status();
-            let retry_after = parse_retry_after(resp.headers().get(reqwest::header::RETRY_AFTER));
-            let body = resp.text().await.map_err(|e| transport_error(&e))?;
-            let body = match &self.key {
-                Some(k) => k.scrub(&body),
-                None => body,
-            };
-            if !status.is_success() {
-                // 529 "overloaded" is Anthropic's; it is a server error and retried.
-                return Err(status_error(status, retry_after, body));
-            }
+            // 529 "overloaded" is Anthropic's; as a server error it is retried.
+            let body = send(rb, self.key.as_ref()).await?.body;
             decode(&body, req.estimated_prompt_tokens())
         })
     }

@@ -108,3 +108,42 @@ pub fn transport_error(e: &reqwest::Error) -> CallError {
     // reqwest errors name the URL, never headers, so no credential can leak here.
     CallError::retryable(format!("{what}: {e}"), None)
 }
+
+/// What came back over HTTP, with any credential scrubbed from the body.
+pub struct HttpReply {
+    pub status: reqwest::StatusCode,
+    pub retry_after: Option<Duration>,
+    pub content_type: String,
+    pub body: String,
+}
+
+/// Sends a prepared request; transport failures become retryable [`CallError`]s and non-2xx
+/// statuses are classified by [`status_error`].
+pub async fn send(
+    rb: reqwest::RequestBuilder,
+    key: Option<&crate::secret::ApiKey>,
+) -> Result<HttpReply, CallError> {
+    let resp = rb.send().await.map_err(|e| transport_error(&e))?;
+    let status = resp.status();
+    let retry_after = parse_retry_after(resp.headers().get(reqwest::header::RETRY_AFTER));
+    let content_type = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let body = resp.text().await.map_err(|e| transport_error(&e))?;
+    let body = match key {
+        Some(k) => k.scrub(&body),
+        None => body,
+    };
+    if !status.is_success() {
+        return Err(status_error(status, retry_after, body));
+    }
+    Ok(HttpReply {
+        status,
+        retry_after,
+        content_type,
+        body,
+    })
+}

@@ -4,10 +4,7 @@
 //! various servers put it (`message.content` as a string or as parts, or `text`); usage may be
 //! missing (then tokens are estimated and flagged). The raw body always reaches the ledger.
 
-use crate::backend::{
-    parse_retry_after, status_error, transport_error, Backend, BoxFuture, CallError, Capabilities,
-    Reply,
-};
+use crate::backend::{send, Backend, BoxFuture, CallError, Capabilities, Reply};
 use crate::request::ChatRequest;
 use crate::secret::ApiKey;
 use serde_json::{json, Value};
@@ -159,23 +156,8 @@ impl Backend for OpenAiBackend {
             if let Some(k) = &self.key {
                 rb = rb.bearer_auth(k.expose());
             }
-            let resp = rb.send().await.map_err(|e| transport_error(&e))?;
-            let status = resp.status();
-            let retry_after = parse_retry_after(resp.headers().get(reqwest::header::RETRY_AFTER));
-            let content_type = resp
-                .headers()
-                .get(reqwest::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string();
-            let body = resp.text().await.map_err(|e| transport_error(&e))?;
-            let body = match &self.key {
-                Some(k) => k.scrub(&body),
-                None => body,
-            };
-            if !status.is_success() {
-                return Err(status_error(status, retry_after, body));
-            }
+            let http = send(rb, self.key.as_ref()).await?;
+            let (body, content_type) = (http.body, http.content_type);
             match decode(&body, req.estimated_prompt_tokens()) {
                 Ok(r) => Ok(r),
                 Err(mut e) if !content_type.contains("json") => {

@@ -212,6 +212,19 @@ pub struct BudgetConfig {
 }
 
 impl Config {
+    /// A config with only a `[data]` table; everything else at its defaults.
+    pub fn for_data(data: DatasetSpec) -> Config {
+        Config {
+            data,
+            teachers: BTreeMap::new(),
+            student: StudentConfig::default(),
+            recipe: RecipeConfig::default(),
+            train: TrainConfig::default(),
+            eval: EvalConfig::default(),
+            budget: BudgetConfig::default(),
+        }
+    }
+
     /// Parses a config; errors name the file, the dotted key and TOML's line/column.
     pub fn parse(text: &str, file: &Path) -> Result<Config> {
         let de = toml::Deserializer::parse(text)

@@ -19,7 +19,8 @@ pub struct Run {
 pub fn open(config: &Path, run_dir: Option<PathBuf>) -> Result<Run> {
     let cfg = Config::load(config)?;
     let dir = run_dir.unwrap_or_else(|| default_run_dir(Some(config)));
-    open_with(cfg, dir, &serde_json::to_string(&Config::load(config)?)?)
+    let json = serde_json::to_string(&cfg)?;
+    open_with(cfg, dir, &json)
 }
 
 pub fn open_with(cfg: Config, dir: PathBuf, config_json: &str) -> Result<Run> {

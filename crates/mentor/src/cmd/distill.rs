@@ -3,10 +3,11 @@
 
 use crate::config::{default_run_dir, Config};
 use crate::output::Summary;
+use crate::run;
 use anyhow::{Context, Result};
 use mentor_core::{extract::extract, score_prediction, ScoreSummary, Split};
-use mentor_data::{assets, load_dataset, Dataset, DatasetSpec};
-use mentor_store::{Annotation, SplitRecord, Store};
+use mentor_data::{assets, Dataset, DatasetSpec};
+use mentor_store::{Annotation, Store};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -53,11 +54,11 @@ pub fn run(a: Args) -> Result<Summary> {
         .run_dir
         .clone()
         .unwrap_or_else(|| default_run_dir(a.config.as_deref()));
-    let (spec, config_json) = match &a.config {
+    let (cfg, config_json) = match &a.config {
         Some(path) => {
             let cfg = Config::load(path)?;
             let j = serde_json::to_string(&cfg)?;
-            (cfg.data, j)
+            (cfg, j)
         }
         None => {
             let per_split = ((if a.quick { 40.0 } else { 200.0 }) * a.scale)
@@ -77,27 +78,12 @@ pub fn run(a: Args) -> Result<Summary> {
             }
             let j = json!({ "quickstart": true, "quick": a.quick, "scale": a.scale, "data": spec })
                 .to_string();
-            (spec, j)
+            (Config::for_data(spec), j)
         }
     };
-
-    tracing::info!("stage data: loading {}", spec.display_name());
-    let ds = load_dataset(&spec)?;
-    std::fs::create_dir_all(&run_dir)
-        .with_context(|| format!("cannot create {}", run_dir.display()))?;
-    let mut store = Store::open_run_dir(&run_dir)?;
-    store.set_meta("config", &config_json)?;
-    store.set_meta("mentor_version", env!("CARGO_PKG_VERSION"))?;
-    let inserted = record_examples(&mut store, &ds)?;
-    tracing::info!(
-        "stage data: {} train / {} valid / {} test ({} new rows in {})",
-        ds.counts()[0],
-        ds.counts()[1],
-        ds.counts()[2],
-        inserted,
-        store.path().display()
-    );
-    let recorded = import_recorded(&mut store, &ds)?;
+    let r = run::open_with(cfg, run_dir.clone(), &config_json)?;
+    let ds = &r.ds;
+    let recorded = import_recorded(&mut r.store.lock().unwrap(), ds)?;
     for p in PENDING {
         tracing::warn!("stage {p}: not built yet in this version of mentor; skipped");
     }
@@ -114,19 +100,17 @@ pub fn run(a: Args) -> Result<Summary> {
         "teacher": { "calls": 0, "tokens": 0, "cost_usd": 0.0 },
     });
     write_summary(&run_dir, &summary)?;
+    let [tr, va, te] = ds.counts();
     let mut human = format!(
-        "run {}: {} ({}) train {} / valid {} / test {}\n",
+        "run {}: {} ({}) train {tr} / valid {va} / test {te}\n",
         run_dir.display(),
         ds.name,
-        ds.task,
-        ds.counts()[0],
-        ds.counts()[1],
-        ds.counts()[2]
+        ds.task
     );
-    if let Some(r) = recorded.as_object().filter(|o| !o.is_empty()) {
+    if let Some(rec) = recorded.as_object().filter(|o| !o.is_empty()) {
         human += &format!(
             "recorded teacher accuracy: {}\n",
-            serde_json::Value::Object(r.clone())
+            serde_json::Value::Object(rec.clone())
         );
     }
     human += &format!(
@@ -138,17 +122,6 @@ pub fn run(a: Args) -> Result<Summary> {
         human,
         json: summary,
     })
-}
-
-fn record_examples(store: &mut Store, ds: &Dataset) -> Result<usize> {
-    let rec = SplitRecord {
-        dataset: ds.name.clone(),
-        method: ds.split_method.clone(),
-        seed: ds.seed,
-        fractions: ds.fractions,
-        counts: ds.counts(),
-    };
-    Ok(store.insert_examples(&ds.name, ds.iter(), &rec)?)
 }
 
 /// Stores recorded teacher outputs as annotations (parsed answer, correctness) and returns the
