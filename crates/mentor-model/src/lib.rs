@@ -1,0 +1,14 @@
+//! Student models on candle.
+//!
+//! Stock `candle-transformers` models cannot be trained: their forward returns only the last
+//! position and their fused CPU ops have no backward, so `backward()` quietly yields gradients
+//! for the embedding alone (DESIGN.md §9). [`llama`] is our own decoder, built from
+//! differentiable ops, with Hugging Face tensor names so safetensors checkpoints load and save
+//! as they are; [`gguf`] dequantises GGUF weights into those names; [`loss`] is the
+//! prompt-masked, task-weighted cross-entropy the recipes train with.
+
+pub mod gguf;
+pub mod llama;
+pub mod loss;
+
+pub use llama::{Llama, LlamaConfig};

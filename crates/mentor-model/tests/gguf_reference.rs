@@ -1,0 +1,82 @@
+//! Our f32 decoder on the real SmolLM2-135M GGUF against candle's own quantized Llama on the same
+//! file: the next-token choice must agree. Skips (with a message) when the asset is not fetched;
+//! `MENTOR_REQUIRE_ASSETS=1` turns the skip into a failure.
+
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::VarBuilder;
+use mentor_model::{gguf, Llama};
+use std::path::PathBuf;
+
+fn asset() -> Option<PathBuf> {
+    let home = std::env::var_os("MENTOR_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::home_dir().unwrap().join(".cache/mentor"));
+    let p = home.join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if p.is_file() {
+        Some(p)
+    } else if std::env::var("MENTOR_REQUIRE_ASSETS").is_ok() {
+        panic!(
+            "{} missing: run `mentor fetch-assets smollm2-135m`",
+            p.display()
+        )
+    } else {
+        eprintln!(
+            "SKIP: {} not fetched (mentor fetch-assets smollm2-135m)",
+            p.display()
+        );
+        None
+    }
+}
+
+#[test]
+fn smollm2_next_tokens_agree_with_candles_quantized_llama() -> candle_core::Result<()> {
+    let Some(path) = asset() else { return Ok(()) };
+    let dev = Device::Cpu;
+    let w = gguf::load(&path, &dev)?;
+    assert_eq!(
+        (
+            w.arch.as_str(),
+            w.config.num_hidden_layers,
+            w.config.hidden_size,
+            w.config.vocab_size
+        ),
+        ("llama", 30, 576, 49152)
+    );
+    let ours = Llama::new(
+        &w.config,
+        VarBuilder::from_tensors(w.tensors, DType::F32, &dev),
+    )?;
+    // Token ids of three short prompts (any ids work: both models see the same ones).
+    let prompts: [&[u32]; 3] = [
+        &[1, 9690, 198, 2683, 359, 253, 5356, 5646],
+        &[504, 3575, 282, 4649, 314],
+        &[28, 1029, 216, 33, 1073, 216, 34, 1073],
+    ];
+    let mut worst_rel = 0f32;
+    for ids in prompts {
+        // a fresh reference model per prompt: its internal KV cache must start empty
+        let mut f = std::fs::File::open(&path)?;
+        let content = candle_core::quantized::gguf_file::Content::read(&mut f)?;
+        let mut theirs = candle_transformers::models::quantized_llama::ModelWeights::from_gguf(
+            content, &mut f, &dev,
+        )?;
+        let input = Tensor::new(ids, &dev)?.unsqueeze(0)?;
+        let ref_logits = theirs.forward(&input, 0)?.squeeze(0)?;
+        let our_logits = ours.forward(&input)?.squeeze(0)?.get(ids.len() - 1)?;
+        let (a, b) = (
+            our_logits.argmax(D::Minus1)?.to_scalar::<u32>()?,
+            ref_logits.argmax(D::Minus1)?.to_scalar::<u32>()?,
+        );
+        let diff = (&our_logits - &ref_logits)?
+            .abs()?
+            .max(D::Minus1)?
+            .to_scalar::<f32>()?;
+        let scale = ref_logits.abs()?.max(D::Minus1)?.to_scalar::<f32>()?;
+        worst_rel = worst_rel.max(diff / scale);
+        eprintln!("prompt {ids:?}: ours {a}, candle quantized {b}, max |Δlogit| {diff:.4} (of {scale:.2})");
+        assert_eq!(a, b, "next token differs");
+    }
+    // candle's quantized matmul also quantises activations (Q8), so agreement is approximate.
+    assert!(worst_rel < 0.1, "logits differ by {worst_rel} relative");
+    Ok(())
+}
