@@ -201,7 +201,7 @@ pub async fn annotate(
             let ex = items[ei].clone();
             let seeded = teacher.backend().capabilities().seed;
             let req = match request_for(prompts, task, dataset, &ex, spec, s, seeded) {
-                Ok(r) => r,
+                Ok(r) => teacher.configure(r),
                 Err(msg) => {
                     // A broken template fails every unit the same way: stop at once and say so.
                     report.stopped = Some(msg);

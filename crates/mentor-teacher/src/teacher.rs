@@ -43,6 +43,10 @@ pub struct TeacherOptions {
     pub pricing: Pricing,
     /// Completion-token estimate for budgeting when a request sets no `max_tokens`.
     pub default_max_tokens: u32,
+    /// This teacher's sampling temperature and token limit, applied to every request it is
+    /// given by [`Teacher::configure`] (None: the stage's own value stands).
+    pub temperature: Option<f64>,
+    pub max_tokens: Option<u32>,
 }
 
 impl TeacherOptions {
@@ -56,6 +60,8 @@ impl TeacherOptions {
             retry: RetryPolicy::default(),
             pricing: Pricing::default(),
             default_max_tokens: 512,
+            temperature: None,
+            max_tokens: None,
         }
     }
 }
@@ -130,6 +136,17 @@ impl Teacher {
 
     pub fn backend(&self) -> &dyn Backend {
         self.backend.as_ref()
+    }
+
+    /// A stage's request with this teacher's own sampling settings applied.
+    pub fn configure(&self, mut req: ChatRequest) -> ChatRequest {
+        if self.opts.temperature.is_some() {
+            req.temperature = self.opts.temperature;
+        }
+        if self.opts.max_tokens.is_some() {
+            req.max_tokens = self.opts.max_tokens;
+        }
+        req
     }
 
     /// The cache key of a request for this teacher.
@@ -271,4 +288,52 @@ pub fn worst_case_retry_time(p: &RetryPolicy) -> Duration {
     (1..=p.max_retries)
         .map(|a| p.base.saturating_mul(1u32 << a.min(16)).min(p.cap))
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replay::ReplayBackend;
+    use crate::request::Message;
+
+    #[test]
+    fn each_teacher_applies_its_own_sampling_settings() {
+        let dir = std::env::temp_dir().join(format!("mentor-configure-{}", std::process::id()));
+        let store = Arc::new(Mutex::new(Store::open(dir.join("s.sqlite")).unwrap()));
+        let budget = Arc::new(Budget::default());
+        let mut hot = TeacherOptions::new("hot");
+        hot.temperature = Some(1.0);
+        hot.max_tokens = Some(64);
+        let hot = Teacher::new(
+            hot,
+            Arc::new(ReplayBackend::new("r")),
+            store.clone(),
+            budget.clone(),
+        );
+        let plain = Teacher::new(
+            TeacherOptions::new("plain"),
+            Arc::new(ReplayBackend::new("r")),
+            store,
+            budget,
+        );
+        let stage = ChatRequest {
+            temperature: Some(0.7),
+            max_tokens: Some(512),
+            ..ChatRequest::new(vec![Message::user("q")])
+        };
+        let h = hot.configure(stage.clone());
+        assert_eq!((h.temperature, h.max_tokens), (Some(1.0), Some(64)));
+        let p = plain.configure(stage.clone());
+        assert_eq!(
+            (p.temperature, p.max_tokens),
+            (Some(0.7), Some(512)),
+            "no setting: the stage's stands"
+        );
+        assert_ne!(
+            hot.request_hash(&h),
+            plain.request_hash(&p),
+            "different settings are different calls"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

@@ -58,6 +58,8 @@ pub fn build(
             if let Some(m) = t.max_tokens {
                 opts.default_max_tokens = m;
             }
+            opts.temperature = t.temperature;
+            opts.max_tokens = t.max_tokens;
             Ok(Arc::new(Teacher::new(
                 opts,
                 backend,

@@ -422,3 +422,56 @@ async fn ctrl_c_finishes_calls_in_flight_and_a_rerun_completes() {
         "graceful stop: nothing paid twice"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_prices_the_real_requests_and_sends_nothing() {
+    let server = LoopbackServer::start(LoopbackConfig {
+        answer: arithmetic_teacher(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let d = tempfile::tempdir().unwrap();
+    write_dataset(d.path(), 12);
+    write_config(d.path(), &server.base_url, "max_tokens = 64", "");
+    let run = |args: &'static [&'static str]| {
+        let dir = d.path().to_path_buf();
+        tokio::task::spawn_blocking(move || run_blocking(mentor(&dir, args)))
+    };
+    let j = json_of(
+        &run(&["annotate", "exp.toml", "--dry-run", "--json"])
+            .await
+            .unwrap(),
+    );
+    let t = &j["teachers"]["loop"];
+    assert_eq!(t["calls"], 12);
+    assert_eq!(
+        t["max_completion_tokens"],
+        12 * 64,
+        "the teacher's own max_tokens is what would be sent"
+    );
+    let max_usd = j["max_cost_usd"].as_f64().unwrap();
+    assert!(max_usd > 0.0);
+    assert_eq!(
+        server
+            .stats
+            .requests
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "a dry run sends nothing"
+    );
+    let real = json_of(&run(&["annotate", "exp.toml", "--json"]).await.unwrap());
+    assert!(
+        real["total"]["cost_usd"].as_f64().unwrap() <= max_usd,
+        "the estimate is an upper bound here"
+    );
+    let j = json_of(
+        &run(&["annotate", "exp.toml", "--dry-run", "--json"])
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        j["teachers"]["loop"]["calls"], 0,
+        "nothing left to send after the run"
+    );
+}

@@ -215,6 +215,7 @@ fn dry_run(
                     t.backend().capabilities().seed,
                 )
                 .map_err(anyhow::Error::msg)?;
+                let req = t.configure(req);
                 if t.cached(&req)?.is_some() {
                     cached += 1;
                     continue;
