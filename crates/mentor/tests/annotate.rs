@@ -54,6 +54,16 @@ fn json_of(out: &std::process::Output) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("{e}: {s}\n{}", String::from_utf8_lossy(&out.stderr)))
 }
 
+/// `mentor annotate exp.toml --json` in `dir`, off the async runtime that serves the teacher.
+async fn annotate_in(dir: &Path) -> std::process::Output {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        run_blocking(mentor(&dir, &["annotate", "exp.toml", "--json"]))
+    })
+    .await
+    .unwrap()
+}
+
 fn run_blocking(mut c: Command) -> std::process::Output {
     c.output().unwrap()
 }
@@ -102,12 +112,7 @@ async fn killed_at_random_points_and_resumed_every_item_is_annotated_once() {
         "kills did not interrupt the run ({partial}/{n})"
     );
     assert!(aborted > 0, "no kill landed while requests were in flight");
-    let dir = d.path().to_path_buf();
-    let out = tokio::task::spawn_blocking(move || {
-        run_blocking(mentor(&dir, &["annotate", "exp.toml", "--json"]))
-    })
-    .await
-    .unwrap();
+    let out = annotate_in(d.path()).await;
     assert!(
         out.status.success(),
         "{}",
@@ -153,12 +158,7 @@ async fn the_budget_stops_the_run_and_holds_across_reruns() {
     let d = tempfile::tempdir().unwrap();
     write_dataset(d.path(), 30);
     write_config(d.path(), &server.base_url, "", "max_calls = 10");
-    let dir = d.path().to_path_buf();
-    let out = tokio::task::spawn_blocking(move || {
-        run_blocking(mentor(&dir, &["annotate", "exp.toml", "--json"]))
-    })
-    .await
-    .unwrap();
+    let out = annotate_in(d.path()).await;
     assert!(out.status.success());
     let j = json_of(&out);
     assert_eq!(j["total"]["done"], 10);
@@ -171,12 +171,7 @@ async fn the_budget_stops_the_run_and_holds_across_reruns() {
         "{}",
         j["stopped"]
     );
-    let dir = d.path().to_path_buf();
-    let out = tokio::task::spawn_blocking(move || {
-        run_blocking(mentor(&dir, &["annotate", "exp.toml", "--json"]))
-    })
-    .await
-    .unwrap();
+    let out = annotate_in(d.path()).await;
     let j = json_of(&out);
     assert_eq!(
         j["total"]["done"], 0,
@@ -211,24 +206,14 @@ async fn failures_are_counted_recorded_and_retried_by_a_rerun() {
     let d = tempfile::tempdir().unwrap();
     write_dataset(d.path(), 10);
     write_config(d.path(), &server.base_url, "max_retries = 3", "");
-    let dir = d.path().to_path_buf();
-    let out = tokio::task::spawn_blocking(move || {
-        run_blocking(mentor(&dir, &["annotate", "exp.toml", "--json"]))
-    })
-    .await
-    .unwrap();
+    let out = annotate_in(d.path()).await;
     let j = json_of(&out);
     assert_eq!(
         (j["total"]["done"].as_u64(), j["total"]["failed"].as_u64()),
         (Some(8), Some(2))
     );
     assert!(j["failures"][0].as_str().unwrap().contains("HTTP 500"));
-    let dir = d.path().to_path_buf();
-    let out = tokio::task::spawn_blocking(move || {
-        run_blocking(mentor(&dir, &["annotate", "exp.toml", "--json"]))
-    })
-    .await
-    .unwrap();
+    let out = annotate_in(d.path()).await;
     let j = json_of(&out);
     assert_eq!(
         (
@@ -409,12 +394,7 @@ async fn ctrl_c_finishes_calls_in_flight_and_a_rerun_completes() {
         0,
         "nothing in flight was abandoned"
     );
-    let dir = d.path().to_path_buf();
-    let out = tokio::task::spawn_blocking(move || {
-        run_blocking(mentor(&dir, &["annotate", "exp.toml", "--json"]))
-    })
-    .await
-    .unwrap();
+    let out = annotate_in(d.path()).await;
     let j = json_of(&out);
     assert_eq!(j["annotations"]["rationales"], 40);
     assert!(

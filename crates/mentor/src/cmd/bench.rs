@@ -72,7 +72,7 @@ fn annotate(a: Args) -> Result<Summary> {
         let mut human = format!("{:>9} {:>10} {:>12} {:>10} {:>10} {:>12} {:>12}\n", "in-flight", "requests", "path req/s", "p50 ms", "p99 ms", "bare req/s", "bare p50 ms");
         for &c in &a.in_flight {
             let n = a.requests.max(c);
-            let dir = tempfile_dir()?;
+            let dir = tempfile_dir(c)?;
             let store = Arc::new(Mutex::new(Store::open(dir.join("bench.sqlite"))?));
             let backend: Arc<dyn Backend> = Arc::new(OpenAiBackend::new(&base_url, "loopback", None, serde_json::Value::Null, Duration::from_secs(60)).map_err(anyhow::Error::msg)?);
             let mut opts = TeacherOptions::new("bench");
@@ -109,12 +109,12 @@ fn annotate(a: Args) -> Result<Summary> {
     })
 }
 
-fn tempfile_dir() -> Result<std::path::PathBuf> {
-    let d = std::env::temp_dir().join(format!(
-        "mentor-bench-{}-{}",
-        std::process::id(),
-        Instant::now().elapsed().as_nanos()
-    ));
+fn tempfile_dir(level: usize) -> Result<std::path::PathBuf> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let d = std::env::temp_dir().join(format!("mentor-bench-{}-{level}-{now}", std::process::id()));
     std::fs::create_dir_all(&d)?;
     Ok(d)
 }
