@@ -10,5 +10,6 @@
 pub mod gguf;
 pub mod llama;
 pub mod loss;
+pub mod ops;
 
-pub use llama::{Llama, LlamaConfig};
+pub use llama::{Cache, Llama, LlamaConfig, LoraConfig};

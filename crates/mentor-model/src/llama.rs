@@ -1,12 +1,17 @@
-//! A Llama-style decoder (Llama, SmolLM2, Qwen2/2.5) for training and full-sequence logits.
+//! A Llama-style decoder (Llama, SmolLM2, Qwen2/2.5): one file, plain structs, a forward that
+//! reads top to bottom.
 //!
-//! One struct per block, a forward that reads top to bottom, and only differentiable candle ops:
-//! RMSNorm, rotary embeddings (the Hugging Face "rotate half" layout), attention with an additive
-//! causal mask and `softmax` from basic ops, SwiGLU MLP. Parameter names follow Hugging Face
-//! (`model.layers.0.self_attn.q_proj.weight`, …).
+//! Two paths share the weights. [`Llama::forward_hidden`] is the training forward: every
+//! position, differentiable, built from the fused kernels of [`crate::ops`] (each with its own
+//! backward) and 2-D matmuls. [`Llama::forward_step`] is the inference forward with a KV cache
+//! and left padding, for batched generation. Parameter names follow Hugging Face
+//! (`model.layers.0.self_attn.q_proj.weight`, …), so safetensors checkpoints load and save as
+//! they are. Optional LoRA adapters sit beside the projections named in [`LoraConfig`].
 
-use candle_core::{DType, Device, Module, Result, Tensor, D};
-use candle_nn::{embedding, linear_b, linear_no_bias, Embedding, Linear, VarBuilder};
+use crate::ops::{self, RopeTables};
+use candle_core::{DType, Device, Result, Tensor};
+use candle_nn::kv_cache::KvCache;
+use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 
 /// The subset of a Hugging Face `config.json` a Llama-style decoder needs.
@@ -45,135 +50,251 @@ impl LlamaConfig {
     pub fn head_dim(&self) -> usize {
         self.hidden_size / self.num_attention_heads
     }
+
+    /// Parameter count (embeddings counted once when tied).
+    pub fn num_parameters(&self) -> usize {
+        let (d, i, hd) = (self.hidden_size, self.intermediate_size, self.head_dim());
+        let kv = self.num_key_value_heads * hd;
+        let bias = if self.attention_bias { d + 2 * kv } else { 0 };
+        let layer = d * d * 2 + d * kv * 2 + bias + 3 * d * i + 2 * d;
+        let head = if self.tie_word_embeddings {
+            0
+        } else {
+            self.vocab_size * d
+        };
+        self.vocab_size * d + self.num_hidden_layers * layer + d + head
+    }
 }
 
-/// RMSNorm from basic ops (candle's fused `rms_norm` has no backward).
-fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
-    let mean_sq = x.sqr()?.mean_keepdim(D::Minus1)?;
-    x.broadcast_div(&mean_sq.affine(1.0, eps)?.sqrt()?)?
-        .broadcast_mul(weight)
+/// Low-rank adapters: which projections get one, their rank and scale (`alpha / rank`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoraConfig {
+    pub rank: usize,
+    pub alpha: f64,
+    /// Projection names, e.g. `q_proj`, `v_proj`, `gate_proj`.
+    pub targets: Vec<String>,
 }
 
-/// SiLU as x·σ(x) from basic ops.
-fn silu(x: &Tensor) -> Result<Tensor> {
-    let sigmoid = x.neg()?.exp()?.affine(1.0, 1.0)?.recip()?;
-    x * sigmoid
+impl Default for LoraConfig {
+    fn default() -> Self {
+        LoraConfig {
+            rank: 16,
+            alpha: 32.0,
+            targets: [
+                "q_proj",
+                "k_proj",
+                "v_proj",
+                "o_proj",
+                "gate_proj",
+                "up_proj",
+                "down_proj",
+            ]
+            .map(String::from)
+            .to_vec(),
+        }
+    }
 }
 
-/// Precomputed rotary tables, `[max_pos, head_dim]` each (frequencies repeated for both halves).
-struct Rotary {
-    cos: Tensor,
-    sin: Tensor,
+/// `A: [rank, in]` (random), `B: [out, rank]` (zero, so training starts from the base model).
+struct Lora {
+    a: Tensor,
+    b: Tensor,
+    scale: f64,
 }
 
-impl Rotary {
-    fn new(cfg: &LlamaConfig, dtype: DType, dev: &Device) -> Result<Self> {
-        let hd = cfg.head_dim();
-        let inv: Vec<f32> = (0..hd / 2)
-            .map(|i| 1.0 / cfg.rope_theta.powf(2.0 * i as f64 / hd as f64) as f32)
-            .collect();
-        let inv = Tensor::from_vec(inv, (1, hd / 2), dev)?;
-        let pos = Tensor::arange(0u32, cfg.max_position_embeddings as u32, dev)?
-            .to_dtype(DType::F32)?
-            .unsqueeze(1)?;
-        let freqs = pos.broadcast_mul(&inv)?;
-        let emb = Tensor::cat(&[&freqs, &freqs], 1)?;
-        Ok(Rotary {
-            cos: emb.cos()?.to_dtype(dtype)?,
-            sin: emb.sin()?.to_dtype(dtype)?,
-        })
+/// A linear projection on 2-D input `[n, in]` → `[n, out]`, weight `[out, in]` as in HF.
+struct Proj {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    lora: Option<Lora>,
+}
+
+impl Proj {
+    fn new(
+        inp: usize,
+        out: usize,
+        bias: bool,
+        vb: VarBuilder,
+        lora: Option<(&LoraConfig, VarBuilder)>,
+        name: &str,
+    ) -> Result<Self> {
+        let bound = 1.0 / (inp as f64).sqrt();
+        let weight = vb.get_with_hints(
+            (out, inp),
+            "weight",
+            Init::Uniform {
+                lo: -bound,
+                up: bound,
+            },
+        )?;
+        let bias = if bias {
+            Some(vb.get_with_hints(out, "bias", Init::Const(0.0))?)
+        } else {
+            None
+        };
+        let lora = match lora {
+            Some((cfg, lvb)) if cfg.targets.iter().any(|t| t == name) => Some(Lora {
+                a: lvb.get_with_hints(
+                    (cfg.rank, inp),
+                    "lora_A.weight",
+                    Init::Uniform {
+                        lo: -bound,
+                        up: bound,
+                    },
+                )?,
+                b: lvb.get_with_hints((out, cfg.rank), "lora_B.weight", Init::Const(0.0))?,
+                scale: cfg.alpha / cfg.rank as f64,
+            }),
+            _ => None,
+        };
+        Ok(Proj { weight, bias, lora })
     }
 
-    /// x: `[b, heads, t, head_dim]`, positions `offset..offset + t`.
-    fn apply(&self, x: &Tensor, offset: usize) -> Result<Tensor> {
-        let (_, _, t, hd) = x.dims4()?;
-        let cos = self.cos.narrow(0, offset, t)?;
-        let sin = self.sin.narrow(0, offset, t)?;
-        let x1 = x.narrow(D::Minus1, 0, hd / 2)?;
-        let x2 = x.narrow(D::Minus1, hd / 2, hd / 2)?;
-        let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
-        x.broadcast_mul(&cos)? + rotated.broadcast_mul(&sin)?
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut y = x.matmul(&self.weight.t()?)?;
+        if let Some(b) = &self.bias {
+            y = y.broadcast_add(b)?;
+        }
+        if let Some(l) = &self.lora {
+            y = (y + (x.matmul(&l.a.t()?)?.matmul(&l.b.t()?)? * l.scale)?)?;
+        }
+        Ok(y)
+    }
+
+    /// The weight with the adapter folded in: `W + scale · B·A`.
+    fn merged_weight(&self) -> Result<Tensor> {
+        match &self.lora {
+            Some(l) => self.weight.add(&(l.b.matmul(&l.a)? * l.scale)?),
+            None => Ok(self.weight.clone()),
+        }
     }
 }
 
 struct Attention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
-    o_proj: Linear,
+    q_proj: Proj,
+    k_proj: Proj,
+    v_proj: Proj,
+    o_proj: Proj,
     heads: usize,
     kv_heads: usize,
     head_dim: usize,
 }
 
 impl Attention {
-    fn new(cfg: &LlamaConfig, vb: VarBuilder) -> Result<Self> {
+    fn new(
+        cfg: &LlamaConfig,
+        vb: VarBuilder,
+        lora: Option<(&LoraConfig, VarBuilder)>,
+    ) -> Result<Self> {
         let (d, hd) = (cfg.hidden_size, cfg.head_dim());
-        let b = cfg.attention_bias;
+        let (h, kv, b) = (
+            cfg.num_attention_heads,
+            cfg.num_key_value_heads,
+            cfg.attention_bias,
+        );
+        let proj = |name: &str, inp: usize, out: usize, bias: bool| {
+            let l = lora.as_ref().map(|(c, v)| (*c, v.pp(name)));
+            Proj::new(inp, out, bias, vb.pp(name), l, name)
+        };
         Ok(Attention {
-            q_proj: linear_b(d, cfg.num_attention_heads * hd, b, vb.pp("q_proj"))?,
-            k_proj: linear_b(d, cfg.num_key_value_heads * hd, b, vb.pp("k_proj"))?,
-            v_proj: linear_b(d, cfg.num_key_value_heads * hd, b, vb.pp("v_proj"))?,
-            o_proj: linear_no_bias(cfg.num_attention_heads * hd, d, vb.pp("o_proj"))?,
-            heads: cfg.num_attention_heads,
-            kv_heads: cfg.num_key_value_heads,
+            q_proj: proj("q_proj", d, h * hd, b)?,
+            k_proj: proj("k_proj", d, kv * hd, b)?,
+            v_proj: proj("v_proj", d, kv * hd, b)?,
+            o_proj: proj("o_proj", h * hd, d, false)?,
+            heads: h,
+            kv_heads: kv,
             head_dim: hd,
         })
     }
 
-    /// Grouped-query heads: each kv head serves `heads / kv_heads` query heads.
-    fn repeat_kv(&self, x: Tensor) -> Result<Tensor> {
-        let n = self.heads / self.kv_heads;
-        if n == 1 {
-            return Ok(x);
-        }
-        let (b, kv, t, hd) = x.dims4()?;
-        Tensor::cat(&vec![&x; n], 2)?.reshape((b, kv * n, t, hd))
+    /// q `[b, t, h, hd]`, k and v `[b, t, kv, hd]` from `x: [b·t, d]`.
+    fn qkv(&self, x: &Tensor, b: usize, t: usize) -> Result<(Tensor, Tensor, Tensor)> {
+        let hd = self.head_dim;
+        Ok((
+            self.q_proj.forward(x)?.reshape((b, t, self.heads, hd))?,
+            self.k_proj.forward(x)?.reshape((b, t, self.kv_heads, hd))?,
+            self.v_proj.forward(x)?.reshape((b, t, self.kv_heads, hd))?,
+        ))
     }
 
-    fn forward(&self, x: &Tensor, rotary: &Rotary, mask: &Tensor) -> Result<Tensor> {
-        let (b, t, _) = x.dims3()?;
-        let split = |y: Tensor, heads: usize| {
-            y.reshape((b, t, heads, self.head_dim))?
-                .transpose(1, 2)?
-                .contiguous()
-        };
-        let q = rotary.apply(&split(self.q_proj.forward(x)?, self.heads)?, 0)?;
-        let k = rotary.apply(&split(self.k_proj.forward(x)?, self.kv_heads)?, 0)?;
-        let v = split(self.v_proj.forward(x)?, self.kv_heads)?;
-        let (k, v) = (
-            self.repeat_kv(k)?.contiguous()?,
-            self.repeat_kv(v)?.contiguous()?,
-        );
-        let scores = (q.matmul(&k.t()?)? / (self.head_dim as f64).sqrt())?.broadcast_add(mask)?;
-        let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
-        let out = probs
-            .matmul(&v)?
+    /// Grouped-query attention without repeating k/v: the `heads / kv_heads` query heads that
+    /// share a kv head are stacked along the query axis, `[b, kv, rep·t, hd]`.
+    fn group(&self, q: Tensor, b: usize, t: usize) -> Result<Tensor> {
+        let rep = self.heads / self.kv_heads;
+        q.reshape((b, self.kv_heads, rep * t, self.head_dim))
+    }
+
+    /// `[b, kv, rep·t, hd]` attention output → `[b·t, h·hd]` for `o_proj`.
+    fn ungroup(&self, o: Tensor, b: usize, t: usize) -> Result<Tensor> {
+        o.reshape((b, self.heads, t, self.head_dim))?
             .transpose(1, 2)?
-            .reshape((b, t, self.heads * self.head_dim))?;
-        self.o_proj.forward(&out)
+            .contiguous()?
+            .reshape((b * t, self.heads * self.head_dim))
+    }
+
+    /// Training forward over whole sequences (causal, positions `0..t`).
+    fn forward(&self, x: &Tensor, b: usize, t: usize, rope: &RopeTables) -> Result<Tensor> {
+        let (q, k, v) = self.qkv(x, b, t)?;
+        let positions: Vec<usize> = (0..b).flat_map(|_| 0..t).collect();
+        let q = self.group(ops::rope(&q, rope, &positions)?, b, t)?;
+        let k = ops::rope(&k, rope, &positions)?;
+        let v = v.transpose(1, 2)?.contiguous()?;
+        let scores = q.matmul(&k.t()?)?;
+        let probs = ops::causal_softmax(&scores, 1.0 / (self.head_dim as f64).sqrt(), t)?;
+        self.o_proj.forward(&self.ungroup(probs.matmul(&v)?, b, t)?)
+    }
+
+    /// Inference forward of `t` new tokens per row against the cache; `mask` is additive,
+    /// `[b, 1, rep·t, past + t]`.
+    fn forward_step(
+        &self,
+        x: &Tensor,
+        b: usize,
+        t: usize,
+        rope: &RopeTables,
+        positions: &[usize],
+        mask: &Tensor,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        let (q, k, v) = self.qkv(x, b, t)?;
+        let q = self.group(ops::rope(&q, rope, positions)?, b, t)?;
+        let k = ops::rope(&k, rope, positions)?;
+        let v = v.transpose(1, 2)?.contiguous()?;
+        let (k, v) = cache.append(&k.contiguous()?, &v)?;
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        self.o_proj.forward(&self.ungroup(probs.matmul(&v)?, b, t)?)
     }
 }
 
 struct Mlp {
-    gate_proj: Linear,
-    up_proj: Linear,
-    down_proj: Linear,
+    gate_proj: Proj,
+    up_proj: Proj,
+    down_proj: Proj,
 }
 
 impl Mlp {
-    fn new(cfg: &LlamaConfig, vb: VarBuilder) -> Result<Self> {
+    fn new(
+        cfg: &LlamaConfig,
+        vb: VarBuilder,
+        lora: Option<(&LoraConfig, VarBuilder)>,
+    ) -> Result<Self> {
         let (d, i) = (cfg.hidden_size, cfg.intermediate_size);
+        let proj = |name: &str, inp: usize, out: usize| {
+            let l = lora.as_ref().map(|(c, v)| (*c, v.pp(name)));
+            Proj::new(inp, out, false, vb.pp(name), l, name)
+        };
         Ok(Mlp {
-            gate_proj: linear_no_bias(d, i, vb.pp("gate_proj"))?,
-            up_proj: linear_no_bias(d, i, vb.pp("up_proj"))?,
-            down_proj: linear_no_bias(i, d, vb.pp("down_proj"))?,
+            gate_proj: proj("gate_proj", d, i)?,
+            up_proj: proj("up_proj", d, i)?,
+            down_proj: proj("down_proj", i, d)?,
         })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.down_proj
-            .forward(&(silu(&self.gate_proj.forward(x)?)? * self.up_proj.forward(x)?)?)
+        let act = ops::silu_mul(&self.gate_proj.forward(x)?, &self.up_proj.forward(x)?)?;
+        self.down_proj.forward(&act)
     }
 }
 
@@ -186,78 +307,237 @@ struct Block {
 
 pub struct Llama {
     pub cfg: LlamaConfig,
-    embed_tokens: Embedding,
+    embed_tokens: Tensor,
     layers: Vec<Block>,
     norm: Tensor,
-    lm_head: Linear,
-    rotary: Rotary,
+    /// `None` when tied to the embeddings.
+    lm_head: Option<Tensor>,
+    rope: RopeTables,
+}
+
+/// Per-layer key/value caches of one batched generation.
+pub struct Cache {
+    layers: Vec<KvCache>,
+    /// Tokens already in the cache (the same for every row: rows are left-padded).
+    pub len: usize,
 }
 
 impl Llama {
     /// Builds the model from `vb` (HF names). With a fresh `VarMap` behind `vb` this is a random
     /// initialisation; with safetensors or GGUF weights it loads them.
     pub fn new(cfg: &LlamaConfig, vb: VarBuilder) -> Result<Self> {
+        Self::with_lora(cfg, vb, None)
+    }
+
+    /// As [`Llama::new`], with LoRA adapters (their tensors from the second `VarBuilder`, under
+    /// the same HF-style names: `model.layers.0.self_attn.q_proj.lora_A.weight`).
+    pub fn with_lora(
+        cfg: &LlamaConfig,
+        vb: VarBuilder,
+        lora: Option<(&LoraConfig, VarBuilder)>,
+    ) -> Result<Self> {
         let m = vb.pp("model");
-        let embed_tokens = embedding(cfg.vocab_size, cfg.hidden_size, m.pp("embed_tokens"))?;
-        let ones = candle_nn::Init::Const(1.0);
+        let ones = Init::Const(1.0);
+        let d = cfg.hidden_size;
+        let embed_tokens = m.pp("embed_tokens").get_with_hints(
+            (cfg.vocab_size, d),
+            "weight",
+            Init::Randn {
+                mean: 0.0,
+                stdev: 0.02,
+            },
+        )?;
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| {
                 let l = m.pp(format!("layers.{i}"));
+                let lora_l = lora
+                    .as_ref()
+                    .map(|(c, v)| (*c, v.pp(format!("model.layers.{i}"))));
                 Ok(Block {
-                    input_layernorm: l.pp("input_layernorm").get_with_hints(
-                        cfg.hidden_size,
-                        "weight",
-                        ones,
+                    input_layernorm: l.pp("input_layernorm").get_with_hints(d, "weight", ones)?,
+                    self_attn: Attention::new(
+                        cfg,
+                        l.pp("self_attn"),
+                        lora_l.as_ref().map(|(c, v)| (*c, v.pp("self_attn"))),
                     )?,
-                    self_attn: Attention::new(cfg, l.pp("self_attn"))?,
-                    post_attention_layernorm: l.pp("post_attention_layernorm").get_with_hints(
-                        cfg.hidden_size,
-                        "weight",
-                        ones,
+                    post_attention_layernorm: l
+                        .pp("post_attention_layernorm")
+                        .get_with_hints(d, "weight", ones)?,
+                    mlp: Mlp::new(
+                        cfg,
+                        l.pp("mlp"),
+                        lora_l.as_ref().map(|(c, v)| (*c, v.pp("mlp"))),
                     )?,
-                    mlp: Mlp::new(cfg, l.pp("mlp"))?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let norm = m
-            .pp("norm")
-            .get_with_hints(cfg.hidden_size, "weight", ones)?;
+        let norm = m.pp("norm").get_with_hints(d, "weight", ones)?;
         let lm_head = if cfg.tie_word_embeddings {
-            Linear::new(embed_tokens.embeddings().clone(), None)
+            None
         } else {
-            linear_no_bias(cfg.hidden_size, cfg.vocab_size, vb.pp("lm_head"))?
+            Some(vb.pp("lm_head").get_with_hints(
+                (cfg.vocab_size, d),
+                "weight",
+                Init::Randn {
+                    mean: 0.0,
+                    stdev: 0.02,
+                },
+            )?)
         };
-        let rotary = Rotary::new(cfg, vb.dtype(), vb.device())?;
+        let rope = RopeTables::new(
+            cfg.rope_theta,
+            cfg.head_dim(),
+            cfg.max_position_embeddings,
+            vb.device(),
+        )?;
         Ok(Llama {
             cfg: cfg.clone(),
             embed_tokens,
             layers,
             norm,
             lm_head,
-            rotary,
+            rope,
         })
     }
 
-    /// Logits for every position: `[batch, seq]` token ids → `[batch, seq, vocab]`.
-    pub fn forward(&self, input_ids: &Tensor) -> Result<Tensor> {
-        let (_, t) = input_ids.dims2()?;
-        let mask = causal_mask(t, self.norm.dtype(), input_ids.device())?;
-        let mut x = self.embed_tokens.forward(input_ids)?;
+    pub fn device(&self) -> &Device {
+        self.norm.device()
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.norm.dtype()
+    }
+
+    /// The output projection `[vocab, d]` (the embedding matrix when tied).
+    pub fn lm_head_weight(&self) -> &Tensor {
+        self.lm_head.as_ref().unwrap_or(&self.embed_tokens)
+    }
+
+    /// Final-normed hidden states for every position: `[b, t]` ids → `[b·t, d]`.
+    pub fn forward_hidden(&self, input_ids: &Tensor) -> Result<Tensor> {
+        let (b, t) = input_ids.dims2()?;
+        let eps = self.cfg.rms_norm_eps;
+        let mut x = self.embed_tokens.embedding(&input_ids.flatten_all()?)?;
         for layer in &self.layers {
-            let h = rms_norm(&x, &layer.input_layernorm, self.cfg.rms_norm_eps)?;
-            x = (x + layer.self_attn.forward(&h, &self.rotary, &mask)?)?;
-            let h = rms_norm(&x, &layer.post_attention_layernorm, self.cfg.rms_norm_eps)?;
+            let h = ops::rms_norm(&x, &layer.input_layernorm, eps)?;
+            x = (x + layer.self_attn.forward(&h, b, t, &self.rope)?)?;
+            let h = ops::rms_norm(&x, &layer.post_attention_layernorm, eps)?;
             x = (x + layer.mlp.forward(&h)?)?;
         }
-        let x = rms_norm(&x, &self.norm, self.cfg.rms_norm_eps)?;
-        self.lm_head.forward(&x)
+        ops::rms_norm(&x, &self.norm, eps)
     }
-}
 
-/// `[t, t]`: 0 on and below the diagonal, a large negative number above it.
-fn causal_mask(t: usize, dtype: DType, dev: &Device) -> Result<Tensor> {
-    let m: Vec<f32> = (0..t)
-        .flat_map(|i| (0..t).map(move |j| if j > i { -1e9 } else { 0.0 }))
-        .collect();
-    Tensor::from_vec(m, (t, t), dev)?.to_dtype(dtype)
+    /// Logits for every position: `[b, t]` ids → `[b, t, vocab]`. Training should use
+    /// [`crate::loss::chunked_lm_loss`] on [`Llama::forward_hidden`] instead: the full logits
+    /// of a batch are the largest tensor of a step.
+    pub fn forward(&self, input_ids: &Tensor) -> Result<Tensor> {
+        let (b, t) = input_ids.dims2()?;
+        let h = self.forward_hidden(input_ids)?;
+        h.matmul(&self.lm_head_weight().t()?)?
+            .reshape((b, t, self.cfg.vocab_size))
+    }
+
+    /// An empty cache for `max_len` tokens per row.
+    pub fn new_cache(&self, max_len: usize) -> Cache {
+        Cache {
+            layers: (0..self.cfg.num_hidden_layers)
+                .map(|_| KvCache::new(2, max_len))
+                .collect(),
+            len: 0,
+        }
+    }
+
+    /// Inference: feeds `t` new tokens per row (`[b, t]`) after what `cache` holds and returns
+    /// the logits of each row's last new token, `[b, vocab]`. `pad[r]` is the number of
+    /// left-padding tokens at the start of row `r` (masked out, and not counted in positions).
+    pub fn forward_step(
+        &self,
+        input_ids: &Tensor,
+        pad: &[usize],
+        cache: &mut Cache,
+    ) -> Result<Tensor> {
+        let (b, t) = input_ids.dims2()?;
+        let past = cache.len;
+        let positions: Vec<usize> = (0..b)
+            .flat_map(|r| (0..t).map(move |i| (past + i).saturating_sub(pad[r])))
+            .collect();
+        let rep = self.cfg.num_attention_heads / self.cfg.num_key_value_heads;
+        let cols = past + t;
+        let mut mask = vec![0f32; b * rep * t * cols];
+        for r in 0..b {
+            for g in 0..rep {
+                for i in 0..t {
+                    let row = &mut mask[((r * rep + g) * t + i) * cols..][..cols];
+                    for (c, m) in row.iter_mut().enumerate() {
+                        if c < pad[r] || c > past + i {
+                            *m = f32::NEG_INFINITY;
+                        }
+                    }
+                    // a row made only of padding sees itself, to keep softmax finite
+                    if pad[r] > past + i {
+                        row[past + i] = 0.0;
+                    }
+                }
+            }
+        }
+        let mask =
+            Tensor::from_vec(mask, (b, 1, rep * t, cols), self.device())?.to_dtype(self.dtype())?;
+        let eps = self.cfg.rms_norm_eps;
+        let mut x = self.embed_tokens.embedding(&input_ids.flatten_all()?)?;
+        for (layer, kv) in self.layers.iter().zip(cache.layers.iter_mut()) {
+            let h = ops::rms_norm(&x, &layer.input_layernorm, eps)?;
+            x = (x + layer
+                .self_attn
+                .forward_step(&h, b, t, &self.rope, &positions, &mask, kv)?)?;
+            let h = ops::rms_norm(&x, &layer.post_attention_layernorm, eps)?;
+            x = (x + layer.mlp.forward(&h)?)?;
+        }
+        cache.len += t;
+        let last = x
+            .reshape((b, t, self.cfg.hidden_size))?
+            .narrow(1, t - 1, 1)?
+            .squeeze(1)?;
+        let h = ops::rms_norm(&last, &self.norm, eps)?;
+        h.matmul(&self.lm_head_weight().t()?)
+    }
+
+    /// Every weight under its HF name, LoRA adapters merged in: what a checkpoint saves.
+    pub fn merged_tensors(&self) -> Result<Vec<(String, Tensor)>> {
+        let mut out = vec![(
+            "model.embed_tokens.weight".to_string(),
+            self.embed_tokens.clone(),
+        )];
+        for (i, l) in self.layers.iter().enumerate() {
+            let p = format!("model.layers.{i}");
+            out.push((
+                format!("{p}.input_layernorm.weight"),
+                l.input_layernorm.clone(),
+            ));
+            out.push((
+                format!("{p}.post_attention_layernorm.weight"),
+                l.post_attention_layernorm.clone(),
+            ));
+            let a = &l.self_attn;
+            let m = &l.mlp;
+            for (name, proj) in [
+                ("self_attn.q_proj", &a.q_proj),
+                ("self_attn.k_proj", &a.k_proj),
+                ("self_attn.v_proj", &a.v_proj),
+                ("self_attn.o_proj", &a.o_proj),
+                ("mlp.gate_proj", &m.gate_proj),
+                ("mlp.up_proj", &m.up_proj),
+                ("mlp.down_proj", &m.down_proj),
+            ] {
+                out.push((format!("{p}.{name}.weight"), proj.merged_weight()?));
+                if let Some(b) = &proj.bias {
+                    out.push((format!("{p}.{name}.bias"), b.clone()));
+                }
+            }
+        }
+        out.push(("model.norm.weight".to_string(), self.norm.clone()));
+        if let Some(h) = &self.lm_head {
+            out.push(("lm_head.weight".to_string(), h.clone()));
+        }
+        Ok(out)
+    }
 }
