@@ -9,6 +9,7 @@
 
 pub mod gguf;
 pub mod llama;
+pub mod load;
 pub mod loss;
 pub mod ops;
 

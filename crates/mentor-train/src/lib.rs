@@ -1,0 +1,14 @@
+//! Training for mentor students.
+//!
+//! [`batch`] turns tokenised (prompt, target, task weight) examples into right-padded,
+//! length-bucketed batches; [`optim`] holds AdamW (with state that checkpoints) and the
+//! warm-up + cosine/linear/constant schedule; [`trainer`] is the loop — chunked loss, gradient
+//! accumulation and clipping, validation every N steps with best-checkpoint selection on the
+//! validation split, and atomic, resumable checkpoints.
+
+pub mod batch;
+pub mod optim;
+pub mod trainer;
+
+pub use batch::{Batch, TrainExample};
+pub use trainer::{eval_loss, train, EvalLog, Hooks, Quiet, StepLog, TrainConfig, TrainReport};

@@ -1,0 +1,457 @@
+//! The training loop: micro-batches → chunked loss → accumulated gradients → clip → AdamW,
+//! with validation every N steps, the best checkpoint kept by the validation metric (never by
+//! test), and a resumable checkpoint (weights, optimiser moments, schedule position, data
+//! cursor) written atomically.
+//!
+//! Layout of `out_dir`:
+//! - `checkpoint/` — `trainable.safetensors`, `optimizer.safetensors`, `state.json`: where to
+//!   resume. Replaced as a whole by a rename, so a crash leaves the previous one intact.
+//! - `best/` — the validation-best model as a Hugging Face directory (adapters merged).
+//! - `log.jsonl` — one line per optimiser step and per validation.
+
+use crate::batch::{epoch_batches, Batch, TrainExample};
+use crate::optim::{clip_grad_norm, AdamW, AdamWConfig, Schedule, ScheduleKind};
+use candle_core::{Result, Tensor};
+use mentor_model::load::{write_atomic, Student};
+use mentor_model::loss::chunked_lm_loss;
+use mentor_model::Llama;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Peak learning rate.
+    pub lr: f64,
+    pub schedule: ScheduleKind,
+    /// Warm-up steps as a fraction of all optimiser steps.
+    pub warmup_ratio: f64,
+    /// The schedule's floor, as a fraction of `lr`.
+    pub min_lr_ratio: f64,
+    pub epochs: f64,
+    /// Stop after this many optimiser steps (overrides `epochs`).
+    pub max_steps: Option<u64>,
+    /// Examples per micro-batch.
+    pub batch_size: usize,
+    /// Micro-batches per optimiser step.
+    pub grad_accum: usize,
+    /// Global gradient-norm bound (0 = no clipping).
+    pub max_grad_norm: f64,
+    pub weight_decay: f64,
+    pub seed: u64,
+    /// Longest sequence (prompt + target) in tokens; longer prompts lose their start.
+    pub max_len: usize,
+    /// Validate every this many optimiser steps (0 = only at the end).
+    pub eval_every: u64,
+    /// Write the resumable checkpoint every this many optimiser steps (0 = only at the end).
+    pub save_every: u64,
+    /// Rows of logits materialised at once by the loss.
+    pub loss_chunk: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            lr: 2e-4,
+            schedule: ScheduleKind::Cosine,
+            warmup_ratio: 0.05,
+            min_lr_ratio: 0.1,
+            epochs: 3.0,
+            max_steps: None,
+            batch_size: 8,
+            grad_accum: 1,
+            max_grad_norm: 1.0,
+            weight_decay: 0.0,
+            seed: 0,
+            max_len: 512,
+            eval_every: 0,
+            save_every: 50,
+            loss_chunk: 256,
+        }
+    }
+}
+
+/// One optimiser step, as logged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepLog {
+    pub step: u64,
+    pub epoch: f64,
+    pub lr: f64,
+    /// Σ w·nll / Σ w over the step's batches.
+    pub loss: f64,
+    /// Mean nll per task over the step's target tokens.
+    pub task_loss: BTreeMap<String, f64>,
+    pub grad_norm: f64,
+    pub tokens: usize,
+    pub seconds: f64,
+}
+
+/// One validation, as logged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalLog {
+    pub step: u64,
+    pub loss: f64,
+    /// From [`Hooks::validate`], when it measures one (higher is better).
+    pub accuracy: Option<f64>,
+    pub best: bool,
+}
+
+/// What the loop tells its caller, and asks of it.
+pub trait Hooks {
+    fn on_step(&mut self, _log: &StepLog, _total_steps: u64) {}
+    fn on_eval(&mut self, _log: &EvalLog) {}
+    /// A task metric on the validation split (e.g. answer accuracy by generation), higher is
+    /// better; when it returns `Some`, it selects the best checkpoint instead of the loss.
+    fn validate(&mut self, _model: &Llama) -> Result<Option<f64>> {
+        Ok(None)
+    }
+    /// Polled between steps: `true` stops after writing a checkpoint (Ctrl-C).
+    fn should_stop(&mut self) -> bool {
+        false
+    }
+}
+
+/// No-op hooks.
+pub struct Quiet;
+impl Hooks for Quiet {}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct State {
+    step: u64,
+    epoch: u64,
+    /// Next batch index within `epoch`.
+    cursor: usize,
+    best_metric: Option<f64>,
+    best_step: Option<u64>,
+    config: Option<TrainConfig>,
+    train_examples: usize,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainReport {
+    pub steps: u64,
+    pub total_steps: u64,
+    /// Resumed from a checkpoint at this step.
+    pub resumed_from: Option<u64>,
+    pub stopped_early: bool,
+    pub best_step: Option<u64>,
+    pub best_metric: Option<f64>,
+    pub final_train_loss: Option<f64>,
+    pub final_valid_loss: Option<f64>,
+    pub best_dir: Option<PathBuf>,
+}
+
+fn msg(e: impl std::fmt::Display) -> candle_core::Error {
+    candle_core::Error::Msg(e.to_string())
+}
+
+/// Validation loss (Σ w·nll / Σ w) of `model` on `examples`, no gradients.
+pub fn eval_loss(
+    model: &Llama,
+    examples: &[TrainExample],
+    cfg: &TrainConfig,
+    pad_id: u32,
+) -> Result<f64> {
+    let (mut nll, mut w) = (0f64, 0f64);
+    let order: Vec<usize> = (0..examples.len()).collect();
+    for chunk in order.chunks(cfg.batch_size.max(1)) {
+        let b = Batch::new(examples, chunk, cfg.max_len, pad_id);
+        let ids = Tensor::from_vec(b.input_ids.clone(), (b.rows, b.width), model.device())?;
+        let h = model.forward_hidden(&ids)?.detach();
+        let out = chunked_lm_loss(
+            &h,
+            model.lm_head_weight(),
+            &b.targets,
+            &b.weights,
+            None,
+            cfg.loss_chunk,
+        )?;
+        nll += out.weighted_nll;
+        w += out.weight;
+    }
+    Ok(if w > 0.0 { nll / w } else { f64::NAN })
+}
+
+/// Trains `student` on `train`, validating on `valid`, checkpointing into `out_dir`; resumes
+/// from `out_dir/checkpoint` when one exists for the same configuration.
+pub fn train(
+    student: &Student,
+    train: &[TrainExample],
+    valid: &[TrainExample],
+    cfg: &TrainConfig,
+    pad_id: u32,
+    out_dir: &Path,
+    hooks: &mut dyn Hooks,
+) -> Result<TrainReport> {
+    if train.is_empty() {
+        candle_core::bail!("no training examples");
+    }
+    std::fs::create_dir_all(out_dir).map_err(|e| msg(format!("{}: {e}", out_dir.display())))?;
+    let model = &student.model;
+    let dev = model.device().clone();
+    let params = student.trainable();
+    if params.is_empty() {
+        candle_core::bail!("the student has no trainable parameters (frozen)");
+    }
+    let mut opt = AdamW::new(
+        params.clone(),
+        AdamWConfig {
+            weight_decay: cfg.weight_decay,
+            ..AdamWConfig::default()
+        },
+    )?;
+    let batches_per_epoch = train.len().div_ceil(cfg.batch_size.max(1));
+    let accum = cfg.grad_accum.max(1);
+    let total_steps = cfg.max_steps.unwrap_or_else(|| {
+        ((batches_per_epoch as f64 * cfg.epochs) / accum as f64)
+            .ceil()
+            .max(1.0) as u64
+    });
+    let schedule = Schedule {
+        kind: cfg.schedule,
+        peak: cfg.lr,
+        warmup: (total_steps as f64 * cfg.warmup_ratio).round() as u64,
+        total: total_steps,
+        min_ratio: cfg.min_lr_ratio,
+    };
+
+    let ckpt = out_dir.join("checkpoint");
+    let mut state = State {
+        config: Some(cfg.clone()),
+        train_examples: train.len(),
+        ..State::default()
+    };
+    let mut resumed_from = None;
+    if let Some(dir) = existing_checkpoint(out_dir) {
+        let saved: State = serde_json::from_slice(
+            &std::fs::read(dir.join("state.json"))
+                .map_err(|e| msg(format!("{}: {e}", dir.display())))?,
+        )
+        .map_err(|e| msg(format!("{}/state.json: {e}", dir.display())))?;
+        if saved.config.as_ref() != Some(cfg) || saved.train_examples != train.len() {
+            candle_core::bail!(
+                "{} holds a run with a different training config or data; use a new output directory",
+                dir.display()
+            );
+        }
+        let mut weights = candle_core::safetensors::load(dir.join("trainable.safetensors"), &dev)?;
+        for (name, var) in &params {
+            let t = weights
+                .remove(name)
+                .ok_or_else(|| msg(format!("{}: checkpoint lacks `{name}`", dir.display())))?;
+            var.set(&t)?;
+        }
+        opt.load(&dir.join("optimizer.safetensors"), saved.step)?;
+        resumed_from = Some(saved.step);
+        state = saved;
+    }
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(out_dir.join("log.jsonl"))
+        .map_err(|e| msg(format!("{}/log.jsonl: {e}", out_dir.display())))?;
+    let mut write_log = |v: serde_json::Value| {
+        use std::io::Write;
+        let _ = writeln!(log, "{v}");
+    };
+
+    let mut report = TrainReport {
+        steps: state.step,
+        total_steps,
+        resumed_from,
+        stopped_early: false,
+        best_step: state.best_step,
+        best_metric: state.best_metric,
+        final_train_loss: None,
+        final_valid_loss: None,
+        best_dir: None,
+    };
+    let mut epoch_order = epoch_batches(train, cfg.batch_size.max(1), cfg.seed, state.epoch);
+    while state.step < total_steps {
+        if hooks.should_stop() {
+            report.stopped_early = true;
+            break;
+        }
+        let started = Instant::now();
+        // the micro-batches of this step, and their total weight (the loss's denominator)
+        let mut micro = Vec::with_capacity(accum);
+        for _ in 0..accum {
+            if state.cursor >= epoch_order.len() {
+                state.epoch += 1;
+                state.cursor = 0;
+                epoch_order = epoch_batches(train, cfg.batch_size.max(1), cfg.seed, state.epoch);
+            }
+            micro.push(Batch::new(
+                train,
+                &epoch_order[state.cursor],
+                cfg.max_len,
+                pad_id,
+            ));
+            state.cursor += 1;
+        }
+        let norm: f64 = micro
+            .iter()
+            .flat_map(|b| &b.weights)
+            .map(|&w| w as f64)
+            .sum();
+        let mut grads: Vec<Option<Tensor>> = vec![None; params.len()];
+        let (mut nll, mut tokens) = (0f64, 0usize);
+        let mut per_task: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+        for b in &micro {
+            let ids = Tensor::from_vec(b.input_ids.clone(), (b.rows, b.width), &dev)?;
+            let hidden = model.forward_hidden(&ids)?;
+            let out = chunked_lm_loss(
+                &hidden,
+                model.lm_head_weight(),
+                &b.targets,
+                &b.weights,
+                Some(norm.max(f64::MIN_POSITIVE)),
+                cfg.loss_chunk,
+            )?;
+            nll += out.weighted_nll;
+            tokens += b.tokens;
+            for (r, &ex) in b.examples.iter().enumerate() {
+                let e = per_task.entry(train[ex].task.clone()).or_default();
+                for p in 0..b.width {
+                    if b.weights[r * b.width + p] > 0.0 {
+                        e.0 += out.nll[r * b.width + p] as f64;
+                        e.1 += 1.0;
+                    }
+                }
+            }
+            if let Some(s) = out.surrogate {
+                let g = s.backward()?;
+                for (i, (_, var)) in params.iter().enumerate() {
+                    if let Some(gi) = g.get(var) {
+                        grads[i] = Some(match grads[i].take() {
+                            Some(acc) => (acc + gi)?,
+                            None => gi.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        let grad_norm = clip_grad_norm(&mut grads, cfg.max_grad_norm)?;
+        let lr = schedule.lr(state.step);
+        opt.step(&grads, lr)?;
+        drop(grads);
+        state.step += 1;
+        let step_log = StepLog {
+            step: state.step,
+            epoch: state.epoch as f64 + state.cursor as f64 / epoch_order.len() as f64,
+            lr,
+            loss: if norm > 0.0 { nll / norm } else { f64::NAN },
+            task_loss: per_task
+                .into_iter()
+                .map(|(k, (s, n))| (k, if n > 0.0 { s / n } else { f64::NAN }))
+                .collect(),
+            grad_norm,
+            tokens,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        report.final_train_loss = Some(step_log.loss);
+        write_log(serde_json::json!({"kind": "step", "log": &step_log}));
+        hooks.on_step(&step_log, total_steps);
+
+        let last = state.step == total_steps;
+        if (cfg.eval_every > 0 && state.step % cfg.eval_every == 0) || last {
+            let e = validate(student, valid, cfg, pad_id, out_dir, &mut state, hooks)?;
+            report.final_valid_loss = Some(e.loss);
+            write_log(serde_json::json!({"kind": "eval", "log": &e}));
+            hooks.on_eval(&e);
+        }
+        if (cfg.save_every > 0 && state.step % cfg.save_every == 0) || last {
+            save_checkpoint(&ckpt, student, &opt, &state)?;
+        }
+    }
+    if report.stopped_early {
+        save_checkpoint(&ckpt, student, &opt, &state)?;
+    }
+    report.steps = state.step;
+    report.best_step = state.best_step;
+    report.best_metric = state.best_metric;
+    let best = out_dir.join("best");
+    report.best_dir = best.join("model.safetensors").is_file().then_some(best);
+    Ok(report)
+}
+
+/// Validation loss (and the hook's metric); saves `best/` when it improves.
+fn validate(
+    student: &Student,
+    valid: &[TrainExample],
+    cfg: &TrainConfig,
+    pad_id: u32,
+    out_dir: &Path,
+    state: &mut State,
+    hooks: &mut dyn Hooks,
+) -> Result<EvalLog> {
+    let loss = if valid.is_empty() {
+        f64::NAN
+    } else {
+        eval_loss(&student.model, valid, cfg, pad_id)?
+    };
+    let accuracy = hooks.validate(&student.model)?;
+    // higher is better: accuracy when measured, else −loss; no validation data → last wins
+    let metric = accuracy.or((!loss.is_nan()).then_some(-loss));
+    let best = match (metric, state.best_metric) {
+        (Some(m), Some(b)) => m > b,
+        (Some(_), None) => true,
+        (None, _) => true,
+    };
+    if best {
+        state.best_metric = metric;
+        state.best_step = Some(state.step);
+        let tmp = out_dir.join("best.tmp");
+        let _ = std::fs::remove_dir_all(&tmp);
+        student.save_hf(&tmp)?;
+        replace_dir(&tmp, &out_dir.join("best"))?;
+    }
+    Ok(EvalLog {
+        step: state.step,
+        loss,
+        accuracy,
+        best,
+    })
+}
+
+fn save_checkpoint(dir: &Path, student: &Student, opt: &AdamW, state: &State) -> Result<()> {
+    let tmp = dir.with_extension("tmp");
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| msg(format!("{}: {e}", tmp.display())))?;
+    let weights: std::collections::HashMap<String, Tensor> = student
+        .trainable()
+        .into_iter()
+        .map(|(k, v)| (k, v.as_tensor().clone()))
+        .collect();
+    candle_core::safetensors::save(&weights, tmp.join("trainable.safetensors"))?;
+    opt.save(&tmp.join("optimizer.safetensors"))?;
+    write_atomic(
+        &tmp.join("state.json"),
+        serde_json::to_string_pretty(state).map_err(msg)?.as_bytes(),
+    )?;
+    replace_dir(&tmp, dir)
+}
+
+/// Moves `from` to `to`, keeping the old `to` as `to.old` until the move is done, so that at
+/// every instant one complete copy exists.
+fn replace_dir(from: &Path, to: &Path) -> Result<()> {
+    let old = to.with_extension("old");
+    let _ = std::fs::remove_dir_all(&old);
+    if to.exists() {
+        std::fs::rename(to, &old).map_err(|e| msg(format!("{}: {e}", to.display())))?;
+    }
+    std::fs::rename(from, to).map_err(|e| msg(format!("{}: {e}", to.display())))?;
+    let _ = std::fs::remove_dir_all(&old);
+    Ok(())
+}
+
+/// `checkpoint/`, or `checkpoint.old/` when a crash fell between the two renames.
+fn existing_checkpoint(out_dir: &Path) -> Option<PathBuf> {
+    ["checkpoint", "checkpoint.old"]
+        .iter()
+        .map(|n| out_dir.join(n))
+        .find(|d| d.join("state.json").is_file())
+}
