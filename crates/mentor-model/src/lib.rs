@@ -7,10 +7,14 @@
 //! as they are; [`gguf`] dequantises GGUF weights into those names; [`loss`] is the
 //! prompt-masked, task-weighted cross-entropy the recipes train with.
 
+pub mod generate;
 pub mod gguf;
 pub mod llama;
 pub mod load;
 pub mod loss;
 pub mod ops;
+pub mod tokenizer;
 
+pub use generate::{generate, FinishReason, Generation, SamplingParams};
 pub use llama::{Cache, Llama, LlamaConfig, LoraConfig};
+pub use tokenizer::{ChatMessage, TextTokenizer};

@@ -11,4 +11,7 @@ pub mod optim;
 pub mod trainer;
 
 pub use batch::{Batch, TrainExample};
-pub use trainer::{eval_loss, train, EvalLog, Hooks, Quiet, StepLog, TrainConfig, TrainReport};
+pub use trainer::{
+    eval_loss, optimizer_step, train, EvalLog, Hooks, Quiet, StepLog, StepOutcome, TrainConfig,
+    TrainReport,
+};

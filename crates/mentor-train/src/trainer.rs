@@ -175,6 +175,88 @@ pub fn eval_loss(
     Ok(if w > 0.0 { nll / w } else { f64::NAN })
 }
 
+/// What one optimiser step did.
+pub struct StepOutcome {
+    /// Σ w·nll / Σ w over the step's micro-batches.
+    pub loss: f64,
+    /// Per micro-batch, per position: the nll (0 where unweighted).
+    pub nll: Vec<Vec<f32>>,
+    pub grad_norm: f64,
+    pub tokens: usize,
+}
+
+/// One optimiser step over `micro` (the accumulated micro-batches): forward, chunked loss,
+/// backward per micro-batch with gradients summed, clipping, AdamW at `lr`.
+pub fn optimizer_step(
+    model: &Llama,
+    opt: &mut AdamW,
+    micro: &[Batch],
+    lr: f64,
+    cfg: &TrainConfig,
+) -> Result<StepOutcome> {
+    let dev = model.device().clone();
+    let norm: f64 = micro
+        .iter()
+        .flat_map(|b| &b.weights)
+        .map(|&w| w as f64)
+        .sum();
+    let params = opt.params().to_vec();
+    let mut grads: Vec<Option<Tensor>> = vec![None; params.len()];
+    let mut out = StepOutcome {
+        loss: f64::NAN,
+        nll: Vec::with_capacity(micro.len()),
+        grad_norm: 0.0,
+        tokens: 0,
+    };
+    let mut weighted_nll = 0f64;
+    let trace = std::env::var_os("MENTOR_TRACE_STEP").is_some();
+    let mut t = Instant::now();
+    let mut lap = |what: &str| {
+        if trace {
+            eprintln!("  {what}: {:.2}s", t.elapsed().as_secs_f64());
+            t = Instant::now();
+        }
+    };
+    for b in micro {
+        let ids = Tensor::from_vec(b.input_ids.clone(), (b.rows, b.width), &dev)?;
+        let hidden = model.forward_hidden(&ids)?;
+        lap("forward");
+        let loss = chunked_lm_loss(
+            &hidden,
+            model.lm_head_weight(),
+            &b.targets,
+            &b.weights,
+            Some(norm.max(f64::MIN_POSITIVE)),
+            cfg.loss_chunk,
+        )?;
+        lap("loss");
+        weighted_nll += loss.weighted_nll;
+        out.tokens += b.tokens;
+        out.nll.push(loss.nll);
+        if let Some(s) = loss.surrogate {
+            let g = s.backward()?;
+            lap("backward");
+            for (i, (_, var)) in params.iter().enumerate() {
+                if let Some(gi) = g.get(var) {
+                    grads[i] = Some(match grads[i].take() {
+                        Some(acc) => (acc + gi)?,
+                        None => gi.clone(),
+                    });
+                }
+            }
+        }
+    }
+    if norm > 0.0 {
+        out.loss = weighted_nll / norm;
+    }
+    lap("accumulate");
+    out.grad_norm = clip_grad_norm(&mut grads, cfg.max_grad_norm)?;
+    lap("clip");
+    opt.step(&grads, lr)?;
+    lap("adamw");
+    Ok(out)
+}
+
 /// Trains `student` on `train`, validating on `valid`, checkpointing into `out_dir`; resumes
 /// from `out_dir/checkpoint` when one exists for the same configuration.
 pub fn train(
@@ -292,58 +374,27 @@ pub fn train(
             ));
             state.cursor += 1;
         }
-        let norm: f64 = micro
-            .iter()
-            .flat_map(|b| &b.weights)
-            .map(|&w| w as f64)
-            .sum();
-        let mut grads: Vec<Option<Tensor>> = vec![None; params.len()];
-        let (mut nll, mut tokens) = (0f64, 0usize);
+        let lr = schedule.lr(state.step);
+        let out = optimizer_step(model, &mut opt, &micro, lr, cfg)?;
         let mut per_task: BTreeMap<String, (f64, f64)> = BTreeMap::new();
-        for b in &micro {
-            let ids = Tensor::from_vec(b.input_ids.clone(), (b.rows, b.width), &dev)?;
-            let hidden = model.forward_hidden(&ids)?;
-            let out = chunked_lm_loss(
-                &hidden,
-                model.lm_head_weight(),
-                &b.targets,
-                &b.weights,
-                Some(norm.max(f64::MIN_POSITIVE)),
-                cfg.loss_chunk,
-            )?;
-            nll += out.weighted_nll;
-            tokens += b.tokens;
+        for (b, nll) in micro.iter().zip(&out.nll) {
             for (r, &ex) in b.examples.iter().enumerate() {
                 let e = per_task.entry(train[ex].task.clone()).or_default();
                 for p in 0..b.width {
                     if b.weights[r * b.width + p] > 0.0 {
-                        e.0 += out.nll[r * b.width + p] as f64;
+                        e.0 += nll[r * b.width + p] as f64;
                         e.1 += 1.0;
                     }
                 }
             }
-            if let Some(s) = out.surrogate {
-                let g = s.backward()?;
-                for (i, (_, var)) in params.iter().enumerate() {
-                    if let Some(gi) = g.get(var) {
-                        grads[i] = Some(match grads[i].take() {
-                            Some(acc) => (acc + gi)?,
-                            None => gi.clone(),
-                        });
-                    }
-                }
-            }
         }
-        let grad_norm = clip_grad_norm(&mut grads, cfg.max_grad_norm)?;
-        let lr = schedule.lr(state.step);
-        opt.step(&grads, lr)?;
-        drop(grads);
+        let (tokens, grad_norm) = (out.tokens, out.grad_norm);
         state.step += 1;
         let step_log = StepLog {
             step: state.step,
             epoch: state.epoch as f64 + state.cursor as f64 / epoch_order.len() as f64,
             lr,
-            loss: if norm > 0.0 { nll / norm } else { f64::NAN },
+            loss: out.loss,
             task_loss: per_task
                 .into_iter()
                 .map(|(k, (s, n))| (k, if n > 0.0 { s / n } else { f64::NAN }))

@@ -5,6 +5,7 @@
 
 mod cmd;
 mod config;
+mod models;
 mod output;
 mod progress;
 mod run;

@@ -37,15 +37,36 @@ pub struct Args {
     /// For `loopback`: the port to serve on (0 = any free port).
     #[arg(long, default_value_t = 0)]
     port: u16,
+    /// For `train` and `generate`: the model (asset name, .gguf file or HF directory).
+    #[arg(long, default_value = "smollm2-135m")]
+    model: String,
+    /// For `train`: sequences per step.
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// For `train`: tokens per sequence.
+    #[arg(long, default_value_t = 256)]
+    seq: usize,
+    /// For `train`: timed steps (the median is reported), after `--warmup` untimed ones.
+    #[arg(long, default_value_t = 3)]
+    steps: usize,
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// For `train`: `full` fine-tuning or `lora` (rank 16, all projections).
+    #[arg(long, default_value = "full")]
+    tuning: String,
+    /// Worker threads for the tensor kernels (default: one per physical core).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 pub fn run(a: Args) -> Result<Summary> {
     match a.what.as_str() {
         "annotate" => annotate(a),
         "loopback" => serve_loopback(a.port),
-        "train" | "generate" => Err(super::pending::not_built(
-            "bench train/generate",
-            "the student engine (issue: Student engine)",
+        "train" => train(a),
+        "generate" => Err(super::pending::not_built(
+            "bench generate",
+            "batched generation (issue: Student engine)",
         )),
         other => bail!("unknown benchmark `{other}`; expected annotate, train or generate"),
     }
@@ -162,5 +183,89 @@ fn serve_loopback(port: u16) -> Result<Summary> {
         std::io::stdout().flush()?;
         tokio::signal::ctrl_c().await?;
         Ok(Summary { human: String::new(), json: json!({ "served": server.stats.requests.load(std::sync::atomic::Ordering::SeqCst) }) })
+    })
+}
+
+/// One training step (forward + backward + AdamW) of a real model on a random batch in which
+/// every position is a target: the shape of the comparison in BENCHMARKS.md.
+fn train(a: Args) -> Result<Summary> {
+    use mentor_model::load::{read_weights, Student, Tuning};
+    use mentor_train::optim::{AdamW, AdamWConfig};
+    use mentor_train::{optimizer_step, Batch, TrainConfig};
+    use rand::{Rng, SeedableRng};
+
+    crate::models::set_threads(a.threads);
+    let path = crate::models::resolve(&a.model)?;
+    let dev = candle_core::Device::Cpu;
+    let load_start = Instant::now();
+    let weights = read_weights(&path, &dev)?;
+    let tuning = match a.tuning.as_str() {
+        "full" => Tuning::Full,
+        "lora" => Tuning::Lora(mentor_model::LoraConfig::default()),
+        other => bail!("--tuning {other}: expected full or lora"),
+    };
+    let student = Student::new(weights, tuning, &dev, 0)?;
+    let load_s = load_start.elapsed().as_secs_f64();
+    let vocab = student.model.cfg.vocab_size as u32;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let n = a.batch * a.seq;
+    let batch = Batch {
+        rows: a.batch,
+        width: a.seq,
+        input_ids: (0..n).map(|_| rng.random_range(0..vocab)).collect(),
+        targets: (0..n).map(|_| rng.random_range(0..vocab)).collect(),
+        weights: vec![1.0; n],
+        examples: (0..a.batch).collect(),
+        tokens: n,
+    };
+    let cfg = TrainConfig::default();
+    let mut opt = AdamW::new(student.trainable(), AdamWConfig::default())?;
+    let mut times = vec![];
+    for i in 0..a.warmup + a.steps {
+        let t = Instant::now();
+        let out = optimizer_step(
+            &student.model,
+            &mut opt,
+            std::slice::from_ref(&batch),
+            1e-5,
+            &cfg,
+        )?;
+        let s = t.elapsed().as_secs_f64();
+        eprintln!(
+            "step {i}: {s:.2}s loss {:.3}{}",
+            out.loss,
+            if i < a.warmup { " (warm-up)" } else { "" }
+        );
+        if i >= a.warmup {
+            times.push(s);
+        }
+    }
+    times.sort_by(|x, y| x.partial_cmp(y).unwrap());
+    let median = times.get(times.len() / 2).copied().unwrap_or(f64::NAN);
+    let tokens_per_s = n as f64 / median;
+    let peak = crate::models::peak_rss_mb();
+    let threads = std::env::var("RAYON_NUM_THREADS").ok();
+    Ok(Summary {
+        human: format!(
+            "train step {} × {} tokens, {}: median {median:.2}s → {tokens_per_s:.1} tokens/s, peak RSS {:.0} MiB (load {load_s:.1}s)",
+            a.batch,
+            a.seq,
+            a.tuning,
+            peak.unwrap_or(f64::NAN)
+        ),
+        json: json!({
+            "bench": "train",
+            "model": a.model,
+            "tuning": a.tuning,
+            "batch": a.batch,
+            "seq": a.seq,
+            "steps": a.steps,
+            "step_seconds": times,
+            "median_step_s": median,
+            "tokens_per_s": tokens_per_s,
+            "peak_rss_mb": peak,
+            "threads": threads,
+            "load_s": load_s,
+        }),
     })
 }

@@ -1,0 +1,251 @@
+//! Batched generation with a KV cache: many prompts decode together (the recipes sample K
+//! rationales per question), greedy or sampled (temperature, top-p, per-request seed), with
+//! stop strings, a token limit and per-token log-probabilities.
+//!
+//! Requests are grouped by prompt length and left-padded, so every row's next token sits in the
+//! same column. Each request has its own random stream (ChaCha8 from its seed), so its output
+//! does not depend on which other requests share its batch.
+
+use crate::llama::Llama;
+use crate::tokenizer::TextTokenizer;
+use candle_core::{Result, Tensor};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SamplingParams {
+    pub max_new_tokens: usize,
+    /// 0 = greedy.
+    pub temperature: f64,
+    pub top_p: f64,
+    pub seed: u64,
+    /// Generation stops when the text contains one of these; the text is cut before it.
+    pub stop: Vec<String>,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        SamplingParams {
+            max_new_tokens: 256,
+            temperature: 0.0,
+            top_p: 1.0,
+            seed: 0,
+            stop: vec![],
+        }
+    }
+}
+
+impl SamplingParams {
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
+            return Err(format!("temperature must be ≥ 0, got {}", self.temperature));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(format!("top_p must be in (0, 1], got {}", self.top_p));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FinishReason {
+    /// An end-of-sequence token or a stop string.
+    Stop,
+    /// `max_new_tokens` reached.
+    Length,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Generation {
+    pub text: String,
+    pub token_ids: Vec<u32>,
+    /// log p(token) under the model (temperature 1) for each generated token.
+    pub logprobs: Vec<f32>,
+    pub finish_reason: FinishReason,
+    pub prompt_tokens: usize,
+}
+
+impl Generation {
+    /// Σ log p over the generated tokens: the sequence log-probability.
+    pub fn sequence_logprob(&self) -> f64 {
+        self.logprobs.iter().map(|&l| l as f64).sum()
+    }
+}
+
+/// One row of a running batch.
+struct Row {
+    params: SamplingParams,
+    rng: ChaCha8Rng,
+    out: Vec<u32>,
+    logprobs: Vec<f32>,
+    done: Option<FinishReason>,
+    text: String,
+}
+
+fn log_softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let lse = logits.iter().map(|&v| (v - max).exp()).sum::<f32>().ln() + max;
+    logits.iter().map(|&v| v - lse).collect()
+}
+
+/// Picks the next token from `logprobs` (temperature 1) under `p`.
+fn pick(logprobs: &[f32], p: &SamplingParams, rng: &mut ChaCha8Rng) -> u32 {
+    if p.temperature == 0.0 {
+        let mut best = 0;
+        for (i, &v) in logprobs.iter().enumerate() {
+            if v > logprobs[best] {
+                best = i;
+            }
+        }
+        return best as u32;
+    }
+    // softmax(logits / T) = softmax(logprobs / T)
+    let scaled: Vec<f32> = logprobs.iter().map(|&v| v / p.temperature as f32).collect();
+    let probs: Vec<f32> = log_softmax(&scaled).iter().map(|v| v.exp()).collect();
+    let mut order: Vec<usize> = (0..probs.len()).filter(|&i| probs[i] > 0.0).collect();
+    order.sort_by(|&a, &b| probs[b].partial_cmp(&probs[a]).unwrap().then(a.cmp(&b)));
+    let mut kept = 0;
+    let mut mass = 0f32;
+    for &i in &order {
+        mass += probs[i];
+        kept += 1;
+        if mass as f64 >= p.top_p {
+            break;
+        }
+    }
+    let order = &order[..kept.max(1)];
+    let total: f32 = order.iter().map(|&i| probs[i]).sum();
+    let mut u = rng.random::<f32>() * total;
+    for &i in order {
+        u -= probs[i];
+        if u <= 0.0 {
+            return i as u32;
+        }
+    }
+    order[order.len() - 1] as u32
+}
+
+/// Generates a completion for each `(prompt ids, params)`, `batch_size` rows at a time;
+/// `on_done(n)` is called as requests finish (progress). Outputs are in request order.
+pub fn generate(
+    model: &Llama,
+    tokenizer: &TextTokenizer,
+    requests: &[(Vec<u32>, SamplingParams)],
+    batch_size: usize,
+    on_done: &mut dyn FnMut(usize),
+) -> Result<Vec<Generation>> {
+    let mut order: Vec<usize> = (0..requests.len()).collect();
+    order.sort_by_key(|&i| requests[i].0.len());
+    let mut results: Vec<Option<Generation>> = vec![None; requests.len()];
+    for group in order.chunks(batch_size.max(1)) {
+        let gens = generate_batch(
+            model,
+            tokenizer,
+            group.iter().map(|&i| &requests[i]).collect(),
+        )?;
+        for (&i, g) in group.iter().zip(gens) {
+            results[i] = Some(g);
+        }
+        on_done(group.len());
+    }
+    Ok(results
+        .into_iter()
+        .map(|g| g.expect("every request generated"))
+        .collect())
+}
+
+fn generate_batch(
+    model: &Llama,
+    tokenizer: &TextTokenizer,
+    reqs: Vec<&(Vec<u32>, SamplingParams)>,
+) -> Result<Vec<Generation>> {
+    let b = reqs.len();
+    let width = reqs.iter().map(|r| r.0.len()).max().unwrap_or(0).max(1);
+    let max_new = reqs.iter().map(|r| r.1.max_new_tokens).max().unwrap_or(0);
+    let limit = model.cfg.max_position_embeddings;
+    if width + max_new > limit {
+        candle_core::bail!(
+            "prompt ({width} tokens) + max_new_tokens ({max_new}) exceeds the model's {limit} positions"
+        );
+    }
+    let pad: Vec<usize> = reqs.iter().map(|r| width - r.0.len()).collect();
+    let mut ids = vec![tokenizer.pad_id; b * width];
+    for (r, req) in reqs.iter().enumerate() {
+        ids[r * width + pad[r]..(r + 1) * width].copy_from_slice(&req.0);
+    }
+    let mut rows: Vec<Row> = reqs
+        .iter()
+        .map(|r| Row {
+            params: r.1.clone(),
+            rng: ChaCha8Rng::seed_from_u64(r.1.seed),
+            out: vec![],
+            logprobs: vec![],
+            done: (r.1.max_new_tokens == 0).then_some(FinishReason::Length),
+            text: String::new(),
+        })
+        .collect();
+    let mut cache = model.new_cache(width + max_new);
+    let mut input = Tensor::from_vec(ids, (b, width), model.device())?;
+    while rows.iter().any(|r| r.done.is_none()) {
+        let logits = model
+            .forward_step(&input, &pad, &mut cache)?
+            .to_vec2::<f32>()?;
+        let mut next = vec![tokenizer.pad_id; b];
+        for (r, row) in rows.iter_mut().enumerate() {
+            if row.done.is_some() {
+                continue;
+            }
+            let lp = log_softmax(&logits[r]);
+            let tok = pick(&lp, &row.params, &mut row.rng);
+            next[r] = tok;
+            if tokenizer.stop_ids.contains(&tok) {
+                row.done = Some(FinishReason::Stop);
+                continue;
+            }
+            row.out.push(tok);
+            row.logprobs.push(lp[tok as usize]);
+            if !row.params.stop.is_empty() {
+                row.text = tokenizer
+                    .decode(&row.out)
+                    .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+                if let Some(cut) = row
+                    .params
+                    .stop
+                    .iter()
+                    .filter_map(|s| row.text.find(s.as_str()))
+                    .min()
+                {
+                    row.text.truncate(cut);
+                    row.done = Some(FinishReason::Stop);
+                    continue;
+                }
+            }
+            if row.out.len() >= row.params.max_new_tokens {
+                row.done = Some(FinishReason::Length);
+            }
+        }
+        input = Tensor::from_vec(next, (b, 1), model.device())?;
+    }
+    rows.into_iter()
+        .zip(reqs)
+        .map(|(row, req)| {
+            let text = if row.params.stop.is_empty() {
+                tokenizer
+                    .decode(&row.out)
+                    .map_err(|e| candle_core::Error::Msg(e.to_string()))?
+            } else {
+                row.text
+            };
+            Ok(Generation {
+                text,
+                token_ids: row.out,
+                logprobs: row.logprobs,
+                finish_reason: row.done.unwrap_or(FinishReason::Length),
+                prompt_tokens: req.0.len(),
+            })
+        })
+        .collect()
+}

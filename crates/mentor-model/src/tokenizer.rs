@@ -1,0 +1,330 @@
+//! Tokenizer and chat template of a model.
+//!
+//! From a Hugging Face `tokenizer.json` (+ `tokenizer_config.json` for the template and special
+//! tokens), or rebuilt from a GGUF file's metadata: GGUF stores the BPE vocabulary and merges and
+//! names its pre-tokenizer (`tokenizer.ggml.pre`); we write the equivalent `tokenizer.json` and
+//! load it with the `tokenizers` crate, so encoding is the reference implementation's. The chat
+//! template (Jinja) is rendered with minijinja, with Python string methods enabled as the HF
+//! templates expect.
+
+use candle_core::quantized::gguf_file::Value;
+use serde_json::{json, Value as Json};
+use std::collections::HashMap;
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenizerError {
+    #[error("{0}")]
+    Msg(String),
+    #[error("{path}: {msg}")]
+    File { path: String, msg: String },
+}
+
+type Result<T> = std::result::Result<T, TokenizerError>;
+
+fn err(m: impl std::fmt::Display) -> TokenizerError {
+    TokenizerError::Msg(m.to_string())
+}
+
+/// One chat message.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChatMessage {
+    pub role: String,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn new(role: &str, content: impl Into<String>) -> Self {
+        ChatMessage {
+            role: role.into(),
+            content: content.into(),
+        }
+    }
+}
+
+pub struct TextTokenizer {
+    inner: tokenizers::Tokenizer,
+    /// The tokenizer as `tokenizer.json` text (what a checkpoint saves).
+    json: String,
+    pub bos_token: Option<String>,
+    pub eos_token: String,
+    /// Token ids that end a generation (the EOS token, the chat end-of-turn token).
+    pub stop_ids: Vec<u32>,
+    pub pad_id: u32,
+    pub chat_template: Option<String>,
+}
+
+fn gguf_str(md: &HashMap<String, Value>, key: &str) -> Option<String> {
+    md.get(key).and_then(|v| v.to_string().ok()).cloned()
+}
+
+fn gguf_u32(md: &HashMap<String, Value>, key: &str) -> Option<u32> {
+    md.get(key).and_then(|v| v.to_u32().ok())
+}
+
+/// The pre-tokenizer llama.cpp names `pre`, as a `tokenizers` JSON node.
+fn pre_tokenizer(pre: &str) -> Result<Json> {
+    let byte_level = |use_regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": use_regex});
+    let split = |pattern: &str| json!({"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": false});
+    Ok(match pre {
+        // SmolLM / StarCoder: every digit on its own, then GPT-2 byte-level splitting
+        "smollm" | "starcoder" | "refact" => json!({"type": "Sequence", "pretokenizers": [
+            {"type": "Digits", "individual_digits": true}, byte_level(true)]}),
+        "qwen2" => json!({"type": "Sequence", "pretokenizers": [split(
+            r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"),
+            byte_level(false)]}),
+        "llama-bpe" | "llama3" => json!({"type": "Sequence", "pretokenizers": [split(
+            r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"),
+            byte_level(false)]}),
+        "gpt2" | "default" | "" => byte_level(true),
+        other => {
+            return Err(err(format!(
+                "GGUF pre-tokenizer `{other}` is not supported (smollm, qwen2, llama-bpe, gpt2); \
+                 pass the model's tokenizer.json instead"
+            )))
+        }
+    })
+}
+
+impl TextTokenizer {
+    fn build(
+        json: String,
+        bos: Option<String>,
+        eos: String,
+        pad: Option<String>,
+        template: Option<String>,
+        extra_stops: &[&str],
+    ) -> Result<Self> {
+        let inner: tokenizers::Tokenizer =
+            json.parse().map_err(|e| err(format!("tokenizer: {e}")))?;
+        let id = |t: &str| inner.token_to_id(t);
+        let eos_id =
+            id(&eos).ok_or_else(|| err(format!("EOS token `{eos}` is not in the vocabulary")))?;
+        let mut stop_ids = vec![eos_id];
+        for t in extra_stops {
+            if let Some(i) = id(t) {
+                if !stop_ids.contains(&i) {
+                    stop_ids.push(i);
+                }
+            }
+        }
+        let pad_id = pad.as_deref().and_then(id).unwrap_or(eos_id);
+        Ok(TextTokenizer {
+            inner,
+            json,
+            bos_token: bos,
+            eos_token: eos,
+            stop_ids,
+            pad_id,
+            chat_template: template,
+        })
+    }
+
+    /// A tokenizer from `tokenizer.json` text and its EOS token (tests, tools).
+    pub fn from_json(json: String, eos: &str, chat_template: Option<String>) -> Result<Self> {
+        Self::build(json, None, eos.into(), None, chat_template, &[])
+    }
+
+    /// Rebuilds the tokenizer from GGUF metadata (BPE "gpt2"-type vocabularies).
+    pub fn from_gguf(md: &HashMap<String, Value>) -> Result<Self> {
+        let model = gguf_str(md, "tokenizer.ggml.model").unwrap_or_default();
+        if model != "gpt2" {
+            return Err(err(format!(
+                "GGUF tokenizer model `{model}` is not supported (gpt2-style BPE only); pass tokenizer.json"
+            )));
+        }
+        let list = |key: &str| -> Result<Vec<Value>> {
+            md.get(key)
+                .and_then(|v| v.to_vec().ok())
+                .cloned()
+                .ok_or_else(|| err(format!("GGUF metadata lacks `{key}`")))
+        };
+        let tokens: Vec<String> = list("tokenizer.ggml.tokens")?
+            .iter()
+            .map(|v| v.to_string().cloned().map_err(err))
+            .collect::<Result<_>>()?;
+        let merges: Vec<String> = list("tokenizer.ggml.merges")?
+            .iter()
+            .map(|v| v.to_string().cloned().map_err(err))
+            .collect::<Result<_>>()?;
+        let types: Vec<i32> = list("tokenizer.ggml.token_type")
+            .unwrap_or_default()
+            .iter()
+            .map(|v| v.to_i32().unwrap_or(1))
+            .collect();
+        let vocab: serde_json::Map<String, Json> = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), json!(i)))
+            .collect();
+        // control (3) and user-defined (4) tokens are matched whole, before BPE
+        let added: Vec<Json> = types
+            .iter()
+            .enumerate()
+            .filter(|(_, &t)| t == 3 || t == 4)
+            .map(|(i, &t)| {
+                json!({"id": i, "content": tokens[i], "single_word": false, "lstrip": false,
+                       "rstrip": false, "normalized": t == 4, "special": t == 3})
+            })
+            .collect();
+        let pre = gguf_str(md, "tokenizer.ggml.pre").unwrap_or_default();
+        let doc = json!({
+            "version": "1.0", "truncation": null, "padding": null,
+            "added_tokens": added,
+            "normalizer": null,
+            "pre_tokenizer": pre_tokenizer(&pre)?,
+            "post_processor": null,
+            "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
+            "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
+                      "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false,
+                      "ignore_merges": false, "vocab": vocab, "merges": merges}
+        });
+        let tok = |key: &str| gguf_u32(md, key).and_then(|i| tokens.get(i as usize).cloned());
+        let eos = tok("tokenizer.ggml.eos_token_id")
+            .ok_or_else(|| err("GGUF metadata lacks an EOS token"))?;
+        let add_bos = md
+            .get("tokenizer.ggml.add_bos_token")
+            .and_then(|v| v.to_bool().ok())
+            .unwrap_or(false);
+        Self::build(
+            doc.to_string(),
+            if add_bos {
+                tok("tokenizer.ggml.bos_token_id")
+            } else {
+                None
+            },
+            eos,
+            tok("tokenizer.ggml.padding_token_id"),
+            gguf_str(md, "tokenizer.chat_template"),
+            &["<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<end_of_turn>"],
+        )
+    }
+
+    /// Loads `tokenizer.json`, and `tokenizer_config.json` beside it when present (chat
+    /// template, EOS/BOS/pad tokens).
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let read = |p: &Path| {
+            std::fs::read_to_string(p).map_err(|e| TokenizerError::File {
+                path: p.display().to_string(),
+                msg: e.to_string(),
+            })
+        };
+        let json = read(path)?;
+        let cfg_path = path.with_file_name("tokenizer_config.json");
+        let cfg: Json = if cfg_path.is_file() {
+            serde_json::from_str(&read(&cfg_path)?).map_err(|e| TokenizerError::File {
+                path: cfg_path.display().to_string(),
+                msg: e.to_string(),
+            })?
+        } else {
+            Json::Null
+        };
+        let token = |key: &str| match &cfg[key] {
+            Json::String(s) => Some(s.clone()),
+            Json::Object(o) => o.get("content").and_then(|c| c.as_str()).map(String::from),
+            _ => None,
+        };
+        let add_bos = cfg["add_bos_token"].as_bool().unwrap_or(false);
+        Self::build(
+            json,
+            if add_bos { token("bos_token") } else { None },
+            token("eos_token").unwrap_or_else(|| "<|endoftext|>".into()),
+            token("pad_token"),
+            cfg["chat_template"].as_str().map(String::from),
+            &["<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<end_of_turn>"],
+        )
+    }
+
+    /// Token ids of `text`; special tokens written in the text are recognised. The BOS token is
+    /// prepended when the model wants one.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| err(format!("encode: {e}")))?;
+        let mut ids = Vec::with_capacity(enc.len() + 1);
+        if let Some(b) = self
+            .bos_token
+            .as_deref()
+            .and_then(|b| self.inner.token_to_id(b))
+        {
+            if !text.starts_with(self.bos_token.as_deref().unwrap_or_default()) {
+                ids.push(b);
+            }
+        }
+        ids.extend_from_slice(enc.get_ids());
+        Ok(ids)
+    }
+
+    /// Text of `ids`, special tokens left out.
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.inner
+            .decode(ids, true)
+            .map_err(|e| err(format!("decode: {e}")))
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    pub fn token_to_id(&self, t: &str) -> Option<u32> {
+        self.inner.token_to_id(t)
+    }
+
+    /// Renders `messages` with the model's chat template; `add_generation_prompt` opens the
+    /// assistant's turn. Models without a template get ChatML.
+    pub fn apply_chat_template(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String> {
+        const CHATML: &str = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+        let source = self.chat_template.as_deref().unwrap_or(CHATML);
+        let mut env = minijinja::Environment::new();
+        minijinja_contrib::add_to_environment(&mut env);
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function(
+            "raise_exception",
+            |m: String| -> std::result::Result<String, minijinja::Error> {
+                Err(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    m,
+                ))
+            },
+        );
+        env.add_template("chat", source)
+            .map_err(|e| err(format!("chat template: {e}")))?;
+        let tpl = env.get_template("chat").map_err(err)?;
+        tpl.render(minijinja::context! {
+            messages => messages,
+            add_generation_prompt => add_generation_prompt,
+            bos_token => self.bos_token.clone().unwrap_or_default(),
+            eos_token => self.eos_token.clone(),
+            tools => minijinja::Value::UNDEFINED,
+        })
+        .map_err(|e| err(format!("chat template: {e}")))
+    }
+
+    /// Writes `tokenizer.json` and a `tokenizer_config.json` with the template and special
+    /// tokens, as transformers expects them.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let io = |p: &Path, e: std::io::Error| TokenizerError::File {
+            path: p.display().to_string(),
+            msg: e.to_string(),
+        };
+        let p = dir.join("tokenizer.json");
+        std::fs::write(&p, &self.json).map_err(|e| io(&p, e))?;
+        let pad = self.inner.id_to_token(self.pad_id);
+        let cfg = json!({
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "bos_token": self.bos_token,
+            "add_bos_token": self.bos_token.is_some(),
+            "eos_token": self.eos_token,
+            "pad_token": pad,
+            "chat_template": self.chat_template,
+            "clean_up_tokenization_spaces": false,
+        });
+        let p = dir.join("tokenizer_config.json");
+        std::fs::write(&p, serde_json::to_string_pretty(&cfg).unwrap()).map_err(|e| io(&p, e))
+    }
+}

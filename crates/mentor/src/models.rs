@@ -1,0 +1,40 @@
+//! Model names on the command line: an asset name (`smollm2-135m`) resolves to its fetched
+//! file; anything else is a path to a `.gguf` file or a Hugging Face directory.
+
+use anyhow::{bail, Result};
+use std::path::PathBuf;
+
+pub fn resolve(spec: &str) -> Result<PathBuf> {
+    if let Ok(asset) = mentor_data::assets::find(spec) {
+        let path = mentor_data::assets::mentor_home().join(asset.file);
+        if !mentor_data::assets::is_installed(asset, &mentor_data::assets::mentor_home()) {
+            bail!(
+                "model `{spec}` is not fetched yet ({}): run `mentor fetch-assets {spec}`",
+                path.display()
+            );
+        }
+        return Ok(path);
+    }
+    let path = PathBuf::from(spec);
+    if !path.exists() {
+        bail!("model `{spec}`: neither a known asset name nor an existing file or directory");
+    }
+    Ok(path)
+}
+
+/// Peak resident memory of this process so far (VmHWM), in MiB.
+pub fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Pins candle's and rayon's thread counts (they read these once, at first use): on small
+/// machines oversubscription costs more than it gains (DESIGN.md §9).
+pub fn set_threads(n: Option<usize>) {
+    if let Some(n) = n {
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+        std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
+    }
+}
