@@ -23,6 +23,8 @@ pub struct SamplingParams {
     pub seed: u64,
     /// Generation stops when the text contains one of these; the text is cut before it.
     pub stop: Vec<String>,
+    /// Keep going past end-of-sequence tokens (benchmarks: a fixed number of new tokens).
+    pub ignore_eos: bool,
 }
 
 impl Default for SamplingParams {
@@ -33,6 +35,7 @@ impl Default for SamplingParams {
             top_p: 1.0,
             seed: 0,
             stop: vec![],
+            ignore_eos: false,
         }
     }
 }
@@ -201,7 +204,7 @@ fn generate_batch(
             let lp = log_softmax(&logits[r]);
             let tok = pick(&lp, &row.params, &mut row.rng);
             next[r] = tok;
-            if tokenizer.stop_ids.contains(&tok) {
+            if !row.params.ignore_eos && tokenizer.stop_ids.contains(&tok) {
                 row.done = Some(FinishReason::Stop);
                 continue;
             }

@@ -60,7 +60,7 @@ enum Command {
     #[command(subcommand)]
     Data(cmd::data::DataCommand),
     Ledger(cmd::ledger::Args),
-    Generate(cmd::pending::GenerateArgs),
+    Generate(cmd::generate::Args),
     Report(cmd::pending::ReportArgs),
     Export(cmd::pending::ExportArgs),
     Import(cmd::pending::ImportArgs),
@@ -88,10 +88,7 @@ fn main() -> ExitCode {
             "eval",
             "the student engine (issue: Student engine)",
         )),
-        Command::Generate(_) => Err(cmd::pending::not_built(
-            "generate",
-            "the student engine (issue: Student engine)",
-        )),
+        Command::Generate(a) => cmd::generate::run(a),
         Command::Report(_) => Err(cmd::pending::not_built(
             "report",
             "the quickstart (issue: Embedded local teacher and the quickstart)",

@@ -38,3 +38,32 @@ pub fn set_threads(n: Option<usize>) {
         std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
     }
 }
+
+/// A model ready for inference, with its tokenizer.
+pub struct LoadedModel {
+    pub model: mentor_model::Llama,
+    pub tokenizer: mentor_model::TextTokenizer,
+    pub path: PathBuf,
+}
+
+/// Loads `spec` (asset name, `.gguf` file or HF directory) for inference on the CPU. The
+/// tokenizer comes from the GGUF metadata or the directory's `tokenizer.json`.
+pub fn load_for_inference(spec: &str) -> Result<LoadedModel> {
+    use anyhow::Context;
+    use mentor_model::load::{read_weights, Student, Tuning};
+    let path = resolve(spec)?;
+    let dev = candle_core::Device::Cpu;
+    let weights =
+        read_weights(&path, &dev).with_context(|| format!("loading {}", path.display()))?;
+    let tokenizer = match &weights.gguf_metadata {
+        Some(md) => mentor_model::TextTokenizer::from_gguf(md),
+        None => mentor_model::TextTokenizer::from_file(&path.join("tokenizer.json")),
+    }
+    .with_context(|| format!("tokenizer of {}", path.display()))?;
+    let student = Student::new(weights, Tuning::Frozen, &dev, 0)?;
+    Ok(LoadedModel {
+        model: student.model,
+        tokenizer,
+        path,
+    })
+}

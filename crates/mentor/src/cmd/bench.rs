@@ -40,9 +40,12 @@ pub struct Args {
     /// For `train` and `generate`: the model (asset name, .gguf file or HF directory).
     #[arg(long, default_value = "smollm2-135m")]
     model: String,
-    /// For `train`: sequences per step.
-    #[arg(long, default_value_t = 8)]
-    batch: usize,
+    /// For `train`: sequences per step. For `generate`: batch sizes to measure (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "8")]
+    batch: Vec<usize>,
+    /// For `generate`: new tokens per prompt (end-of-sequence ignored).
+    #[arg(long, default_value_t = 128)]
+    new_tokens: usize,
     /// For `train`: tokens per sequence.
     #[arg(long, default_value_t = 256)]
     seq: usize,
@@ -64,10 +67,7 @@ pub fn run(a: Args) -> Result<Summary> {
         "annotate" => annotate(a),
         "loopback" => serve_loopback(a.port),
         "train" => train(a),
-        "generate" => Err(super::pending::not_built(
-            "bench generate",
-            "batched generation (issue: Student engine)",
-        )),
+        "generate" => generate(a),
         other => bail!("unknown benchmark `{other}`; expected annotate, train or generate"),
     }
 }
@@ -195,6 +195,7 @@ fn train(a: Args) -> Result<Summary> {
     use rand::{Rng, SeedableRng};
 
     crate::models::set_threads(a.threads);
+    let batch_size = a.batch[0];
     let path = crate::models::resolve(&a.model)?;
     let dev = candle_core::Device::Cpu;
     let load_start = Instant::now();
@@ -208,14 +209,14 @@ fn train(a: Args) -> Result<Summary> {
     let load_s = load_start.elapsed().as_secs_f64();
     let vocab = student.model.cfg.vocab_size as u32;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-    let n = a.batch * a.seq;
+    let n = batch_size * a.seq;
     let batch = Batch {
-        rows: a.batch,
+        rows: batch_size,
         width: a.seq,
         input_ids: (0..n).map(|_| rng.random_range(0..vocab)).collect(),
         targets: (0..n).map(|_| rng.random_range(0..vocab)).collect(),
         weights: vec![1.0; n],
-        examples: (0..a.batch).collect(),
+        examples: (0..batch_size).collect(),
         tokens: n,
     };
     let cfg = TrainConfig::default();
@@ -248,7 +249,7 @@ fn train(a: Args) -> Result<Summary> {
     Ok(Summary {
         human: format!(
             "train step {} × {} tokens, {}: median {median:.2}s → {tokens_per_s:.1} tokens/s, peak RSS {:.0} MiB (load {load_s:.1}s)",
-            a.batch,
+            batch_size,
             a.seq,
             a.tuning,
             peak.unwrap_or(f64::NAN)
@@ -257,7 +258,7 @@ fn train(a: Args) -> Result<Summary> {
             "bench": "train",
             "model": a.model,
             "tuning": a.tuning,
-            "batch": a.batch,
+            "batch": batch_size,
             "seq": a.seq,
             "steps": a.steps,
             "step_seconds": times,
@@ -267,5 +268,62 @@ fn train(a: Args) -> Result<Summary> {
             "threads": threads,
             "load_s": load_s,
         }),
+    })
+}
+
+/// Prompts shared with `benches/generate_torch.py` (same text, same chat template).
+pub const BENCH_PROMPTS: [&str; 4] = [
+    "Explain why the sky is blue.",
+    "Write a short story about a robot who learns to paint.",
+    "List three uses of a paperclip and explain each.",
+    "Tom has 3 apples and buys 5 more. How many apples does he have? Think step by step.",
+];
+
+/// Greedy batched generation of `--new-tokens` tokens (EOS ignored) per prompt, at each
+/// `--batch` size: new tokens per second, wall time including prefill.
+fn generate(a: Args) -> Result<Summary> {
+    crate::models::set_threads(a.threads);
+    let loaded = crate::models::load_for_inference(&a.model)?;
+    let tok = &loaded.tokenizer;
+    let mut rows = vec![];
+    let mut human = String::new();
+    for &b in &a.batch {
+        let reqs: Vec<(Vec<u32>, mentor_model::SamplingParams)> = (0..b)
+            .map(|i| {
+                let msg = [mentor_model::ChatMessage::new(
+                    "user",
+                    BENCH_PROMPTS[i % BENCH_PROMPTS.len()],
+                )];
+                let text = tok.apply_chat_template(&msg, true)?;
+                Ok((
+                    tok.encode(&text)?,
+                    mentor_model::SamplingParams {
+                        max_new_tokens: a.new_tokens,
+                        ignore_eos: true,
+                        ..Default::default()
+                    },
+                ))
+            })
+            .collect::<Result<_>>()?;
+        let t = Instant::now();
+        let gens = mentor_model::generate(&loaded.model, tok, &reqs, b, &mut |_| {})?;
+        let s = t.elapsed().as_secs_f64();
+        let new: usize = gens.iter().map(|g| g.token_ids.len()).sum();
+        human.push_str(&format!(
+            "batch {b:>3}: {new} new tokens in {s:.1}s → {:.1} tokens/s\n",
+            new as f64 / s
+        ));
+        rows.push(
+            json!({"batch": b, "new_tokens": new, "seconds": s, "tokens_per_s": new as f64 / s}),
+        );
+    }
+    human.push_str(&format!(
+        "peak RSS {:.0} MiB",
+        crate::models::peak_rss_mb().unwrap_or(f64::NAN)
+    ));
+    Ok(Summary {
+        human,
+        json: json!({"bench": "generate", "model": a.model, "new_tokens": a.new_tokens, "rows": rows,
+                     "peak_rss_mb": crate::models::peak_rss_mb()}),
     })
 }

@@ -47,17 +47,6 @@ pub struct EvalArgs {
     pub mode: Option<String>,
 }
 
-/// Generate from a model for a JSONL of {"prompt": …} rows. [not built yet]
-#[derive(clap::Args)]
-pub struct GenerateArgs {
-    #[arg(long)]
-    pub model: String,
-    #[arg(long)]
-    pub prompts: PathBuf,
-    #[arg(long, default_value_t = 128)]
-    pub max_tokens: usize,
-}
-
 /// Write RUN/report.html and RUN/summary.json. [not built yet]
 #[derive(clap::Args)]
 pub struct ReportArgs {

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# One training step (forward + backward + AdamW, float32) of SmolLM2-135M at batch 8 × 256,
+# mentor vs PyTorch (transformers LlamaForCausalLM, same config and thread count), one after the
+# other on this machine. Prints both JSON lines. Usage: scripts/bench-train.sh [STEPS] [THREADS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+steps="${1:-3}"; threads="${2:-$(nproc)}"
+home="${MENTOR_HOME:-$HOME/.cache/mentor}"
+gguf="$home/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+cargo build --release --bin mentor
+[ -f "$gguf" ] || ./target/release/mentor fetch-assets smollm2-135m
+py="$(scripts/setup-torch.sh | tail -1)"
+./target/release/mentor bench train --model smollm2-135m --batch 8 --seq 256 --steps "$steps" --threads "$threads" --json
+"$py" benches/train_step_torch.py --gguf "$gguf" --batch 8 --seq 256 --steps "$steps" --threads "$threads"
