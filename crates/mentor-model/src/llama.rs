@@ -47,6 +47,23 @@ fn default_max_pos() -> usize {
 }
 
 impl LlamaConfig {
+    /// A few-thousand-parameter model over `vocab` tokens, for tests and examples.
+    pub fn tiny(vocab: usize) -> Self {
+        LlamaConfig {
+            vocab_size: vocab,
+            hidden_size: 32,
+            intermediate_size: 64,
+            num_hidden_layers: 2,
+            num_attention_heads: 4,
+            num_key_value_heads: 2,
+            rms_norm_eps: 1e-5,
+            rope_theta: 10_000.0,
+            tie_word_embeddings: true,
+            attention_bias: false,
+            max_position_embeddings: 64,
+        }
+    }
+
     pub fn head_dim(&self) -> usize {
         self.hidden_size / self.num_attention_heads
     }

@@ -125,6 +125,31 @@ impl TextTokenizer {
         Self::build(json, None, eos.into(), None, chat_template, &[])
     }
 
+    /// A word-level tokenizer over `<eos>` (0), `<pad>` (1) and `w0 … w{n-3}`, split on
+    /// whitespace: a real tokenizer for tiny models in tests.
+    pub fn word_level(n: usize) -> Self {
+        let mut vocab = serde_json::Map::new();
+        vocab.insert("<eos>".into(), 0.into());
+        vocab.insert("<pad>".into(), 1.into());
+        for i in 0..n.saturating_sub(2) {
+            vocab.insert(format!("w{i}"), (i + 2).into());
+        }
+        let doc = json!({
+            "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+            "normalizer": null, "pre_tokenizer": {"type": "WhitespaceSplit"}, "post_processor": null,
+            "decoder": null, "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<pad>"}
+        });
+        Self::build(
+            doc.to_string(),
+            None,
+            "<eos>".into(),
+            Some("<pad>".into()),
+            None,
+            &[],
+        )
+        .expect("a valid word-level tokenizer")
+    }
+
     /// Rebuilds the tokenizer from GGUF metadata (BPE "gpt2"-type vocabularies).
     pub fn from_gguf(md: &HashMap<String, Value>) -> Result<Self> {
         let model = gguf_str(md, "tokenizer.ggml.model").unwrap_or_default();

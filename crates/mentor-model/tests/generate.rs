@@ -7,37 +7,16 @@ use mentor_model::{generate, FinishReason, Llama, LlamaConfig, SamplingParams, T
 
 fn tiny() -> Llama {
     let cfg = LlamaConfig {
-        vocab_size: 40,
-        hidden_size: 32,
-        intermediate_size: 64,
-        num_hidden_layers: 2,
-        num_attention_heads: 4,
-        num_key_value_heads: 2,
-        rms_norm_eps: 1e-5,
-        rope_theta: 10_000.0,
         tie_word_embeddings: false,
         attention_bias: true,
-        max_position_embeddings: 64,
+        ..LlamaConfig::tiny(40)
     };
     let vm = VarMap::new();
     Llama::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap()
 }
 
-/// Word-level tokenizer over `w0 … w37` plus `<eos>` (0) and `<pad>` (1).
 fn words() -> TextTokenizer {
-    let mut vocab = serde_json::Map::new();
-    vocab.insert("<eos>".into(), 0.into());
-    vocab.insert("<pad>".into(), 1.into());
-    for i in 0..38 {
-        vocab.insert(format!("w{i}"), (i + 2).into());
-    }
-    let json = serde_json::json!({
-        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
-        "normalizer": null, "pre_tokenizer": {"type": "WhitespaceSplit"}, "post_processor": null,
-        "decoder": null,
-        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<pad>"}
-    });
-    TextTokenizer::from_json(json.to_string(), "<eos>", None).unwrap()
+    TextTokenizer::word_level(40)
 }
 
 #[test]

@@ -8,17 +8,9 @@ use mentor_model::{Llama, LlamaConfig};
 
 fn tiny(tied: bool, bias: bool) -> LlamaConfig {
     LlamaConfig {
-        vocab_size: 48,
-        hidden_size: 32,
-        intermediate_size: 64,
-        num_hidden_layers: 2,
-        num_attention_heads: 4,
-        num_key_value_heads: 2,
-        rms_norm_eps: 1e-5,
-        rope_theta: 10_000.0,
         tie_word_embeddings: tied,
         attention_bias: bias,
-        max_position_embeddings: 64,
+        ..LlamaConfig::tiny(48)
     }
 }
 

@@ -6,19 +6,7 @@ use mentor_model::LlamaConfig;
 use mentor_train::{train, Hooks, Quiet, TrainConfig, TrainExample};
 
 fn tiny() -> LlamaConfig {
-    LlamaConfig {
-        vocab_size: 40,
-        hidden_size: 32,
-        intermediate_size: 64,
-        num_hidden_layers: 2,
-        num_attention_heads: 4,
-        num_key_value_heads: 2,
-        rms_norm_eps: 1e-5,
-        rope_theta: 10_000.0,
-        tie_word_embeddings: true,
-        attention_bias: false,
-        max_position_embeddings: 64,
-    }
+    LlamaConfig::tiny(40)
 }
 
 /// Reverse a short prompt: the target is the prompt backwards; two tasks with their weights.

@@ -69,38 +69,59 @@ pub fn run(a: Args) -> Result<Summary> {
         ignore_eos: false,
     };
     base.validate().map_err(|e| anyhow!(e))?;
-    let loaded = crate::models::load_for_inference(&a.model)?;
-    let tok = &loaded.tokenizer;
-    let mut requests = vec![];
-    let mut meta = vec![];
+    // Check every row before loading the model: a bad row fails fast, naming file and line.
+    struct Prompt {
+        id: serde_json::Value,
+        text: String,
+        system: Option<String>,
+        params: SamplingParams,
+        at: String,
+    }
+    let mut prompts = vec![];
     for (i, row) in rows.iter().enumerate() {
-        let at = || format!("{}:{}", a.prompts.display(), row.line);
-        let prompt = row
+        let at = format!("{}:{}", a.prompts.display(), row.line);
+        let text = row
             .get("prompt")
             .and_then(|v| v.as_str())
-            .ok_or_else(|| anyhow!("{}: expected a string field \"prompt\"", at()))?;
-        let text = if a.raw {
-            prompt.to_string()
-        } else {
-            let mut msgs = vec![];
-            if let Some(s) = row.get("system").and_then(|v| v.as_str()) {
-                msgs.push(ChatMessage::new("system", s));
-            }
-            msgs.push(ChatMessage::new("user", prompt));
-            tok.apply_chat_template(&msgs, true).with_context(at)?
-        };
+            .ok_or_else(|| anyhow!("{at}: expected a string field \"prompt\""))?;
         let mut p = base.clone();
         p.seed = row
             .get("seed")
             .and_then(|v| v.as_u64())
             .unwrap_or(a.seed + i as u64);
-        if let Some(m) = row.get("max_tokens").and_then(|v| v.as_u64()) {
-            p.max_new_tokens = m as usize;
+        if let Some(m) = row.get("max_tokens") {
+            p.max_new_tokens = m
+                .as_u64()
+                .ok_or_else(|| anyhow!("{at}: \"max_tokens\" must be a non-negative integer"))?
+                as usize;
         }
-        let ids = tok.encode(&text).with_context(at)?;
-        let id = row.get("id").cloned().unwrap_or(json!(i));
-        meta.push((id, prompt.to_string()));
-        requests.push((ids, p));
+        prompts.push(Prompt {
+            id: row.get("id").cloned().unwrap_or(json!(i)),
+            text: text.to_string(),
+            system: row.get("system").and_then(|v| v.as_str()).map(String::from),
+            params: p,
+            at,
+        });
+    }
+    let loaded = crate::models::load_for_inference(&a.model)?;
+    let tok = &loaded.tokenizer;
+    let mut requests = vec![];
+    let mut meta = vec![];
+    for p in prompts {
+        let text = if a.raw {
+            p.text.clone()
+        } else {
+            let mut msgs = vec![];
+            if let Some(s) = &p.system {
+                msgs.push(ChatMessage::new("system", s.clone()));
+            }
+            msgs.push(ChatMessage::new("user", p.text.clone()));
+            tok.apply_chat_template(&msgs, true)
+                .with_context(|| p.at.clone())?
+        };
+        let ids = tok.encode(&text).with_context(|| p.at.clone())?;
+        meta.push((p.id, p.text));
+        requests.push((ids, p.params));
     }
     let bar = crate::progress::items_bar(requests.len() as u64, "generate");
     let started = Instant::now();
