@@ -6,9 +6,9 @@
 set -euo pipefail
 home="${MENTOR_HOME:-$HOME/.cache/mentor}"
 venv="$home/torch-venv"
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import torch, transformers, gguf' 2>/dev/null; then
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import torch, transformers, gguf, accelerate' 2>/dev/null; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --upgrade pip
-  "$venv/bin/pip" install --quiet "torch==2.11.*" "transformers==4.57.*" "gguf>=0.17" "tokenizers" "psutil" "numpy" "sentencepiece"
+  "$venv/bin/pip" install --quiet "torch==2.11.*" "transformers==4.57.*" "gguf>=0.17" "tokenizers" "psutil" "numpy" "sentencepiece" "accelerate"
 fi
 echo "$venv/bin/python"
