@@ -151,3 +151,57 @@ fn chunked_loss_matches_full_logits_loss() -> candle_core::Result<()> {
     }
     Ok(())
 }
+
+/// A LoRA student trains only its adapters, and saving merges them: the saved weights, loaded as
+/// a plain model, give the LoRA model's logits.
+#[test]
+fn lora_adapters_train_alone_and_merge_on_save() -> candle_core::Result<()> {
+    use mentor_model::load::{read_weights, Student, Tuning};
+    let dev = Device::Cpu;
+    let dir = tempfile::tempdir().unwrap();
+    Student::random(&tiny(true, false), &dev, 3)?.save_hf(dir.path())?;
+    let lora = mentor_model::LoraConfig {
+        rank: 4,
+        alpha: 8.0,
+        targets: vec!["q_proj".into(), "down_proj".into()],
+    };
+    let s = Student::new(read_weights(dir.path(), &dev)?, Tuning::Lora(lora), &dev, 5)?;
+    let names: Vec<String> = s.trainable().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(
+        names.len(),
+        2 * 2 * 2,
+        "A and B for 2 targets in 2 layers: {names:?}"
+    );
+    assert!(names.iter().all(|n| n.contains("lora_")));
+    // move B off zero so the adapters change the output
+    for (n, v) in s.trainable() {
+        if n.ends_with("lora_B.weight") {
+            v.set(&Tensor::randn(0f32, 0.5, v.shape(), &dev)?)?;
+        }
+    }
+    let (ids, _, _) = copy_task(&dev);
+    let with_lora = s.model.forward(&ids)?;
+    let merged_dir = tempfile::tempdir().unwrap();
+    s.save_hf(merged_dir.path())?;
+    let merged = Student::new(
+        read_weights(merged_dir.path(), &dev)?,
+        Tuning::Frozen,
+        &dev,
+        0,
+    )?;
+    let plain = merged.model.forward(&ids)?;
+    let d = (with_lora - &plain)?
+        .abs()?
+        .flatten_all()?
+        .max(0)?
+        .to_scalar::<f32>()?;
+    assert!(d < 1e-4, "merged model differs by {d}");
+    let base = Student::new(read_weights(dir.path(), &dev)?, Tuning::Frozen, &dev, 0)?;
+    let moved = (base.model.forward(&ids)? - plain)?
+        .abs()?
+        .flatten_all()?
+        .max(0)?
+        .to_scalar::<f32>()?;
+    assert!(moved > 1e-3, "the adapters changed nothing ({moved})");
+    Ok(())
+}

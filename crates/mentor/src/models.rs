@@ -30,12 +30,17 @@ pub fn peak_rss_mb() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-/// Pins candle's and rayon's thread counts (they read these once, at first use): on small
-/// machines oversubscription costs more than it gains (DESIGN.md §9).
+/// Thread counts for the tensor kernels, set before candle starts its pools. GEMMs run on
+/// rayon's pool (`--threads`, default one per core); candle's elementwise ops use a second,
+/// spin-waiting pool, which on a small machine steals cores from the GEMMs: it gets one thread
+/// unless `CANDLE_NUM_THREADS` says otherwise (measured: a training step 38 s instead of 49–92 s
+/// on 2 cores; DESIGN.md §9).
 pub fn set_threads(n: Option<usize>) {
     if let Some(n) = n {
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
-        std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
+    }
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
     }
 }
 
