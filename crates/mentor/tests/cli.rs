@@ -198,7 +198,7 @@ fn unbuilt_subcommands_say_so_and_exit_69() {
     for args in [
         vec!["train", "x.toml"],
         vec!["serve", "--model", "m"],
-        vec!["bench", "train"],
+        vec!["eval", "x.toml"],
     ] {
         let o = mentor(&args, d.path());
         assert_eq!(o.status.code(), Some(69), "{args:?}");
@@ -207,6 +207,25 @@ fn unbuilt_subcommands_say_so_and_exit_69() {
     let o = mentor(&["report", "r", "--json"], d.path());
     let j = json_line(&o);
     assert_eq!(j["ok"], false);
+}
+
+#[test]
+fn model_commands_name_the_missing_asset_and_how_to_fetch_it() {
+    let d = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["bench", "train", "--steps", "1"],
+        vec!["bench", "generate"],
+    ] {
+        let o = Command::new(env!("CARGO_BIN_EXE_mentor"))
+            .args(&args)
+            .env("MENTOR_HOME", d.path())
+            .env("MENTOR_LOG", "warn")
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("mentor fetch-assets smollm2-135m"), "{err}");
+    }
 }
 
 #[test]
