@@ -79,6 +79,8 @@ pub fn chunked_lm_loss(
     let selected = hidden.index_select(&Tensor::new(keep.as_slice(), dev)?, 0)?;
     let h = selected.detach();
     let w = lm_head.detach();
+    // a frozen head (LoRA) needs no weight gradient: skip its [vocab, d] matmul per chunk
+    let head_trainable = lm_head.is_variable();
     let mut grad_h = Vec::new();
     let mut grad_w: Option<Tensor> = None;
     for start in (0..keep.len()).step_by(chunk.max(1)) {
@@ -114,15 +116,21 @@ pub fn chunked_lm_loss(
         let Some(g) = g else { continue };
         let g = g.to_dtype(w.dtype())?;
         grad_h.push(g.matmul(&w)?);
-        let gw = g.t()?.matmul(&hc)?;
-        grad_w = Some(match grad_w {
-            Some(acc) => (acc + gw)?,
-            None => gw,
-        });
+        if head_trainable {
+            let gw = g.t()?.matmul(&hc)?;
+            grad_w = Some(match grad_w {
+                Some(acc) => (acc + gw)?,
+                None => gw,
+            });
+        }
     }
-    if let Some(grad_w) = grad_w {
+    if !grad_h.is_empty() {
         let grad_h = Tensor::cat(&grad_h, 0)?;
-        out.surrogate = Some(((selected * grad_h)?.sum_all()? + (lm_head * grad_w)?.sum_all()?)?);
+        let mut surrogate = (selected * grad_h)?.sum_all()?;
+        if let Some(grad_w) = grad_w {
+            surrogate = (surrogate + (lm_head * grad_w)?.sum_all()?)?;
+        }
+        out.surrogate = Some(surrogate);
     }
     Ok(out)
 }

@@ -26,6 +26,10 @@ fn err(m: impl std::fmt::Display) -> TokenizerError {
     TokenizerError::Msg(m.to_string())
 }
 
+/// Tokens that end an assistant turn in the chat formats we meet (ChatML, Llama 3, Gemma):
+/// generation stops on whichever the vocabulary has, besides its EOS token.
+const END_OF_TURN: &[&str] = &["<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<end_of_turn>"];
+
 /// One chat message.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ChatMessage {
@@ -221,7 +225,7 @@ impl TextTokenizer {
             eos,
             tok("tokenizer.ggml.padding_token_id"),
             gguf_str(md, "tokenizer.chat_template"),
-            &["<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<end_of_turn>"],
+            END_OF_TURN,
         )
     }
 
@@ -256,7 +260,7 @@ impl TextTokenizer {
             token("eos_token").unwrap_or_else(|| "<|endoftext|>".into()),
             token("pad_token"),
             cfg["chat_template"].as_str().map(String::from),
-            &["<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<end_of_turn>"],
+            END_OF_TURN,
         )
     }
 

@@ -5,9 +5,10 @@ use anyhow::{bail, Result};
 use std::path::PathBuf;
 
 pub fn resolve(spec: &str) -> Result<PathBuf> {
-    if let Ok(asset) = mentor_data::assets::find(spec) {
-        let path = mentor_data::assets::mentor_home().join(asset.file);
-        if !mentor_data::assets::is_installed(asset, &mentor_data::assets::mentor_home()) {
+    use mentor_data::assets;
+    if let Ok(asset) = assets::find(spec) {
+        let path = assets::asset_path(spec);
+        if !assets::is_installed(asset, &assets::mentor_home()) {
             bail!(
                 "model `{spec}` is not fetched yet ({}): run `mentor fetch-assets {spec}`",
                 path.display()
