@@ -2,7 +2,8 @@
 //!
 //! Nothing here does I/O: the types ([`Example`], [`TaskKind`]), answer extraction per task kind
 //! ([`extract`]), safe arithmetic for equation labels ([`equation`]), completion clean-up
-//! ([`text`]) and scoring ([`score`]). Every other crate builds on these.
+//! ([`text`]), scoring ([`score`]), prompt templates ([`prompt`]) and self-evaluation verdicts
+//! ([`verdict`]). Every other crate builds on these.
 
 pub mod equation;
 pub mod example;
@@ -11,8 +12,10 @@ pub mod prompt;
 pub mod score;
 pub mod task;
 pub mod text;
+pub mod verdict;
 
 pub use example::{Choice, Example, Split};
 pub use extract::{extract, Extracted, NumericRule};
 pub use score::{score_prediction, Score, ScoreSummary};
 pub use task::TaskKind;
+pub use verdict::{parse_verdict, Verdict};

@@ -36,20 +36,85 @@ impl Prompts {
 
     /// Renders the `cot` template for an example: (system, user).
     pub fn cot(&self, kind: TaskKind, ex: &Example) -> Result<(String, String), minijinja::Error> {
-        let tpl = self
-            .overrides
-            .get("cot")
-            .map(String::as_str)
-            .unwrap_or(default_cot_template(kind));
+        let user = self.render("cot", default_cot_template(kind), ex, "")?;
+        Ok((self.system(), user))
+    }
+
+    /// Renders the `self_eval` template (Mind's Mirror): the teacher judges a chain of thought
+    /// for the question, ending in a verdict sentence. Extra variable: `solution`.
+    pub fn self_eval(
+        &self,
+        kind: TaskKind,
+        ex: &Example,
+        solution: &str,
+    ) -> Result<(String, String), minijinja::Error> {
+        let user = self.render("self_eval", default_self_eval_template(kind), ex, solution)?;
+        Ok((DEFAULT_JUDGE_SYSTEM.to_string(), user))
+    }
+
+    fn system(&self) -> String {
+        self.system
+            .clone()
+            .unwrap_or_else(|| DEFAULT_SYSTEM.to_string())
+    }
+
+    fn render(
+        &self,
+        name: &str,
+        default: &str,
+        ex: &Example,
+        solution: &str,
+    ) -> Result<String, minijinja::Error> {
+        let tpl = self.overrides.get(name).map(String::as_str).unwrap_or(default);
         let mut env = Environment::new();
         env.set_keep_trailing_newline(false);
-        let user = env.render_str(tpl, context! { question => ex.question, choices => ex.choices, choices_block => ex.choices_block() })?;
-        Ok((
-            self.system
-                .clone()
-                .unwrap_or_else(|| DEFAULT_SYSTEM.to_string()),
-            user,
-        ))
+        env.render_str(
+            tpl,
+            context! { question => ex.question, choices => ex.choices, choices_block => ex.choices_block(), solution => solution },
+        )
+    }
+}
+
+pub const DEFAULT_JUDGE_SYSTEM: &str = "You are a careful grader. Check each step of a proposed solution in plain English. Do not write code. Finish with exactly one final line giving your verdict in the requested form.";
+
+/// The default self-evaluation template: Mind's Mirror's value prompt in prose, ending in the
+/// release's verdict line. Variables as for [`default_cot_template`] plus `solution`.
+pub fn default_self_eval_template(kind: TaskKind) -> &'static str {
+    match kind {
+        TaskKind::MultipleChoice => "Question: {{ question }}\nAnswer Choices:\n{{ choices_block }}\n\nProposed solution: {{ solution }}\n\nEvaluate the proposed solution step by step: is its reasoning sound and is its final choice right? Then end with exactly one of these lines:\nEvaluation result: the given answer is correct.\nEvaluation result: the given answer is wrong.\nEvaluation result: the given answer is uncertain.",
+        _ => "Question: {{ question }}\n\nProposed solution: {{ solution }}\n\nEvaluate the proposed solution step by step: is its reasoning sound and is its final answer right? Then end with exactly one of these lines:\nEvaluation result: the given answer is correct.\nEvaluation result: the given answer is wrong.\nEvaluation result: the given answer is uncertain.",
+    }
+}
+
+/// The question as a student sees it: the question, and for multiple choice the lettered options.
+pub fn question_block(kind: TaskKind, ex: &Example) -> String {
+    match kind {
+        TaskKind::MultipleChoice if !ex.choices.is_empty() => {
+            format!("{}\nAnswer Choices:\n{}", ex.question, ex.choices_block())
+        }
+        _ => ex.question.clone(),
+    }
+}
+
+/// The gold label written as the task's answer sentence — the sentence the CoT templates ask
+/// teachers to end with, so one extractor reads labels and chains of thought alike.
+pub fn answer_sentence(kind: TaskKind, ex: &Example) -> String {
+    let a = ex.answer.trim();
+    match kind {
+        TaskKind::Numeric => format!("The answer is {a}."),
+        TaskKind::Equation => {
+            let inner = a.trim_start_matches('(').trim_end_matches(')').trim();
+            format!("The answer is ({inner}).")
+        }
+        TaskKind::MultipleChoice => match ex.gold_choice() {
+            Some(i) => format!(
+                "So the answer is ({}) {}.",
+                ex.choices[i].label.to_lowercase(),
+                ex.choices[i].text
+            ),
+            None => format!("So the answer is {a}."),
+        },
+        TaskKind::Nli | TaskKind::YesNo => format!("So the answer is {}.", a.to_lowercase()),
     }
 }
 
@@ -95,5 +160,48 @@ mod tests {
         );
         p.set("cot", "{{ unclosed".into());
         assert!(p.cot(TaskKind::MultipleChoice, &ex).is_err());
+    }
+
+    #[test]
+    fn answer_sentences_score_as_the_gold_label() {
+        let mk = |q: &str, a: &str, choices: Vec<Choice>| Example {
+            id: "x".into(),
+            question: q.into(),
+            answer: a.into(),
+            choices,
+            explanation: None,
+        };
+        let mc = mk(
+            "Where?",
+            "B",
+            vec![
+                Choice { label: "A".into(), text: "bank".into() },
+                Choice { label: "B".into(), text: "river".into() },
+            ],
+        );
+        let cases = [
+            (TaskKind::Numeric, mk("q", "18", vec![])),
+            (TaskKind::Equation, mk("q", "( 762.0 - 659.0 )", vec![])),
+            (TaskKind::MultipleChoice, mc.clone()),
+            (TaskKind::Nli, mk("q", "contradiction", vec![])),
+            (TaskKind::YesNo, mk("q", "yes", vec![])),
+        ];
+        for (kind, ex) in cases {
+            let s = answer_sentence(kind, &ex);
+            let score = crate::score_prediction(kind, &ex, &s, Default::default());
+            assert!(score.correct, "{kind}: {s}");
+        }
+        assert_eq!(
+            answer_sentence(TaskKind::MultipleChoice, &mc),
+            "So the answer is (b) river."
+        );
+        assert_eq!(
+            question_block(TaskKind::MultipleChoice, &mc),
+            "Where?\nAnswer Choices:\n(a) bank\n(b) river"
+        );
+        let (_, user) = Prompts::default()
+            .self_eval(TaskKind::Equation, &mk("How far?", "( 3 + 4 )", vec![]), "3 + 4 = 7. The answer is (3 + 4).")
+            .unwrap();
+        assert!(user.contains("Proposed solution: 3 + 4 = 7.") && user.contains("Evaluation result: the given answer is uncertain."), "{user}");
     }
 }

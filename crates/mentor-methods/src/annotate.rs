@@ -1,6 +1,8 @@
-//! The annotation stage: ask teachers for chains of thought about dataset items.
+//! The annotation stage: ask teachers about dataset items — chains of thought, self-evaluations
+//! of them, reviews — and store what they said with provenance.
 //!
-//! Work is a list of units (teacher, item, sample index). Units already annotated in the run
+//! Work is a list of [`Job`]s (an item, a sample index, the prompt); each teacher that a job names
+//! (all, by default) makes one unit (teacher, item, sample index). Units already annotated in the run
 //! store are skipped, so a rerun resumes; a unit whose call is in the ledger but whose annotation
 //! is not (a crash between the two) is answered from the cache, not paid again. Replies are
 //! parsed after the ledger has them; an unparseable reply is stored raw with `parse_ok = false`
@@ -10,7 +12,7 @@
 use mentor_core::extract::extract;
 use mentor_core::prompt::Prompts;
 use mentor_core::text::{split_rationale, truncate_at_follow_on, FOLLOW_ON_MARKERS};
-use mentor_core::{score_prediction, Example, NumericRule, TaskKind};
+use mentor_core::{parse_verdict, score_prediction, Example, NumericRule, TaskKind};
 use mentor_store::Annotation;
 use mentor_teacher::{ChatRequest, ItemRef, Message, SharedStore, Teacher, TeacherError};
 use serde::Serialize;
@@ -18,12 +20,12 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// What to ask for.
+/// How to ask: the stage's name in the store and the sampling settings of its requests.
 #[derive(Debug, Clone)]
 pub struct AnnotateSpec {
     pub stage: String,
     pub kind: String,
-    /// Chains of thought per item and teacher (distinct sample indices, seeded).
+    /// Chains of thought per item and teacher (distinct sample indices, seeded), for [`cot_jobs`].
     pub samples: u32,
     pub temperature: Option<f64>,
     pub max_tokens: u32,
@@ -93,41 +95,109 @@ impl AnnotateReport {
     }
 }
 
-/// The request for one unit.
-pub fn request_for(
+/// One question for the teachers about one dataset item.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub example: Example,
+    /// The annotation's sample index: unique per item within a stage.
+    pub sample: u32,
+    pub system: String,
+    pub user: String,
+    /// Only this teacher does the job (peer review); None = every teacher.
+    pub teacher: Option<String>,
+    /// Stored in the annotation's `parsed` next to what the parser read (e.g. which chain of
+    /// thought a self-evaluation judged).
+    pub context: serde_json::Value,
+}
+
+/// Reads a reply: (`parsed` JSON to store, whether the reply could be parsed).
+pub type Parser = Arc<dyn Fn(&Example, &str) -> (serde_json::Value, bool) + Send + Sync>;
+
+/// `samples` chains of thought per item (sample indices 0..samples).
+pub fn cot_jobs(
     prompts: &Prompts,
     task: TaskKind,
-    dataset: &str,
-    ex: &Example,
-    spec: &AnnotateSpec,
-    sample: u32,
-    seeded: bool,
-) -> Result<ChatRequest, String> {
-    let (system, user) = prompts
-        .cot(task, ex)
-        .map_err(|e| format!("prompt template: {e}"))?;
-    Ok(ChatRequest {
-        messages: vec![Message::system(system), Message::user(user)],
+    items: &[Example],
+    samples: u32,
+) -> Result<Vec<Job>, String> {
+    let mut jobs = Vec::with_capacity(items.len() * samples as usize);
+    for ex in items {
+        let (system, user) = prompts
+            .cot(task, ex)
+            .map_err(|e| format!("prompt template `cot`: {e}"))?;
+        for s in 0..samples {
+            jobs.push(Job {
+                example: ex.clone(),
+                sample: s,
+                system: system.clone(),
+                user: user.clone(),
+                teacher: None,
+                context: serde_json::Value::Null,
+            });
+        }
+    }
+    Ok(jobs)
+}
+
+/// Self-evaluations of a chain of thought: `sample = cot_index × SELF_EVAL_STRIDE + m`.
+pub const SELF_EVAL_STRIDE: u32 = 1000;
+
+/// A chain of thought to be judged: its item, its index among the item's distinct CoTs, its
+/// text, and whether its parsed answer matches gold (kept for the agreement statistic).
+#[derive(Debug, Clone)]
+pub struct JudgedCot {
+    pub example: Example,
+    pub cot_index: u32,
+    pub text: String,
+    pub correct: bool,
+}
+
+/// `per_cot` self-evaluations of each chain of thought (Mind's Mirror's M).
+pub fn self_eval_jobs(
+    prompts: &Prompts,
+    task: TaskKind,
+    cots: &[JudgedCot],
+    per_cot: u32,
+) -> Result<Vec<Job>, String> {
+    let mut jobs = Vec::with_capacity(cots.len() * per_cot as usize);
+    for c in cots {
+        let (system, user) = prompts
+            .self_eval(task, &c.example, &c.text)
+            .map_err(|e| format!("prompt template `self_eval`: {e}"))?;
+        for m in 0..per_cot {
+            jobs.push(Job {
+                example: c.example.clone(),
+                sample: c.cot_index * SELF_EVAL_STRIDE + m,
+                system: system.clone(),
+                user: user.clone(),
+                teacher: None,
+                context: serde_json::json!({ "cot_index": c.cot_index, "cot_correct": c.correct }),
+            });
+        }
+    }
+    Ok(jobs)
+}
+
+/// The request for one unit.
+pub fn request_for(job: &Job, dataset: &str, spec: &AnnotateSpec, seeded: bool) -> ChatRequest {
+    ChatRequest {
+        messages: vec![Message::system(job.system.clone()), Message::user(job.user.clone())],
         temperature: spec.temperature,
         top_p: None,
         max_tokens: Some(spec.max_tokens),
         stop: vec![],
-        seed: seeded.then_some(spec.seed + sample as u64),
-        sample_index: sample,
+        seed: seeded.then_some(spec.seed + job.sample as u64),
+        sample_index: job.sample,
         item: Some(ItemRef {
             dataset: dataset.into(),
-            example_id: ex.id.clone(),
+            example_id: job.example.id.clone(),
             purpose: spec.kind.clone(),
         }),
-    })
+    }
 }
 
 /// Parses a teacher's chain of thought into the annotation stored for it.
-pub fn parse_rationale(
-    task: TaskKind,
-    ex: &Example,
-    text: &str,
-) -> (Option<serde_json::Value>, bool) {
+pub fn parse_rationale(task: TaskKind, ex: &Example, text: &str) -> (serde_json::Value, bool) {
     let cut = truncate_at_follow_on(text, FOLLOW_ON_MARKERS);
     let split = split_rationale(cut);
     let extracted = extract(task, cut, ex, NumericRule::Auto);
@@ -137,7 +207,20 @@ pub fn parse_rationale(
         "correct": score.correct,
         "rationale": split.rationale,
     });
-    (Some(parsed), extracted.answer.is_some())
+    (parsed, extracted.answer.is_some())
+}
+
+/// The parser of chains of thought for a task kind.
+pub fn rationale_parser(task: TaskKind) -> Parser {
+    Arc::new(move |ex, text| parse_rationale(task, ex, text))
+}
+
+/// The parser of self-evaluations: `{"verdict": …}` (null when no verdict could be read).
+pub fn self_eval_parser() -> Parser {
+    Arc::new(|_, text| {
+        let v = parse_verdict(text);
+        (serde_json::json!({ "verdict": v }), v.is_some())
+    })
 }
 
 /// Units already annotated for this stage: (source, example id, sample).
@@ -153,14 +236,14 @@ fn done_units(
 }
 
 /// Runs the stage. `on_progress` is called after every finished unit.
+#[allow(clippy::too_many_arguments)]
 pub async fn annotate(
     store: SharedStore,
     teachers: &[Arc<Teacher>],
     dataset: &str,
-    task: TaskKind,
-    items: &[Example],
-    prompts: &Prompts,
+    jobs: &[Job],
     spec: &AnnotateSpec,
+    parser: Parser,
     stop: Arc<AtomicBool>,
     mut on_progress: impl FnMut(&AnnotateReport),
 ) -> Result<AnnotateReport, mentor_store::StoreError> {
@@ -169,14 +252,15 @@ pub async fn annotate(
     let mut units = Vec::new();
     for (ti, t) in teachers.iter().enumerate() {
         let tally = report.teachers.entry(t.name().to_string()).or_default();
-        for (ei, ex) in items.iter().enumerate() {
-            for s in 0..spec.samples {
-                if done.contains(&(t.name().to_string(), ex.id.clone(), s)) {
-                    tally.already += 1;
-                } else {
-                    tally.todo += 1;
-                    units.push((ti, ei, s));
-                }
+        for (ji, job) in jobs.iter().enumerate() {
+            if job.teacher.as_deref().is_some_and(|n| n != t.name()) {
+                continue;
+            }
+            if done.contains(&(t.name().to_string(), job.example.id.clone(), job.sample)) {
+                tally.already += 1;
+            } else {
+                tally.todo += 1;
+                units.push((ti, ji));
             }
         }
     }
@@ -194,26 +278,19 @@ pub async fn annotate(
             && !stop.load(Ordering::SeqCst)
             && !budget_hit.load(Ordering::SeqCst)
         {
-            let Some((ti, ei, s)) = queue.next() else {
+            let Some((ti, ji)) = queue.next() else {
                 break;
             };
             let teacher = teachers[ti].clone();
-            let ex = items[ei].clone();
+            let job = jobs[ji].clone();
             let seeded = teacher.backend().capabilities().seed;
-            let req = match request_for(prompts, task, dataset, &ex, spec, s, seeded) {
-                Ok(r) => teacher.configure(r),
-                Err(msg) => {
-                    // A broken template fails every unit the same way: stop at once and say so.
-                    report.stopped = Some(msg);
-                    stop.store(true, Ordering::SeqCst);
-                    break;
-                }
-            };
-            let (store, budget_hit, spec, dataset) = (
+            let req = teacher.configure(request_for(&job, dataset, spec, seeded));
+            let (store, budget_hit, spec, dataset, parser) = (
                 store.clone(),
                 budget_hit.clone(),
                 spec.clone(),
                 dataset.to_string(),
+                parser.clone(),
             );
             running.spawn(async move {
                 let out = teacher.complete(&req).await;
@@ -222,15 +299,19 @@ pub async fn annotate(
                 }
                 let stored = match &out {
                     Ok(c) => {
-                        let (parsed, parse_ok) = parse_rationale(task, &ex, &c.text);
+                        let (mut parsed, parse_ok) = parser(&job.example, &c.text);
+                        if let (Some(p), Some(ctx)) = (parsed.as_object_mut(), job.context.as_object()) {
+                            p.extend(ctx.clone());
+                        }
+                        let parsed = Some(parsed);
                         let a = Annotation {
                             dataset,
-                            example_id: ex.id.clone(),
+                            example_id: job.example.id.clone(),
                             stage: spec.stage.clone(),
                             kind: spec.kind.clone(),
                             source: teacher.name().to_string(),
                             round: 0,
-                            sample_index: s,
+                            sample_index: job.sample,
                             call_id: Some(c.call_id),
                             text: c.text.clone(),
                             parsed: parsed.clone(),
@@ -282,7 +363,7 @@ pub async fn annotate(
         on_progress(&report);
     }
     // Whatever was never scheduled is reported, not silently dropped.
-    for (ti, _, _) in queue {
+    for (ti, _) in queue {
         report
             .teachers
             .get_mut(teachers[ti].name())
@@ -294,4 +375,72 @@ pub async fn annotate(
     }
     on_progress(&report);
     Ok(report)
+}
+
+/// Runs a recipe's teacher stages over `items` in order (chains of thought, then
+/// self-evaluations of the distinct ones), each resumable. `on_progress(stage, report)`.
+/// Returns each stage's name and report; stops after a stage that was stopped early.
+#[allow(clippy::too_many_arguments)]
+pub async fn annotate_recipe(
+    store: SharedStore,
+    teachers: &[Arc<Teacher>],
+    dataset: &str,
+    task: TaskKind,
+    items: &[Example],
+    prompts: &Prompts,
+    recipe: &crate::recipe::Recipe,
+    base: &AnnotateSpec,
+    stop: Arc<AtomicBool>,
+    mut on_progress: impl FnMut(&str, u64, &AnnotateReport),
+) -> Result<Vec<(String, AnnotateReport)>, RecipeAnnotateError> {
+    use crate::recipe::{TeacherStage, COT_STAGE, SELF_EVAL_STAGE};
+    let mut out = vec![];
+    for stage in recipe.teacher_stages() {
+        let (name, jobs, spec, parser) = match stage {
+            TeacherStage::Cots { samples } => {
+                let spec = AnnotateSpec {
+                    stage: COT_STAGE.0.into(),
+                    kind: COT_STAGE.1.into(),
+                    samples,
+                    temperature: recipe.cot_temperature().or(base.temperature),
+                    ..base.clone()
+                };
+                let jobs = cot_jobs(prompts, task, items, samples).map_err(RecipeAnnotateError::Prompt)?;
+                ("cots", jobs, spec, rationale_parser(task))
+            }
+            TeacherStage::SelfEvals { per_cot } => {
+                let cots = store.lock().unwrap().annotations(COT_STAGE.0, COT_STAGE.1)?;
+                let (distinct, _) = crate::trainset::distinct_cots(items, &cots);
+                let spec = AnnotateSpec {
+                    stage: SELF_EVAL_STAGE.0.into(),
+                    kind: SELF_EVAL_STAGE.1.into(),
+                    samples: per_cot,
+                    // Several judgements of one CoT are only different when sampled.
+                    temperature: base.temperature.or(Some(recipe.cot_temperature)),
+                    ..base.clone()
+                };
+                let jobs = self_eval_jobs(prompts, task, &distinct, per_cot).map_err(RecipeAnnotateError::Prompt)?;
+                ("self-evals", jobs, spec, self_eval_parser())
+            }
+        };
+        let units = jobs.len() as u64 * teachers.len() as u64;
+        let report = annotate(store.clone(), teachers, dataset, &jobs, &spec, parser, stop.clone(), |r| {
+            on_progress(name, units, r)
+        })
+        .await?;
+        let stopped = report.stopped.is_some();
+        out.push((name.to_string(), report));
+        if stopped {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecipeAnnotateError {
+    #[error("{0}")]
+    Prompt(String),
+    #[error(transparent)]
+    Store(#[from] mentor_store::StoreError),
 }

@@ -1,5 +1,15 @@
-//! The recipes (standard, step-by-step, minds-mirror, mapd, elad) as compositions of shared
-//! stages. Built so far: [`annotate`], the teacher stage that asks every configured teacher for
-//! chains of thought, parses them and stores them with provenance.
+//! The recipes (standard, step-by-step, minds-mirror; mapd and elad to come) as compositions of
+//! shared stages:
+//!
+//! - [`annotate`]: ask teachers (chains of thought, self-evaluations), store what they said;
+//! - [`trainset`]: select and filter what teachers said into a recipe's training pairs;
+//! - [`student`]: tokenise pairs through the student's chat template, train stage by stage;
+//! - [`evaluate`]: the student answers held-out questions in one of four inference modes.
+//!
+//! [`recipe::Recipe`] (the `[recipe]` table) says which stages run and with which knobs.
 
 pub mod annotate;
+pub mod evaluate;
+pub mod recipe;
+pub mod student;
+pub mod trainset;

@@ -154,6 +154,51 @@ impl TextTokenizer {
         .expect("a valid word-level tokenizer")
     }
 
+    /// A byte-level BPE without merges (each byte one token, ids 0–255) plus the ChatML
+    /// specials `<|endoftext|>` (256, EOS and pad), `<|im_start|>` (257), `<|im_end|>` (258):
+    /// a real tokenizer for any text, for tiny models in tests of whole recipes.
+    pub fn byte_level() -> Self {
+        // GPT-2's byte → printable-character table, as the ByteLevel pre-tokenizer writes bytes.
+        let mut printable: Vec<u32> = ('!' as u32..='~' as u32).collect();
+        printable.extend('¡' as u32..='¬' as u32);
+        printable.extend('®' as u32..='ÿ' as u32);
+        let mut vocab = serde_json::Map::new();
+        let mut extra = 0;
+        for b in 0u32..256 {
+            let c = if printable.contains(&b) {
+                b
+            } else {
+                extra += 1;
+                255 + extra
+            };
+            vocab.insert(char::from_u32(c).unwrap().to_string(), b.into());
+        }
+        let special = |id: u32, content: &str| json!({"id": id, "content": content, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true});
+        for (id, t) in [(256, "<|endoftext|>"), (257, "<|im_start|>"), (258, "<|im_end|>")] {
+            vocab.insert(t.into(), id.into());
+        }
+        let doc = json!({
+            "version": "1.0", "truncation": null, "padding": null,
+            "added_tokens": [special(256, "<|endoftext|>"), special(257, "<|im_start|>"), special(258, "<|im_end|>")],
+            "normalizer": null,
+            "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": true},
+            "post_processor": null,
+            "decoder": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": true},
+            "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
+                      "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+                      "vocab": vocab, "merges": []}
+        });
+        Self::build(
+            doc.to_string(),
+            None,
+            "<|endoftext|>".into(),
+            None,
+            None,
+            END_OF_TURN,
+        )
+        .expect("a valid byte-level tokenizer")
+    }
+
     /// Rebuilds the tokenizer from GGUF metadata (BPE "gpt2"-type vocabularies).
     pub fn from_gguf(md: &HashMap<String, Value>) -> Result<Self> {
         let model = gguf_str(md, "tokenizer.ggml.model").unwrap_or_default();
@@ -355,5 +400,27 @@ impl TextTokenizer {
         });
         let p = dir.join("tokenizer_config.json");
         std::fs::write(&p, serde_json::to_string_pretty(&cfg).unwrap()).map_err(|e| io(&p, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_level_round_trips_any_text_and_knows_chatml() {
+        let t = TextTokenizer::byte_level();
+        let text = "Émile had 3½ apples — ok?\n\ttabs  and 日本";
+        let ids = t.encode(text).unwrap();
+        assert_eq!(ids.len(), text.len(), "one token per byte");
+        assert_eq!(t.decode(&ids).unwrap(), text);
+        let chat = t
+            .apply_chat_template(&[ChatMessage::new("user", "hi")], true)
+            .unwrap();
+        let ids = t.encode(&chat).unwrap();
+        assert_eq!(ids[0], 257);
+        assert!(ids.contains(&258));
+        assert!(t.stop_ids.contains(&256) && t.stop_ids.contains(&258));
+        assert_eq!(t.vocab_size(), 259);
     }
 }

@@ -6,6 +6,11 @@
 
 use anyhow::{anyhow, Context, Result};
 use mentor_data::DatasetSpec;
+pub use mentor_methods::evaluate::EvalConfig;
+pub use mentor_methods::recipe::Recipe;
+#[cfg(test)]
+use mentor_methods::recipe::RecipeName;
+pub use mentor_train::TrainConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,13 +24,28 @@ pub struct Config {
     #[serde(default)]
     pub student: StudentConfig,
     #[serde(default)]
-    pub recipe: RecipeConfig,
+    pub recipe: Recipe,
     #[serde(default)]
     pub train: TrainConfig,
     #[serde(default)]
     pub eval: EvalConfig,
     #[serde(default)]
     pub budget: BudgetConfig,
+    #[serde(default)]
+    pub prompts: PromptFiles,
+}
+
+/// The `[prompts]` table: teacher prompt templates (minijinja) replacing the defaults per task
+/// kind. Paths are relative to the config file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PromptFiles {
+    /// The system message of chain-of-thought requests.
+    pub system: Option<String>,
+    /// Chain-of-thought template; variables `question`, `choices`, `choices_block`.
+    pub cot: Option<PathBuf>,
+    /// Self-evaluation template; the same variables plus `solution`.
+    pub self_eval: Option<PathBuf>,
 }
 
 /// How to reach one teacher. API keys are never in the file: only the *name* of the environment
@@ -88,6 +108,7 @@ pub enum TeacherKind {
     Local,
 }
 
+/// The `[student]` table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StudentConfig {
@@ -96,109 +117,34 @@ pub struct StudentConfig {
     /// LoRA rank; 0 trains all weights.
     pub lora_rank: usize,
     pub lora_alpha: f64,
-    pub max_seq_len: usize,
+    /// Projections that get adapters.
+    pub lora_targets: Vec<String>,
 }
 
 impl Default for StudentConfig {
     fn default() -> Self {
+        let lora = mentor_model::LoraConfig::default();
         StudentConfig {
             model: "smollm2-135m".into(),
             lora_rank: 0,
-            lora_alpha: 16.0,
-            max_seq_len: 512,
+            lora_alpha: lora.alpha,
+            lora_targets: lora.targets,
         }
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RecipeName {
-    Standard,
-    StepByStep,
-    MindsMirror,
-    Mapd,
-    Elad,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RecipeConfig {
-    pub name: RecipeName,
-    /// Weight of the label task (step-by-step) or feedback task (MAPD); 1 − α goes to rationales.
-    pub alpha: f64,
-    /// Keep only teacher rationales whose parsed answer matches the gold label.
-    pub filter_correct: bool,
-    /// Chains of thought per question (Mind's Mirror K).
-    pub cots_per_question: usize,
-    /// Self-evaluations per chain of thought (Mind's Mirror M).
-    pub evals_per_cot: usize,
-    /// Peer-review acceptance threshold: accept when the mean valid score is above it (MAPD).
-    pub review_threshold: f64,
-}
-
-impl Default for RecipeConfig {
-    fn default() -> Self {
-        RecipeConfig {
-            name: RecipeName::StepByStep,
-            alpha: 0.5,
-            filter_correct: false,
-            cots_per_question: 5,
-            evals_per_cot: 5,
-            review_threshold: 3.0,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TrainConfig {
-    pub epochs: f64,
-    pub lr: f64,
-    pub batch_size: usize,
-    pub grad_accum: usize,
-    pub warmup_steps: usize,
-    pub eval_every: usize,
-    pub seed: u64,
-}
-
-impl Default for TrainConfig {
-    fn default() -> Self {
-        TrainConfig {
-            epochs: 3.0,
-            lr: 5e-5,
-            batch_size: 8,
-            grad_accum: 1,
-            warmup_steps: 10,
-            eval_every: 50,
-            seed: 0,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum InferenceMode {
-    Label,
-    Cot,
-    Vote,
-    SelfEvalVote,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct EvalConfig {
-    pub mode: InferenceMode,
-    /// Samples per question for `vote` and `self-eval-vote`.
-    pub samples: usize,
-    pub max_new_tokens: usize,
-}
-
-impl Default for EvalConfig {
-    fn default() -> Self {
-        EvalConfig {
-            mode: InferenceMode::Label,
-            samples: 5,
-            max_new_tokens: 256,
+impl StudentConfig {
+    /// What training updates: every weight, or LoRA adapters.
+    pub fn tuning(&self) -> mentor_model::load::Tuning {
+        use mentor_model::load::Tuning;
+        if self.lora_rank == 0 {
+            Tuning::Full
+        } else {
+            Tuning::Lora(mentor_model::LoraConfig {
+                rank: self.lora_rank,
+                alpha: self.lora_alpha,
+                targets: self.lora_targets.clone(),
+            })
         }
     }
 }
@@ -218,10 +164,11 @@ impl Config {
             data,
             teachers: BTreeMap::new(),
             student: StudentConfig::default(),
-            recipe: RecipeConfig::default(),
+            recipe: Recipe::default(),
             train: TrainConfig::default(),
             eval: EvalConfig::default(),
             budget: BudgetConfig::default(),
+            prompts: PromptFiles::default(),
         }
     }
 
@@ -242,22 +189,24 @@ impl Config {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config {}", path.display()))?;
         let mut cfg = Config::parse(&text, path)?;
-        // Relative data paths are relative to the config file, not the working directory.
-        if let (Some(p), Some(dir)) = (cfg.data.path.clone(), path.parent()) {
-            if p.is_relative() {
-                cfg.data.path = Some(dir.join(p));
-            }
+        // Relative paths are relative to the config file, not the working directory.
+        if let Some(dir) = path.parent() {
+            let rebase = |p: &mut Option<PathBuf>| {
+                if let Some(x) = p.as_mut().filter(|x| x.is_relative()) {
+                    *x = dir.join(&*x);
+                }
+            };
+            rebase(&mut cfg.data.path);
+            rebase(&mut cfg.prompts.cot);
+            rebase(&mut cfg.prompts.self_eval);
         }
         Ok(cfg)
     }
 
     fn validate(&self, file: &Path) -> Result<()> {
         let bad = |key: &str, msg: String| Err(anyhow!("{}: key `{key}`: {msg}", file.display()));
-        if !(0.0..=1.0).contains(&self.recipe.alpha) {
-            return bad(
-                "recipe.alpha",
-                format!("{} is not in [0, 1]", self.recipe.alpha),
-            );
+        if let Err((key, msg)) = self.recipe.validate() {
+            return bad(key, msg);
         }
         for (name, t) in &self.teachers {
             if t.kind == TeacherKind::Openai || t.kind == TeacherKind::Anthropic {
@@ -284,6 +233,26 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// The teacher prompt templates: defaults, overridden by `[prompts]` files (checked here, so
+    /// a broken template fails before any call is sent).
+    pub fn prompts(&self) -> Result<mentor_core::prompt::Prompts> {
+        let mut p = mentor_core::prompt::Prompts::default();
+        p.system = self.prompts.system.clone();
+        for (name, file) in [("cot", &self.prompts.cot), ("self_eval", &self.prompts.self_eval)] {
+            if let Some(f) = file {
+                let text = std::fs::read_to_string(f)
+                    .with_context(|| format!("prompts.{name}: cannot read {}", f.display()))?;
+                minijinja::Environment::new()
+                    .template_from_str(&text)
+                    .map_err(|e| anyhow!("prompts.{name}: {}: {e}", f.display()))?;
+                p.set(name, text);
+            }
+        }
+        Ok(p)
     }
 }
 
@@ -323,21 +292,40 @@ source = "palm-540b"         # replay: the recorded outputs to answer from
 
 [student]
 model = "smollm2-135m"       # an asset name or a path (GGUF, HF directory)
+lora_rank = 16               # 0 = train every weight
+lora_alpha = 32
 
 [recipe]
-name = "step-by-step"        # standard | step-by-step | minds-mirror | mapd | elad
+name = "step-by-step"        # standard | step-by-step | minds-mirror (mapd, elad: not built yet)
 alpha = 0.5                  # label weight; rationale weight is 1 - alpha
+# filter_correct = false     # keep only teacher rationales whose answer matches gold
+# label_source = "gold"      # standard: learn gold labels or the teacher's ("teacher")
+# cots_per_question = 5      # minds-mirror: K chains of thought a question ...
+# evals_per_cot = 5          #   ... and M self-evaluations of each (0 = none)
+# schedule = "two-stage"     #   two-stage (self-evaluation, then CoT) | mixed
+# self_eval_weight = 0.5     #   mixed: weight of the self-evaluation task
 
 [train]
 epochs = 3
-lr = 5e-5
+lr = 2e-4                    # peak; warm-up (warmup_ratio) then cosine to min_lr_ratio × lr
 batch_size = 8
+# grad_accum = 1
+# max_len = 512              # tokens of prompt + target; prompts lose their start first
+# eval_every = 0             # validate every N optimiser steps (0 = at the end)
+# seed = 0
 
 [eval]
-mode = "label"               # label | cot | vote | self-eval-vote
+# mode = "label"             # label | cot | vote | self-eval-vote (default: the recipe's own)
+# samples = 5                # vote, self-eval-vote: samples a question
+# valid_limit = 64           # validation items scored by generation during training
 
 [budget]
 # max_usd = 5.0
+
+[prompts]                    # teacher prompt templates (minijinja files), else defaults per task kind
+# system = "You are a patient teacher. ..."
+# cot = "prompts/cot.j2"     # variables: question, choices, choices_block
+# self_eval = "prompts/self_eval.j2"   # also: solution
 "#;
 
 #[cfg(test)]
@@ -416,5 +404,27 @@ mod tests {
     fn missing_data_table_is_named() {
         let err = parse("[train]\nlr = 1e-4\n").unwrap_err().to_string();
         assert!(err.contains("data"), "{err}");
+    }
+
+    #[test]
+    fn prompt_files_are_read_relative_to_the_config_and_checked() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("p")).unwrap();
+        std::fs::write(d.path().join("p/cot.j2"), "Q: {{ question }} Think, then say The answer is N.").unwrap();
+        std::fs::write(d.path().join("p/bad.j2"), "{% if %}").unwrap();
+        let write = |se: &str| {
+            std::fs::write(
+                d.path().join("exp.toml"),
+                format!("[data]\ndataset = \"svamp\"\n[prompts]\ncot = \"p/cot.j2\"\n{se}"),
+            )
+            .unwrap();
+            Config::load(&d.path().join("exp.toml")).unwrap()
+        };
+        let cfg = write("");
+        let ex = mentor_core::Example { id: "1".into(), question: "2 + 2?".into(), answer: "4".into(), choices: vec![], explanation: None };
+        let (_, user) = cfg.prompts().unwrap().cot(mentor_core::TaskKind::Numeric, &ex).unwrap();
+        assert_eq!(user, "Q: 2 + 2? Think, then say The answer is N.");
+        let err = write("self_eval = \"p/bad.j2\"").prompts().unwrap_err().to_string();
+        assert!(err.contains("prompts.self_eval") && err.contains("bad.j2"), "{err}");
     }
 }

@@ -53,8 +53,8 @@ enum Command {
     Init(cmd::init::Args),
     Distill(cmd::distill::Args),
     Annotate(cmd::annotate::Args),
-    Train(cmd::pending::TrainArgs),
-    Eval(cmd::pending::EvalArgs),
+    Train(cmd::train::Args),
+    Eval(cmd::eval::Args),
     Score(cmd::score::Args),
     /// What datasets hold: `list` the built-ins, `show` one's splits, counts and an example.
     #[command(subcommand)]
@@ -80,14 +80,8 @@ fn main() -> ExitCode {
         Command::Data(c) => cmd::data::run(c),
         Command::Ledger(a) => cmd::ledger::run(a),
         Command::Annotate(a) => cmd::annotate::run(a),
-        Command::Train(_) => Err(cmd::pending::not_built(
-            "train",
-            "the student engine (issue: Student engine)",
-        )),
-        Command::Eval(_) => Err(cmd::pending::not_built(
-            "eval",
-            "the student engine (issue: Student engine)",
-        )),
+        Command::Train(a) => cmd::train::run(a),
+        Command::Eval(a) => cmd::eval::run(a),
         Command::Generate(a) => cmd::generate::run(a),
         Command::Report(_) => Err(cmd::pending::not_built(
             "report",

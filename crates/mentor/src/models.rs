@@ -55,8 +55,22 @@ pub struct LoadedModel {
 /// Loads `spec` (asset name, `.gguf` file or HF directory) for inference on the CPU. The
 /// tokenizer comes from the GGUF metadata or the directory's `tokenizer.json`.
 pub fn load_for_inference(spec: &str) -> Result<LoadedModel> {
+    let (student, tokenizer, path) = load_student(spec, mentor_model::load::Tuning::Frozen, 0)?;
+    Ok(LoadedModel {
+        model: student.model,
+        tokenizer,
+        path,
+    })
+}
+
+/// Loads `spec` as a student to train (`tuning`: full or LoRA; `seed` initialises adapters).
+pub fn load_student(
+    spec: &str,
+    tuning: mentor_model::load::Tuning,
+    seed: u64,
+) -> Result<(mentor_model::load::Student, mentor_model::TextTokenizer, PathBuf)> {
     use anyhow::Context;
-    use mentor_model::load::{read_weights, Student, Tuning};
+    use mentor_model::load::{read_weights, Student};
     let path = resolve(spec)?;
     let dev = candle_core::Device::Cpu;
     let weights =
@@ -66,10 +80,6 @@ pub fn load_for_inference(spec: &str) -> Result<LoadedModel> {
         None => mentor_model::TextTokenizer::from_file(&path.join("tokenizer.json")),
     }
     .with_context(|| format!("tokenizer of {}", path.display()))?;
-    let student = Student::new(weights, Tuning::Frozen, &dev, 0)?;
-    Ok(LoadedModel {
-        model: student.model,
-        tokenizer,
-        path,
-    })
+    let student = Student::new(weights, tuning, &dev, seed)?;
+    Ok((student, tokenizer, path))
 }

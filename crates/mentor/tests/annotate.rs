@@ -64,6 +64,17 @@ async fn annotate_in(dir: &Path) -> std::process::Output {
     .unwrap()
 }
 
+/// Waits (up to a minute) until the server has received `n` requests in all.
+async fn wait_for_requests(server: &LoopbackServer, n: u64) {
+    for _ in 0..6000 {
+        if server.stats.requests.load(std::sync::atomic::Ordering::SeqCst) >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the run sent no request within a minute");
+}
+
 fn run_blocking(mut c: Command) -> std::process::Output {
     c.output().unwrap()
 }
@@ -81,14 +92,17 @@ async fn killed_at_random_points_and_resumed_every_item_is_annotated_once() {
     let n = 120;
     write_dataset(d.path(), n);
     write_config(d.path(), &server.base_url, "", "");
-    // deterministic "random" kill points
+    // deterministic "random" kill points, counted from the run's first request (process
+    // start-up time varies on a loaded machine)
     let kills_ms = [180u64, 90, 260, 140, 70];
     for ms in kills_ms {
+        let seen = server.stats.requests.load(std::sync::atomic::Ordering::SeqCst);
         let mut child = mentor(d.path(), &["annotate", "exp.toml", "--json"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        wait_for_requests(&server, seen + 1).await;
         tokio::time::sleep(Duration::from_millis(ms)).await;
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
@@ -363,7 +377,9 @@ async fn ctrl_c_finishes_calls_in_flight_and_a_rerun_completes() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Interrupt once calls are in flight (after start-up, which varies on a loaded machine).
+    wait_for_requests(&server, 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let st = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

@@ -196,14 +196,21 @@ fn missing_asset_error_says_which_command_fetches_it() {
 fn unbuilt_subcommands_say_so_and_exit_69() {
     let d = tempfile::tempdir().unwrap();
     for args in [
-        vec!["train", "x.toml"],
         vec!["serve", "--model", "m"],
-        vec!["eval", "x.toml"],
+        vec!["export", "r", "--format", "trl"],
+        vec!["import", "d"],
     ] {
         let o = mentor(&args, d.path());
         assert_eq!(o.status.code(), Some(69), "{args:?}");
         assert!(String::from_utf8_lossy(&o.stderr).contains("not built yet"));
     }
+    // Built ones fail on bad input with exit 1 and say what is wrong.
+    let o = mentor(&["train", "x.toml"], d.path());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot read config x.toml"));
+    let o = mentor(&["eval"], d.path());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("give a CONFIG, or --model and --data"));
     let o = mentor(&["report", "r", "--json"], d.path());
     let j = json_line(&o);
     assert_eq!(j["ok"], false);
@@ -291,9 +298,26 @@ fn init_then_distill_records_data_and_recorded_teacher_and_reruns_cleanly() {
         Some(1),
         "init does not overwrite"
     );
-    let o = run(&["distill", "exp.toml", "--no-fetch", "--json"]);
+    // The example config, with a tiny random student and a one-step run so the test is quick.
+    let student = d.path().join("student");
+    let tok = mentor_model::TextTokenizer::byte_level();
+    let mut cfg = mentor_model::LlamaConfig::tiny(tok.vocab_size());
+    cfg.max_position_embeddings = 1024;
+    mentor_model::load::Student::random(&cfg, &candle_core::Device::Cpu, 1)
+        .unwrap()
+        .save_hf(&student)
+        .unwrap();
+    tok.save(&student).unwrap();
+    let example = std::fs::read_to_string(d.path().join("exp.toml")).unwrap();
+    let edited = example
+        .replace("model = \"smollm2-135m\"", "model = \"student\"")
+        .replace("epochs = 3", "epochs = 3\nmax_steps = 1\nmax_len = 256")
+        .replace("# valid_limit = 64", "valid_limit = 2\nmax_new_tokens = 4");
+    assert_ne!(edited, example);
+    std::fs::write(d.path().join("exp.toml"), edited).unwrap();
+    let o = run(&["distill", "exp.toml", "--no-fetch", "--json", "--eval-limit", "2"]);
     let j = json_line(&o);
-    assert_eq!(j["splits"]["train"], 720);
+    assert_eq!(j["splits"]["train"], 720, "{j}");
     assert_eq!(j["recorded_teacher"]["train"]["n"], 720);
     assert!((j["recorded_teacher"]["test"]["accuracy"].as_f64().unwrap() - 0.745).abs() < 1e-9);
     let summary: serde_json::Value = serde_json::from_str(
@@ -303,13 +327,16 @@ fn init_then_distill_records_data_and_recorded_teacher_and_reruns_cleanly() {
     assert_eq!(summary["dataset"], "svamp");
     let store = mentor_store::Store::open_run_dir(d.path().join("runs/exp")).unwrap();
     let counts: std::collections::HashMap<_, _> = store.counts().unwrap().into_iter().collect();
-    assert_eq!((counts["examples"], counts["annotations"]), (1000, 1000));
-    // a rerun adds nothing
-    let o = run(&["distill", "exp.toml", "--no-fetch", "--json"]);
+    // 1000 recorded outputs imported for scoring, and the replay teacher's 720 train CoTs
+    assert_eq!((counts["examples"], counts["annotations"]), (1000, 1720));
+    assert_eq!(summary["training_set"]["pairs"]["label"], 720);
+    assert_eq!(summary["accuracy_after"]["n"], 2);
+    // a rerun adds nothing and pays nothing
+    let o = run(&["distill", "exp.toml", "--no-fetch", "--json", "--eval-limit", "2"]);
     assert!(o.status.success());
     let store = mentor_store::Store::open_run_dir(d.path().join("runs/exp")).unwrap();
     let counts: std::collections::HashMap<_, _> = store.counts().unwrap().into_iter().collect();
-    assert_eq!((counts["examples"], counts["annotations"]), (1000, 1000));
+    assert_eq!((counts["examples"], counts["annotations"]), (1000, 1720));
     let o = run(&["ledger", "runs/exp", "--json"]);
-    assert_eq!(json_line(&o)["total"]["calls"], 0);
+    assert_eq!(json_line(&o)["total"]["calls"], 720);
 }

@@ -1,20 +1,20 @@
 //! `mentor annotate`: the teacher stage of a config's recipe.
 
-use crate::config::RecipeName;
 use crate::output::Summary;
 use crate::progress::items_bar;
 use crate::{run, teachers};
 use anyhow::{bail, Result};
-use mentor_core::prompt::Prompts;
 use mentor_core::Split;
-use mentor_methods::annotate::{annotate, request_for, AnnotateReport, AnnotateSpec};
+use mentor_methods::recipe::COT_STAGE;
+use mentor_methods::annotate::{annotate_recipe, cot_jobs, request_for, AnnotateReport, AnnotateSpec};
 use serde_json::json;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// Run the teacher stage of a config's recipe: every configured teacher writes chains of thought
-/// for the items (K per item for minds-mirror), parsed and stored with provenance.
+/// Run the teacher stages of a config's recipe: every configured teacher writes chains of thought
+/// for the items (K per item for minds-mirror, then M self-evaluations of each distinct one),
+/// parsed and stored with provenance. Unparseable replies are kept raw and counted.
 ///
 /// Safe to Ctrl-C or kill at any point: every reply is in the run store's ledger before it is
 /// parsed, and a rerun resumes where it stopped without paying for any call twice (first Ctrl-C
@@ -40,25 +40,15 @@ pub struct Args {
     limit: Option<usize>,
 }
 
-/// The annotation spec a recipe implies.
-pub fn spec_for(cfg: &crate::config::Config) -> AnnotateSpec {
-    let samples = if cfg.recipe.name == RecipeName::MindsMirror {
-        cfg.recipe.cots_per_question as u32
-    } else {
-        1
-    };
-    let temperature = cfg
-        .teachers
-        .values()
-        .find_map(|t| t.temperature)
-        .or(if samples > 1 { Some(0.7) } else { None });
+/// The request settings shared by a recipe's teacher stages.
+pub fn base_spec(cfg: &crate::config::Config) -> AnnotateSpec {
+    let temperature = cfg.teachers.values().find_map(|t| t.temperature);
     let max_tokens = cfg
         .teachers
         .values()
         .find_map(|t| t.max_tokens)
         .unwrap_or(512);
     AnnotateSpec {
-        samples,
         temperature,
         max_tokens,
         seed: cfg.train.seed,
@@ -79,21 +69,36 @@ pub fn run(a: Args) -> Result<Summary> {
             r.ds.name
         );
     }
+    if r.cfg.recipe.teacher_stages().is_empty() {
+        bail!(
+            "recipe `{}` asks the teachers nothing (label_source = \"gold\"); nothing to annotate",
+            r.cfg.recipe.name.as_str()
+        );
+    }
     let budget = teachers::budget(&r.cfg, &r.store)?;
     let teachers = teachers::build(&r.cfg, &r.ds, &r.store, &budget)?;
-    let spec = spec_for(&r.cfg);
-    let prompts = Prompts::default();
-
     if a.dry_run {
-        return dry_run(&r, &teachers, &items, &prompts, &spec);
+        return dry_run(&r, &teachers, &items);
     }
+    let stages = annotate_items(&r, &teachers, &items)?;
+    summarise(&r, &stages, items.len())
+}
 
+/// Runs the recipe's teacher stages over `items` with a progress bar per stage; Ctrl-C finishes
+/// the calls in flight and stops (a second Ctrl-C quits at once).
+pub fn annotate_items(
+    r: &run::Run,
+    teachers: &[Arc<mentor_teacher::Teacher>],
+    items: &[mentor_core::Example],
+) -> Result<Vec<(String, AnnotateReport)>> {
+    let prompts = r.cfg.prompts()?;
+    let base = base_spec(&r.cfg);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     let stop = Arc::new(AtomicBool::new(false));
-    let report = rt.block_on(async {
+    let stages = rt.block_on(async {
         let s = stop.clone();
         tokio::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
@@ -104,75 +109,99 @@ pub fn run(a: Args) -> Result<Summary> {
                 }
             }
         });
-        let total = (items.len() * teachers.len()) as u64 * spec.samples as u64;
-        let bar = items_bar(total, "annotate");
-        let result = annotate(r.store.clone(), &teachers, &r.ds.name, r.ds.task, &items, &prompts, &spec, stop.clone(), |rep: &AnnotateReport| {
+        let mut bar: Option<(String, indicatif::ProgressBar)> = None;
+        let result = annotate_recipe(r.store.clone(), teachers, &r.ds.name, r.ds.task, items, &prompts, &r.cfg.recipe, &base, stop.clone(), |stage: &str, units: u64, rep: &AnnotateReport| {
+            if bar.as_ref().is_none_or(|(s, _)| s != stage) {
+                if let Some((_, b)) = bar.take() {
+                    b.finish_and_clear();
+                }
+                bar = Some((stage.to_string(), items_bar(units, stage)));
+            }
+            let b = &bar.as_ref().unwrap().1;
             let t = rep.total();
-            bar.set_position(t.already + t.done + t.failed + t.not_sent);
-            bar.set_message(format!("done {} cached {} failed {} ${:.4}", t.done + t.already, t.cached, t.failed, t.cost_usd));
+            b.set_position(t.already + t.done + t.failed + t.not_sent);
+            b.set_message(format!("done {} cached {} failed {} ${:.4}", t.done + t.already, t.cached, t.failed, t.cost_usd));
         })
         .await;
-        bar.finish_and_clear();
+        if let Some((_, b)) = bar {
+            b.finish_and_clear();
+        }
         result
     })?;
-    summarise(&r, &report, items.len(), &spec)
+    Ok(stages)
 }
 
-fn summarise(
-    r: &run::Run,
-    report: &AnnotateReport,
-    n_items: usize,
-    spec: &AnnotateSpec,
-) -> Result<Summary> {
-    let t = report.total();
+fn summarise(r: &run::Run, stages: &[(String, AnnotateReport)], n_items: usize) -> Result<Summary> {
     let ledger = r.store.lock().unwrap().ledger()?;
     let mut human = format!(
-        "annotated {} items × {} sample(s) with {} teacher(s) in {}\n",
+        "annotated {} items of `{}` for recipe {} in {}\n",
         n_items,
-        spec.samples,
-        report.teachers.len(),
+        r.ds.name,
+        r.cfg.recipe.name.as_str(),
         r.dir.display()
     );
-    human += &format!(
-        "{:<14} {:>7} {:>7} {:>7} {:>7} {:>9} {:>12} {:>8}\n",
-        "teacher", "done", "cached", "failed", "unsent", "unparsed", "gold-correct", "$"
-    );
-    let mut per_teacher = serde_json::Map::new();
-    for (name, x) in &report.teachers {
-        let answered = x.done + x.already;
+    let mut stage_json = serde_json::Map::new();
+    for (stage, report) in stages {
         human += &format!(
-            "{:<14} {:>7} {:>7} {:>7} {:>7} {:>9} {:>12} {:>8.4}\n",
-            name, answered, x.cached, x.failed, x.not_sent, x.unparseable, x.correct, x.cost_usd
+            "{stage}:\n  {:<14} {:>7} {:>7} {:>7} {:>7} {:>9} {:>12} {:>8}\n",
+            "teacher", "done", "cached", "failed", "unsent", "unparsed", "gold-correct", "$"
         );
-        per_teacher.insert(name.clone(), serde_json::to_value(x)?);
+        let mut per_teacher = serde_json::Map::new();
+        for (name, x) in &report.teachers {
+            human += &format!(
+                "  {:<14} {:>7} {:>7} {:>7} {:>7} {:>9} {:>12} {:>8.4}\n",
+                name, x.done + x.already, x.cached, x.failed, x.not_sent, x.unparseable, x.correct, x.cost_usd
+            );
+            per_teacher.insert(name.clone(), serde_json::to_value(x)?);
+        }
+        if let Some(why) = &report.stopped {
+            human += &format!("  stopped early: {why}; rerun to continue\n");
+        }
+        for f in &report.failures {
+            human += &format!("  failure: {f}\n");
+        }
+        stage_json.insert(
+            stage.clone(),
+            json!({ "teachers": per_teacher, "total": report.total(), "stopped": report.stopped, "failures": report.failures }),
+        );
     }
-    if let Some(why) = &report.stopped {
-        human += &format!("stopped early: {why}; rerun to continue\n");
+    // What the store holds for the recipe (all runs so far), as training will see it.
+    let set = super::train::training_set(r, &r.ds.split(Split::Train)[..])?;
+    let st = &set.stats;
+    human += &format!(
+        "store: {} chains of thought, {} unparseable (kept raw), {} wrong, {} duplicates; {} kept for training",
+        st.cots, st.cots_unparseable, st.cots_wrong, st.cots_duplicate, st.cots_kept
+    );
+    if st.self_evals > 0 {
+        human += &format!(
+            "\nself-evaluations: {} ({} unparseable, kept raw); verdicts {:?}; agreement with gold {}",
+            st.self_evals,
+            st.self_evals_unparseable,
+            st.verdicts,
+            st.verdict_agreement.map_or("n/a".into(), |a| format!("{:.1}%", 100.0 * a))
+        );
     }
-    for f in &report.failures {
-        human += &format!("failure: {f}\n");
-    }
-    // gold-correct counts only this run's new annotations; the store holds all of them.
+    let first = stages.first().map(|(_, r)| r.total()).unwrap_or_default();
+    // Every chain of thought in the store, whichever split it was asked for.
     let (n_ann, n_correct, n_unparsed) = {
         let store = r.store.lock().unwrap();
-        let anns = store.annotations(&spec.stage, &spec.kind)?;
+        let anns = store.annotations(COT_STAGE.0, COT_STAGE.1)?;
         let correct = anns
             .iter()
             .filter(|a| a.parsed.as_ref().and_then(|p| p["correct"].as_bool()) == Some(true))
             .count();
-        let unparsed = anns.iter().filter(|a| !a.parse_ok).count();
-        (anns.len(), correct, unparsed)
+        (anns.len(), correct, anns.iter().filter(|a| !a.parse_ok).count())
     };
-    human += &format!(
-        "store: {n_ann} rationales, {n_correct} match gold ({:.1}%), {n_unparsed} unparseable (kept raw)",
-        if n_ann > 0 { 100.0 * n_correct as f64 / n_ann as f64 } else { 0.0 }
-    );
     Ok(Summary {
         human,
         json: json!({
-            "run_dir": r.dir, "dataset": r.ds.name, "items": n_items, "samples": spec.samples,
-            "teachers": per_teacher, "stopped": report.stopped, "failures": report.failures,
-            "total": t,
+            "run_dir": r.dir, "dataset": r.ds.name, "recipe": r.cfg.recipe.name.as_str(), "items": n_items,
+            "stages": stage_json,
+            // The first stage (chains of thought), and why any stage stopped or failed.
+            "total": first,
+            "stopped": stages.iter().find_map(|(_, r)| r.stopped.clone()),
+            "failures": stages.iter().flat_map(|(_, r)| r.failures.clone()).collect::<Vec<_>>(),
+            "training_set": st,
             "annotations": { "rationales": n_ann, "gold_correct": n_correct, "unparseable": n_unparsed,
                              "gold_accuracy": if n_ann > 0 { n_correct as f64 / n_ann as f64 } else { 0.0 } },
             "ledger": ledger,
@@ -184,9 +213,17 @@ fn dry_run(
     r: &run::Run,
     teachers: &[Arc<mentor_teacher::Teacher>],
     items: &[mentor_core::Example],
-    prompts: &Prompts,
-    spec: &AnnotateSpec,
 ) -> Result<Summary> {
+    use mentor_methods::recipe::TeacherStage;
+    let prompts = r.cfg.prompts()?;
+    let base = base_spec(&r.cfg);
+    let stages = r.cfg.recipe.teacher_stages();
+    let cot_samples = match stages.first() {
+        Some(TeacherStage::Cots { samples }) => *samples,
+        _ => 1,
+    };
+    let spec = AnnotateSpec { samples: cot_samples, ..base.clone() };
+    let jobs = cot_jobs(&prompts, r.ds.task, items, cot_samples).map_err(anyhow::Error::msg)?;
     let done: std::collections::HashSet<(String, String, u32)> = r
         .store
         .lock()
@@ -200,32 +237,30 @@ fn dry_run(
     let mut total_usd = 0.0;
     for t in teachers {
         let (mut calls, mut cached, mut p_tok, mut c_tok, mut usd) = (0u64, 0u64, 0u64, 0u64, 0.0);
-        for ex in items {
-            for s in 0..spec.samples {
-                if done.contains(&(t.name().to_string(), ex.id.clone(), s)) {
-                    continue;
-                }
-                let req = request_for(
-                    prompts,
-                    r.ds.task,
-                    &r.ds.name,
-                    ex,
-                    spec,
-                    s,
-                    t.backend().capabilities().seed,
-                )
-                .map_err(anyhow::Error::msg)?;
-                let req = t.configure(req);
-                if t.cached(&req)?.is_some() {
-                    cached += 1;
-                    continue;
-                }
-                let (p, c, d) = t.estimate(&req);
-                calls += 1;
-                p_tok += p;
-                c_tok += c;
-                usd += d;
+        for job in &jobs {
+            if done.contains(&(t.name().to_string(), job.example.id.clone(), job.sample)) {
+                continue;
             }
+            let req = t.configure(request_for(job, &r.ds.name, &spec, t.backend().capabilities().seed));
+            if t.cached(&req)?.is_some() {
+                cached += 1;
+                continue;
+            }
+            let (p, c, d) = t.estimate(&req);
+            calls += 1;
+            p_tok += p;
+            c_tok += c;
+            usd += d;
+        }
+        // Self-evaluations: one per (CoT, m), each prompt carrying its CoT (≤ max_tokens).
+        if let Some(TeacherStage::SelfEvals { per_cot }) = stages.get(1) {
+            let n = jobs.len() as u64 * *per_cot as u64;
+            let (p, c) = (n * (p_tok / calls.max(1) + base.max_tokens as u64), n * base.max_tokens as u64);
+            let scale = if p_tok + c_tok > 0 { usd / (p_tok + c_tok) as f64 } else { 0.0 };
+            calls += n;
+            p_tok += p;
+            c_tok += c;
+            usd += scale * (p + c) as f64;
         }
         total_usd += usd;
         human += &format!("{:<14} {calls} calls to send ({cached} cached), ~{p_tok} prompt + ≤{c_tok} completion tokens, ≤ ${usd:.4}\n", t.name());

@@ -1,9 +1,9 @@
-//! `mentor distill`: the whole loop of a recipe. Stages not built yet are reported as such; the
-//! stages that exist run for real and leave their results in the run directory.
+//! `mentor distill`: the whole loop of a recipe, each stage resumable, leaving its results in the
+//! run directory. The no-config quickstart waits for the embedded teacher.
 
 use crate::config::{default_run_dir, Config};
 use crate::output::Summary;
-use crate::run;
+use crate::{run, teachers};
 use anyhow::{Context, Result};
 use mentor_core::{extract::extract, score_prediction, ScoreSummary, Split};
 use mentor_data::{assets, Dataset, DatasetSpec};
@@ -18,11 +18,13 @@ use std::path::{Path, PathBuf};
 /// SmolLM2-135M. With a CONFIG (see `mentor init`) it runs that recipe. Reruns resume from the run
 /// directory's store.
 ///
-/// Stages built so far: assets, data + splits into the run store, import of recorded teacher
-/// outputs (scored against gold). Teacher annotation, training, evaluation and the report are
-/// listed as pending in the summary.
+/// With a CONFIG, every stage runs: data → the recipe's teacher stages (resumable, never paying
+/// a call twice) → training set → training (resumable) → the student before and after on the
+/// test split → RUN/summary.json. Without one (the quickstart), the embedded teacher is not
+/// built yet: data and recorded teacher outputs are imported, the other stages listed as pending.
 ///
-/// Example: mentor distill --quick --run-dir runs/demo --json
+/// Examples: mentor distill examples/svamp-step-by-step.toml --json
+///           mentor distill --quick --run-dir runs/demo --json
 #[derive(clap::Args)]
 pub struct Args {
     /// An experiment config (TOML); none runs the embedded quickstart.
@@ -39,6 +41,15 @@ pub struct Args {
     /// Do not download missing assets; fail instead.
     #[arg(long)]
     no_fetch: bool,
+    /// Score at most this many test items (before and after).
+    #[arg(long)]
+    eval_limit: Option<usize>,
+    /// Skip scoring the untrained student.
+    #[arg(long)]
+    no_before: bool,
+    /// Worker threads for the tensor kernels (default: one per physical core).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 /// Stages of the loop that the current build cannot run yet.
@@ -50,6 +61,11 @@ const PENDING: &[&str] = &[
 ];
 
 pub fn run(a: Args) -> Result<Summary> {
+    crate::models::set_threads(a.threads);
+    if let Some(path) = &a.config {
+        let run_dir = a.run_dir.clone().unwrap_or_else(|| default_run_dir(Some(path)));
+        return run_recipe(path, run_dir, &a);
+    }
     let run_dir = a
         .run_dir
         .clone()
@@ -122,6 +138,79 @@ pub fn run(a: Args) -> Result<Summary> {
         human,
         json: summary,
     })
+}
+
+/// The whole loop of a configured recipe.
+fn run_recipe(path: &Path, run_dir: PathBuf, a: &Args) -> Result<Summary> {
+    let r = run::open(path, Some(run_dir.clone()))?;
+    r.cfg.recipe.built().map_err(anyhow::Error::msg)?;
+    let recorded = import_recorded(&mut r.store.lock().unwrap(), &r.ds)?;
+    let mut teacher_stages = serde_json::Map::new();
+    if !r.cfg.recipe.teacher_stages().is_empty() {
+        let budget = teachers::budget(&r.cfg, &r.store)?;
+        let teachers = teachers::build(&r.cfg, &r.ds, &r.store, &budget)?;
+        let items = r.ds.split(Split::Train).to_vec();
+        for (stage, rep) in super::annotate::annotate_items(&r, &teachers, &items)? {
+            if let Some(why) = &rep.stopped {
+                anyhow::bail!("teacher stage {stage} stopped early ({why}); rerun to resume");
+            }
+            if rep.total().failed > 0 {
+                tracing::warn!("teacher stage {stage}: {} calls failed ({:?}); they are retried on rerun", rep.total().failed, rep.failures);
+            }
+            teacher_stages.insert(stage, serde_json::to_value(rep.total())?);
+        }
+    }
+    let mode = super::train::default_mode(&r);
+    let before = if a.no_before {
+        None
+    } else {
+        let (rep, _, _) = super::eval::eval_model(&r, &r.cfg.student.model, Split::Test, mode, a.eval_limit)?;
+        Some(rep)
+    };
+    let trained = super::train::train_student(&r)?;
+    if trained.stopped_early {
+        anyhow::bail!("training interrupted; rerun the same command to resume");
+    }
+    let model = trained.model_dir.display().to_string();
+    let (after, predictions, _) = super::eval::eval_model(&r, &model, Split::Test, mode, a.eval_limit)?;
+    let ledger = r.store.lock().unwrap().ledger()?;
+    let (calls, tokens, cost) = ledger.iter().fold((0, 0, 0.0), |(c, t, d), l| {
+        (c + l.calls_ok + l.calls_failed, t + l.prompt_tokens + l.completion_tokens, d + l.cost_usd)
+    });
+    let acc = |e: &mentor_methods::evaluate::EvalReport| json!({ "n": e.n, "correct": e.correct, "accuracy": e.accuracy, "ci95": e.ci95, "unparseable": e.unparseable });
+    let stages: Vec<_> = trained.stages.iter().map(|s| json!({
+        "stage": s.stage, "examples": s.examples, "steps": s.report.steps, "best_step": s.report.best_step,
+        "best_valid_metric": s.report.best_metric, "final_train_loss": s.report.final_train_loss, "final_valid_loss": s.report.final_valid_loss,
+    })).collect();
+    let summary = json!({
+        "run_dir": run_dir, "recipe": r.cfg.recipe.name.as_str(), "dataset": r.ds.name, "task": r.ds.task,
+        "splits": { "train": r.ds.counts()[0], "valid": r.ds.counts()[1], "test": r.ds.counts()[2] },
+        "recorded_teacher": recorded,
+        "teacher_stages": teacher_stages,
+        "teacher": { "calls": calls, "tokens": tokens, "cost_usd": cost },
+        "training_set": trained.set.stats,
+        "training": stages,
+        "student": model,
+        "eval_mode": mode,
+        "accuracy_before": before.as_ref().map(acc),
+        "accuracy_after": acc(&after),
+        "predictions": predictions,
+    });
+    write_summary(&run_dir, &summary)?;
+    let pct = |e: &mentor_methods::evaluate::EvalReport| format!("{:.1}% ± {:.1} (n={})", 100.0 * e.accuracy, 100.0 * e.ci95, e.n);
+    let human = format!(
+        "run {}: {} on {} ({})\nteacher: {calls} calls, {tokens} tokens, ${cost:.4}\ntraining set: {:?}\ntest accuracy ({}): before {} → after {}\nstudent: {model}\nsummary: {}",
+        run_dir.display(),
+        r.cfg.recipe.name.as_str(),
+        r.ds.name,
+        r.ds.task,
+        trained.set.stats.pairs,
+        mode.as_str(),
+        before.as_ref().map_or("not measured".into(), pct),
+        pct(&after),
+        run_dir.join("summary.json").display()
+    );
+    Ok(Summary { human, json: summary })
 }
 
 /// Stores recorded teacher outputs as annotations (parsed answer, correctness) and returns the

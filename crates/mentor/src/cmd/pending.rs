@@ -27,26 +27,6 @@ pub fn not_built(command: &'static str, needs: &'static str) -> anyhow::Error {
     NotBuilt { command, needs }.into()
 }
 
-/// Train the student on a run's built training set (resumable). [not built yet]
-#[derive(clap::Args)]
-pub struct TrainArgs {
-    pub config: PathBuf,
-    #[arg(long)]
-    pub run_dir: Option<PathBuf>,
-}
-
-/// Evaluate a student: label, cot, vote or self-eval-vote inference. [not built yet]
-#[derive(clap::Args)]
-pub struct EvalArgs {
-    pub config: Option<PathBuf>,
-    #[arg(long)]
-    pub model: Option<String>,
-    #[arg(long)]
-    pub data: Option<String>,
-    #[arg(long)]
-    pub mode: Option<String>,
-}
-
 /// Write RUN/report.html and RUN/summary.json. [not built yet]
 #[derive(clap::Args)]
 pub struct ReportArgs {

@@ -1,0 +1,157 @@
+//! The `[recipe]` table: which method, and its knobs. Each recipe is the same loop (DESIGN.md §1)
+//! with different teacher stages ([`Recipe::teacher_stages`]) and training pairs
+//! ([`crate::trainset::build`]).
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RecipeName {
+    /// The student learns labels: gold, or the teacher's.
+    Standard,
+    /// Distilling step-by-step: `predict:` label and `explain:` rationale, α-weighted.
+    StepByStep,
+    /// Mind's Mirror: K chains of thought a question and M self-evaluations of each.
+    MindsMirror,
+    Mapd,
+    Elad,
+}
+
+impl RecipeName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecipeName::Standard => "standard",
+            RecipeName::StepByStep => "step-by-step",
+            RecipeName::MindsMirror => "minds-mirror",
+            RecipeName::Mapd => "mapd",
+            RecipeName::Elad => "elad",
+        }
+    }
+}
+
+/// Where the standard recipe's labels come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LabelSource {
+    Gold,
+    /// The answer the teacher's chain of thought ends in (one teacher call an item).
+    Teacher,
+}
+
+/// How Mind's Mirror's two tasks are trained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TaskSchedule {
+    /// Self-evaluation first, then chains of thought, from the first stage's weights (the
+    /// authors' release).
+    TwoStage,
+    /// Both tasks in one run, weighted by `self_eval_weight`.
+    Mixed,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Recipe {
+    pub name: RecipeName,
+    /// Weight of the label task (step-by-step) or feedback task (MAPD); 1 − α goes to rationales.
+    pub alpha: f64,
+    /// Standard recipe: learn the gold labels or the teacher's.
+    pub label_source: LabelSource,
+    /// Keep only teacher chains of thought whose parsed answer matches the gold label.
+    pub filter_correct: bool,
+    /// Chains of thought per question (Mind's Mirror K).
+    pub cots_per_question: u32,
+    /// Sampling temperature of the teacher's chains of thought when K > 1 (diversity).
+    pub cot_temperature: f64,
+    /// Self-evaluations per chain of thought (Mind's Mirror M; 0 = none, "K CoTs" only).
+    pub evals_per_cot: u32,
+    /// Mind's Mirror: `two-stage` (self-evaluation, then CoT) or `mixed`.
+    pub schedule: TaskSchedule,
+    /// Mind's Mirror `mixed`: weight of the self-evaluation task; 1 − it goes to CoTs.
+    pub self_eval_weight: f64,
+    /// Peer-review acceptance threshold: accept when the mean valid score is above it (MAPD).
+    pub review_threshold: f64,
+}
+
+impl Default for Recipe {
+    fn default() -> Self {
+        Recipe {
+            name: RecipeName::StepByStep,
+            alpha: 0.5,
+            label_source: LabelSource::Gold,
+            filter_correct: false,
+            cots_per_question: 5,
+            cot_temperature: 0.7,
+            evals_per_cot: 5,
+            schedule: TaskSchedule::TwoStage,
+            self_eval_weight: 0.5,
+            review_threshold: 3.0,
+        }
+    }
+}
+
+/// A teacher stage a recipe runs, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TeacherStage {
+    /// Chains of thought: `samples` a question.
+    Cots { samples: u32 },
+    /// Self-evaluations of every distinct chain of thought: `per_cot` each.
+    SelfEvals { per_cot: u32 },
+}
+
+/// Store names of the stages' annotations: (stage, kind).
+pub const COT_STAGE: (&str, &str) = ("annotate", "rationale");
+pub const SELF_EVAL_STAGE: (&str, &str) = ("self-eval", "self-eval");
+
+impl Recipe {
+    pub fn teacher_stages(&self) -> Vec<TeacherStage> {
+        match self.name {
+            RecipeName::Standard if self.label_source == LabelSource::Gold => vec![],
+            RecipeName::Standard | RecipeName::StepByStep => {
+                vec![TeacherStage::Cots { samples: 1 }]
+            }
+            RecipeName::MindsMirror => {
+                let mut v = vec![TeacherStage::Cots {
+                    samples: self.cots_per_question.max(1),
+                }];
+                if self.evals_per_cot > 0 {
+                    v.push(TeacherStage::SelfEvals {
+                        per_cot: self.evals_per_cot,
+                    });
+                }
+                v
+            }
+            RecipeName::Mapd | RecipeName::Elad => vec![],
+        }
+    }
+
+    /// The teacher's sampling temperature for chains of thought (None = the teacher's default).
+    pub fn cot_temperature(&self) -> Option<f64> {
+        (self.name == RecipeName::MindsMirror && self.cots_per_question > 1)
+            .then_some(self.cot_temperature)
+    }
+
+    /// Checks values serde cannot: `Err((dotted key, message))`.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        for (k, v) in [
+            ("recipe.alpha", self.alpha),
+            ("recipe.self_eval_weight", self.self_eval_weight),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err((k, format!("{v} is not in [0, 1]")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether this build can run the recipe's training stage.
+    pub fn built(&self) -> Result<(), String> {
+        match self.name {
+            RecipeName::Mapd | RecipeName::Elad => Err(format!(
+                "recipe `{}` is not built yet in this version (standard, step-by-step and minds-mirror are)",
+                self.name.as_str()
+            )),
+            _ => Ok(()),
+        }
+    }
+}

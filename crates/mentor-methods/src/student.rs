@@ -1,0 +1,102 @@
+//! The student side of a recipe: training pairs → token ids through the student's chat
+//! template, the staged training run, and prompts for generation.
+
+use crate::trainset::TrainPair;
+use candle_core::Result;
+use mentor_model::load::Student;
+use mentor_model::{ChatMessage, TextTokenizer};
+use mentor_train::{train, Hooks, TrainConfig, TrainExample, TrainReport};
+use std::path::{Path, PathBuf};
+
+fn user(prompt: &str) -> Vec<ChatMessage> {
+    vec![ChatMessage::new("user", prompt)]
+}
+
+/// Token ids of a student prompt, the assistant's turn opened.
+pub fn prompt_ids(tok: &TextTokenizer, prompt: &str) -> Result<Vec<u32>> {
+    let text = tok
+        .apply_chat_template(&user(prompt), true)
+        .map_err(candle_core::Error::wrap)?;
+    tok.encode(&text).map_err(candle_core::Error::wrap)
+}
+
+/// A pair as a training example: the prompt through the chat template (not learned), and the
+/// target as the template writes the assistant's turn, end-of-turn token included (learned).
+///
+/// The weight is the task weight spread over the target's tokens, so every example carries its
+/// task weight in total whatever its length: the loss is Σ task weight × mean token loss, the
+/// form step-by-step's α·label + (1−α)·rationale has.
+pub fn encode_pair(tok: &TextTokenizer, pair: &TrainPair) -> Result<TrainExample> {
+    let wrap = candle_core::Error::wrap;
+    let prompt_text = tok.apply_chat_template(&user(&pair.prompt), true).map_err(wrap)?;
+    let mut msgs = user(&pair.prompt);
+    msgs.push(ChatMessage::new("assistant", pair.target.clone()));
+    let full = tok.apply_chat_template(&msgs, false).map_err(wrap)?;
+    let target_text = match full.strip_prefix(&prompt_text) {
+        // The template's text after the assistant's content ends at its end-of-turn token; the
+        // newline some templates add after it is not learned.
+        Some(rest) => rest.trim_end_matches('\n').to_string(),
+        None => format!("{}{}", pair.target, tok.eos_token),
+    };
+    let prompt = tok.encode(&prompt_text).map_err(wrap)?;
+    let mut target = tok.encode(&target_text).map_err(wrap)?;
+    let bos = tok.bos_token.as_deref().and_then(|b| tok.token_to_id(b));
+    if bos.is_some() && target.first().copied() == bos {
+        target.remove(0);
+    }
+    let weight = (pair.weight / target.len().max(1) as f64) as f32;
+    Ok(TrainExample {
+        prompt,
+        target,
+        weight,
+        task: pair.task.as_str().to_string(),
+    })
+}
+
+pub fn encode_pairs(tok: &TextTokenizer, pairs: &[TrainPair]) -> Result<Vec<TrainExample>> {
+    pairs.iter().map(|p| encode_pair(tok, p)).collect()
+}
+
+/// One stage's outcome: where it trained and what the loop reported.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StageReport {
+    pub stage: u32,
+    pub dir: PathBuf,
+    pub examples: usize,
+    pub report: TrainReport,
+}
+
+/// Trains `student` on `pairs` stage by stage (stage 0, then 1, … each continuing from the
+/// weights the previous one ended with), each in `out_dir/stage-N`. `hooks(stage)` gives the
+/// hooks of each stage. Rerunning resumes inside the stage that was running.
+pub fn train_stages<'h>(
+    student: &Student,
+    tok: &TextTokenizer,
+    pairs: &[TrainPair],
+    valid: &[TrainPair],
+    cfg: &TrainConfig,
+    out_dir: &Path,
+    hooks: &mut dyn FnMut(u32) -> Box<dyn Hooks + 'h>,
+) -> Result<Vec<StageReport>> {
+    let mut stages: Vec<u32> = pairs.iter().map(|p| p.stage).collect();
+    stages.sort_unstable();
+    stages.dedup();
+    let valid = encode_pairs(tok, valid)?;
+    let mut out = vec![];
+    for &stage in &stages {
+        let these: Vec<TrainPair> = pairs.iter().filter(|p| p.stage == stage).cloned().collect();
+        let examples = encode_pairs(tok, &these)?;
+        let dir = out_dir.join(format!("stage-{stage}"));
+        let mut h = hooks(stage);
+        let report = train(student, &examples, &valid, cfg, tok.pad_id, &dir, &mut *h)?;
+        if report.stopped_early {
+            out.push(StageReport { stage, dir, examples: examples.len(), report });
+            return Ok(out);
+        }
+        // The next stage starts from the weights this one ended with (the last, not `best/`:
+        // the first stage's validation measures the second stage's task).
+        tok.save(&dir.join("best")).ok();
+        out.push(StageReport { stage, dir, examples: examples.len(), report });
+    }
+    Ok(out)
+}

@@ -1,0 +1,373 @@
+//! Building a recipe's training set from what the teachers said: the shared "select / filter"
+//! and "build training set" stages. Pairs are text (prompt, target, task, weight); tokenising
+//! them for a student is [`crate::student`]'s job.
+
+use crate::annotate::JudgedCot;
+use crate::recipe::{LabelSource, Recipe, RecipeName, TaskSchedule};
+use mentor_core::prompt::{answer_sentence, question_block};
+use mentor_core::text::{split_rationale, truncate_at_follow_on, FOLLOW_ON_MARKERS};
+use mentor_core::{Example, TaskKind, Verdict};
+use mentor_store::Annotation;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+
+/// What the student is asked to do; the prefix of its prompt says which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StudentTask {
+    /// `predict:` → the answer sentence.
+    Label,
+    /// `explain:` → the rationale without the answer (step-by-step).
+    Rationale,
+    /// `solve:` → reasoning ending in the answer sentence.
+    Cot,
+    /// `evaluate:` (question + proposed solution) → critique ending in a verdict line.
+    SelfEval,
+}
+
+impl StudentTask {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StudentTask::Label => "label",
+            StudentTask::Rationale => "rationale",
+            StudentTask::Cot => "cot",
+            StudentTask::SelfEval => "self-eval",
+        }
+    }
+
+    fn prefix(self) -> &'static str {
+        match self {
+            StudentTask::Label => "predict",
+            StudentTask::Rationale => "explain",
+            StudentTask::Cot => "solve",
+            StudentTask::SelfEval => "evaluate",
+        }
+    }
+}
+
+/// The student's prompt for a task (`solution` is the chain of thought a self-evaluation judges).
+pub fn student_prompt(task: StudentTask, kind: TaskKind, ex: &Example, solution: &str) -> String {
+    let q = question_block(kind, ex);
+    match task {
+        StudentTask::SelfEval => format!(
+            "{}: {q}\nProposed solution: {}",
+            task.prefix(),
+            solution.trim()
+        ),
+        _ => format!("{}: {q}", task.prefix()),
+    }
+}
+
+/// One training example as text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainPair {
+    pub example_id: String,
+    pub task: StudentTask,
+    pub prompt: String,
+    pub target: String,
+    /// The task's loss weight.
+    pub weight: f64,
+    /// Training stage (0, or 0 then 1 for Mind's Mirror's two-stage schedule).
+    pub stage: u32,
+}
+
+/// Counts of what was kept and why the rest was not.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TrainSetStats {
+    pub items: usize,
+    /// Teacher chains of thought in the store for these items.
+    pub cots: usize,
+    pub cots_unparseable: usize,
+    pub cots_wrong: usize,
+    /// Identical (after whitespace normalisation) chains of thought of one item, dropped.
+    pub cots_duplicate: usize,
+    /// Distinct chains of thought used for training.
+    pub cots_kept: usize,
+    /// Items with no usable chain of thought (no rationale task for them).
+    pub items_without_cot: usize,
+    pub self_evals: usize,
+    pub self_evals_unparseable: usize,
+    /// Parsed verdicts: `correct` / `wrong` / `uncertain` → count.
+    pub verdicts: BTreeMap<String, usize>,
+    /// Verdicts against the judged CoT's gold correctness: `"<verdict>|<cot correct?>"` → count.
+    pub verdict_vs_gold: BTreeMap<String, usize>,
+    /// Share of parsed verdicts that agree with gold (correct ↔ right answer, wrong ↔ wrong
+    /// answer; uncertain never agrees).
+    pub verdict_agreement: Option<f64>,
+    pub pairs: BTreeMap<String, usize>,
+}
+
+/// A recipe's training set.
+#[derive(Debug, Clone, Default)]
+pub struct TrainingSet {
+    pub pairs: Vec<TrainPair>,
+    pub stats: TrainSetStats,
+}
+
+fn normalise_ws(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// One item's distinct chains of thought, in (teacher, sample) order, with their parsed
+/// correctness; `cot_index` is the position in that order (the self-evaluation stage keys on it).
+/// Also returns how many duplicates were dropped.
+pub fn distinct_cots(items: &[Example], cots: &[Annotation]) -> (Vec<JudgedCot>, usize) {
+    let mut by_item: HashMap<&str, Vec<&Annotation>> = HashMap::new();
+    for a in cots {
+        by_item.entry(a.example_id.as_str()).or_default().push(a);
+    }
+    let (mut out, mut dups) = (vec![], 0);
+    for ex in items {
+        let Some(list) = by_item.get_mut(ex.id.as_str()) else {
+            continue;
+        };
+        list.sort_by(|a, b| (&a.source, a.sample_index).cmp(&(&b.source, b.sample_index)));
+        let mut seen = std::collections::HashSet::new();
+        for a in list.iter() {
+            let text = truncate_at_follow_on(&a.text, FOLLOW_ON_MARKERS).trim().to_string();
+            if !seen.insert(normalise_ws(&text)) {
+                dups += 1;
+                continue;
+            }
+            let correct = a.parsed.as_ref().and_then(|p| p["correct"].as_bool()) == Some(true);
+            out.push(JudgedCot {
+                example: ex.clone(),
+                cot_index: seen.len() as u32 - 1,
+                text,
+                correct: correct && a.parse_ok,
+            });
+        }
+    }
+    (out, dups)
+}
+
+/// Builds the training set of `recipe` over `items` from the stored chains of thought and
+/// self-evaluations (empty slices where the recipe has no such stage).
+pub fn build(
+    recipe: &Recipe,
+    kind: TaskKind,
+    items: &[Example],
+    cots: &[Annotation],
+    self_evals: &[Annotation],
+) -> TrainingSet {
+    let ids: std::collections::HashSet<&str> = items.iter().map(|e| e.id.as_str()).collect();
+    let cots: Vec<Annotation> = cots
+        .iter()
+        .filter(|a| ids.contains(a.example_id.as_str()))
+        .cloned()
+        .collect();
+    let mut st = TrainSetStats {
+        items: items.len(),
+        cots: cots.len(),
+        cots_unparseable: cots.iter().filter(|a| !a.parse_ok).count(),
+        ..Default::default()
+    };
+    let (distinct, dups) = distinct_cots(items, &cots);
+    st.cots_duplicate = dups;
+    st.cots_wrong = distinct.iter().filter(|c| !c.correct).count();
+    let kept: Vec<&JudgedCot> = distinct
+        .iter()
+        .filter(|c| c.correct || !recipe.filter_correct)
+        .collect();
+    st.cots_kept = kept.len();
+    let mut kept_by_item: HashMap<&str, Vec<&JudgedCot>> = HashMap::new();
+    for c in &kept {
+        kept_by_item.entry(c.example.id.as_str()).or_default().push(c);
+    }
+    let needs_cot = !recipe.teacher_stages().is_empty();
+    st.items_without_cot = if needs_cot {
+        items
+            .iter()
+            .filter(|e| !kept_by_item.contains_key(e.id.as_str()))
+            .count()
+    } else {
+        0
+    };
+
+    let pair = |ex: &Example, task, solution: &str, target: String, weight, stage| TrainPair {
+        example_id: ex.id.clone(),
+        task,
+        prompt: student_prompt(task, kind, ex, solution),
+        target,
+        weight,
+        stage,
+    };
+    let mut pairs = vec![];
+    match recipe.name {
+        RecipeName::Standard => {
+            for ex in items {
+                let target = match recipe.label_source {
+                    LabelSource::Gold => Some(answer_sentence(kind, ex)),
+                    // The teacher's answer sentence, as it wrote it.
+                    LabelSource::Teacher => kept_by_item
+                        .get(ex.id.as_str())
+                        .and_then(|c| teacher_answer_sentence(&c[0].text)),
+                };
+                if let Some(t) = target {
+                    pairs.push(pair(ex, StudentTask::Label, "", t, 1.0, 0));
+                }
+            }
+        }
+        RecipeName::StepByStep => {
+            for ex in items {
+                pairs.push(pair(ex, StudentTask::Label, "", answer_sentence(kind, ex), recipe.alpha, 0));
+                if let Some(c) = kept_by_item.get(ex.id.as_str()) {
+                    let rationale = split_rationale(&c[0].text).rationale.to_string();
+                    if !rationale.is_empty() {
+                        pairs.push(pair(ex, StudentTask::Rationale, "", rationale, 1.0 - recipe.alpha, 0));
+                    }
+                }
+            }
+        }
+        RecipeName::MindsMirror => {
+            let two_stage = recipe.schedule == TaskSchedule::TwoStage;
+            let (cot_w, eval_w) = if two_stage {
+                (1.0, 1.0)
+            } else {
+                (1.0 - recipe.self_eval_weight, recipe.self_eval_weight)
+            };
+            let (eval_stage, cot_stage) = if two_stage { (0, 1) } else { (0, 0) };
+            for c in &kept {
+                pairs.push(pair(&c.example, StudentTask::Cot, "", c.text.clone(), cot_w, cot_stage));
+            }
+            // Self-evaluations of every distinct CoT, kept or not: judging wrong reasoning is
+            // exactly what this task teaches.
+            let judged: HashMap<(&str, u32), &JudgedCot> = distinct
+                .iter()
+                .map(|c| ((c.example.id.as_str(), c.cot_index), c))
+                .collect();
+            let mut evals: Vec<&Annotation> = self_evals
+                .iter()
+                .filter(|a| ids.contains(a.example_id.as_str()))
+                .collect();
+            evals.sort_by(|a, b| {
+                (&a.example_id, a.sample_index, &a.source).cmp(&(&b.example_id, b.sample_index, &b.source))
+            });
+            let (mut agree, mut parsed) = (0usize, 0usize);
+            for a in evals {
+                let cot_index = a.sample_index / crate::annotate::SELF_EVAL_STRIDE;
+                let Some(c) = judged.get(&(a.example_id.as_str(), cot_index)) else {
+                    continue;
+                };
+                st.self_evals += 1;
+                let verdict: Option<Verdict> = a
+                    .parsed
+                    .as_ref()
+                    .and_then(|p| serde_json::from_value(p["verdict"].clone()).ok())
+                    .flatten();
+                let Some(v) = verdict.filter(|_| a.parse_ok) else {
+                    st.self_evals_unparseable += 1;
+                    continue;
+                };
+                parsed += 1;
+                *st.verdicts.entry(v.as_str().into()).or_default() += 1;
+                *st.verdict_vs_gold
+                    .entry(format!("{}|{}", v.as_str(), if c.correct { "right" } else { "wrong" }))
+                    .or_default() += 1;
+                agree += matches!((v, c.correct), (Verdict::Correct, true) | (Verdict::Wrong, false)) as usize;
+                let ex = &c.example;
+                pairs.push(pair(ex, StudentTask::SelfEval, &c.text, a.text.trim().to_string(), eval_w, eval_stage));
+            }
+            st.verdict_agreement = (parsed > 0).then(|| agree as f64 / parsed as f64);
+        }
+        RecipeName::Mapd | RecipeName::Elad => {}
+    }
+    for p in &pairs {
+        *st.pairs.entry(p.task.as_str().into()).or_default() += 1;
+    }
+    TrainingSet { pairs, stats: st }
+}
+
+/// "The answer is …" / "So the answer is …" as the teacher wrote it, or None.
+fn teacher_answer_sentence(cot: &str) -> Option<String> {
+    let span = split_rationale(cot).answer_span?.trim();
+    if span.is_empty() {
+        return None;
+    }
+    Some(format!("The answer is {span}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ex(id: &str, q: &str, a: &str) -> Example {
+        Example { id: id.into(), question: q.into(), answer: a.into(), choices: vec![], explanation: None }
+    }
+
+    fn ann(id: &str, stage: &str, sample: u32, text: &str, parsed: serde_json::Value, ok: bool) -> Annotation {
+        Annotation {
+            dataset: "d".into(), example_id: id.into(), stage: stage.into(), kind: stage.into(),
+            source: "t".into(), round: 0, sample_index: sample, call_id: None, text: text.into(),
+            parsed: Some(parsed), parse_ok: ok,
+        }
+    }
+
+    #[test]
+    fn step_by_step_weights_and_filter() {
+        let items = [ex("1", "3 + 4?", "( 3 + 4 )"), ex("2", "5 - 1?", "( 5 - 1 )")];
+        let cots = [
+            ann("1", "annotate", 0, "3 plus 4 is 7. The answer is (3 + 4).", serde_json::json!({"correct": true}), true),
+            ann("2", "annotate", 0, "5 minus 1 is 3. The answer is (5 - 2).", serde_json::json!({"correct": false}), true),
+        ];
+        let mut r = Recipe { name: RecipeName::StepByStep, alpha: 0.3, ..Recipe::default() };
+        let t = build(&r, TaskKind::Equation, &items, &cots, &[]);
+        assert_eq!(t.stats.pairs["label"], 2);
+        assert_eq!(t.stats.pairs["rationale"], 2);
+        let rat = t.pairs.iter().find(|p| p.task == StudentTask::Rationale).unwrap();
+        assert_eq!(rat.prompt, "explain: 3 + 4?");
+        assert_eq!(rat.target, "3 plus 4 is 7.");
+        assert!((rat.weight - 0.7).abs() < 1e-12);
+        let lab = t.pairs.iter().find(|p| p.task == StudentTask::Label).unwrap();
+        assert_eq!((lab.prompt.as_str(), lab.target.as_str(), lab.weight), ("predict: 3 + 4?", "The answer is (3 + 4).", 0.3));
+        r.filter_correct = true;
+        let t = build(&r, TaskKind::Equation, &items, &cots, &[]);
+        assert_eq!((t.stats.pairs["label"], t.stats.pairs["rationale"]), (2, 1));
+        assert_eq!((t.stats.cots_wrong, t.stats.cots_kept, t.stats.items_without_cot), (1, 1, 1));
+    }
+
+    #[test]
+    fn minds_mirror_dedupes_and_counts_verdicts() {
+        let items = [ex("1", "3 + 4?", "( 3 + 4 )")];
+        let ok = serde_json::json!({"correct": true});
+        let bad = serde_json::json!({"correct": false});
+        let cots = [
+            ann("1", "annotate", 0, "3 + 4 = 7. The answer is (3 + 4).", ok.clone(), true),
+            ann("1", "annotate", 1, "3 +  4 = 7. The answer is (3 + 4).", ok.clone(), true),
+            ann("1", "annotate", 2, "3 * 4 = 12. The answer is (3 * 4).", bad, true),
+        ];
+        let v = |s: &str| serde_json::json!({"verdict": s});
+        let evals = [
+            ann("1", "self-eval", 0, "Fine. Evaluation result: the given answer is correct.", v("correct"), true),
+            ann("1", "self-eval", 1, "Hm. Evaluation result: the given answer is wrong.", v("wrong"), true),
+            // CoT index 1 is the third recording (the second was a duplicate).
+            ann("1", "self-eval", 1000, "Evaluation result: the given answer is wrong.", v("wrong"), true),
+            ann("1", "self-eval", 1001, "no idea", serde_json::json!({"verdict": null}), false),
+        ];
+        let r = Recipe { name: RecipeName::MindsMirror, ..Recipe::default() };
+        let t = build(&r, TaskKind::Equation, &items, &cots, &evals);
+        assert_eq!((t.stats.cots, t.stats.cots_duplicate, t.stats.cots_kept), (3, 1, 2));
+        assert_eq!(t.stats.pairs["cot"], 2);
+        assert_eq!(t.stats.pairs["self-eval"], 3);
+        assert_eq!(t.stats.self_evals_unparseable, 1);
+        assert_eq!(t.stats.verdict_agreement, Some(2.0 / 3.0));
+        assert_eq!(t.stats.verdict_vs_gold["wrong|right"], 1);
+        let se = t.pairs.iter().find(|p| p.task == StudentTask::SelfEval && p.target.starts_with("Evaluation")).unwrap();
+        assert!(se.prompt.starts_with("evaluate: 3 + 4?\nProposed solution: 3 * 4 = 12."), "{}", se.prompt);
+        // Two-stage: self-evaluation is stage 0, CoT stage 1.
+        assert!(t.pairs.iter().all(|p| p.stage == (p.task == StudentTask::Cot) as u32));
+    }
+
+    #[test]
+    fn standard_from_gold_or_teacher() {
+        let items = [ex("1", "3 + 4?", "( 3 + 4 )")];
+        let cots = [ann("1", "annotate", 0, "It is 7. So the answer is (4 + 3).", serde_json::json!({"correct": true}), true)];
+        let mut r = Recipe { name: RecipeName::Standard, ..Recipe::default() };
+        assert!(r.teacher_stages().is_empty());
+        let t = build(&r, TaskKind::Equation, &items, &[], &[]);
+        assert_eq!(t.pairs[0].target, "The answer is (3 + 4).");
+        r.label_source = LabelSource::Teacher;
+        let t = build(&r, TaskKind::Equation, &items, &cots, &[]);
+        assert_eq!(t.pairs[0].target, "The answer is (4 + 3).");
+    }
+}

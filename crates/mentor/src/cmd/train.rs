@@ -1,0 +1,247 @@
+//! `mentor train`: the student stage of a config's recipe.
+
+use crate::output::Summary;
+use crate::progress::items_bar;
+use crate::run::{self, Run};
+use anyhow::{anyhow, bail, Context, Result};
+use indicatif::ProgressBar;
+use mentor_core::{Example, Split};
+use mentor_methods::evaluate::{evaluate, InferenceMode};
+use mentor_methods::recipe::{RecipeName, COT_STAGE, SELF_EVAL_STAGE};
+use mentor_methods::student::{train_stages, StageReport};
+use mentor_methods::trainset::{self, StudentTask, TrainingSet};
+use mentor_model::{Llama, TextTokenizer};
+use mentor_train::{EvalLog, Hooks, StepLog};
+use serde_json::json;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Train the student on the training set a config's recipe builds from the run store.
+///
+/// Run `mentor annotate CONFIG` first (or `mentor distill CONFIG`, which does both). The
+/// student (`[student] model`, full or LoRA) trains with `[train]` settings in
+/// RUN/student/stage-N/: `checkpoint/` is written every `save_every` steps and on Ctrl-C, and a
+/// rerun resumes from it bit for bit; `best/` (an HF directory) is the validation-selected model
+/// — by accuracy on up to `[eval] valid_limit` validation items, never on test.
+///
+/// Example: mentor train svamp-sbs.toml --json
+#[derive(clap::Args)]
+pub struct Args {
+    /// The experiment config.
+    config: PathBuf,
+    /// Where the run lives; default runs/<config name>.
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
+    /// Worker threads for the tensor kernels (default: one per physical core).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+pub fn run(a: Args) -> Result<Summary> {
+    crate::models::set_threads(a.threads);
+    let r = run::open(&a.config, a.run_dir.clone())?;
+    let t = train_student(&r)?;
+    let st = &t.set.stats;
+    let mut human = format!(
+        "trained {} ({}) on {} pairs {:?} in {}\n",
+        r.cfg.student.model,
+        r.cfg.recipe.name.as_str(),
+        t.set.pairs.len(),
+        st.pairs,
+        r.dir.join("student").display()
+    );
+    for s in &t.stages {
+        human += &format!(
+            "stage {}: {} examples, {} steps (resumed from {:?}), train loss {}, best step {:?} ({})\n",
+            s.stage,
+            s.examples,
+            s.report.steps,
+            s.report.resumed_from,
+            s.report.final_train_loss.map_or("n/a".into(), |l| format!("{l:.4}")),
+            s.report.best_step,
+            s.report.best_metric.map_or("n/a".into(), |m| format!("{m:.4}"))
+        );
+    }
+    human += &format!("student: {}", t.model_dir.display());
+    Ok(Summary {
+        human,
+        json: json!({ "run_dir": r.dir, "model": t.model_dir, "training_set": st, "stages": t.stages, "stopped_early": t.stopped_early }),
+    })
+}
+
+/// The recipe's training set over `items`, from the teachers' annotations in the run store.
+pub fn training_set(r: &Run, items: &[Example]) -> Result<TrainingSet> {
+    let store = r.store.lock().unwrap();
+    let cots = store.annotations(COT_STAGE.0, COT_STAGE.1)?;
+    let evals = store.annotations(SELF_EVAL_STAGE.0, SELF_EVAL_STAGE.1)?;
+    Ok(trainset::build(&r.cfg.recipe, r.ds.task, items, &cots, &evals))
+}
+
+/// The inference mode a recipe's student is scored in unless `[eval] mode` says otherwise.
+pub fn default_mode(r: &Run) -> InferenceMode {
+    r.cfg.eval.mode.unwrap_or(match r.cfg.recipe.name {
+        RecipeName::Standard | RecipeName::StepByStep => InferenceMode::Label,
+        _ => InferenceMode::Cot,
+    })
+}
+
+pub struct Trained {
+    pub set: TrainingSet,
+    pub stages: Vec<StageReport>,
+    /// The validation-selected model of the last stage (HF directory with tokenizer).
+    pub model_dir: PathBuf,
+    pub stopped_early: bool,
+}
+
+/// Progress, metrics into the store, validation accuracy by generation, Ctrl-C.
+struct CliHooks<'a> {
+    bar: ProgressBar,
+    stage: u32,
+    r: &'a Run,
+    run_id: i64,
+    tok: &'a TextTokenizer,
+    valid_items: &'a [Example],
+    mode: InferenceMode,
+    stop: Arc<AtomicBool>,
+}
+
+impl Hooks for CliHooks<'_> {
+    fn on_step(&mut self, log: &StepLog, total: u64) {
+        self.bar.set_length(total);
+        self.bar.set_position(log.step);
+        self.bar.set_message(format!("loss {:.4} lr {:.2e} {:.1}s/step", log.loss, log.lr, log.seconds));
+        let mut s = self.r.store.lock().unwrap();
+        let _ = s.log_metric(Some(self.run_id), Some(log.step), Some("train"), "loss", log.loss);
+        for (task, l) in &log.task_loss {
+            let _ = s.log_metric(Some(self.run_id), Some(log.step), Some("train"), &format!("loss/{task}"), *l);
+        }
+    }
+
+    fn on_eval(&mut self, log: &EvalLog) {
+        let mut s = self.r.store.lock().unwrap();
+        if log.loss.is_finite() {
+            let _ = s.log_metric(Some(self.run_id), Some(log.step), Some("valid"), "loss", log.loss);
+        }
+        if let Some(a) = log.accuracy {
+            let _ = s.log_metric(Some(self.run_id), Some(log.step), Some("valid"), "accuracy", a);
+        }
+        self.bar.println(format!(
+            "stage {} step {}: valid loss {} accuracy {}{}",
+            self.stage,
+            log.step,
+            if log.loss.is_finite() { format!("{:.4}", log.loss) } else { "n/a".into() },
+            log.accuracy.map_or("n/a".into(), |a| format!("{:.3}", a)),
+            if log.best { " (best so far)" } else { "" }
+        ));
+    }
+
+    fn validate(&mut self, model: &Llama) -> candle_core::Result<Option<f64>> {
+        if self.valid_items.is_empty() {
+            return Ok(None);
+        }
+        let rep = evaluate(model, self.tok, self.r.ds.task, self.valid_items, self.mode, &self.r.cfg.eval, &mut |_| {})?;
+        Ok(Some(rep.accuracy))
+    }
+
+    fn should_stop(&mut self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+}
+
+/// Builds the training set and trains the configured student on it, resumably.
+pub fn train_student(r: &Run) -> Result<Trained> {
+    r.cfg.recipe.built().map_err(|e| anyhow!(e))?;
+    let set = training_set(r, r.ds.split(Split::Train))?;
+    if set.pairs.is_empty() {
+        bail!(
+            "the training set of recipe `{}` is empty ({:?}); run `mentor annotate` first (or check filter_correct)",
+            r.cfg.recipe.name.as_str(),
+            set.stats
+        );
+    }
+    let (student, tok, _) = crate::models::load_student(&r.cfg.student.model, r.cfg.student.tuning(), r.cfg.train.seed)?;
+    // Validation loss on the gold label task where the recipe has one; accuracy in the
+    // recipe's inference mode on up to `valid_limit` items selects the best checkpoint.
+    let valid_items: Vec<Example> = r.ds.split(Split::Valid).iter().take(r.cfg.eval.valid_limit).cloned().collect();
+    let valid_pairs: Vec<_> = if set.pairs.iter().any(|p| p.task == StudentTask::Label) {
+        let label_only = mentor_methods::recipe::Recipe {
+            name: RecipeName::Standard,
+            label_source: mentor_methods::recipe::LabelSource::Gold,
+            ..r.cfg.recipe.clone()
+        };
+        trainset::build(&label_only, r.ds.task, r.ds.split(Split::Valid), &[], &[]).pairs
+    } else {
+        vec![]
+    };
+    let mode = default_mode(r);
+    let last_stage = set.pairs.iter().map(|p| p.stage).max().unwrap_or(0);
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let s = stop.clone();
+        let _ = ctrlc_once(move || {
+            tracing::warn!("interrupted: stopping after this step and writing a checkpoint; rerun to resume");
+            s.store(true, Ordering::SeqCst);
+        });
+    }
+    let out_dir = r.dir.join("student");
+    let config_json = serde_json::to_string(&json!({ "student": r.cfg.student, "recipe": r.cfg.recipe, "train": r.cfg.train }))?;
+    let run_id = r.store.lock().unwrap().start_training_run(r.cfg.recipe.name.as_str(), &config_json)?;
+    let mut bars = vec![];
+    let stages = train_stages(&student, &tok, &set.pairs, &valid_pairs, &r.cfg.train, &out_dir, &mut |stage| {
+        let bar = items_bar(0, &format!("train {stage}"));
+        bars.push(bar.clone());
+        Box::new(CliHooks {
+            bar,
+            stage,
+            r,
+            run_id,
+            tok: &tok,
+            valid_items: if stage == last_stage { &valid_items } else { &[] },
+            mode,
+            stop: stop.clone(),
+        })
+    });
+    for b in bars {
+        b.finish_and_clear();
+    }
+    let stages = match stages {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = r.store.lock().unwrap().finish_training_run(run_id, false, None, None, None);
+            return Err(anyhow!(e).context("training"));
+        }
+    };
+    let last = stages.last().context("no training stage ran")?;
+    let stopped_early = last.report.stopped_early;
+    let model_dir = last.dir.join("best");
+    if !stopped_early {
+        tok.save(&model_dir).with_context(|| model_dir.display().to_string())?;
+    }
+    r.store.lock().unwrap().finish_training_run(
+        run_id,
+        !stopped_early,
+        Some(&model_dir.display().to_string()),
+        last.report.best_step,
+        last.report.best_metric,
+    )?;
+    Ok(Trained { set, stages, model_dir, stopped_early })
+}
+
+/// Runs `f` on the first Ctrl-C (a second one quits at once with 130).
+fn ctrlc_once(f: impl FnOnce() + Send + 'static) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::spawn(move || {
+        rt.block_on(async {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                f();
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
+            }
+        })
+    });
+    Ok(())
+}

@@ -1,0 +1,184 @@
+//! Each recipe end to end through `mentor distill CONFIG` with a tiny random student (a real
+//! byte-level tokenizer, weights written as an HF directory): the teacher stages, the training
+//! set each builds (counts, tasks, weights), training, and scoring before and after. Accuracy
+//! is not asserted: a random 30k-parameter model knows nothing.
+
+use mentor_model::load::Student;
+use mentor_model::{LlamaConfig, TextTokenizer};
+use mentor_teacher::loopback::{LoopbackConfig, LoopbackServer};
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+fn tiny_student(dir: &Path) {
+    let tok = TextTokenizer::byte_level();
+    let mut cfg = LlamaConfig::tiny(tok.vocab_size());
+    cfg.max_position_embeddings = 2048;
+    Student::random(&cfg, &candle_core::Device::Cpu, 3)
+        .unwrap()
+        .save_hf(dir)
+        .unwrap();
+    tok.save(dir).unwrap();
+}
+
+const TRAIN_AND_EVAL: &str = "[student]\nmodel = \"student\"\n\n\
+    [train]\nmax_steps = 2\nbatch_size = 4\nmax_len = 384\nsave_every = 0\n\n\
+    [eval]\nmax_new_tokens = 6\nvalid_limit = 2\nsamples = 2\nbatch = 8\n";
+
+fn distill(dir: &Path, extra_env: &[(&str, &Path)]) -> serde_json::Value {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_mentor"));
+    c.args(["distill", "exp.toml", "--json", "--eval-limit", "3", "--threads", "1"])
+        .current_dir(dir)
+        .env("MENTOR_LOG", "warn");
+    for (k, v) in extra_env {
+        c.env(k, v);
+    }
+    let out = c.output().unwrap();
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{s}\n{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_str(s.lines().last().unwrap()).unwrap()
+}
+
+fn shared_data() -> Option<std::path::PathBuf> {
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
+    if shared.join("dss/svamp").is_dir() {
+        Some(shared)
+    } else {
+        eprintln!("SKIP: shared reference data not found");
+        None
+    }
+}
+
+fn svamp_replay_config(dir: &Path, recipe: &str) {
+    std::fs::write(
+        dir.join("exp.toml"),
+        format!(
+            "[data]\ndataset = \"svamp\"\nlimit = 6\n\n[teachers.palm]\nkind = \"replay\"\nsource = \"palm-540b\"\n\n\
+             [recipe]\n{recipe}\n\n{TRAIN_AND_EVAL}"
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn standard_learns_gold_labels_and_asks_no_teacher() {
+    let Some(shared) = shared_data() else { return };
+    let d = tempfile::tempdir().unwrap();
+    tiny_student(&d.path().join("student"));
+    svamp_replay_config(d.path(), "name = \"standard\"");
+    let j = distill(d.path(), &[("MENTOR_SHARED_DATA", &shared)]);
+    assert_eq!(j["teacher"]["calls"], 0, "{j}");
+    assert_eq!(j["training_set"]["pairs"], serde_json::json!({ "label": 6 }));
+    assert_eq!(j["training"][0]["steps"], 2);
+    assert_eq!(j["accuracy_after"]["n"], 3);
+    assert_eq!(j["accuracy_before"]["n"], 3);
+    assert_eq!(j["eval_mode"], "label");
+    assert!(d.path().join(j["student"].as_str().unwrap()).join("tokenizer.json").is_file());
+}
+
+#[test]
+fn step_by_step_trains_label_and_rationale_from_the_recorded_teacher() {
+    let Some(shared) = shared_data() else { return };
+    let d = tempfile::tempdir().unwrap();
+    tiny_student(&d.path().join("student"));
+    svamp_replay_config(d.path(), "name = \"step-by-step\"\nalpha = 0.3\nfilter_correct = true");
+    let j = distill(d.path(), &[("MENTOR_SHARED_DATA", &shared)]);
+    // One recorded PaLM CoT per train item, replayed for free.
+    assert_eq!(j["teacher"]["calls"], 6, "{j}");
+    let st = &j["training_set"];
+    assert_eq!(st["cots"], 6);
+    let kept = st["cots_kept"].as_u64().unwrap();
+    assert_eq!(kept + st["cots_wrong"].as_u64().unwrap(), 6);
+    assert_eq!(st["pairs"]["label"], 6);
+    assert_eq!(st["pairs"]["rationale"].as_u64().unwrap_or(0), kept);
+    // Rerunning pays nothing again and retrains nothing: the checkpoint is complete.
+    let again = distill(d.path(), &[("MENTOR_SHARED_DATA", &shared)]);
+    assert_eq!(again["teacher"]["calls"], 6);
+    assert_eq!(again["training"][0]["steps"], 2);
+    // The training pairs' weights reach the loop: α on labels, 1 − α on rationales.
+    let log = std::fs::read_to_string(d.path().join("runs/exp/student/stage-0/log.jsonl")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    let tasks: Vec<&String> = first["log"]["task_loss"].as_object().unwrap().keys().collect();
+    assert!(tasks.iter().all(|t| *t == "label" || *t == "rationale"), "{tasks:?}");
+}
+
+/// Numeric questions "What is a plus b?"; the teacher's first CoT of an item is right, its
+/// second wrong; it judges right CoTs correct and wrong ones wrong, then uncertain.
+fn mirror_teacher() -> mentor_teacher::loopback::Answerer {
+    let calls: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
+    Arc::new(move |p: &str| {
+        let n = {
+            let mut c = calls.lock().unwrap();
+            let e = c.entry(p.to_string()).or_default();
+            *e += 1;
+            *e
+        };
+        let nums: Vec<i64> = p
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|s| s.parse().ok())
+            .take(2)
+            .collect();
+        let (a, b) = (nums[0], nums[1]);
+        if let Some(sol) = p.split("Proposed solution: ").nth(1) {
+            let right = sol.contains(&format!("The answer is {}.", a + b));
+            let v = match (right, n) {
+                (true, _) => "correct",
+                (false, 1) => "wrong",
+                (false, _) => "uncertain",
+            };
+            format!("Checking each step. Evaluation result: the given answer is {v}.")
+        } else if n == 1 {
+            format!("{a} plus {b} makes {}. The answer is {}.", a + b, a + b)
+        } else {
+            format!("{a} plus {b} makes {}. The answer is {}.", a + b + 1, a + b + 1)
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn minds_mirror_samples_cots_judges_them_and_trains_both_tasks_in_two_stages() {
+    let server = LoopbackServer::start(LoopbackConfig {
+        answer: mirror_teacher(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let d = tempfile::tempdir().unwrap();
+    tiny_student(&d.path().join("student"));
+    let rows: String = (0..10)
+        .map(|i| format!("{{\"id\": \"q{i}\", \"question\": \"What is {i} plus {}?\", \"answer\": {}}}\n", i + 2, 2 * i + 2))
+        .collect();
+    std::fs::write(d.path().join("toy.jsonl"), rows).unwrap();
+    std::fs::write(
+        d.path().join("exp.toml"),
+        format!(
+            "[data]\npath = \"toy.jsonl\"\ntask = \"numeric\"\nfractions = [0.6, 0.2, 0.2]\n\n\
+             [teachers.loop]\nkind = \"openai\"\nbase_url = \"{}\"\nmodel = \"loopback\"\nmax_in_flight = 1\n\n\
+             [recipe]\nname = \"minds-mirror\"\ncots_per_question = 2\nevals_per_cot = 2\n\n{TRAIN_AND_EVAL}\nmode = \"self-eval-vote\"\n",
+            server.base_url
+        ),
+    )
+    .unwrap();
+    let dir = d.path().to_path_buf();
+    let j = tokio::task::spawn_blocking(move || distill(&dir, &[])).await.unwrap();
+    // 6 train items × (2 CoTs + 2 distinct CoTs × 2 self-evaluations) = 36 calls.
+    assert_eq!(j["teacher"]["calls"], 36, "{j}");
+    let st = &j["training_set"];
+    assert_eq!((st["cots"].as_u64(), st["cots_kept"].as_u64(), st["cots_duplicate"].as_u64()), (Some(12), Some(12), Some(0)));
+    assert_eq!(st["pairs"]["cot"], 12);
+    assert_eq!(st["pairs"]["self-eval"], 24);
+    assert_eq!(st["verdicts"], serde_json::json!({ "correct": 12, "wrong": 6, "uncertain": 6 }));
+    assert_eq!(st["verdict_agreement"], 0.75);
+    // Two stages: self-evaluation (0), then CoT (1), each its own directory and run.
+    let stages = j["training"].as_array().unwrap();
+    assert_eq!(stages.len(), 2);
+    assert_eq!((stages[0]["examples"].as_u64(), stages[1]["examples"].as_u64()), (Some(24), Some(12)));
+    assert!(j["student"].as_str().unwrap().ends_with("stage-1/best"));
+    assert_eq!(j["eval_mode"], "self-eval-vote");
+    assert_eq!(j["accuracy_after"]["n"], 2);
+    // Every prediction carries its votes with verdict weights.
+    let preds = std::fs::read_to_string(d.path().join(j["predictions"].as_str().unwrap())).unwrap();
+    let first: serde_json::Value = serde_json::from_str(preds.lines().next().unwrap()).unwrap();
+    assert_eq!(first["votes"].as_array().unwrap().len(), 2);
+}
