@@ -2,13 +2,14 @@
 //!
 //! Nothing here does I/O: the types ([`Example`], [`TaskKind`]), answer extraction per task kind
 //! ([`extract`]), safe arithmetic for equation labels ([`equation`]), completion clean-up
-//! ([`text`]), scoring ([`score`]), prompt templates ([`prompt`]) and self-evaluation verdicts
-//! ([`verdict`]). Every other crate builds on these.
+//! ([`text`]), scoring ([`score`]), prompt templates ([`prompt`]), self-evaluation verdicts ([`verdict`]) and
+//! peer-review scores ([`review`]). Every other crate builds on these.
 
 pub mod equation;
 pub mod example;
 pub mod extract;
 pub mod prompt;
+pub mod review;
 pub mod score;
 pub mod task;
 pub mod text;

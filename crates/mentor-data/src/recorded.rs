@@ -58,6 +58,11 @@ fn text(v: &Value, key: &str, file: &Path, i: usize) -> Result<String> {
     }
 }
 
+/// A FAIR mistake's id as mentor's example id (the release's JSON id without quotes).
+pub fn fair_id(id: &str) -> String {
+    id.trim_matches('"').to_string()
+}
+
 /// Loads `{model}_{task}_{false,feedback,rationale}_round0.json` from the FAIR release folder.
 pub fn load_fair(dir: &Path, student: &str, task: &str) -> Result<Vec<FairMistake>> {
     let file = |kind: &str| dir.join(format!("{student}_{task}_{kind}_round0.json"));

@@ -178,6 +178,136 @@ pub fn self_eval_jobs(
     Ok(jobs)
 }
 
+/// A mined student mistake: the item, what the student wrote, the answer read from it.
+#[derive(Debug, Clone)]
+pub struct Mistake {
+    pub example: Example,
+    pub output: String,
+    /// The parsed answer as text ("unparseable" when none could be read).
+    pub answer: String,
+}
+
+/// Stores the student's answers to `items` (stage `mine`, parsed and scored against gold) under
+/// `source`; answers already stored are kept. Returns how many were new.
+pub fn record_student_answers(
+    store: &SharedStore,
+    dataset: &str,
+    task: TaskKind,
+    answers: &[(Example, String)],
+    source: &str,
+) -> Result<usize, mentor_store::StoreError> {
+    let (stage, kind) = crate::recipe::MINE_STAGE;
+    let mut s = store.lock().unwrap();
+    let mut new = 0;
+    for (ex, text) in answers {
+        let (parsed, parse_ok) = parse_rationale(task, ex, text);
+        new += s.add_annotation(&Annotation {
+            dataset: dataset.into(),
+            example_id: ex.id.clone(),
+            stage: stage.into(),
+            kind: kind.into(),
+            source: source.into(),
+            round: 0,
+            sample_index: 0,
+            call_id: None,
+            text: text.clone(),
+            parsed: Some(parsed),
+            parse_ok,
+        })? as usize;
+    }
+    Ok(new)
+}
+
+/// The mistakes among `items`: stored student answers that are wrong or unparseable.
+pub fn mistakes(items: &[Example], mined: &[Annotation]) -> Vec<Mistake> {
+    let by_id: std::collections::HashMap<&str, &Annotation> =
+        mined.iter().map(|a| (a.example_id.as_str(), a)).collect();
+    items
+        .iter()
+        .filter_map(|ex| {
+            let a = by_id.get(ex.id.as_str())?;
+            let p = a.parsed.as_ref();
+            if p.and_then(|p| p["correct"].as_bool()) == Some(true) {
+                return None;
+            }
+            let answer = p
+                .and_then(|p| crate::evaluate::answer_text(&p["answer"]))
+                .unwrap_or_else(|| "unparseable".into());
+            Some(Mistake { example: ex.clone(), output: a.text.clone(), answer })
+        })
+        .collect()
+}
+
+/// MAPD feedback: every teacher explains each mistake, the gold answer given as a hint.
+pub fn feedback_jobs(prompts: &Prompts, mistakes: &[Mistake]) -> Result<Vec<Job>, String> {
+    mistakes
+        .iter()
+        .map(|m| {
+            let (system, user) = prompts
+                .feedback(&m.example, &m.output, &m.answer)
+                .map_err(|e| format!("prompt template `feedback`: {e}"))?;
+            Ok(Job {
+                example: m.example.clone(),
+                sample: 0,
+                system,
+                user,
+                teacher: None,
+                context: serde_json::Value::Null,
+            })
+        })
+        .collect()
+}
+
+/// MAPD peer review: each teacher (`committee`, in order) scores every *other* teacher's
+/// rationale of an item; the job's sample index is the author's position in `committee`.
+pub fn review_jobs(
+    prompts: &Prompts,
+    items: &[Example],
+    rationales: &[Annotation],
+    committee: &[String],
+) -> Result<Vec<Job>, String> {
+    let by_key: std::collections::HashMap<(&str, &str), &Annotation> = rationales
+        .iter()
+        .filter(|a| a.sample_index == 0)
+        .map(|a| ((a.example_id.as_str(), a.source.as_str()), a))
+        .collect();
+    let mut jobs = vec![];
+    for ex in items {
+        for (ai, author) in committee.iter().enumerate() {
+            let Some(r) = by_key.get(&(ex.id.as_str(), author.as_str())) else {
+                continue;
+            };
+            let (system, user) = prompts
+                .review(ex, truncate_at_follow_on(&r.text, FOLLOW_ON_MARKERS))
+                .map_err(|e| format!("prompt template `review`: {e}"))?;
+            for reviewer in committee.iter().filter(|t| *t != author) {
+                jobs.push(Job {
+                    example: ex.clone(),
+                    sample: ai as u32,
+                    system: system.clone(),
+                    user: user.clone(),
+                    teacher: Some(reviewer.clone()),
+                    context: serde_json::json!({ "author": author }),
+                });
+            }
+        }
+    }
+    Ok(jobs)
+}
+
+/// The parser of peer reviews: `{"score": 1–5 or null}` from the last bracketed group.
+pub fn review_parser() -> Parser {
+    Arc::new(|_, text| {
+        let s = mentor_core::review::parse_review_score(text);
+        (serde_json::json!({ "score": s }), s.is_some())
+    })
+}
+
+/// The parser of feedback: free text, always kept.
+pub fn feedback_parser() -> Parser {
+    Arc::new(|_, text| (serde_json::json!({}), !text.trim().is_empty()))
+}
+
 /// The request for one unit.
 pub fn request_for(job: &Job, dataset: &str, spec: &AnnotateSpec, seeded: bool) -> ChatRequest {
     ChatRequest {
@@ -393,8 +523,19 @@ pub async fn annotate_recipe(
     stop: Arc<AtomicBool>,
     mut on_progress: impl FnMut(&str, u64, &AnnotateReport),
 ) -> Result<Vec<(String, AnnotateReport)>, RecipeAnnotateError> {
-    use crate::recipe::{TeacherStage, COT_STAGE, SELF_EVAL_STAGE};
+    use crate::recipe::{TeacherStage, COT_STAGE, FEEDBACK_STAGE, MINE_STAGE, REVIEW_STAGE, SELF_EVAL_STAGE};
     let mut out = vec![];
+    let committee: Vec<String> = teachers.iter().map(|t| t.name().to_string()).collect();
+    let mined = || -> Result<Vec<Mistake>, RecipeAnnotateError> {
+        let m = store.lock().unwrap().annotations(MINE_STAGE.0, MINE_STAGE.1)?;
+        Ok(mistakes(items, &m))
+    };
+    let spec_of = |(stage, kind): (&str, &str)| AnnotateSpec {
+        stage: stage.into(),
+        kind: kind.into(),
+        samples: 1,
+        ..base.clone()
+    };
     for stage in recipe.teacher_stages() {
         let (name, jobs, spec, parser) = match stage {
             TeacherStage::Cots { samples } => {
@@ -422,8 +563,26 @@ pub async fn annotate_recipe(
                 let jobs = self_eval_jobs(prompts, task, &distinct, per_cot).map_err(RecipeAnnotateError::Prompt)?;
                 ("self-evals", jobs, spec, self_eval_parser())
             }
+            TeacherStage::Feedback => {
+                let jobs = feedback_jobs(prompts, &mined()?).map_err(RecipeAnnotateError::Prompt)?;
+                ("feedback", jobs, spec_of(FEEDBACK_STAGE), feedback_parser())
+            }
+            TeacherStage::MistakeRationales => {
+                let m: Vec<Example> = mined()?.into_iter().map(|m| m.example).collect();
+                let jobs = cot_jobs(prompts, task, &m, 1).map_err(RecipeAnnotateError::Prompt)?;
+                ("rationales", jobs, spec_of(COT_STAGE), rationale_parser(task))
+            }
+            TeacherStage::Reviews => {
+                let m: Vec<Example> = mined()?.into_iter().map(|m| m.example).collect();
+                let rats = store.lock().unwrap().annotations(COT_STAGE.0, COT_STAGE.1)?;
+                let jobs = review_jobs(prompts, &m, &rats, &committee).map_err(RecipeAnnotateError::Prompt)?;
+                ("reviews", jobs, spec_of(REVIEW_STAGE), review_parser())
+            }
         };
-        let units = jobs.len() as u64 * teachers.len() as u64;
+        let units: u64 = jobs
+            .iter()
+            .map(|j| if j.teacher.is_some() { 1 } else { teachers.len() as u64 })
+            .sum();
         let report = annotate(store.clone(), teachers, dataset, &jobs, &spec, parser, stop.clone(), |r| {
             on_progress(name, units, r)
         })

@@ -115,6 +115,16 @@ pub struct EvalReport {
     pub items: Vec<ItemResult>,
 }
 
+/// A stored answer (`Answer` as JSON) written as the student would read it: `7`, `(b)`, `yes`.
+pub fn answer_text(v: &serde_json::Value) -> Option<String> {
+    let a: Answer = serde_json::from_value(v.clone()).ok()?;
+    Some(match a {
+        Answer::Number { text, .. } => text,
+        Answer::Choice(i) => format!("({})", (b'a' + i as u8) as char),
+        Answer::Label(l) => l,
+    })
+}
+
 /// The winner of a weighted vote over parsed answers; ties go to the earliest sample.
 pub fn weighted_vote(votes: &[Vote]) -> Option<&Answer> {
     let mut groups: Vec<(&Answer, f64)> = vec![];

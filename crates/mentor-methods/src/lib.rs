@@ -1,7 +1,8 @@
-//! The recipes (standard, step-by-step, minds-mirror; mapd and elad to come) as compositions of
+//! The recipes (standard, step-by-step, minds-mirror, mapd; elad to come) as compositions of
 //! shared stages:
 //!
-//! - [`annotate`]: ask teachers (chains of thought, self-evaluations), store what they said;
+//! - [`annotate`]: ask teachers (chains of thought, self-evaluations, feedback on the student's
+//!   mistakes, peer reviews), store what they said;
 //! - [`trainset`]: select and filter what teachers said into a recipe's training pairs;
 //! - [`student`]: tokenise pairs through the student's chat template, train stage by stage;
 //! - [`evaluate`]: the student answers held-out questions in one of four inference modes.

@@ -38,6 +38,26 @@ pub enum LabelSource {
     Teacher,
 }
 
+/// Where MAPD's student answers (to mine mistakes from) come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MistakesFrom {
+    /// The configured student answers the train split (temperature 0.3, top-p 0.9).
+    Student,
+    /// The dataset's recorded student answers (`fair-svamp`: Llama-2-7B-chat's).
+    Recorded,
+}
+
+/// How many MAPD training pairs a mistake gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PairsPerMistake {
+    /// One feedback and one accepted rationale, drawn at random (seeded), as the authors did.
+    One,
+    /// Every feedback and every accepted rationale.
+    All,
+}
+
 /// How Mind's Mirror's two tasks are trained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -71,6 +91,12 @@ pub struct Recipe {
     pub self_eval_weight: f64,
     /// Peer-review acceptance threshold: accept when the mean valid score is above it (MAPD).
     pub review_threshold: f64,
+    /// MAPD: where the student answers come from.
+    pub mistakes_from: MistakesFrom,
+    /// MAPD: feedback and rationale pairs per mistake.
+    pub pairs_per_mistake: PairsPerMistake,
+    /// Seeds the recipe's random draws (MAPD's pair per mistake).
+    pub seed: u64,
 }
 
 impl Default for Recipe {
@@ -86,6 +112,9 @@ impl Default for Recipe {
             schedule: TaskSchedule::TwoStage,
             self_eval_weight: 0.5,
             review_threshold: 3.0,
+            mistakes_from: MistakesFrom::Student,
+            pairs_per_mistake: PairsPerMistake::One,
+            seed: 0,
         }
     }
 }
@@ -97,11 +126,21 @@ pub enum TeacherStage {
     Cots { samples: u32 },
     /// Self-evaluations of every distinct chain of thought: `per_cot` each.
     SelfEvals { per_cot: u32 },
+    /// MAPD: every teacher explains each mined mistake (gold answer as a hint).
+    Feedback,
+    /// MAPD: every teacher writes its own rationale for each mistake's question (no hint).
+    MistakeRationales,
+    /// MAPD: every teacher scores every other teacher's rationale 1–5 (gold answer given).
+    Reviews,
 }
 
 /// Store names of the stages' annotations: (stage, kind).
 pub const COT_STAGE: (&str, &str) = ("annotate", "rationale");
 pub const SELF_EVAL_STAGE: (&str, &str) = ("self-eval", "self-eval");
+/// MAPD: the student's answers to the train split (source `student` or the recorded student).
+pub const MINE_STAGE: (&str, &str) = ("mine", "student-answer");
+pub const FEEDBACK_STAGE: (&str, &str) = ("feedback", "feedback");
+pub const REVIEW_STAGE: (&str, &str) = ("review", "review");
 
 impl Recipe {
     pub fn teacher_stages(&self) -> Vec<TeacherStage> {
@@ -121,7 +160,12 @@ impl Recipe {
                 }
                 v
             }
-            RecipeName::Mapd | RecipeName::Elad => vec![],
+            RecipeName::Mapd => vec![
+                TeacherStage::Feedback,
+                TeacherStage::MistakeRationales,
+                TeacherStage::Reviews,
+            ],
+            RecipeName::Elad => vec![],
         }
     }
 
@@ -147,8 +191,8 @@ impl Recipe {
     /// Whether this build can run the recipe's training stage.
     pub fn built(&self) -> Result<(), String> {
         match self.name {
-            RecipeName::Mapd | RecipeName::Elad => Err(format!(
-                "recipe `{}` is not built yet in this version (standard, step-by-step and minds-mirror are)",
+            RecipeName::Elad => Err(format!(
+                "recipe `{}` is not built yet in this version (standard, step-by-step, minds-mirror and mapd are)",
                 self.name.as_str()
             )),
             _ => Ok(()),

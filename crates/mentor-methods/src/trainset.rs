@@ -23,6 +23,9 @@ pub enum StudentTask {
     Cot,
     /// `evaluate:` (question + proposed solution) → critique ending in a verdict line.
     SelfEval,
+    /// `feedback:` (question + the student's wrong answer + the gold answer) → an explanation
+    /// of the mistake (MAPD).
+    Feedback,
 }
 
 impl StudentTask {
@@ -32,6 +35,7 @@ impl StudentTask {
             StudentTask::Rationale => "rationale",
             StudentTask::Cot => "cot",
             StudentTask::SelfEval => "self-eval",
+            StudentTask::Feedback => "feedback",
         }
     }
 
@@ -41,6 +45,7 @@ impl StudentTask {
             StudentTask::Rationale => "explain",
             StudentTask::Cot => "solve",
             StudentTask::SelfEval => "evaluate",
+            StudentTask::Feedback => "feedback",
         }
     }
 }
@@ -54,8 +59,55 @@ pub fn student_prompt(task: StudentTask, kind: TaskKind, ex: &Example, solution:
             task.prefix(),
             solution.trim()
         ),
+        // `solution` is the student's wrong answer here.
+        StudentTask::Feedback => format!(
+            "{}: {q}\nStudent answer: {}\nCorrect answer: {}",
+            task.prefix(),
+            solution.trim(),
+            ex.answer
+        ),
         _ => format!("{}: {q}", task.prefix()),
     }
+}
+
+/// What the teachers (and the student, for MAPD's mining) said, as stored in the run store.
+#[derive(Debug, Clone, Default)]
+pub struct Stored {
+    pub cots: Vec<Annotation>,
+    pub self_evals: Vec<Annotation>,
+    pub mined: Vec<Annotation>,
+    pub feedback: Vec<Annotation>,
+    pub reviews: Vec<Annotation>,
+}
+
+/// Peer-review outcome of one teacher's rationales (MAPD).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TeacherReviewStats {
+    pub rationales: usize,
+    pub accepted: usize,
+    pub acceptance_rate: f64,
+    /// Of accepted / rejected rationales, how many end in the gold answer.
+    pub accepted_correct: usize,
+    pub rejected_correct: usize,
+    pub feedback: usize,
+}
+
+/// MAPD's statistics.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ReviewStats {
+    pub mistakes: usize,
+    pub mistakes_with_accepted: usize,
+    pub per_teacher: BTreeMap<String, TeacherReviewStats>,
+    pub reviews: usize,
+    /// Reviews whose score could not be read or was outside 1–5 (kept raw).
+    pub reviews_invalid: usize,
+    /// Valid scores: "1" … "5" → count.
+    pub score_histogram: BTreeMap<String, usize>,
+    /// Share of rationales with two or more valid scores whose reviewers agree on the side of
+    /// the threshold.
+    pub reviewer_agreement: Option<f64>,
+    /// Teacher calls (feedback + rationales + reviews) per mistake.
+    pub teacher_calls_per_mistake: f64,
 }
 
 /// One training example as text.
@@ -94,6 +146,8 @@ pub struct TrainSetStats {
     /// Share of parsed verdicts that agree with gold (correct ↔ right answer, wrong ↔ wrong
     /// answer; uncertain never agrees).
     pub verdict_agreement: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub review: Option<ReviewStats>,
     pub pairs: BTreeMap<String, usize>,
 }
 
@@ -143,13 +197,11 @@ pub fn distinct_cots(items: &[Example], cots: &[Annotation]) -> (Vec<JudgedCot>,
 
 /// Builds the training set of `recipe` over `items` from the stored chains of thought and
 /// self-evaluations (empty slices where the recipe has no such stage).
-pub fn build(
-    recipe: &Recipe,
-    kind: TaskKind,
-    items: &[Example],
-    cots: &[Annotation],
-    self_evals: &[Annotation],
-) -> TrainingSet {
+pub fn build(recipe: &Recipe, kind: TaskKind, items: &[Example], stored: &Stored) -> TrainingSet {
+    if recipe.name == RecipeName::Mapd {
+        return build_mapd(recipe, kind, items, stored);
+    }
+    let (cots, self_evals) = (&stored.cots, &stored.self_evals);
     let ids: std::collections::HashSet<&str> = items.iter().map(|e| e.id.as_str()).collect();
     let cots: Vec<Annotation> = cots
         .iter()
@@ -272,9 +324,129 @@ pub fn build(
         }
         RecipeName::Mapd | RecipeName::Elad => {}
     }
-    for p in &pairs {
+    count_pairs(&mut st, &pairs);
+    TrainingSet { pairs, stats: st }
+}
+
+fn count_pairs(st: &mut TrainSetStats, pairs: &[TrainPair]) {
+    for p in pairs {
         *st.pairs.entry(p.task.as_str().into()).or_default() += 1;
     }
+}
+
+/// MAPD: per mistake, feedback pairs (question + wrong answer + hint → a teacher's feedback,
+/// weight α) and rationale pairs (question → a peer-accepted rationale, weight 1 − α); one of
+/// each drawn at random (seeded) or all of them.
+fn build_mapd(recipe: &Recipe, kind: TaskKind, items: &[Example], stored: &Stored) -> TrainingSet {
+    use mentor_core::review::accepted;
+    use rand::seq::IndexedRandom;
+    use rand::SeedableRng;
+    let mistakes = crate::annotate::mistakes(items, &stored.mined);
+    let key = |a: &Annotation| (a.example_id.clone(), a.source.clone());
+    let mut feedback: HashMap<String, Vec<&Annotation>> = HashMap::new();
+    for a in stored.feedback.iter().filter(|a| a.parse_ok) {
+        feedback.entry(a.example_id.clone()).or_default().push(a);
+    }
+    let rationales: HashMap<(String, String), &Annotation> =
+        stored.cots.iter().filter(|a| a.sample_index == 0).map(|a| (key(a), a)).collect();
+    // Scores per (item, author).
+    let mut scores: HashMap<(String, String), Vec<Option<f64>>> = HashMap::new();
+    let mut rv = ReviewStats { mistakes: mistakes.len(), ..Default::default() };
+    let ids: std::collections::HashSet<&str> = mistakes.iter().map(|m| m.example.id.as_str()).collect();
+    for a in stored.reviews.iter().filter(|a| ids.contains(a.example_id.as_str())) {
+        let Some(author) = a.parsed.as_ref().and_then(|p| p["author"].as_str()) else { continue };
+        let score = a.parsed.as_ref().and_then(|p| p["score"].as_f64()).filter(|_| a.parse_ok);
+        rv.reviews += 1;
+        match score {
+            Some(s) => *rv.score_histogram.entry(format!("{s}")).or_default() += 1,
+            None => rv.reviews_invalid += 1,
+        }
+        scores.entry((a.example_id.clone(), author.to_string())).or_default().push(score);
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(recipe.seed);
+    let (mut pairs, mut agree, mut judged_twice) = (vec![], 0usize, 0usize);
+    let mut calls = 0usize;
+    for m in &mistakes {
+        let ex = &m.example;
+        let mut accepted_here: Vec<&Annotation> = vec![];
+        let mut authors: Vec<&String> = rationales
+            .keys()
+            .filter(|(id, _)| id == &ex.id)
+            .map(|(_, t)| t)
+            .collect();
+        authors.sort();
+        for author in authors {
+            let r = rationales[&(ex.id.clone(), author.clone())];
+            calls += 1;
+            let sc = scores.get(&(ex.id.clone(), author.clone())).cloned().unwrap_or_default();
+            calls += sc.len();
+            let valid: Vec<f64> = sc.iter().flatten().copied().collect();
+            if valid.len() >= 2 {
+                judged_twice += 1;
+                let above = valid.iter().filter(|&&v| v > recipe.review_threshold).count();
+                agree += (above == 0 || above == valid.len()) as usize;
+            }
+            let ok = accepted(&sc, recipe.review_threshold);
+            let correct = r.parsed.as_ref().and_then(|p| p["correct"].as_bool()) == Some(true);
+            let t = rv.per_teacher.entry(author.clone()).or_default();
+            t.rationales += 1;
+            if ok {
+                t.accepted += 1;
+                t.accepted_correct += correct as usize;
+                accepted_here.push(r);
+            } else {
+                t.rejected_correct += correct as usize;
+            }
+        }
+        rv.mistakes_with_accepted += !accepted_here.is_empty() as usize;
+        let fbs = feedback.get(&ex.id).cloned().unwrap_or_default();
+        calls += fbs.len();
+        for f in &fbs {
+            rv.per_teacher.entry(f.source.clone()).or_default().feedback += 1;
+        }
+        let fb_pair = |f: &Annotation| TrainPair {
+            example_id: ex.id.clone(),
+            task: StudentTask::Feedback,
+            prompt: student_prompt(StudentTask::Feedback, kind, ex, &m.output),
+            target: f.text.trim().to_string(),
+            weight: recipe.alpha,
+            stage: 0,
+        };
+        let rat_pair = |r: &Annotation| TrainPair {
+            example_id: ex.id.clone(),
+            task: StudentTask::Cot,
+            prompt: student_prompt(StudentTask::Cot, kind, ex, ""),
+            target: truncate_at_follow_on(&r.text, FOLLOW_ON_MARKERS).trim().to_string(),
+            weight: 1.0 - recipe.alpha,
+            stage: 0,
+        };
+        match recipe.pairs_per_mistake {
+            crate::recipe::PairsPerMistake::All => {
+                pairs.extend(fbs.iter().map(|f| fb_pair(f)));
+                pairs.extend(accepted_here.iter().map(|r| rat_pair(r)));
+            }
+            crate::recipe::PairsPerMistake::One => {
+                if let Some(f) = fbs.choose(&mut rng) {
+                    pairs.push(fb_pair(f));
+                }
+                if let Some(r) = accepted_here.choose(&mut rng) {
+                    pairs.push(rat_pair(r));
+                }
+            }
+        }
+    }
+    for t in rv.per_teacher.values_mut() {
+        t.acceptance_rate = if t.rationales > 0 { t.accepted as f64 / t.rationales as f64 } else { 0.0 };
+    }
+    rv.reviewer_agreement = (judged_twice > 0).then(|| agree as f64 / judged_twice as f64);
+    rv.teacher_calls_per_mistake = if mistakes.is_empty() { 0.0 } else { calls as f64 / mistakes.len() as f64 };
+    let mut st = TrainSetStats {
+        items: items.len(),
+        cots: stored.cots.iter().filter(|a| ids.contains(a.example_id.as_str())).count(),
+        review: Some(rv),
+        ..Default::default()
+    };
+    count_pairs(&mut st, &pairs);
     TrainingSet { pairs, stats: st }
 }
 
@@ -311,7 +483,7 @@ mod tests {
             ann("2", "annotate", 0, "5 minus 1 is 3. The answer is (5 - 2).", serde_json::json!({"correct": false}), true),
         ];
         let mut r = Recipe { name: RecipeName::StepByStep, alpha: 0.3, ..Recipe::default() };
-        let t = build(&r, TaskKind::Equation, &items, &cots, &[]);
+        let t = build(&r, TaskKind::Equation, &items, &Stored { cots: cots.to_vec(), ..Default::default() });
         assert_eq!(t.stats.pairs["label"], 2);
         assert_eq!(t.stats.pairs["rationale"], 2);
         let rat = t.pairs.iter().find(|p| p.task == StudentTask::Rationale).unwrap();
@@ -321,7 +493,7 @@ mod tests {
         let lab = t.pairs.iter().find(|p| p.task == StudentTask::Label).unwrap();
         assert_eq!((lab.prompt.as_str(), lab.target.as_str(), lab.weight), ("predict: 3 + 4?", "The answer is (3 + 4).", 0.3));
         r.filter_correct = true;
-        let t = build(&r, TaskKind::Equation, &items, &cots, &[]);
+        let t = build(&r, TaskKind::Equation, &items, &Stored { cots: cots.to_vec(), ..Default::default() });
         assert_eq!((t.stats.pairs["label"], t.stats.pairs["rationale"]), (2, 1));
         assert_eq!((t.stats.cots_wrong, t.stats.cots_kept, t.stats.items_without_cot), (1, 1, 1));
     }
@@ -345,7 +517,7 @@ mod tests {
             ann("1", "self-eval", 1001, "no idea", serde_json::json!({"verdict": null}), false),
         ];
         let r = Recipe { name: RecipeName::MindsMirror, ..Recipe::default() };
-        let t = build(&r, TaskKind::Equation, &items, &cots, &evals);
+        let t = build(&r, TaskKind::Equation, &items, &Stored { cots: cots.to_vec(), self_evals: evals.to_vec(), ..Default::default() });
         assert_eq!((t.stats.cots, t.stats.cots_duplicate, t.stats.cots_kept), (3, 1, 2));
         assert_eq!(t.stats.pairs["cot"], 2);
         assert_eq!(t.stats.pairs["self-eval"], 3);
@@ -364,10 +536,10 @@ mod tests {
         let cots = [ann("1", "annotate", 0, "It is 7. So the answer is (4 + 3).", serde_json::json!({"correct": true}), true)];
         let mut r = Recipe { name: RecipeName::Standard, ..Recipe::default() };
         assert!(r.teacher_stages().is_empty());
-        let t = build(&r, TaskKind::Equation, &items, &[], &[]);
+        let t = build(&r, TaskKind::Equation, &items, &Stored::default());
         assert_eq!(t.pairs[0].target, "The answer is (3 + 4).");
         r.label_source = LabelSource::Teacher;
-        let t = build(&r, TaskKind::Equation, &items, &cots, &[]);
+        let t = build(&r, TaskKind::Equation, &items, &Stored { cots: cots.to_vec(), ..Default::default() });
         assert_eq!(t.pairs[0].target, "The answer is (4 + 3).");
     }
 }

@@ -9,7 +9,8 @@ use std::collections::HashMap;
 pub struct ReplayBackend {
     /// Name of the recorded source (e.g. `palm-540b`), used as the model name.
     pub source: String,
-    outputs: HashMap<(String, String), Vec<String>>,
+    /// (example id, purpose) → sample index → text.
+    outputs: HashMap<(String, String), std::collections::BTreeMap<u32, String>>,
 }
 
 impl ReplayBackend {
@@ -22,14 +23,24 @@ impl ReplayBackend {
 
     /// Adds one recorded output for `(example_id, purpose)`; repeated adds are further samples.
     pub fn add(&mut self, example_id: &str, purpose: &str, text: String) {
+        let recs = self
+            .outputs
+            .entry((example_id.to_string(), purpose.to_string()))
+            .or_default();
+        let next = recs.keys().next_back().map_or(0, |k| k + 1);
+        recs.insert(next, text);
+    }
+
+    /// Adds the recorded output answering sample `sample_index` of `(example_id, purpose)`.
+    pub fn add_at(&mut self, example_id: &str, purpose: &str, sample_index: u32, text: String) {
         self.outputs
             .entry((example_id.to_string(), purpose.to_string()))
             .or_default()
-            .push(text);
+            .insert(sample_index, text);
     }
 
     pub fn len(&self) -> usize {
-        self.outputs.values().map(Vec::len).sum()
+        self.outputs.values().map(|r| r.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -40,7 +51,7 @@ impl ReplayBackend {
     pub fn samples_for(&self, example_id: &str, purpose: &str) -> usize {
         self.outputs
             .get(&(example_id.to_string(), purpose.to_string()))
-            .map_or(0, Vec::len)
+            .map_or(0, |r| r.len())
     }
 }
 
@@ -68,7 +79,7 @@ impl Backend for ReplayBackend {
                 .outputs
                 .get(&(item.example_id.clone(), item.purpose.clone()));
             let text = recs
-                .and_then(|r| r.get(req.sample_index as usize))
+                .and_then(|r| r.get(&req.sample_index))
                 .ok_or_else(|| {
                     CallError::fatal(
                         format!(

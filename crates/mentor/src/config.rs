@@ -296,7 +296,7 @@ lora_rank = 16               # 0 = train every weight
 lora_alpha = 32
 
 [recipe]
-name = "step-by-step"        # standard | step-by-step | minds-mirror (mapd, elad: not built yet)
+name = "step-by-step"        # standard | step-by-step | minds-mirror | mapd (elad: not built yet)
 alpha = 0.5                  # label weight; rationale weight is 1 - alpha
 # filter_correct = false     # keep only teacher rationales whose answer matches gold
 # label_source = "gold"      # standard: learn gold labels or the teacher's ("teacher")
@@ -304,6 +304,9 @@ alpha = 0.5                  # label weight; rationale weight is 1 - alpha
 # evals_per_cot = 5          #   ... and M self-evaluations of each (0 = none)
 # schedule = "two-stage"     #   two-stage (self-evaluation, then CoT) | mixed
 # self_eval_weight = 0.5     #   mixed: weight of the self-evaluation task
+# mistakes_from = "student"  # mapd: mine the student's mistakes ("recorded": the dataset's answers)
+# review_threshold = 3.0     #   accept a rationale when the mean peer score (1-5) is above this
+# pairs_per_mistake = "one"  #   one feedback + one accepted rationale a mistake, or "all"
 
 [train]
 epochs = 3

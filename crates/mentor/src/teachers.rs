@@ -42,7 +42,7 @@ pub fn build(
     cfg.teachers
         .iter()
         .map(|(name, t)| {
-            let backend = backend(name, t, ds)?;
+            let backend = backend(name, t, ds, cfg)?;
             let mut opts = TeacherOptions::new(name);
             opts.max_in_flight = t.max_in_flight;
             opts.rpm = t.rpm;
@@ -83,7 +83,50 @@ fn extra(t: &TeacherConfig) -> Result<serde_json::Value> {
     Ok(serde_json::to_value(&t.extra_body)?)
 }
 
-fn backend(name: &str, t: &TeacherConfig, ds: &Dataset) -> Result<Arc<dyn Backend>> {
+/// A replay of one FAIR committee member (`source = "fair:gpt"`, `"fair:gemini"`,
+/// `"fair:mistral"`): its recorded feedback and rationale for each mistake, and the peer-review
+/// scores it gave the other members' rationales, replied as the bracketed score the review
+/// prompt asks for. Review requests carry the author's position among the config's teachers.
+fn fair_replay(name: &str, member: &str, cfg: &Config) -> Result<ReplayBackend> {
+    use mentor_data::recorded::{fair_id, load_fair, FAIR_TEACHERS};
+    if !FAIR_TEACHERS.contains(&member) {
+        bail!("teacher `{name}`: unknown FAIR committee member `{member}` (one of {FAIR_TEACHERS:?})");
+    }
+    let dir = mentor_data::shared_data_dir()
+        .map(|d| d.join("fair"))
+        .filter(|d| d.is_dir())
+        .ok_or_else(|| anyhow!("teacher `{name}`: the FAIR release files are not found; set MENTOR_SHARED_DATA to the folder that holds fair/"))?;
+    // config teacher name → position, and FAIR member → config name
+    let names: Vec<&String> = cfg.teachers.keys().collect();
+    let config_name_of = |m: &str| {
+        cfg.teachers
+            .iter()
+            .find(|(_, t)| t.kind == TeacherKind::Replay && t.source.as_deref() == Some(&format!("fair:{m}")))
+            .map(|(n, _)| n)
+    };
+    let mut r = ReplayBackend::new(format!("fair:{member}"));
+    for m in load_fair(&dir, "Llama-2-7b-chat-hf", "svamp")? {
+        let id = fair_id(&m.id);
+        let mine = &m.teachers[member];
+        if let Some(f) = &mine.feedback {
+            r.add(&id, "feedback", f.clone());
+        }
+        if let Some(x) = &mine.rationale {
+            r.add(&id, "rationale", x.clone());
+        }
+        for (author, out) in &m.teachers {
+            let Some(pos) = config_name_of(author).and_then(|n| names.iter().position(|x| *x == n)) else {
+                continue;
+            };
+            if let Some((_, score)) = out.peer_scores.iter().find(|(rev, _)| rev == member) {
+                r.add_at(&id, "review", pos as u32, format!("[{}]", score.to_string().trim_matches('"')));
+            }
+        }
+    }
+    Ok(r)
+}
+
+fn backend(name: &str, t: &TeacherConfig, ds: &Dataset, cfg: &Config) -> Result<Arc<dyn Backend>> {
     let timeout = Duration::from_secs_f64(t.timeout_s.max(0.1));
     Ok(match t.kind {
         TeacherKind::Openai => {
@@ -96,6 +139,9 @@ fn backend(name: &str, t: &TeacherConfig, ds: &Dataset) -> Result<Arc<dyn Backen
         }
         TeacherKind::Replay => {
             let source = t.source.clone().unwrap_or_else(|| "palm-540b".into());
+            if let Some(member) = source.strip_prefix("fair:") {
+                return Ok(Arc::new(fair_replay(name, member, cfg)?));
+            }
             let mut r = ReplayBackend::new(source.clone());
             for rec in ds.recorded.iter().filter(|r| r.source == source) {
                 r.add(&rec.example_id, "rationale", rec.text.clone());

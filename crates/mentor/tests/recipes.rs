@@ -182,3 +182,105 @@ async fn minds_mirror_samples_cots_judges_them_and_trains_both_tasks_in_two_stag
     let first: serde_json::Value = serde_json::from_str(preds.lines().next().unwrap()).unwrap();
     assert_eq!(first["votes"].as_array().unwrap().len(), 2);
 }
+
+#[test]
+fn mapd_replay_of_the_fair_committee_reproduces_its_peer_review_outcome() {
+    let Some(shared) = shared_data() else { return };
+    if !shared.join("fair").is_dir() {
+        eprintln!("SKIP: shared/data/fair not found");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/mapd-fair-replay.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_mentor"))
+        .args(["annotate", example.to_str().unwrap(), "--json", "--run-dir", "run"])
+        .current_dir(d.path())
+        .env("MENTOR_SHARED_DATA", &shared)
+        .env("MENTOR_LOG", "warn")
+        .output()
+        .unwrap();
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{s}\n{}", String::from_utf8_lossy(&out.stderr));
+    let j: serde_json::Value = serde_json::from_str(s.lines().last().unwrap()).unwrap();
+    // The release's outcome (data README): 286 / 221 / 319 accepted, 365 of 387 mistakes keep one.
+    assert_eq!(j["accepted"], serde_json::json!({ "gpt": 286, "gemini": 221, "mistral": 319 }));
+    assert_eq!(j["mistakes_with_accepted"], 365);
+    let rv = &j["training_set"]["review"];
+    assert_eq!(rv["mistakes"], 387);
+    // 3 feedback + 3 rationales + 6 reviews a mistake: the paper's 12 calls.
+    assert_eq!(rv["teacher_calls_per_mistake"], 12.0);
+    assert_eq!(rv["reviews"], 2322);
+    // one feedback and one accepted rationale per mistake
+    assert_eq!(j["training_set"]["pairs"], serde_json::json!({ "feedback": 387, "cot": 365 }));
+    // Replayed for free, and a rerun pays nothing again.
+    assert_eq!(j["stages"]["reviews"]["total"]["done"], 2322);
+}
+
+/// A committee member on the loopback server: feedback, a rationale (right for even a), and a
+/// review score ("[4]" for right rationales, "[2]" for wrong, "no score" once in a while).
+fn committee_teacher() -> mentor_teacher::loopback::Answerer {
+    Arc::new(|p: &str| {
+        let nums: Vec<i64> = p
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|s| s.parse().ok())
+            .take(2)
+            .collect();
+        let (a, b) = (nums[0], nums[1]);
+        if p.contains("Rate the proposed solution") {
+            let right = p.contains(&format!("The answer is {}.", a + b));
+            if a == 3 { "I cannot rate this.".into() } else if right { "Clear and right. [4]".into() } else { "Wrong sum. [2/5]".into() }
+        } else if p.contains("is wrong; the correct answer is") {
+            format!("The student should add {a} and {b}, which gives {}.", a + b)
+        } else {
+            let ans = if a % 2 == 0 { a + b } else { a + b + 1 };
+            format!("{a} plus {b} makes {ans}. The answer is {ans}.")
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mapd_mines_the_students_mistakes_and_trains_on_peer_accepted_rationales() {
+    let server = LoopbackServer::start(LoopbackConfig { answer: committee_teacher(), ..Default::default() })
+        .await
+        .unwrap();
+    let d = tempfile::tempdir().unwrap();
+    tiny_student(&d.path().join("student"));
+    let rows: String = (0..10)
+        .map(|i| format!("{{\"id\": \"q{i}\", \"question\": \"What is {i} plus {}?\", \"answer\": {}}}\n", i + 2, 2 * i + 2))
+        .collect();
+    std::fs::write(d.path().join("toy.jsonl"), rows).unwrap();
+    let teacher = |name: &str| format!("[teachers.{name}]\nkind = \"openai\"\nbase_url = \"{}\"\nmodel = \"{name}\"\nmax_in_flight = 2\n", server.base_url);
+    std::fs::write(
+        d.path().join("exp.toml"),
+        format!(
+            "[data]\npath = \"toy.jsonl\"\ntask = \"numeric\"\nfractions = [0.6, 0.2, 0.2]\n\n{}\n{}\n\
+             [recipe]\nname = \"mapd\"\npairs_per_mistake = \"all\"\nalpha = 0.4\n\n{TRAIN_AND_EVAL}\nmode = \"cot\"\n",
+            teacher("big"),
+            teacher("small")
+        ),
+    )
+    .unwrap();
+    let dir = d.path().to_path_buf();
+    let j = tokio::task::spawn_blocking(move || distill(&dir, &[])).await.unwrap();
+    let rv = &j["training_set"]["review"];
+    // A random tiny student gets every train question wrong: 6 mistakes.
+    let m = rv["mistakes"].as_u64().unwrap();
+    assert_eq!(m, 6, "{j}");
+    // 2 feedback + 2 rationales + 2 reviews (each by the other teacher) a mistake.
+    assert_eq!(j["teacher"]["calls"], 6 * m);
+    assert_eq!(rv["teacher_calls_per_mistake"], 6.0);
+    // Train items are 6 of q0..q9; rationales for even `a` are right ([4]), odd wrong ([2/5]),
+    // q3's reviews have no score (invalid, kept raw) so its rationales are not accepted.
+    let invalid = rv["reviews_invalid"].as_u64().unwrap();
+    assert_eq!(rv["reviews"], 2 * m);
+    let accepted = rv["per_teacher"]["big"]["accepted"].as_u64().unwrap();
+    assert_eq!(accepted, rv["per_teacher"]["small"]["accepted"].as_u64().unwrap());
+    assert_eq!(rv["per_teacher"]["big"]["rejected_correct"], 0);
+    // every accepted rationale is a right one, and every right one with a valid score is accepted
+    assert_eq!(rv["per_teacher"]["big"]["accepted_correct"], accepted);
+    assert_eq!(j["training_set"]["pairs"]["feedback"], 2 * m);
+    assert_eq!(j["training_set"]["pairs"]["cot"].as_u64().unwrap_or(0), 2 * accepted);
+    assert!(invalid == 0 || invalid == 2);
+    assert_eq!(j["eval_mode"], "cot");
+    assert_eq!(j["accuracy_after"]["n"], 2);
+}

@@ -84,6 +84,64 @@ pub fn run(a: Args) -> Result<Summary> {
     summarise(&r, &stages, items.len())
 }
 
+/// MAPD's mistake mining: the student's answers to `items` into the store (recorded ones, or
+/// the configured student's at temperature 0.3 / top-p 0.9). Items already answered are kept.
+pub fn mine(r: &run::Run, items: &[mentor_core::Example]) -> Result<usize> {
+    use mentor_methods::annotate::record_student_answers;
+    use mentor_methods::recipe::{MistakesFrom, MINE_STAGE};
+    let done: std::collections::HashSet<String> = r
+        .store
+        .lock()
+        .unwrap()
+        .annotations(MINE_STAGE.0, MINE_STAGE.1)?
+        .into_iter()
+        .map(|a| a.example_id)
+        .collect();
+    let todo: Vec<&mentor_core::Example> = items.iter().filter(|e| !done.contains(&e.id)).collect();
+    if todo.is_empty() {
+        return Ok(0);
+    }
+    let (answers, source) = match r.cfg.recipe.mistakes_from {
+        MistakesFrom::Recorded => {
+            let by_id: std::collections::HashMap<&str, &mentor_data::RecordedOutput> =
+                r.ds.recorded.iter().map(|o| (o.example_id.as_str(), o)).collect();
+            let answers: Vec<_> = todo
+                .iter()
+                .filter_map(|e| by_id.get(e.id.as_str()).map(|o| ((*e).clone(), o.text.clone())))
+                .collect();
+            if answers.is_empty() {
+                bail!("recipe.mistakes_from = \"recorded\", but `{}` has no recorded student answers", r.ds.name);
+            }
+            let source = by_id.values().next().map(|o| o.source.clone()).unwrap_or_default();
+            (answers, source)
+        }
+        MistakesFrom::Student => {
+            use mentor_model::SamplingParams;
+            let loaded = crate::models::load_for_inference(&r.cfg.student.model)?;
+            let prompts = r.cfg.prompts()?;
+            let mut reqs = vec![];
+            for (i, e) in todo.iter().enumerate() {
+                let (_, user) = prompts.cot(r.ds.task, e).map_err(|e| anyhow::anyhow!("prompt template `cot`: {e}"))?;
+                let ids = mentor_methods::student::prompt_ids(&loaded.tokenizer, &user)?;
+                let params = SamplingParams {
+                    max_new_tokens: r.cfg.eval.max_new_tokens,
+                    temperature: 0.3,
+                    top_p: 0.9,
+                    seed: r.cfg.recipe.seed + i as u64,
+                    ..Default::default()
+                };
+                reqs.push((ids, params));
+            }
+            let bar = items_bar(reqs.len() as u64, "mine");
+            let gens = mentor_model::generate(&loaded.model, &loaded.tokenizer, &reqs, r.cfg.eval.batch, &mut |n| bar.inc(n as u64))?;
+            bar.finish_and_clear();
+            let answers = todo.iter().zip(gens).map(|(e, g)| ((*e).clone(), g.text)).collect();
+            (answers, "student".to_string())
+        }
+    };
+    Ok(record_student_answers(&r.store, &r.ds.name, r.ds.task, &answers, &source)?)
+}
+
 /// Runs the recipe's teacher stages over `items` with a progress bar per stage; Ctrl-C finishes
 /// the calls in flight and stops (a second Ctrl-C quits at once).
 pub fn annotate_items(
@@ -91,6 +149,10 @@ pub fn annotate_items(
     teachers: &[Arc<mentor_teacher::Teacher>],
     items: &[mentor_core::Example],
 ) -> Result<Vec<(String, AnnotateReport)>> {
+    if r.cfg.recipe.name == mentor_methods::recipe::RecipeName::Mapd {
+        let n = mine(r, items)?;
+        tracing::info!("stage mine: {n} new student answers stored");
+    }
     let prompts = r.cfg.prompts()?;
     let base = base_spec(&r.cfg);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -168,10 +230,12 @@ fn summarise(r: &run::Run, stages: &[(String, AnnotateReport)], n_items: usize) 
     // What the store holds for the recipe (all runs so far), as training will see it.
     let set = super::train::training_set(r, &r.ds.split(Split::Train)[..])?;
     let st = &set.stats;
-    human += &format!(
-        "store: {} chains of thought, {} unparseable (kept raw), {} wrong, {} duplicates; {} kept for training",
-        st.cots, st.cots_unparseable, st.cots_wrong, st.cots_duplicate, st.cots_kept
-    );
+    if st.review.is_none() {
+        human += &format!(
+            "store: {} chains of thought, {} unparseable (kept raw), {} wrong, {} duplicates; {} kept for training",
+            st.cots, st.cots_unparseable, st.cots_wrong, st.cots_duplicate, st.cots_kept
+        );
+    }
     if st.self_evals > 0 {
         human += &format!(
             "\nself-evaluations: {} ({} unparseable, kept raw); verdicts {:?}; agreement with gold {}",
@@ -180,6 +244,22 @@ fn summarise(r: &run::Run, stages: &[(String, AnnotateReport)], n_items: usize) 
             st.verdicts,
             st.verdict_agreement.map_or("n/a".into(), |a| format!("{:.1}%", 100.0 * a))
         );
+    }
+    if let Some(rv) = &st.review {
+        human += &format!(
+            "\npeer review: {} mistakes, {} with an accepted rationale; {} reviews ({} invalid, kept raw); reviewer agreement {}",
+            rv.mistakes,
+            rv.mistakes_with_accepted,
+            rv.reviews,
+            rv.reviews_invalid,
+            rv.reviewer_agreement.map_or("n/a".into(), |a| format!("{:.1}%", 100.0 * a))
+        );
+        for (t, x) in &rv.per_teacher {
+            human += &format!(
+                "\n  {t:<12} rationales {:>4}  accepted {:>4} ({:.1}%)  accepted & gold-correct {:>4}  rejected & gold-correct {:>4}  feedback {:>4}",
+                x.rationales, x.accepted, 100.0 * x.acceptance_rate, x.accepted_correct, x.rejected_correct, x.feedback
+            );
+        }
     }
     let first = stages.first().map(|(_, r)| r.total()).unwrap_or_default();
     // Every chain of thought in the store, whichever split it was asked for.
@@ -202,6 +282,8 @@ fn summarise(r: &run::Run, stages: &[(String, AnnotateReport)], n_items: usize) 
             "stopped": stages.iter().find_map(|(_, r)| r.stopped.clone()),
             "failures": stages.iter().flat_map(|(_, r)| r.failures.clone()).collect::<Vec<_>>(),
             "training_set": st,
+            "accepted": st.review.as_ref().map(|rv| rv.per_teacher.iter().map(|(t, x)| (t.clone(), x.accepted)).collect::<std::collections::BTreeMap<_, _>>()),
+            "mistakes_with_accepted": st.review.as_ref().map(|rv| rv.mistakes_with_accepted),
             "annotations": { "rationales": n_ann, "gold_correct": n_correct, "unparseable": n_unparsed,
                              "gold_accuracy": if n_ann > 0 { n_correct as f64 / n_ann as f64 } else { 0.0 } },
             "ledger": ledger,

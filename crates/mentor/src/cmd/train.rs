@@ -7,9 +7,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use indicatif::ProgressBar;
 use mentor_core::{Example, Split};
 use mentor_methods::evaluate::{evaluate, InferenceMode};
-use mentor_methods::recipe::{RecipeName, COT_STAGE, SELF_EVAL_STAGE};
+use mentor_methods::recipe::{RecipeName, COT_STAGE, FEEDBACK_STAGE, MINE_STAGE, REVIEW_STAGE, SELF_EVAL_STAGE};
 use mentor_methods::student::{train_stages, StageReport};
-use mentor_methods::trainset::{self, StudentTask, TrainingSet};
+use mentor_methods::trainset::{self, Stored, StudentTask, TrainingSet};
 use mentor_model::{Llama, TextTokenizer};
 use mentor_train::{EvalLog, Hooks, StepLog};
 use serde_json::json;
@@ -73,9 +73,15 @@ pub fn run(a: Args) -> Result<Summary> {
 /// The recipe's training set over `items`, from the teachers' annotations in the run store.
 pub fn training_set(r: &Run, items: &[Example]) -> Result<TrainingSet> {
     let store = r.store.lock().unwrap();
-    let cots = store.annotations(COT_STAGE.0, COT_STAGE.1)?;
-    let evals = store.annotations(SELF_EVAL_STAGE.0, SELF_EVAL_STAGE.1)?;
-    Ok(trainset::build(&r.cfg.recipe, r.ds.task, items, &cots, &evals))
+    let get = |(stage, kind): (&str, &str)| store.annotations(stage, kind);
+    let stored = Stored {
+        cots: get(COT_STAGE)?,
+        self_evals: get(SELF_EVAL_STAGE)?,
+        mined: get(MINE_STAGE)?,
+        feedback: get(FEEDBACK_STAGE)?,
+        reviews: get(REVIEW_STAGE)?,
+    };
+    Ok(trainset::build(&r.cfg.recipe, r.ds.task, items, &stored))
 }
 
 /// The inference mode a recipe's student is scored in unless `[eval] mode` says otherwise.
@@ -170,7 +176,7 @@ pub fn train_student(r: &Run) -> Result<Trained> {
             label_source: mentor_methods::recipe::LabelSource::Gold,
             ..r.cfg.recipe.clone()
         };
-        trainset::build(&label_only, r.ds.task, r.ds.split(Split::Valid), &[], &[]).pairs
+        trainset::build(&label_only, r.ds.task, r.ds.split(Split::Valid), &Stored::default()).pairs
     } else {
         vec![]
     };
