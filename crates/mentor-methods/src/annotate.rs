@@ -603,3 +603,51 @@ pub enum RecipeAnnotateError {
     #[error(transparent)]
     Store(#[from] mentor_store::StoreError),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ex(id: &str) -> Example {
+        Example { id: id.into(), question: format!("What is {id}?"), answer: "7".into(), choices: vec![], explanation: None }
+    }
+
+    fn ann(id: &str, source: &str, text: &str, parsed: serde_json::Value) -> Annotation {
+        Annotation {
+            dataset: "d".into(), example_id: id.into(), stage: "s".into(), kind: "k".into(),
+            source: source.into(), round: 0, sample_index: 0, call_id: None, text: text.into(),
+            parsed: Some(parsed), parse_ok: true,
+        }
+    }
+
+    #[test]
+    fn mistakes_are_wrong_or_unparseable_student_answers() {
+        let items = [ex("a"), ex("b"), ex("c"), ex("d")];
+        let num = |v: f64| serde_json::json!({"type": "number", "value": {"value": v, "text": v.to_string()}});
+        let mined = [
+            ann("a", "student", "It is 7.", serde_json::json!({"answer": num(7.0), "correct": true})),
+            ann("b", "student", "It is 8.", serde_json::json!({"answer": num(8.0), "correct": false})),
+            ann("c", "student", "No idea", serde_json::json!({"answer": null, "correct": false})),
+        ];
+        let m = mistakes(&items, &mined);
+        let got: Vec<(&str, &str)> = m.iter().map(|m| (m.example.id.as_str(), m.answer.as_str())).collect();
+        // d was never answered: not a mistake (it is mined on the next run).
+        assert_eq!(got, [("b", "8"), ("c", "unparseable")]);
+    }
+
+    #[test]
+    fn every_rationale_is_reviewed_by_each_other_teacher() {
+        let committee = ["big".to_string(), "mid".into(), "small".into()];
+        let rats = [
+            ann("a", "big", "7. The answer is 7.", serde_json::json!({})),
+            ann("a", "small", "8. The answer is 8.", serde_json::json!({})),
+        ];
+        let jobs = review_jobs(&Prompts::default(), &[ex("a")], &rats, &committee).unwrap();
+        let got: Vec<(u32, &str)> = jobs.iter().map(|j| (j.sample, j.teacher.as_deref().unwrap())).collect();
+        assert_eq!(got, [(0, "mid"), (0, "small"), (2, "big"), (2, "mid")]);
+        assert!(jobs[0].user.contains("Correct answer: 7") && jobs[0].user.contains("Proposed solution: 7. The answer is 7."));
+        assert_eq!(jobs[2].context["author"], "small");
+        assert_eq!(review_parser()(&ex("a"), "ok [4/5]").0["score"], 4.0);
+        assert!(!review_parser()(&ex("a"), "ok [9]").1);
+    }
+}

@@ -158,8 +158,13 @@ pub struct TrainingSet {
     pub stats: TrainSetStats,
 }
 
-fn normalise_ws(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+/// What makes two chains of thought of one item "the same": their text up to an invented
+/// follow-on question, whitespace normalised.
+pub fn cot_key(text: &str) -> String {
+    truncate_at_follow_on(text, FOLLOW_ON_MARKERS)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// One item's distinct chains of thought, in (teacher, sample) order, with their parsed
@@ -179,7 +184,7 @@ pub fn distinct_cots(items: &[Example], cots: &[Annotation]) -> (Vec<JudgedCot>,
         let mut seen = std::collections::HashSet::new();
         for a in list.iter() {
             let text = truncate_at_follow_on(&a.text, FOLLOW_ON_MARKERS).trim().to_string();
-            if !seen.insert(normalise_ws(&text)) {
+            if !seen.insert(cot_key(&text)) {
                 dups += 1;
                 continue;
             }

@@ -92,10 +92,8 @@ fn fair_replay(name: &str, member: &str, cfg: &Config) -> Result<ReplayBackend> 
     if !FAIR_TEACHERS.contains(&member) {
         bail!("teacher `{name}`: unknown FAIR committee member `{member}` (one of {FAIR_TEACHERS:?})");
     }
-    let dir = mentor_data::shared_data_dir()
-        .map(|d| d.join("fair"))
-        .filter(|d| d.is_dir())
-        .ok_or_else(|| anyhow!("teacher `{name}`: the FAIR release files are not found; set MENTOR_SHARED_DATA to the folder that holds fair/"))?;
+    let dir = mentor_data::shared_subdir("fair", "fair-svamp", "the FAIR release files")
+        .map_err(|e| anyhow!("teacher `{name}`: {e}"))?;
     // config teacher name → position, and FAIR member → config name
     let names: Vec<&String> = cfg.teachers.keys().collect();
     let config_name_of = |m: &str| {
@@ -126,6 +124,36 @@ fn fair_replay(name: &str, member: &str, cfg: &Config) -> Result<ReplayBackend> 
     Ok(r)
 }
 
+/// A replay of the Mind's Mirror release's gpt-3.5-turbo: chain of thought k of a question is
+/// its k-th recorded CoT; the self-evaluations of distinct CoT d (numbered as mentor numbers
+/// distinct CoTs: recorded order, duplicates dropped) are the recorded evaluations of d's first
+/// occurrence.
+fn minds_mirror_replay(name: &str, ds: &Dataset) -> Result<ReplayBackend> {
+    use mentor_methods::annotate::SELF_EVAL_STRIDE;
+    let dir = mentor_data::shared_subdir("minds-mirror", "minds-mirror-svamp", "the Mind's Mirror release files")
+        .map_err(|e| anyhow!("teacher `{name}`: {e}"))?;
+    let mut r = ReplayBackend::new("gpt-3.5-turbo (minds-mirror release)");
+    for split in ["train", "test"] {
+        for q in mentor_data::recorded::load_minds_mirror(&dir, split)? {
+            let mut seen = std::collections::HashSet::new();
+            for (k, cot) in q.cots.iter().enumerate() {
+                r.add_at(&q.id, "rationale", k as u32, cot.clone());
+                let key = mentor_methods::trainset::cot_key(cot);
+                if seen.insert(key) {
+                    let d = (seen.len() - 1) as u32;
+                    for (m, e) in q.evaluations[k].iter().enumerate() {
+                        r.add_at(&q.id, "self-eval", d * SELF_EVAL_STRIDE + m as u32, e.clone());
+                    }
+                }
+            }
+        }
+    }
+    if r.is_empty() {
+        bail!("teacher `{name}`: no recorded Mind's Mirror outputs for `{}`", ds.name);
+    }
+    Ok(r)
+}
+
 fn backend(name: &str, t: &TeacherConfig, ds: &Dataset, cfg: &Config) -> Result<Arc<dyn Backend>> {
     let timeout = Duration::from_secs_f64(t.timeout_s.max(0.1));
     Ok(match t.kind {
@@ -141,6 +169,9 @@ fn backend(name: &str, t: &TeacherConfig, ds: &Dataset, cfg: &Config) -> Result<
             let source = t.source.clone().unwrap_or_else(|| "palm-540b".into());
             if let Some(member) = source.strip_prefix("fair:") {
                 return Ok(Arc::new(fair_replay(name, member, cfg)?));
+            }
+            if source == "minds-mirror" {
+                return Ok(Arc::new(minds_mirror_replay(name, ds)?));
             }
             let mut r = ReplayBackend::new(source.clone());
             for rec in ds.recorded.iter().filter(|r| r.source == source) {

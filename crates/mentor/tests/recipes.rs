@@ -50,6 +50,27 @@ fn shared_data() -> Option<std::path::PathBuf> {
     }
 }
 
+/// `mentor annotate examples/NAME.toml --json` over the shared data; None (skipped) without it.
+fn annotate_example(name: &str, needs: &str) -> Option<serde_json::Value> {
+    let shared = shared_data()?;
+    if !shared.join(needs).is_dir() {
+        eprintln!("SKIP: shared/data/{needs} not found");
+        return None;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../examples/{name}.toml"));
+    let out = Command::new(env!("CARGO_BIN_EXE_mentor"))
+        .args(["annotate", example.to_str().unwrap(), "--json", "--run-dir", "run"])
+        .current_dir(d.path())
+        .env("MENTOR_SHARED_DATA", &shared)
+        .env("MENTOR_LOG", "warn")
+        .output()
+        .unwrap();
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{s}\n{}", String::from_utf8_lossy(&out.stderr));
+    Some(serde_json::from_str(s.lines().last().unwrap()).unwrap())
+}
+
 fn svamp_replay_config(dir: &Path, recipe: &str) {
     std::fs::write(
         dir.join("exp.toml"),
@@ -185,23 +206,7 @@ async fn minds_mirror_samples_cots_judges_them_and_trains_both_tasks_in_two_stag
 
 #[test]
 fn mapd_replay_of_the_fair_committee_reproduces_its_peer_review_outcome() {
-    let Some(shared) = shared_data() else { return };
-    if !shared.join("fair").is_dir() {
-        eprintln!("SKIP: shared/data/fair not found");
-        return;
-    }
-    let d = tempfile::tempdir().unwrap();
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/mapd-fair-replay.toml");
-    let out = Command::new(env!("CARGO_BIN_EXE_mentor"))
-        .args(["annotate", example.to_str().unwrap(), "--json", "--run-dir", "run"])
-        .current_dir(d.path())
-        .env("MENTOR_SHARED_DATA", &shared)
-        .env("MENTOR_LOG", "warn")
-        .output()
-        .unwrap();
-    let s = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{s}\n{}", String::from_utf8_lossy(&out.stderr));
-    let j: serde_json::Value = serde_json::from_str(s.lines().last().unwrap()).unwrap();
+    let Some(j) = annotate_example("mapd-fair-replay", "fair") else { return };
     // The release's outcome (data README): 286 / 221 / 319 accepted, 365 of 387 mistakes keep one.
     assert_eq!(j["accepted"], serde_json::json!({ "gpt": 286, "gemini": 221, "mistral": 319 }));
     assert_eq!(j["mistakes_with_accepted"], 365);
@@ -283,4 +288,16 @@ async fn mapd_mines_the_students_mistakes_and_trains_on_peer_accepted_rationales
     assert!(invalid == 0 || invalid == 2);
     assert_eq!(j["eval_mode"], "cot");
     assert_eq!(j["accuracy_after"]["n"], 2);
+}
+
+#[test]
+fn minds_mirror_replay_of_the_release_dedupes_cots_and_reads_every_verdict() {
+    let Some(j) = annotate_example("minds-mirror-replay", "minds-mirror") else { return };
+    let st = &j["training_set"];
+    // 2 train questions × 5 recorded CoTs, 2 of them repeats; 5 self-evaluations of each distinct one.
+    assert_eq!((st["cots"].as_u64(), st["cots_duplicate"].as_u64(), st["cots_kept"].as_u64()), (Some(10), Some(2), Some(8)));
+    assert_eq!(st["self_evals"], 40);
+    assert_eq!(st["self_evals_unparseable"], 0);
+    assert_eq!(st["verdicts"], serde_json::json!({ "correct": 38, "wrong": 2 }));
+    assert_eq!(st["pairs"], serde_json::json!({ "cot": 8, "self-eval": 40 }));
 }

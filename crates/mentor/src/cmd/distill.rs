@@ -50,6 +50,10 @@ pub struct Args {
     /// Worker threads for the tensor kernels (default: one per physical core).
     #[arg(long)]
     threads: Option<usize>,
+    /// Override the config's seeds (training, recipe draws, sampling) for a repeat run; use a
+    /// separate --run-dir per seed.
+    #[arg(long)]
+    seed: Option<u64>,
 }
 
 /// Stages of the loop that the current build cannot run yet.
@@ -142,7 +146,14 @@ pub fn run(a: Args) -> Result<Summary> {
 
 /// The whole loop of a configured recipe.
 fn run_recipe(path: &Path, run_dir: PathBuf, a: &Args) -> Result<Summary> {
-    let r = run::open(path, Some(run_dir.clone()))?;
+    let mut cfg = Config::load(path)?;
+    if let Some(seed) = a.seed {
+        cfg.train.seed = seed;
+        cfg.recipe.seed = seed;
+        cfg.eval.seed = seed;
+    }
+    let config_json = serde_json::to_string(&cfg)?;
+    let r = run::open_with(cfg, run_dir.clone(), &config_json)?;
     r.cfg.recipe.built().map_err(anyhow::Error::msg)?;
     let recorded = import_recorded(&mut r.store.lock().unwrap(), &r.ds)?;
     let mut teacher_stages = serde_json::Map::new();
