@@ -62,7 +62,7 @@ enum Command {
     Ledger(cmd::ledger::Args),
     Generate(cmd::generate::Args),
     Report(cmd::pending::ReportArgs),
-    Export(cmd::pending::ExportArgs),
+    Export(cmd::export::Args),
     Import(cmd::pending::ImportArgs),
     Serve(cmd::pending::ServeArgs),
     Bench(cmd::bench::Args),
@@ -87,10 +87,7 @@ fn main() -> ExitCode {
             "report",
             "the quickstart (issue: Embedded local teacher and the quickstart)",
         )),
-        Command::Export(_) => Err(cmd::pending::not_built(
-            "export",
-            "serve and export (issue: Serve and export)",
-        )),
+        Command::Export(a) => cmd::export::run(a),
         Command::Import(_) => Err(cmd::pending::not_built(
             "import",
             "serve and export (issue: Serve and export)",

@@ -197,7 +197,6 @@ fn unbuilt_subcommands_say_so_and_exit_69() {
     let d = tempfile::tempdir().unwrap();
     for args in [
         vec!["serve", "--model", "m"],
-        vec!["export", "r", "--format", "trl"],
         vec!["import", "d"],
     ] {
         let o = mentor(&args, d.path());

@@ -122,6 +122,34 @@ fn step_by_step_trains_label_and_rationale_from_the_recorded_teacher() {
     let first: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
     let tasks: Vec<&String> = first["log"]["task_loss"].as_object().unwrap().keys().collect();
     assert!(tasks.iter().all(|t| *t == "label" || *t == "rationale"), "{tasks:?}");
+
+    // The training set exports for other trainers, the student as an HF directory.
+    let export = |format: &str| {
+        let o = Command::new(env!("CARGO_BIN_EXE_mentor"))
+            .args(["export", "runs/exp", "--format", format, "--json"])
+            .current_dir(d.path())
+            .env("MENTOR_SHARED_DATA", &shared)
+            .env("MENTOR_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        d.path().join("runs/exp/export").join(format)
+    };
+    let trl = std::fs::read_to_string(export("trl").join("train.jsonl")).unwrap();
+    let n_pairs = 6 + kept as usize;
+    assert_eq!(trl.lines().count(), n_pairs);
+    let row: serde_json::Value = serde_json::from_str(trl.lines().next().unwrap()).unwrap();
+    assert_eq!(row["messages"][1]["role"], "assistant");
+    let dss = std::fs::read_to_string(export("dss").join("train.jsonl")).unwrap();
+    assert_eq!(dss.lines().count(), 6);
+    let row: serde_json::Value = serde_json::from_str(dss.lines().next().unwrap()).unwrap();
+    assert!(row["input"].is_string() && row["label"].as_str().unwrap().starts_with("The answer is"));
+    let lf = export("llamafactory");
+    assert!(lf.join("dataset_info.json").is_file() && lf.join("README.md").is_file());
+    let hf = export("hf");
+    for f in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "README.md"] {
+        assert!(hf.join(f).is_file(), "{f}");
+    }
 }
 
 /// Numeric questions "What is a plus b?"; the teacher's first CoT of an item is right, its

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod data;
 pub mod distill;
 pub mod eval;
+pub mod export;
 pub mod fetch_assets;
 pub mod generate;
 pub mod init;

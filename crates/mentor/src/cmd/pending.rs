@@ -33,14 +33,6 @@ pub struct ReportArgs {
     pub run: PathBuf,
 }
 
-/// Export a run's training set or student: trl, prompt-completion, axolotl, llamafactory, dss, hf, gguf. [not built yet]
-#[derive(clap::Args)]
-pub struct ExportArgs {
-    pub run: PathBuf,
-    #[arg(long)]
-    pub format: String,
-}
-
 /// Bring an HF-format model trained elsewhere back for eval and serve. [not built yet]
 #[derive(clap::Args)]
 pub struct ImportArgs {
