@@ -12,6 +12,9 @@ use mentor_teacher::{
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The embedded teacher when `[teachers.X] kind = "local"` names no model.
+pub const DEFAULT_LOCAL_TEACHER: &str = "qwen2.5-coder-1.5b";
+
 /// The run-wide budget from `[budget]`, starting from what the run's ledger already spent.
 pub fn budget(cfg: &Config, store: &SharedStore) -> Result<Arc<Budget>> {
     let b = Budget::new(
@@ -182,6 +185,11 @@ fn backend(name: &str, t: &TeacherConfig, ds: &Dataset, cfg: &Config) -> Result<
             }
             Arc::new(r)
         }
-        TeacherKind::Local => bail!("teacher `{name}`: kind = \"local\" (the embedded GGUF teacher) is not built yet; use an OpenAI-compatible server (llama.cpp, vLLM, Ollama) with kind = \"openai\""),
+        TeacherKind::Local => {
+            let spec = t.model.clone().unwrap_or_else(|| DEFAULT_LOCAL_TEACHER.into());
+            tracing::info!("teacher `{name}`: loading {spec} in this process");
+            let m = crate::models::load_for_inference(&spec).map_err(|e| anyhow!("teacher `{name}`: {e:#}"))?;
+            Arc::new(crate::local_teacher::LocalBackend::start(format!("local:{spec}"), m.model, m.tokenizer, t.max_in_flight))
+        }
     })
 }

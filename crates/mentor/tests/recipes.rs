@@ -329,3 +329,48 @@ fn minds_mirror_replay_of_the_release_dedupes_cots_and_reads_every_verdict() {
     assert_eq!(st["verdicts"], serde_json::json!({ "correct": 38, "wrong": 2 }));
     assert_eq!(st["pairs"], serde_json::json!({ "cot": 8, "self-eval": 40 }));
 }
+
+#[test]
+fn the_local_teacher_answers_in_process_counts_tokens_and_is_cached() {
+    let d = tempfile::tempdir().unwrap();
+    tiny_student(&d.path().join("student"));
+    tiny_student(&d.path().join("teacher"));
+    let rows: String = (0..6)
+        .map(|i| format!("{{\"id\": \"q{i}\", \"question\": \"What is {i} plus 1?\", \"answer\": {}}}\n", i + 1))
+        .collect();
+    std::fs::write(d.path().join("toy.jsonl"), rows).unwrap();
+    std::fs::write(
+        d.path().join("exp.toml"),
+        "[data]\npath = \"toy.jsonl\"\ntask = \"numeric\"\nfractions = [1.0, 0.0, 0.0]\n\n\
+         [teachers.local]\nkind = \"local\"\nmodel = \"teacher\"\nmax_in_flight = 4\nmax_tokens = 12\n\n\
+         [recipe]\nname = \"minds-mirror\"\ncots_per_question = 2\nevals_per_cot = 1\n",
+    )
+    .unwrap();
+    let annotate = || {
+        let o = Command::new(env!("CARGO_BIN_EXE_mentor"))
+            .args(["annotate", "exp.toml", "--json"])
+            .current_dir(d.path())
+            .env("MENTOR_LOG", "warn")
+            .output()
+            .unwrap();
+        let s = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{s}\n{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_str::<serde_json::Value>(s.lines().last().unwrap()).unwrap()
+    };
+    let j = annotate();
+    let cots = &j["stages"]["cots"]["total"];
+    assert_eq!(cots["done"], 12, "{j}");
+    assert_eq!(cots["failed"], 0);
+    // A random model rarely writes an answer: replies without one are kept raw and counted.
+    assert_eq!(j["annotations"]["rationales"], 12);
+    assert_eq!(j["annotations"]["unparseable"], cots["unparseable"]);
+    assert!(cots["tokens"].as_u64().unwrap() > 12 * 20, "exact prompt + completion token counts");
+    assert_eq!(cots["cost_usd"], 0.0);
+    // Two seeded samples of one question differ (sampling at the recipe's temperature).
+    let evals = j["stages"]["self-evals"]["total"]["done"].as_u64().unwrap();
+    assert!(evals >= 6 && evals <= 12, "{evals}");
+    // A rerun pays for nothing: every unit is already in the store.
+    let again = annotate();
+    assert_eq!(again["stages"]["cots"]["total"]["already"], 12);
+    assert_eq!(again["stages"]["cots"]["total"]["done"], 0);
+}
