@@ -551,6 +551,7 @@ pub async fn annotate_recipe(
             }
             TeacherStage::SelfEvals { per_cot } => {
                 let cots = store.lock().unwrap().annotations(COT_STAGE.0, COT_STAGE.1)?;
+                let cots = crate::trainset::recipe_cots(recipe, &cots);
                 let (distinct, _) = crate::trainset::distinct_cots(items, &cots);
                 let spec = AnnotateSpec {
                     stage: SELF_EVAL_STAGE.0.into(),

@@ -167,6 +167,17 @@ pub fn cot_key(text: &str) -> String {
         .join(" ")
 }
 
+/// The stored chains of thought a recipe uses: the first K samples of each teacher (K = 1 but for
+/// Mind's Mirror). A store may hold more (a run with a larger K in the same directory, or a
+/// store shared between variants of an experiment).
+pub fn recipe_cots(recipe: &Recipe, cots: &[Annotation]) -> Vec<Annotation> {
+    let k = match recipe.name {
+        RecipeName::MindsMirror => recipe.cots_per_question.max(1),
+        _ => 1,
+    };
+    cots.iter().filter(|a| a.sample_index < k).cloned().collect()
+}
+
 /// One item's distinct chains of thought, in (teacher, sample) order, with their parsed
 /// correctness; `cot_index` is the position in that order (the self-evaluation stage keys on it).
 /// Also returns how many duplicates were dropped.
@@ -206,12 +217,16 @@ pub fn build(recipe: &Recipe, kind: TaskKind, items: &[Example], stored: &Stored
     if recipe.name == RecipeName::Mapd {
         return build_mapd(recipe, kind, items, stored);
     }
-    let (cots, self_evals) = (&stored.cots, &stored.self_evals);
     let ids: std::collections::HashSet<&str> = items.iter().map(|e| e.id.as_str()).collect();
-    let cots: Vec<Annotation> = cots
-        .iter()
+    let m = if recipe.name == RecipeName::MindsMirror { recipe.evals_per_cot } else { 0 };
+    let cots: Vec<Annotation> = recipe_cots(recipe, &stored.cots)
+        .into_iter()
         .filter(|a| ids.contains(a.example_id.as_str()))
-        .cloned()
+        .collect();
+    let self_evals: Vec<&Annotation> = stored
+        .self_evals
+        .iter()
+        .filter(|a| a.sample_index % crate::annotate::SELF_EVAL_STRIDE < m)
         .collect();
     let mut st = TrainSetStats {
         items: items.len(),
@@ -296,6 +311,7 @@ pub fn build(recipe: &Recipe, kind: TaskKind, items: &[Example], stored: &Stored
             let mut evals: Vec<&Annotation> = self_evals
                 .iter()
                 .filter(|a| ids.contains(a.example_id.as_str()))
+                .copied()
                 .collect();
             evals.sort_by(|a, b| {
                 (&a.example_id, a.sample_index, &a.source).cmp(&(&b.example_id, b.sample_index, &b.source))

@@ -281,6 +281,11 @@ fractions = [0.8, 0.1, 0.1]
 kind = "replay"              # openai | anthropic | replay | local
 source = "palm-540b"         # replay: the recorded outputs to answer from
 
+# [teachers.qwen]
+# kind = "local"             # embedded: a model in this process (no server, no key)
+# model = "qwen2.5-coder-1.5b"   # an asset name, .gguf file or HF directory
+# max_in_flight = 8          #   requests decoded together in one batch
+
 # [teachers.gpt]
 # kind = "openai"            # any OpenAI-compatible server: OpenAI, vLLM, llama.cpp, Ollama, SGLang, TGI
 # base_url = "http://127.0.0.1:8000/v1"
