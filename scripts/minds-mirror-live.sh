@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Mind's Mirror with a live (embedded) teacher: one teacher run (K = 3 CoTs, M = 2
+# Mind's Mirror with a live (embedded) teacher: one teacher run (K = 3 CoTs, M = 1
 # self-evaluations each), then three students from it — 1 CoT, K CoTs, K CoTs + self-evaluation —
 # each scored on the test slice with CoT inference and with self-evaluation-weighted voting.
 # Usage: scripts/minds-mirror-live.sh [MENTOR_BINARY]
