@@ -16,33 +16,35 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 struct Job {
-    ids: Vec<u32>,
-    params: SamplingParams,
+    req: ChatRequest,
     reply: oneshot::Sender<Result<Reply, CallError>>,
 }
 
+/// Loads the model and its tokenizer (on the worker thread, at the first request).
+pub type Loader = Box<dyn FnOnce() -> anyhow::Result<(Llama, TextTokenizer)> + Send>;
+
 pub struct LocalBackend {
     name: String,
-    tokenizer: std::sync::Arc<TextTokenizer>,
     queue: Mutex<mpsc::Sender<Job>>,
-    /// Used when a request sets none: greedy (one sample a question wants the likeliest).
-    default_temperature: f64,
 }
 
+/// Used when a request sets no temperature: greedy (one sample a question wants the likeliest).
+const DEFAULT_TEMPERATURE: f64 = 0.0;
+
 impl LocalBackend {
-    /// Starts the worker that owns `model`; up to `batch` requests decode together.
-    pub fn start(name: String, model: Llama, tokenizer: TextTokenizer, batch: usize) -> LocalBackend {
-        let tokenizer = std::sync::Arc::new(tokenizer);
+    /// Starts the worker; it loads the model at the first request (a rerun whose answers are
+    /// all in the store never loads it), and decodes up to `batch` requests together.
+    pub fn start(name: String, load: Loader, batch: usize) -> LocalBackend {
         let (tx, rx) = mpsc::channel::<Job>();
-        let tok = tokenizer.clone();
         std::thread::Builder::new()
             .name("local-teacher".into())
-            .spawn(move || worker(model, tok, rx, batch.max(1)))
+            .spawn(move || worker(load, rx, batch.max(1)))
             .expect("spawn the local teacher thread");
-        LocalBackend { name, tokenizer, queue: Mutex::new(tx), default_temperature: 0.0 }
+        LocalBackend { name, queue: Mutex::new(tx) }
     }
+}
 
-    fn prepare(&self, req: &ChatRequest) -> Result<(Vec<u32>, SamplingParams), CallError> {
+fn prepare(tokenizer: &TextTokenizer, req: &ChatRequest) -> Result<(Vec<u32>, SamplingParams), CallError> {
         let msgs: Vec<ChatMessage> = req
             .messages
             .iter()
@@ -51,14 +53,13 @@ impl LocalBackend {
                 ChatMessage::new(&role, m.content.clone())
             })
             .collect();
-        let text = self
-            .tokenizer
+        let text = tokenizer
             .apply_chat_template(&msgs, true)
             .map_err(|e| CallError::fatal(format!("chat template: {e}"), None))?;
-        let ids = self.tokenizer.encode(&text).map_err(|e| CallError::fatal(format!("tokenizer: {e}"), None))?;
+        let ids = tokenizer.encode(&text).map_err(|e| CallError::fatal(format!("tokenizer: {e}"), None))?;
         let params = SamplingParams {
             max_new_tokens: req.max_tokens.unwrap_or(512) as usize,
-            temperature: req.temperature.unwrap_or(self.default_temperature),
+            temperature: req.temperature.unwrap_or(DEFAULT_TEMPERATURE),
             top_p: req.top_p.unwrap_or(1.0),
             seed: req.seed.unwrap_or(req.sample_index as u64),
             stop: req.stop.clone(),
@@ -66,11 +67,30 @@ impl LocalBackend {
         };
         params.validate().map_err(|e| CallError::fatal(e, None))?;
         Ok((ids, params))
-    }
 }
 
-fn worker(model: Llama, tok: std::sync::Arc<TextTokenizer>, rx: mpsc::Receiver<Job>, batch: usize) {
-    while let Ok(first) = rx.recv() {
+fn worker(load: Loader, rx: mpsc::Receiver<Job>, batch: usize) {
+    let Ok(first) = rx.recv() else { return };
+    let (model, tok) = match load() {
+        Ok(m) => m,
+        Err(e) => {
+            let msg = format!("the local teacher's model did not load: {e:#}");
+            let _ = first.reply.send(Err(CallError::fatal(msg.clone(), None)));
+            while let Ok(j) = rx.recv() {
+                let _ = j.reply.send(Err(CallError::fatal(msg.clone(), None)));
+            }
+            return;
+        }
+    };
+    let mut next = Some(first);
+    loop {
+        let first = match next.take() {
+            Some(j) => j,
+            None => match rx.recv() {
+                Ok(j) => j,
+                Err(_) => return,
+            },
+        };
         let mut jobs = vec![first];
         // Requests of one annotation wave arrive within milliseconds of each other.
         let deadline = std::time::Instant::now() + Duration::from_millis(20);
@@ -81,7 +101,17 @@ fn worker(model: Llama, tok: std::sync::Arc<TextTokenizer>, rx: mpsc::Receiver<J
                 Err(_) => break,
             }
         }
-        let reqs: Vec<(Vec<u32>, SamplingParams)> = jobs.iter().map(|j| (j.ids.clone(), j.params.clone())).collect();
+        // Requests that cannot be prepared fail alone; the rest decode together.
+        let mut ready = vec![];
+        for j in jobs {
+            match prepare(&tok, &j.req) {
+                Ok(p) => ready.push((j, p)),
+                Err(e) => {
+                    let _ = j.reply.send(Err(e));
+                }
+            }
+        }
+        let (jobs, reqs): (Vec<Job>, Vec<(Vec<u32>, SamplingParams)>) = ready.into_iter().unzip();
         match mentor_model::generate(&model, &tok, &reqs, batch, &mut |_| {}) {
             Ok(gens) => {
                 for (j, g) in jobs.into_iter().zip(gens) {
@@ -121,12 +151,11 @@ impl Backend for LocalBackend {
 
     fn call<'a>(&'a self, req: &'a ChatRequest) -> BoxFuture<'a, Result<Reply, CallError>> {
         Box::pin(async move {
-            let (ids, params) = self.prepare(req)?;
             let (tx, rx) = oneshot::channel();
             self.queue
                 .lock()
                 .unwrap()
-                .send(Job { ids, params, reply: tx })
+                .send(Job { req: req.clone(), reply: tx })
                 .map_err(|_| CallError::fatal("the local teacher's worker has stopped", None))?;
             rx.await.map_err(|_| CallError::fatal("the local teacher's worker has stopped", None))?
         })

@@ -187,9 +187,15 @@ fn backend(name: &str, t: &TeacherConfig, ds: &Dataset, cfg: &Config) -> Result<
         }
         TeacherKind::Local => {
             let spec = t.model.clone().unwrap_or_else(|| DEFAULT_LOCAL_TEACHER.into());
-            tracing::info!("teacher `{name}`: loading {spec} in this process");
-            let m = crate::models::load_for_inference(&spec).map_err(|e| anyhow!("teacher `{name}`: {e:#}"))?;
-            Arc::new(crate::local_teacher::LocalBackend::start(format!("local:{spec}"), m.model, m.tokenizer, t.max_in_flight))
+            // Fail now on a missing model, but load it only when a request comes.
+            crate::models::resolve(&spec).map_err(|e| anyhow!("teacher `{name}`: {e:#}"))?;
+            let (n, s) = (name.to_string(), spec.clone());
+            let load: crate::local_teacher::Loader = Box::new(move || {
+                tracing::info!("teacher `{n}`: loading {s} in this process");
+                let m = crate::models::load_for_inference(&s)?;
+                Ok((m.model, m.tokenizer))
+            });
+            Arc::new(crate::local_teacher::LocalBackend::start(format!("local:{spec}"), load, t.max_in_flight))
         }
     })
 }
