@@ -26,11 +26,10 @@ const TRAIN_AND_EVAL: &str = "[student]\nmodel = \"student\"\n\n\
     [train]\nmax_steps = 2\nbatch_size = 4\nmax_len = 384\nsave_every = 0\n\n\
     [eval]\nmax_new_tokens = 6\nvalid_limit = 2\nsamples = 2\nbatch = 8\n";
 
-fn distill(dir: &Path, extra_env: &[(&str, &Path)]) -> serde_json::Value {
+/// Runs `mentor ARGS --json` in `dir` and returns its summary line; fails the test on an error.
+fn mentor_json(dir: &Path, args: &[&str], extra_env: &[(&str, &Path)]) -> serde_json::Value {
     let mut c = Command::new(env!("CARGO_BIN_EXE_mentor"));
-    c.args(["distill", "exp.toml", "--json", "--eval-limit", "3", "--threads", "1"])
-        .current_dir(dir)
-        .env("MENTOR_LOG", "warn");
+    c.args(args).arg("--json").current_dir(dir).env("MENTOR_LOG", "warn");
     for (k, v) in extra_env {
         c.env(k, v);
     }
@@ -38,6 +37,10 @@ fn distill(dir: &Path, extra_env: &[(&str, &Path)]) -> serde_json::Value {
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{s}\n{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_str(s.lines().last().unwrap()).unwrap()
+}
+
+fn distill(dir: &Path, extra_env: &[(&str, &Path)]) -> serde_json::Value {
+    mentor_json(dir, &["distill", "exp.toml", "--eval-limit", "3", "--threads", "1"], extra_env)
 }
 
 fn shared_data() -> Option<std::path::PathBuf> {
@@ -59,16 +62,8 @@ fn annotate_example(name: &str, needs: &str) -> Option<serde_json::Value> {
     }
     let d = tempfile::tempdir().unwrap();
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../examples/{name}.toml"));
-    let out = Command::new(env!("CARGO_BIN_EXE_mentor"))
-        .args(["annotate", example.to_str().unwrap(), "--json", "--run-dir", "run"])
-        .current_dir(d.path())
-        .env("MENTOR_SHARED_DATA", &shared)
-        .env("MENTOR_LOG", "warn")
-        .output()
-        .unwrap();
-    let s = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{s}\n{}", String::from_utf8_lossy(&out.stderr));
-    Some(serde_json::from_str(s.lines().last().unwrap()).unwrap())
+    let env = [("MENTOR_SHARED_DATA", shared.as_path())];
+    Some(mentor_json(d.path(), &["annotate", example.to_str().unwrap(), "--run-dir", "run"], &env))
 }
 
 fn svamp_replay_config(dir: &Path, recipe: &str) {
@@ -125,14 +120,7 @@ fn step_by_step_trains_label_and_rationale_from_the_recorded_teacher() {
 
     // The training set exports for other trainers, the student as an HF directory.
     let export = |format: &str| {
-        let o = Command::new(env!("CARGO_BIN_EXE_mentor"))
-            .args(["export", "runs/exp", "--format", format, "--json"])
-            .current_dir(d.path())
-            .env("MENTOR_SHARED_DATA", &shared)
-            .env("MENTOR_LOG", "warn")
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        mentor_json(d.path(), &["export", "runs/exp", "--format", format], &[("MENTOR_SHARED_DATA", &shared)]);
         d.path().join("runs/exp/export").join(format)
     };
     let trl = std::fs::read_to_string(export("trl").join("train.jsonl")).unwrap();
@@ -346,17 +334,7 @@ fn the_local_teacher_answers_in_process_counts_tokens_and_is_cached() {
          [recipe]\nname = \"minds-mirror\"\ncots_per_question = 2\nevals_per_cot = 1\n",
     )
     .unwrap();
-    let annotate = || {
-        let o = Command::new(env!("CARGO_BIN_EXE_mentor"))
-            .args(["annotate", "exp.toml", "--json"])
-            .current_dir(d.path())
-            .env("MENTOR_LOG", "warn")
-            .output()
-            .unwrap();
-        let s = String::from_utf8_lossy(&o.stdout);
-        assert!(o.status.success(), "{s}\n{}", String::from_utf8_lossy(&o.stderr));
-        serde_json::from_str::<serde_json::Value>(s.lines().last().unwrap()).unwrap()
-    };
+    let annotate = || mentor_json(d.path(), &["annotate", "exp.toml"], &[]);
     let j = annotate();
     let cots = &j["stages"]["cots"]["total"];
     assert_eq!(cots["done"], 12, "{j}");
