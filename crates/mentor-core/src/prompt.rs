@@ -95,7 +95,11 @@ impl Prompts {
         ex: &Example,
         extra: minijinja::Value,
     ) -> Result<String, minijinja::Error> {
-        let tpl = self.overrides.get(name).map(String::as_str).unwrap_or(default);
+        let tpl = self
+            .overrides
+            .get(name)
+            .map(String::as_str)
+            .unwrap_or(default);
         let mut env = Environment::new();
         env.set_keep_trailing_newline(false);
         env.render_str(
@@ -211,8 +215,14 @@ mod tests {
             "Where?",
             "B",
             vec![
-                Choice { label: "A".into(), text: "bank".into() },
-                Choice { label: "B".into(), text: "river".into() },
+                Choice {
+                    label: "A".into(),
+                    text: "bank".into(),
+                },
+                Choice {
+                    label: "B".into(),
+                    text: "river".into(),
+                },
             ],
         );
         let cases = [
@@ -236,8 +246,16 @@ mod tests {
             "Where?\nAnswer Choices:\n(a) bank\n(b) river"
         );
         let (_, user) = Prompts::default()
-            .self_eval(TaskKind::Equation, &mk("How far?", "( 3 + 4 )", vec![]), "3 + 4 = 7. The answer is (3 + 4).")
+            .self_eval(
+                TaskKind::Equation,
+                &mk("How far?", "( 3 + 4 )", vec![]),
+                "3 + 4 = 7. The answer is (3 + 4).",
+            )
             .unwrap();
-        assert!(user.contains("Proposed solution: 3 + 4 = 7.") && user.contains("Evaluation result: the given answer is uncertain."), "{user}");
+        assert!(
+            user.contains("Proposed solution: 3 + 4 = 7.")
+                && user.contains("Evaluation result: the given answer is uncertain."),
+            "{user}"
+        );
     }
 }

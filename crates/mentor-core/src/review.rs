@@ -32,7 +32,10 @@ mod tests {
     fn last_bracket_wins_and_range_is_checked() {
         assert_eq!(parse_review_score("Sound reasoning. [4]"), Some(4.0));
         assert_eq!(parse_review_score("Score: [4/5]"), Some(4.0));
-        assert_eq!(parse_review_score("Step [1] is fine, step [2] too. Overall [ 5 ]"), Some(5.0));
+        assert_eq!(
+            parse_review_score("Step [1] is fine, step [2] too. Overall [ 5 ]"),
+            Some(5.0)
+        );
         assert_eq!(parse_review_score("[83]"), None);
         assert_eq!(parse_review_score("[0]"), None);
         assert_eq!(parse_review_score("I give it a 4."), None);

@@ -94,7 +94,10 @@ mod tests {
             parse_verdict("It says the answer is correct, but it is not.\nEvaluation result: the given answer is wrong."),
             Some(Verdict::Wrong)
         );
-        assert_eq!(parse_verdict("Looks fine to me.\nCorrect."), Some(Verdict::Correct));
+        assert_eq!(
+            parse_verdict("Looks fine to me.\nCorrect."),
+            Some(Verdict::Correct)
+        );
         assert_eq!(parse_verdict("I like trains."), None);
         assert_eq!(parse_verdict(""), None);
     }

@@ -167,7 +167,11 @@ fn fair_svamp() -> Result<Dataset> {
     Ok(Dataset {
         name: "fair-svamp".into(),
         task: TaskKind::Numeric,
-        splits: BTreeMap::from([(Split::Train, train), (Split::Valid, vec![]), (Split::Test, vec![])]),
+        splits: BTreeMap::from([
+            (Split::Train, train),
+            (Split::Valid, vec![]),
+            (Split::Test, vec![]),
+        ]),
         split_method: "given".into(),
         seed: None,
         fractions: None,
@@ -180,7 +184,11 @@ fn fair_svamp() -> Result<Dataset> {
 /// The Mind's Mirror release's SVAMP questions (2 train, 2 test); their recorded CoTs and
 /// self-evaluations are replayed by a `source = "minds-mirror"` teacher.
 fn minds_mirror_svamp() -> Result<Dataset> {
-    let dir = shared_subdir("minds-mirror", "minds-mirror-svamp", "the Mind's Mirror release files")?;
+    let dir = shared_subdir(
+        "minds-mirror",
+        "minds-mirror-svamp",
+        "the Mind's Mirror release files",
+    )?;
     let mut splits = BTreeMap::from([(Split::Valid, vec![])]);
     for (split, name) in [(Split::Train, "train"), (Split::Test, "test")] {
         let items = crate::recorded::load_minds_mirror(&dir, name)?;
@@ -189,7 +197,13 @@ fn minds_mirror_svamp() -> Result<Dataset> {
             items
                 .into_iter()
                 .filter_map(|q| {
-                    Some(Example { id: q.id, question: q.question, answer: q.gold?, choices: vec![], explanation: None })
+                    Some(Example {
+                        id: q.id,
+                        question: q.question,
+                        answer: q.gold?,
+                        choices: vec![],
+                        explanation: None,
+                    })
                 })
                 .collect(),
         );

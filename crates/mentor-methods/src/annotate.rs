@@ -233,7 +233,11 @@ pub fn mistakes(items: &[Example], mined: &[Annotation]) -> Vec<Mistake> {
             let answer = p
                 .and_then(|p| crate::evaluate::answer_text(&p["answer"]))
                 .unwrap_or_else(|| "unparseable".into());
-            Some(Mistake { example: ex.clone(), output: a.text.clone(), answer })
+            Some(Mistake {
+                example: ex.clone(),
+                output: a.text.clone(),
+                answer,
+            })
         })
         .collect()
 }
@@ -311,7 +315,10 @@ pub fn feedback_parser() -> Parser {
 /// The request for one unit.
 pub fn request_for(job: &Job, dataset: &str, spec: &AnnotateSpec, seeded: bool) -> ChatRequest {
     ChatRequest {
-        messages: vec![Message::system(job.system.clone()), Message::user(job.user.clone())],
+        messages: vec![
+            Message::system(job.system.clone()),
+            Message::user(job.user.clone()),
+        ],
         temperature: spec.temperature,
         top_p: None,
         max_tokens: Some(spec.max_tokens),
@@ -430,7 +437,9 @@ pub async fn annotate(
                 let stored = match &out {
                     Ok(c) => {
                         let (mut parsed, parse_ok) = parser(&job.example, &c.text);
-                        if let (Some(p), Some(ctx)) = (parsed.as_object_mut(), job.context.as_object()) {
+                        if let (Some(p), Some(ctx)) =
+                            (parsed.as_object_mut(), job.context.as_object())
+                        {
                             p.extend(ctx.clone());
                         }
                         let parsed = Some(parsed);
@@ -523,11 +532,16 @@ pub async fn annotate_recipe(
     stop: Arc<AtomicBool>,
     mut on_progress: impl FnMut(&str, u64, &AnnotateReport),
 ) -> Result<Vec<(String, AnnotateReport)>, RecipeAnnotateError> {
-    use crate::recipe::{TeacherStage, COT_STAGE, FEEDBACK_STAGE, MINE_STAGE, REVIEW_STAGE, SELF_EVAL_STAGE};
+    use crate::recipe::{
+        TeacherStage, COT_STAGE, FEEDBACK_STAGE, MINE_STAGE, REVIEW_STAGE, SELF_EVAL_STAGE,
+    };
     let mut out = vec![];
     let committee: Vec<String> = teachers.iter().map(|t| t.name().to_string()).collect();
     let mined = || -> Result<Vec<Mistake>, RecipeAnnotateError> {
-        let m = store.lock().unwrap().annotations(MINE_STAGE.0, MINE_STAGE.1)?;
+        let m = store
+            .lock()
+            .unwrap()
+            .annotations(MINE_STAGE.0, MINE_STAGE.1)?;
         Ok(mistakes(items, &m))
     };
     let spec_of = |(stage, kind): (&str, &str)| AnnotateSpec {
@@ -546,11 +560,15 @@ pub async fn annotate_recipe(
                     temperature: recipe.cot_temperature().or(base.temperature),
                     ..base.clone()
                 };
-                let jobs = cot_jobs(prompts, task, items, samples).map_err(RecipeAnnotateError::Prompt)?;
+                let jobs =
+                    cot_jobs(prompts, task, items, samples).map_err(RecipeAnnotateError::Prompt)?;
                 ("cots", jobs, spec, rationale_parser(task))
             }
             TeacherStage::SelfEvals { per_cot } => {
-                let cots = store.lock().unwrap().annotations(COT_STAGE.0, COT_STAGE.1)?;
+                let cots = store
+                    .lock()
+                    .unwrap()
+                    .annotations(COT_STAGE.0, COT_STAGE.1)?;
                 let cots = crate::trainset::recipe_cots(recipe, &cots);
                 let (distinct, _) = crate::trainset::distinct_cots(items, &cots);
                 let spec = AnnotateSpec {
@@ -561,32 +579,56 @@ pub async fn annotate_recipe(
                     temperature: base.temperature.or(Some(recipe.cot_temperature)),
                     ..base.clone()
                 };
-                let jobs = self_eval_jobs(prompts, task, &distinct, per_cot).map_err(RecipeAnnotateError::Prompt)?;
+                let jobs = self_eval_jobs(prompts, task, &distinct, per_cot)
+                    .map_err(RecipeAnnotateError::Prompt)?;
                 ("self-evals", jobs, spec, self_eval_parser())
             }
             TeacherStage::Feedback => {
-                let jobs = feedback_jobs(prompts, &mined()?).map_err(RecipeAnnotateError::Prompt)?;
+                let jobs =
+                    feedback_jobs(prompts, &mined()?).map_err(RecipeAnnotateError::Prompt)?;
                 ("feedback", jobs, spec_of(FEEDBACK_STAGE), feedback_parser())
             }
             TeacherStage::MistakeRationales => {
                 let m: Vec<Example> = mined()?.into_iter().map(|m| m.example).collect();
                 let jobs = cot_jobs(prompts, task, &m, 1).map_err(RecipeAnnotateError::Prompt)?;
-                ("rationales", jobs, spec_of(COT_STAGE), rationale_parser(task))
+                (
+                    "rationales",
+                    jobs,
+                    spec_of(COT_STAGE),
+                    rationale_parser(task),
+                )
             }
             TeacherStage::Reviews => {
                 let m: Vec<Example> = mined()?.into_iter().map(|m| m.example).collect();
-                let rats = store.lock().unwrap().annotations(COT_STAGE.0, COT_STAGE.1)?;
-                let jobs = review_jobs(prompts, &m, &rats, &committee).map_err(RecipeAnnotateError::Prompt)?;
+                let rats = store
+                    .lock()
+                    .unwrap()
+                    .annotations(COT_STAGE.0, COT_STAGE.1)?;
+                let jobs = review_jobs(prompts, &m, &rats, &committee)
+                    .map_err(RecipeAnnotateError::Prompt)?;
                 ("reviews", jobs, spec_of(REVIEW_STAGE), review_parser())
             }
         };
         let units: u64 = jobs
             .iter()
-            .map(|j| if j.teacher.is_some() { 1 } else { teachers.len() as u64 })
+            .map(|j| {
+                if j.teacher.is_some() {
+                    1
+                } else {
+                    teachers.len() as u64
+                }
+            })
             .sum();
-        let report = annotate(store.clone(), teachers, dataset, &jobs, &spec, parser, stop.clone(), |r| {
-            on_progress(name, units, r)
-        })
+        let report = annotate(
+            store.clone(),
+            teachers,
+            dataset,
+            &jobs,
+            &spec,
+            parser,
+            stop.clone(),
+            |r| on_progress(name, units, r),
+        )
         .await?;
         let stopped = report.stopped.is_some();
         out.push((name.to_string(), report));
@@ -610,14 +652,28 @@ mod tests {
     use super::*;
 
     fn ex(id: &str) -> Example {
-        Example { id: id.into(), question: format!("What is {id}?"), answer: "7".into(), choices: vec![], explanation: None }
+        Example {
+            id: id.into(),
+            question: format!("What is {id}?"),
+            answer: "7".into(),
+            choices: vec![],
+            explanation: None,
+        }
     }
 
     fn ann(id: &str, source: &str, text: &str, parsed: serde_json::Value) -> Annotation {
         Annotation {
-            dataset: "d".into(), example_id: id.into(), stage: "s".into(), kind: "k".into(),
-            source: source.into(), round: 0, sample_index: 0, call_id: None, text: text.into(),
-            parsed: Some(parsed), parse_ok: true,
+            dataset: "d".into(),
+            example_id: id.into(),
+            stage: "s".into(),
+            kind: "k".into(),
+            source: source.into(),
+            round: 0,
+            sample_index: 0,
+            call_id: None,
+            text: text.into(),
+            parsed: Some(parsed),
+            parse_ok: true,
         }
     }
 
@@ -626,12 +682,30 @@ mod tests {
         let items = [ex("a"), ex("b"), ex("c"), ex("d")];
         let num = |v: f64| serde_json::json!({"type": "number", "value": {"value": v, "text": v.to_string()}});
         let mined = [
-            ann("a", "student", "It is 7.", serde_json::json!({"answer": num(7.0), "correct": true})),
-            ann("b", "student", "It is 8.", serde_json::json!({"answer": num(8.0), "correct": false})),
-            ann("c", "student", "No idea", serde_json::json!({"answer": null, "correct": false})),
+            ann(
+                "a",
+                "student",
+                "It is 7.",
+                serde_json::json!({"answer": num(7.0), "correct": true}),
+            ),
+            ann(
+                "b",
+                "student",
+                "It is 8.",
+                serde_json::json!({"answer": num(8.0), "correct": false}),
+            ),
+            ann(
+                "c",
+                "student",
+                "No idea",
+                serde_json::json!({"answer": null, "correct": false}),
+            ),
         ];
         let m = mistakes(&items, &mined);
-        let got: Vec<(&str, &str)> = m.iter().map(|m| (m.example.id.as_str(), m.answer.as_str())).collect();
+        let got: Vec<(&str, &str)> = m
+            .iter()
+            .map(|m| (m.example.id.as_str(), m.answer.as_str()))
+            .collect();
         // d was never answered: not a mistake (it is mined on the next run).
         assert_eq!(got, [("b", "8"), ("c", "unparseable")]);
     }
@@ -644,9 +718,17 @@ mod tests {
             ann("a", "small", "8. The answer is 8.", serde_json::json!({})),
         ];
         let jobs = review_jobs(&Prompts::default(), &[ex("a")], &rats, &committee).unwrap();
-        let got: Vec<(u32, &str)> = jobs.iter().map(|j| (j.sample, j.teacher.as_deref().unwrap())).collect();
+        let got: Vec<(u32, &str)> = jobs
+            .iter()
+            .map(|j| (j.sample, j.teacher.as_deref().unwrap()))
+            .collect();
         assert_eq!(got, [(0, "mid"), (0, "small"), (2, "big"), (2, "mid")]);
-        assert!(jobs[0].user.contains("Correct answer: 7") && jobs[0].user.contains("Proposed solution: 7. The answer is 7."));
+        assert!(
+            jobs[0].user.contains("Correct answer: 7")
+                && jobs[0]
+                    .user
+                    .contains("Proposed solution: 7. The answer is 7.")
+        );
         assert_eq!(jobs[2].context["author"], "small");
         assert_eq!(review_parser()(&ex("a"), "ok [4/5]").0["score"], 4.0);
         assert!(!review_parser()(&ex("a"), "ok [9]").1);

@@ -145,7 +145,13 @@ pub fn weighted_vote(votes: &[Vote]) -> Option<&Answer> {
 }
 
 fn parse(kind: TaskKind, ex: &Example, text: &str) -> Option<Answer> {
-    extract(kind, truncate_at_follow_on(text, FOLLOW_ON_MARKERS), ex, NumericRule::Auto).answer
+    extract(
+        kind,
+        truncate_at_follow_on(text, FOLLOW_ON_MARKERS),
+        ex,
+        NumericRule::Auto,
+    )
+    .answer
 }
 
 /// Runs the student over `items` in `mode`; `on_done(n)` reports finished generations.
@@ -158,7 +164,11 @@ pub fn evaluate(
     cfg: &EvalConfig,
     on_done: &mut dyn FnMut(usize),
 ) -> Result<EvalReport> {
-    let greedy = |max| SamplingParams { max_new_tokens: max, temperature: 0.0, ..Default::default() };
+    let greedy = |max| SamplingParams {
+        max_new_tokens: max,
+        temperature: 0.0,
+        ..Default::default()
+    };
     let (task, samples) = match mode {
         InferenceMode::Label => (StudentTask::Label, 1),
         InferenceMode::Cot => (StudentTask::Cot, 1),
@@ -169,7 +179,11 @@ pub fn evaluate(
         let ids = prompt_ids(tok, &student_prompt(task, kind, ex, ""))?;
         for s in 0..samples {
             let params = if samples == 1 {
-                greedy(if task == StudentTask::Label { cfg.max_new_tokens.min(64) } else { cfg.max_new_tokens })
+                greedy(if task == StudentTask::Label {
+                    cfg.max_new_tokens.min(64)
+                } else {
+                    cfg.max_new_tokens
+                })
             } else {
                 SamplingParams {
                     max_new_tokens: cfg.max_new_tokens,
@@ -190,7 +204,12 @@ pub fn evaluate(
         .map(|(i, ex)| {
             gens[i * samples..(i + 1) * samples]
                 .iter()
-                .map(|g| Vote { output: g.text.clone(), answer: parse(kind, ex, &g.text), verdict: None, weight: 1.0 })
+                .map(|g| Vote {
+                    output: g.text.clone(),
+                    answer: parse(kind, ex, &g.text),
+                    verdict: None,
+                    weight: 1.0,
+                })
                 .collect()
         })
         .collect();
@@ -219,7 +238,12 @@ pub fn evaluate(
         unparseable += answer.is_none() as usize;
         let output = vs
             .iter()
-            .find(|v| v.answer.is_some() && answer.as_ref().is_some_and(|a| answers_match(v.answer.as_ref().unwrap(), a)))
+            .find(|v| {
+                v.answer.is_some()
+                    && answer
+                        .as_ref()
+                        .is_some_and(|a| answers_match(v.answer.as_ref().unwrap(), a))
+            })
             .or(vs.first())
             .map(|v| v.output.clone())
             .unwrap_or_default();
@@ -237,7 +261,11 @@ pub fn evaluate(
         n,
         correct,
         unparseable,
-        accuracy: if n > 0 { correct as f64 / n as f64 } else { 0.0 },
+        accuracy: if n > 0 {
+            correct as f64 / n as f64
+        } else {
+            0.0
+        },
         ci95: wilson_half_width(correct, n),
         new_tokens,
         items: results,
@@ -249,28 +277,51 @@ mod tests {
     use super::*;
 
     fn num(v: f64) -> Option<Answer> {
-        Some(Answer::Number { value: v, text: v.to_string() })
+        Some(Answer::Number {
+            value: v,
+            text: v.to_string(),
+        })
     }
 
     fn vote(a: Option<Answer>, w: f64) -> Vote {
-        Vote { output: String::new(), answer: a, verdict: None, weight: w }
+        Vote {
+            output: String::new(),
+            answer: a,
+            verdict: None,
+            weight: w,
+        }
     }
 
     #[test]
     fn majority_and_verdict_weighted_votes() {
-        let plain = [vote(num(7.0), 1.0), vote(num(12.0), 1.0), vote(num(12.0), 1.0), vote(None, 1.0)];
+        let plain = [
+            vote(num(7.0), 1.0),
+            vote(num(12.0), 1.0),
+            vote(num(12.0), 1.0),
+            vote(None, 1.0),
+        ];
         assert_eq!(weighted_vote(&plain), num(12.0).as_ref());
         // One answer judged correct (20) outweighs two judged wrong (0.001 each).
-        let judged = [vote(num(7.0), 20.0), vote(num(12.0), 0.001), vote(num(12.0), 0.001)];
+        let judged = [
+            vote(num(7.0), 20.0),
+            vote(num(12.0), 0.001),
+            vote(num(12.0), 0.001),
+        ];
         assert_eq!(weighted_vote(&judged), num(7.0).as_ref());
         // Ties go to the earliest sample; nothing parsed → no answer.
-        assert_eq!(weighted_vote(&[vote(num(1.0), 1.0), vote(num(2.0), 1.0)]), num(1.0).as_ref());
+        assert_eq!(
+            weighted_vote(&[vote(num(1.0), 1.0), vote(num(2.0), 1.0)]),
+            num(1.0).as_ref()
+        );
         assert_eq!(weighted_vote(&[vote(None, 1.0)]), None);
     }
 
     #[test]
     fn modes_parse_from_config_names() {
-        assert_eq!("self-eval-vote".parse::<InferenceMode>().unwrap(), InferenceMode::SelfEvalVote);
+        assert_eq!(
+            "self-eval-vote".parse::<InferenceMode>().unwrap(),
+            InferenceMode::SelfEvalVote
+        );
         assert!("magic".parse::<InferenceMode>().is_err());
     }
 }

@@ -28,7 +28,9 @@ pub fn prompt_ids(tok: &TextTokenizer, prompt: &str) -> Result<Vec<u32>> {
 /// form step-by-step's α·label + (1−α)·rationale has.
 pub fn encode_pair(tok: &TextTokenizer, pair: &TrainPair) -> Result<TrainExample> {
     let wrap = candle_core::Error::wrap;
-    let prompt_text = tok.apply_chat_template(&user(&pair.prompt), true).map_err(wrap)?;
+    let prompt_text = tok
+        .apply_chat_template(&user(&pair.prompt), true)
+        .map_err(wrap)?;
     let mut msgs = user(&pair.prompt);
     msgs.push(ChatMessage::new("assistant", pair.target.clone()));
     let full = tok.apply_chat_template(&msgs, false).map_err(wrap)?;
@@ -90,13 +92,23 @@ pub fn train_stages<'h>(
         let mut h = hooks(stage);
         let report = train(student, &examples, &valid, cfg, tok.pad_id, &dir, &mut *h)?;
         if report.stopped_early {
-            out.push(StageReport { stage, dir, examples: examples.len(), report });
+            out.push(StageReport {
+                stage,
+                dir,
+                examples: examples.len(),
+                report,
+            });
             return Ok(out);
         }
         // The next stage starts from the weights this one ended with (the last, not `best/`:
         // the first stage's validation measures the second stage's task).
         tok.save(&dir.join("best")).ok();
-        out.push(StageReport { stage, dir, examples: examples.len(), report });
+        out.push(StageReport {
+            stage,
+            dir,
+            examples: examples.len(),
+            report,
+        });
     }
     Ok(out)
 }

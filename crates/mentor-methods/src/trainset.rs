@@ -175,7 +175,10 @@ pub fn recipe_cots(recipe: &Recipe, cots: &[Annotation]) -> Vec<Annotation> {
         RecipeName::MindsMirror => recipe.cots_per_question.max(1),
         _ => 1,
     };
-    cots.iter().filter(|a| a.sample_index < k).cloned().collect()
+    cots.iter()
+        .filter(|a| a.sample_index < k)
+        .cloned()
+        .collect()
 }
 
 /// One item's distinct chains of thought, in (teacher, sample) order, with their parsed
@@ -194,7 +197,9 @@ pub fn distinct_cots(items: &[Example], cots: &[Annotation]) -> (Vec<JudgedCot>,
         list.sort_by(|a, b| (&a.source, a.sample_index).cmp(&(&b.source, b.sample_index)));
         let mut seen = std::collections::HashSet::new();
         for a in list.iter() {
-            let text = truncate_at_follow_on(&a.text, FOLLOW_ON_MARKERS).trim().to_string();
+            let text = truncate_at_follow_on(&a.text, FOLLOW_ON_MARKERS)
+                .trim()
+                .to_string();
             if !seen.insert(cot_key(&text)) {
                 dups += 1;
                 continue;
@@ -218,7 +223,11 @@ pub fn build(recipe: &Recipe, kind: TaskKind, items: &[Example], stored: &Stored
         return build_mapd(recipe, kind, items, stored);
     }
     let ids: std::collections::HashSet<&str> = items.iter().map(|e| e.id.as_str()).collect();
-    let m = if recipe.name == RecipeName::MindsMirror { recipe.evals_per_cot } else { 0 };
+    let m = if recipe.name == RecipeName::MindsMirror {
+        recipe.evals_per_cot
+    } else {
+        0
+    };
     let cots: Vec<Annotation> = recipe_cots(recipe, &stored.cots)
         .into_iter()
         .filter(|a| ids.contains(a.example_id.as_str()))
@@ -244,7 +253,10 @@ pub fn build(recipe: &Recipe, kind: TaskKind, items: &[Example], stored: &Stored
     st.cots_kept = kept.len();
     let mut kept_by_item: HashMap<&str, Vec<&JudgedCot>> = HashMap::new();
     for c in &kept {
-        kept_by_item.entry(c.example.id.as_str()).or_default().push(c);
+        kept_by_item
+            .entry(c.example.id.as_str())
+            .or_default()
+            .push(c);
     }
     let needs_cot = !recipe.teacher_stages().is_empty();
     st.items_without_cot = if needs_cot {
@@ -282,11 +294,25 @@ pub fn build(recipe: &Recipe, kind: TaskKind, items: &[Example], stored: &Stored
         }
         RecipeName::StepByStep => {
             for ex in items {
-                pairs.push(pair(ex, StudentTask::Label, "", answer_sentence(kind, ex), recipe.alpha, 0));
+                pairs.push(pair(
+                    ex,
+                    StudentTask::Label,
+                    "",
+                    answer_sentence(kind, ex),
+                    recipe.alpha,
+                    0,
+                ));
                 if let Some(c) = kept_by_item.get(ex.id.as_str()) {
                     let rationale = split_rationale(&c[0].text).rationale.to_string();
                     if !rationale.is_empty() {
-                        pairs.push(pair(ex, StudentTask::Rationale, "", rationale, 1.0 - recipe.alpha, 0));
+                        pairs.push(pair(
+                            ex,
+                            StudentTask::Rationale,
+                            "",
+                            rationale,
+                            1.0 - recipe.alpha,
+                            0,
+                        ));
                     }
                 }
             }
@@ -300,7 +326,14 @@ pub fn build(recipe: &Recipe, kind: TaskKind, items: &[Example], stored: &Stored
             };
             let (eval_stage, cot_stage) = if two_stage { (0, 1) } else { (0, 0) };
             for c in &kept {
-                pairs.push(pair(&c.example, StudentTask::Cot, "", c.text.clone(), cot_w, cot_stage));
+                pairs.push(pair(
+                    &c.example,
+                    StudentTask::Cot,
+                    "",
+                    c.text.clone(),
+                    cot_w,
+                    cot_stage,
+                ));
             }
             // Self-evaluations of every distinct CoT, kept or not: judging wrong reasoning is
             // exactly what this task teaches.
@@ -314,7 +347,11 @@ pub fn build(recipe: &Recipe, kind: TaskKind, items: &[Example], stored: &Stored
                 .copied()
                 .collect();
             evals.sort_by(|a, b| {
-                (&a.example_id, a.sample_index, &a.source).cmp(&(&b.example_id, b.sample_index, &b.source))
+                (&a.example_id, a.sample_index, &a.source).cmp(&(
+                    &b.example_id,
+                    b.sample_index,
+                    &b.source,
+                ))
             });
             let (mut agree, mut parsed) = (0usize, 0usize);
             for a in evals {
@@ -335,11 +372,25 @@ pub fn build(recipe: &Recipe, kind: TaskKind, items: &[Example], stored: &Stored
                 parsed += 1;
                 *st.verdicts.entry(v.as_str().into()).or_default() += 1;
                 *st.verdict_vs_gold
-                    .entry(format!("{}|{}", v.as_str(), if c.correct { "right" } else { "wrong" }))
+                    .entry(format!(
+                        "{}|{}",
+                        v.as_str(),
+                        if c.correct { "right" } else { "wrong" }
+                    ))
                     .or_default() += 1;
-                agree += matches!((v, c.correct), (Verdict::Correct, true) | (Verdict::Wrong, false)) as usize;
+                agree += matches!(
+                    (v, c.correct),
+                    (Verdict::Correct, true) | (Verdict::Wrong, false)
+                ) as usize;
                 let ex = &c.example;
-                pairs.push(pair(ex, StudentTask::SelfEval, &c.text, a.text.trim().to_string(), eval_w, eval_stage));
+                pairs.push(pair(
+                    ex,
+                    StudentTask::SelfEval,
+                    &c.text,
+                    a.text.trim().to_string(),
+                    eval_w,
+                    eval_stage,
+                ));
             }
             st.verdict_agreement = (parsed > 0).then(|| agree as f64 / parsed as f64);
         }
@@ -368,21 +419,42 @@ fn build_mapd(recipe: &Recipe, kind: TaskKind, items: &[Example], stored: &Store
     for a in stored.feedback.iter().filter(|a| a.parse_ok) {
         feedback.entry(a.example_id.clone()).or_default().push(a);
     }
-    let rationales: HashMap<(String, String), &Annotation> =
-        stored.cots.iter().filter(|a| a.sample_index == 0).map(|a| (key(a), a)).collect();
+    let rationales: HashMap<(String, String), &Annotation> = stored
+        .cots
+        .iter()
+        .filter(|a| a.sample_index == 0)
+        .map(|a| (key(a), a))
+        .collect();
     // Scores per (item, author).
     let mut scores: HashMap<(String, String), Vec<Option<f64>>> = HashMap::new();
-    let mut rv = ReviewStats { mistakes: mistakes.len(), ..Default::default() };
-    let ids: std::collections::HashSet<&str> = mistakes.iter().map(|m| m.example.id.as_str()).collect();
-    for a in stored.reviews.iter().filter(|a| ids.contains(a.example_id.as_str())) {
-        let Some(author) = a.parsed.as_ref().and_then(|p| p["author"].as_str()) else { continue };
-        let score = a.parsed.as_ref().and_then(|p| p["score"].as_f64()).filter(|_| a.parse_ok);
+    let mut rv = ReviewStats {
+        mistakes: mistakes.len(),
+        ..Default::default()
+    };
+    let ids: std::collections::HashSet<&str> =
+        mistakes.iter().map(|m| m.example.id.as_str()).collect();
+    for a in stored
+        .reviews
+        .iter()
+        .filter(|a| ids.contains(a.example_id.as_str()))
+    {
+        let Some(author) = a.parsed.as_ref().and_then(|p| p["author"].as_str()) else {
+            continue;
+        };
+        let score = a
+            .parsed
+            .as_ref()
+            .and_then(|p| p["score"].as_f64())
+            .filter(|_| a.parse_ok);
         rv.reviews += 1;
         match score {
             Some(s) => *rv.score_histogram.entry(format!("{s}")).or_default() += 1,
             None => rv.reviews_invalid += 1,
         }
-        scores.entry((a.example_id.clone(), author.to_string())).or_default().push(score);
+        scores
+            .entry((a.example_id.clone(), author.to_string()))
+            .or_default()
+            .push(score);
     }
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(recipe.seed);
     let (mut pairs, mut agree, mut judged_twice) = (vec![], 0usize, 0usize);
@@ -399,12 +471,18 @@ fn build_mapd(recipe: &Recipe, kind: TaskKind, items: &[Example], stored: &Store
         for author in authors {
             let r = rationales[&(ex.id.clone(), author.clone())];
             calls += 1;
-            let sc = scores.get(&(ex.id.clone(), author.clone())).cloned().unwrap_or_default();
+            let sc = scores
+                .get(&(ex.id.clone(), author.clone()))
+                .cloned()
+                .unwrap_or_default();
             calls += sc.len();
             let valid: Vec<f64> = sc.iter().flatten().copied().collect();
             if valid.len() >= 2 {
                 judged_twice += 1;
-                let above = valid.iter().filter(|&&v| v > recipe.review_threshold).count();
+                let above = valid
+                    .iter()
+                    .filter(|&&v| v > recipe.review_threshold)
+                    .count();
                 agree += (above == 0 || above == valid.len()) as usize;
             }
             let ok = accepted(&sc, recipe.review_threshold);
@@ -437,7 +515,9 @@ fn build_mapd(recipe: &Recipe, kind: TaskKind, items: &[Example], stored: &Store
             example_id: ex.id.clone(),
             task: StudentTask::Cot,
             prompt: student_prompt(StudentTask::Cot, kind, ex, ""),
-            target: truncate_at_follow_on(&r.text, FOLLOW_ON_MARKERS).trim().to_string(),
+            target: truncate_at_follow_on(&r.text, FOLLOW_ON_MARKERS)
+                .trim()
+                .to_string(),
             weight: 1.0 - recipe.alpha,
             stage: 0,
         };
@@ -457,13 +537,25 @@ fn build_mapd(recipe: &Recipe, kind: TaskKind, items: &[Example], stored: &Store
         }
     }
     for t in rv.per_teacher.values_mut() {
-        t.acceptance_rate = if t.rationales > 0 { t.accepted as f64 / t.rationales as f64 } else { 0.0 };
+        t.acceptance_rate = if t.rationales > 0 {
+            t.accepted as f64 / t.rationales as f64
+        } else {
+            0.0
+        };
     }
     rv.reviewer_agreement = (judged_twice > 0).then(|| agree as f64 / judged_twice as f64);
-    rv.teacher_calls_per_mistake = if mistakes.is_empty() { 0.0 } else { calls as f64 / mistakes.len() as f64 };
+    rv.teacher_calls_per_mistake = if mistakes.is_empty() {
+        0.0
+    } else {
+        calls as f64 / mistakes.len() as f64
+    };
     let mut st = TrainSetStats {
         items: items.len(),
-        cots: stored.cots.iter().filter(|a| ids.contains(a.example_id.as_str())).count(),
+        cots: stored
+            .cots
+            .iter()
+            .filter(|a| ids.contains(a.example_id.as_str()))
+            .count(),
         review: Some(rv),
         ..Default::default()
     };
@@ -485,38 +577,114 @@ mod tests {
     use super::*;
 
     fn ex(id: &str, q: &str, a: &str) -> Example {
-        Example { id: id.into(), question: q.into(), answer: a.into(), choices: vec![], explanation: None }
+        Example {
+            id: id.into(),
+            question: q.into(),
+            answer: a.into(),
+            choices: vec![],
+            explanation: None,
+        }
     }
 
-    fn ann(id: &str, stage: &str, sample: u32, text: &str, parsed: serde_json::Value, ok: bool) -> Annotation {
+    fn ann(
+        id: &str,
+        stage: &str,
+        sample: u32,
+        text: &str,
+        parsed: serde_json::Value,
+        ok: bool,
+    ) -> Annotation {
         Annotation {
-            dataset: "d".into(), example_id: id.into(), stage: stage.into(), kind: stage.into(),
-            source: "t".into(), round: 0, sample_index: sample, call_id: None, text: text.into(),
-            parsed: Some(parsed), parse_ok: ok,
+            dataset: "d".into(),
+            example_id: id.into(),
+            stage: stage.into(),
+            kind: stage.into(),
+            source: "t".into(),
+            round: 0,
+            sample_index: sample,
+            call_id: None,
+            text: text.into(),
+            parsed: Some(parsed),
+            parse_ok: ok,
         }
     }
 
     #[test]
     fn step_by_step_weights_and_filter() {
-        let items = [ex("1", "3 + 4?", "( 3 + 4 )"), ex("2", "5 - 1?", "( 5 - 1 )")];
-        let cots = [
-            ann("1", "annotate", 0, "3 plus 4 is 7. The answer is (3 + 4).", serde_json::json!({"correct": true}), true),
-            ann("2", "annotate", 0, "5 minus 1 is 3. The answer is (5 - 2).", serde_json::json!({"correct": false}), true),
+        let items = [
+            ex("1", "3 + 4?", "( 3 + 4 )"),
+            ex("2", "5 - 1?", "( 5 - 1 )"),
         ];
-        let mut r = Recipe { name: RecipeName::StepByStep, alpha: 0.3, ..Recipe::default() };
-        let t = build(&r, TaskKind::Equation, &items, &Stored { cots: cots.to_vec(), ..Default::default() });
+        let cots = [
+            ann(
+                "1",
+                "annotate",
+                0,
+                "3 plus 4 is 7. The answer is (3 + 4).",
+                serde_json::json!({"correct": true}),
+                true,
+            ),
+            ann(
+                "2",
+                "annotate",
+                0,
+                "5 minus 1 is 3. The answer is (5 - 2).",
+                serde_json::json!({"correct": false}),
+                true,
+            ),
+        ];
+        let mut r = Recipe {
+            name: RecipeName::StepByStep,
+            alpha: 0.3,
+            ..Recipe::default()
+        };
+        let t = build(
+            &r,
+            TaskKind::Equation,
+            &items,
+            &Stored {
+                cots: cots.to_vec(),
+                ..Default::default()
+            },
+        );
         assert_eq!(t.stats.pairs["label"], 2);
         assert_eq!(t.stats.pairs["rationale"], 2);
-        let rat = t.pairs.iter().find(|p| p.task == StudentTask::Rationale).unwrap();
+        let rat = t
+            .pairs
+            .iter()
+            .find(|p| p.task == StudentTask::Rationale)
+            .unwrap();
         assert_eq!(rat.prompt, "explain: 3 + 4?");
         assert_eq!(rat.target, "3 plus 4 is 7.");
         assert!((rat.weight - 0.7).abs() < 1e-12);
-        let lab = t.pairs.iter().find(|p| p.task == StudentTask::Label).unwrap();
-        assert_eq!((lab.prompt.as_str(), lab.target.as_str(), lab.weight), ("predict: 3 + 4?", "The answer is (3 + 4).", 0.3));
+        let lab = t
+            .pairs
+            .iter()
+            .find(|p| p.task == StudentTask::Label)
+            .unwrap();
+        assert_eq!(
+            (lab.prompt.as_str(), lab.target.as_str(), lab.weight),
+            ("predict: 3 + 4?", "The answer is (3 + 4).", 0.3)
+        );
         r.filter_correct = true;
-        let t = build(&r, TaskKind::Equation, &items, &Stored { cots: cots.to_vec(), ..Default::default() });
+        let t = build(
+            &r,
+            TaskKind::Equation,
+            &items,
+            &Stored {
+                cots: cots.to_vec(),
+                ..Default::default()
+            },
+        );
         assert_eq!((t.stats.pairs["label"], t.stats.pairs["rationale"]), (2, 1));
-        assert_eq!((t.stats.cots_wrong, t.stats.cots_kept, t.stats.items_without_cot), (1, 1, 1));
+        assert_eq!(
+            (
+                t.stats.cots_wrong,
+                t.stats.cots_kept,
+                t.stats.items_without_cot
+            ),
+            (1, 1, 1)
+        );
     }
 
     #[test]
@@ -525,42 +693,136 @@ mod tests {
         let ok = serde_json::json!({"correct": true});
         let bad = serde_json::json!({"correct": false});
         let cots = [
-            ann("1", "annotate", 0, "3 + 4 = 7. The answer is (3 + 4).", ok.clone(), true),
-            ann("1", "annotate", 1, "3 +  4 = 7. The answer is (3 + 4).", ok.clone(), true),
-            ann("1", "annotate", 2, "3 * 4 = 12. The answer is (3 * 4).", bad, true),
+            ann(
+                "1",
+                "annotate",
+                0,
+                "3 + 4 = 7. The answer is (3 + 4).",
+                ok.clone(),
+                true,
+            ),
+            ann(
+                "1",
+                "annotate",
+                1,
+                "3 +  4 = 7. The answer is (3 + 4).",
+                ok.clone(),
+                true,
+            ),
+            ann(
+                "1",
+                "annotate",
+                2,
+                "3 * 4 = 12. The answer is (3 * 4).",
+                bad,
+                true,
+            ),
         ];
         let v = |s: &str| serde_json::json!({"verdict": s});
         let evals = [
-            ann("1", "self-eval", 0, "Fine. Evaluation result: the given answer is correct.", v("correct"), true),
-            ann("1", "self-eval", 1, "Hm. Evaluation result: the given answer is wrong.", v("wrong"), true),
+            ann(
+                "1",
+                "self-eval",
+                0,
+                "Fine. Evaluation result: the given answer is correct.",
+                v("correct"),
+                true,
+            ),
+            ann(
+                "1",
+                "self-eval",
+                1,
+                "Hm. Evaluation result: the given answer is wrong.",
+                v("wrong"),
+                true,
+            ),
             // CoT index 1 is the third recording (the second was a duplicate).
-            ann("1", "self-eval", 1000, "Evaluation result: the given answer is wrong.", v("wrong"), true),
-            ann("1", "self-eval", 1001, "no idea", serde_json::json!({"verdict": null}), false),
+            ann(
+                "1",
+                "self-eval",
+                1000,
+                "Evaluation result: the given answer is wrong.",
+                v("wrong"),
+                true,
+            ),
+            ann(
+                "1",
+                "self-eval",
+                1001,
+                "no idea",
+                serde_json::json!({"verdict": null}),
+                false,
+            ),
         ];
-        let r = Recipe { name: RecipeName::MindsMirror, ..Recipe::default() };
-        let t = build(&r, TaskKind::Equation, &items, &Stored { cots: cots.to_vec(), self_evals: evals.to_vec(), ..Default::default() });
-        assert_eq!((t.stats.cots, t.stats.cots_duplicate, t.stats.cots_kept), (3, 1, 2));
+        let r = Recipe {
+            name: RecipeName::MindsMirror,
+            ..Recipe::default()
+        };
+        let t = build(
+            &r,
+            TaskKind::Equation,
+            &items,
+            &Stored {
+                cots: cots.to_vec(),
+                self_evals: evals.to_vec(),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            (t.stats.cots, t.stats.cots_duplicate, t.stats.cots_kept),
+            (3, 1, 2)
+        );
         assert_eq!(t.stats.pairs["cot"], 2);
         assert_eq!(t.stats.pairs["self-eval"], 3);
         assert_eq!(t.stats.self_evals_unparseable, 1);
         assert_eq!(t.stats.verdict_agreement, Some(2.0 / 3.0));
         assert_eq!(t.stats.verdict_vs_gold["wrong|right"], 1);
-        let se = t.pairs.iter().find(|p| p.task == StudentTask::SelfEval && p.target.starts_with("Evaluation")).unwrap();
-        assert!(se.prompt.starts_with("evaluate: 3 + 4?\nProposed solution: 3 * 4 = 12."), "{}", se.prompt);
+        let se = t
+            .pairs
+            .iter()
+            .find(|p| p.task == StudentTask::SelfEval && p.target.starts_with("Evaluation"))
+            .unwrap();
+        assert!(
+            se.prompt
+                .starts_with("evaluate: 3 + 4?\nProposed solution: 3 * 4 = 12."),
+            "{}",
+            se.prompt
+        );
         // Two-stage: self-evaluation is stage 0, CoT stage 1.
-        assert!(t.pairs.iter().all(|p| p.stage == (p.task == StudentTask::Cot) as u32));
+        assert!(t
+            .pairs
+            .iter()
+            .all(|p| p.stage == (p.task == StudentTask::Cot) as u32));
     }
 
     #[test]
     fn standard_from_gold_or_teacher() {
         let items = [ex("1", "3 + 4?", "( 3 + 4 )")];
-        let cots = [ann("1", "annotate", 0, "It is 7. So the answer is (4 + 3).", serde_json::json!({"correct": true}), true)];
-        let mut r = Recipe { name: RecipeName::Standard, ..Recipe::default() };
+        let cots = [ann(
+            "1",
+            "annotate",
+            0,
+            "It is 7. So the answer is (4 + 3).",
+            serde_json::json!({"correct": true}),
+            true,
+        )];
+        let mut r = Recipe {
+            name: RecipeName::Standard,
+            ..Recipe::default()
+        };
         assert!(r.teacher_stages().is_empty());
         let t = build(&r, TaskKind::Equation, &items, &Stored::default());
         assert_eq!(t.pairs[0].target, "The answer is (3 + 4).");
         r.label_source = LabelSource::Teacher;
-        let t = build(&r, TaskKind::Equation, &items, &Stored { cots: cots.to_vec(), ..Default::default() });
+        let t = build(
+            &r,
+            TaskKind::Equation,
+            &items,
+            &Stored {
+                cots: cots.to_vec(),
+                ..Default::default()
+            },
+        );
         assert_eq!(t.pairs[0].target, "The answer is (4 + 3).");
     }
 }

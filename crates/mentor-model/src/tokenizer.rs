@@ -174,7 +174,11 @@ impl TextTokenizer {
             vocab.insert(char::from_u32(c).unwrap().to_string(), b.into());
         }
         let special = |id: u32, content: &str| json!({"id": id, "content": content, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true});
-        for (id, t) in [(256, "<|endoftext|>"), (257, "<|im_start|>"), (258, "<|im_end|>")] {
+        for (id, t) in [
+            (256, "<|endoftext|>"),
+            (257, "<|im_start|>"),
+            (258, "<|im_end|>"),
+        ] {
             vocab.insert(t.into(), id.into());
         }
         let doc = json!({

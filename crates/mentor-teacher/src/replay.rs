@@ -78,17 +78,15 @@ impl Backend for ReplayBackend {
             let recs = self
                 .outputs
                 .get(&(item.example_id.clone(), item.purpose.clone()));
-            let text = recs
-                .and_then(|r| r.get(&req.sample_index))
-                .ok_or_else(|| {
-                    CallError::fatal(
-                        format!(
-                            "no recorded `{}` output #{} of `{}` for example {}",
-                            item.purpose, req.sample_index, self.source, item.example_id
-                        ),
-                        None,
-                    )
-                })?;
+            let text = recs.and_then(|r| r.get(&req.sample_index)).ok_or_else(|| {
+                CallError::fatal(
+                    format!(
+                        "no recorded `{}` output #{} of `{}` for example {}",
+                        item.purpose, req.sample_index, self.source, item.example_id
+                    ),
+                    None,
+                )
+            })?;
             Ok(Reply {
                 text: text.clone(),
                 raw: serde_json::json!({ "replay": self.source, "text": text }).to_string(),

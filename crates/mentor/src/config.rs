@@ -242,7 +242,10 @@ impl Config {
     pub fn prompts(&self) -> Result<mentor_core::prompt::Prompts> {
         let mut p = mentor_core::prompt::Prompts::default();
         p.system = self.prompts.system.clone();
-        for (name, file) in [("cot", &self.prompts.cot), ("self_eval", &self.prompts.self_eval)] {
+        for (name, file) in [
+            ("cot", &self.prompts.cot),
+            ("self_eval", &self.prompts.self_eval),
+        ] {
             if let Some(f) = file {
                 let text = std::fs::read_to_string(f)
                     .with_context(|| format!("prompts.{name}: cannot read {}", f.display()))?;
@@ -418,7 +421,11 @@ mod tests {
     fn prompt_files_are_read_relative_to_the_config_and_checked() {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir(d.path().join("p")).unwrap();
-        std::fs::write(d.path().join("p/cot.j2"), "Q: {{ question }} Think, then say The answer is N.").unwrap();
+        std::fs::write(
+            d.path().join("p/cot.j2"),
+            "Q: {{ question }} Think, then say The answer is N.",
+        )
+        .unwrap();
         std::fs::write(d.path().join("p/bad.j2"), "{% if %}").unwrap();
         let write = |se: &str| {
             std::fs::write(
@@ -429,10 +436,26 @@ mod tests {
             Config::load(&d.path().join("exp.toml")).unwrap()
         };
         let cfg = write("");
-        let ex = mentor_core::Example { id: "1".into(), question: "2 + 2?".into(), answer: "4".into(), choices: vec![], explanation: None };
-        let (_, user) = cfg.prompts().unwrap().cot(mentor_core::TaskKind::Numeric, &ex).unwrap();
+        let ex = mentor_core::Example {
+            id: "1".into(),
+            question: "2 + 2?".into(),
+            answer: "4".into(),
+            choices: vec![],
+            explanation: None,
+        };
+        let (_, user) = cfg
+            .prompts()
+            .unwrap()
+            .cot(mentor_core::TaskKind::Numeric, &ex)
+            .unwrap();
         assert_eq!(user, "Q: 2 + 2? Think, then say The answer is N.");
-        let err = write("self_eval = \"p/bad.j2\"").prompts().unwrap_err().to_string();
-        assert!(err.contains("prompts.self_eval") && err.contains("bad.j2"), "{err}");
+        let err = write("self_eval = \"p/bad.j2\"")
+            .prompts()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("prompts.self_eval") && err.contains("bad.j2"),
+            "{err}"
+        );
     }
 }

@@ -40,33 +40,44 @@ impl LocalBackend {
             .name("local-teacher".into())
             .spawn(move || worker(load, rx, batch.max(1)))
             .expect("spawn the local teacher thread");
-        LocalBackend { name, queue: Mutex::new(tx) }
+        LocalBackend {
+            name,
+            queue: Mutex::new(tx),
+        }
     }
 }
 
-fn prepare(tokenizer: &TextTokenizer, req: &ChatRequest) -> Result<(Vec<u32>, SamplingParams), CallError> {
-        let msgs: Vec<ChatMessage> = req
-            .messages
-            .iter()
-            .map(|m| {
-                let role = serde_json::to_value(&m.role).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
-                ChatMessage::new(&role, m.content.clone())
-            })
-            .collect();
-        let text = tokenizer
-            .apply_chat_template(&msgs, true)
-            .map_err(|e| CallError::fatal(format!("chat template: {e}"), None))?;
-        let ids = tokenizer.encode(&text).map_err(|e| CallError::fatal(format!("tokenizer: {e}"), None))?;
-        let params = SamplingParams {
-            max_new_tokens: req.max_tokens.unwrap_or(512) as usize,
-            temperature: req.temperature.unwrap_or(DEFAULT_TEMPERATURE),
-            top_p: req.top_p.unwrap_or(1.0),
-            seed: req.seed.unwrap_or(req.sample_index as u64),
-            stop: req.stop.clone(),
-            ignore_eos: false,
-        };
-        params.validate().map_err(|e| CallError::fatal(e, None))?;
-        Ok((ids, params))
+fn prepare(
+    tokenizer: &TextTokenizer,
+    req: &ChatRequest,
+) -> Result<(Vec<u32>, SamplingParams), CallError> {
+    let msgs: Vec<ChatMessage> = req
+        .messages
+        .iter()
+        .map(|m| {
+            let role = serde_json::to_value(&m.role)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default();
+            ChatMessage::new(&role, m.content.clone())
+        })
+        .collect();
+    let text = tokenizer
+        .apply_chat_template(&msgs, true)
+        .map_err(|e| CallError::fatal(format!("chat template: {e}"), None))?;
+    let ids = tokenizer
+        .encode(&text)
+        .map_err(|e| CallError::fatal(format!("tokenizer: {e}"), None))?;
+    let params = SamplingParams {
+        max_new_tokens: req.max_tokens.unwrap_or(512) as usize,
+        temperature: req.temperature.unwrap_or(DEFAULT_TEMPERATURE),
+        top_p: req.top_p.unwrap_or(1.0),
+        seed: req.seed.unwrap_or(req.sample_index as u64),
+        stop: req.stop.clone(),
+        ignore_eos: false,
+    };
+    params.validate().map_err(|e| CallError::fatal(e, None))?;
+    Ok((ids, params))
 }
 
 fn worker(load: Loader, rx: mpsc::Receiver<Job>, batch: usize) {
@@ -133,7 +144,10 @@ fn worker(load: Loader, rx: mpsc::Receiver<Job>, batch: usize) {
             }
             Err(e) => {
                 for j in jobs {
-                    let _ = j.reply.send(Err(CallError::fatal(format!("local generation failed: {e}"), None)));
+                    let _ = j.reply.send(Err(CallError::fatal(
+                        format!("local generation failed: {e}"),
+                        None,
+                    )));
                 }
             }
         }
@@ -146,7 +160,12 @@ impl Backend for LocalBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { seed: true, logprobs: false, stop: true, free: true }
+        Capabilities {
+            seed: true,
+            logprobs: false,
+            stop: true,
+            free: true,
+        }
     }
 
     fn call<'a>(&'a self, req: &'a ChatRequest) -> BoxFuture<'a, Result<Reply, CallError>> {
@@ -155,9 +174,13 @@ impl Backend for LocalBackend {
             self.queue
                 .lock()
                 .unwrap()
-                .send(Job { req: req.clone(), reply: tx })
+                .send(Job {
+                    req: req.clone(),
+                    reply: tx,
+                })
                 .map_err(|_| CallError::fatal("the local teacher's worker has stopped", None))?;
-            rx.await.map_err(|_| CallError::fatal("the local teacher's worker has stopped", None))?
+            rx.await
+                .map_err(|_| CallError::fatal("the local teacher's worker has stopped", None))?
         })
     }
 }

@@ -68,7 +68,11 @@ pub fn load_student(
     spec: &str,
     tuning: mentor_model::load::Tuning,
     seed: u64,
-) -> Result<(mentor_model::load::Student, mentor_model::TextTokenizer, PathBuf)> {
+) -> Result<(
+    mentor_model::load::Student,
+    mentor_model::TextTokenizer,
+    PathBuf,
+)> {
     use anyhow::Context;
     use mentor_model::load::{read_weights, Student};
     let path = resolve(spec)?;

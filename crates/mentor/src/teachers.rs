@@ -93,7 +93,9 @@ fn extra(t: &TeacherConfig) -> Result<serde_json::Value> {
 fn fair_replay(name: &str, member: &str, cfg: &Config) -> Result<ReplayBackend> {
     use mentor_data::recorded::{fair_id, load_fair, FAIR_TEACHERS};
     if !FAIR_TEACHERS.contains(&member) {
-        bail!("teacher `{name}`: unknown FAIR committee member `{member}` (one of {FAIR_TEACHERS:?})");
+        bail!(
+            "teacher `{name}`: unknown FAIR committee member `{member}` (one of {FAIR_TEACHERS:?})"
+        );
     }
     let dir = mentor_data::shared_subdir("fair", "fair-svamp", "the FAIR release files")
         .map_err(|e| anyhow!("teacher `{name}`: {e}"))?;
@@ -102,7 +104,9 @@ fn fair_replay(name: &str, member: &str, cfg: &Config) -> Result<ReplayBackend> 
     let config_name_of = |m: &str| {
         cfg.teachers
             .iter()
-            .find(|(_, t)| t.kind == TeacherKind::Replay && t.source.as_deref() == Some(&format!("fair:{m}")))
+            .find(|(_, t)| {
+                t.kind == TeacherKind::Replay && t.source.as_deref() == Some(&format!("fair:{m}"))
+            })
             .map(|(n, _)| n)
     };
     let mut r = ReplayBackend::new(format!("fair:{member}"));
@@ -116,11 +120,17 @@ fn fair_replay(name: &str, member: &str, cfg: &Config) -> Result<ReplayBackend> 
             r.add(&id, "rationale", x.clone());
         }
         for (author, out) in &m.teachers {
-            let Some(pos) = config_name_of(author).and_then(|n| names.iter().position(|x| *x == n)) else {
+            let Some(pos) = config_name_of(author).and_then(|n| names.iter().position(|x| *x == n))
+            else {
                 continue;
             };
             if let Some((_, score)) = out.peer_scores.iter().find(|(rev, _)| rev == member) {
-                r.add_at(&id, "review", pos as u32, format!("[{}]", score.to_string().trim_matches('"')));
+                r.add_at(
+                    &id,
+                    "review",
+                    pos as u32,
+                    format!("[{}]", score.to_string().trim_matches('"')),
+                );
             }
         }
     }
@@ -133,8 +143,12 @@ fn fair_replay(name: &str, member: &str, cfg: &Config) -> Result<ReplayBackend> 
 /// occurrence.
 fn minds_mirror_replay(name: &str, ds: &Dataset) -> Result<ReplayBackend> {
     use mentor_methods::annotate::SELF_EVAL_STRIDE;
-    let dir = mentor_data::shared_subdir("minds-mirror", "minds-mirror-svamp", "the Mind's Mirror release files")
-        .map_err(|e| anyhow!("teacher `{name}`: {e}"))?;
+    let dir = mentor_data::shared_subdir(
+        "minds-mirror",
+        "minds-mirror-svamp",
+        "the Mind's Mirror release files",
+    )
+    .map_err(|e| anyhow!("teacher `{name}`: {e}"))?;
     let mut r = ReplayBackend::new("gpt-3.5-turbo (minds-mirror release)");
     for split in ["train", "test"] {
         for q in mentor_data::recorded::load_minds_mirror(&dir, split)? {
@@ -145,14 +159,22 @@ fn minds_mirror_replay(name: &str, ds: &Dataset) -> Result<ReplayBackend> {
                 if seen.insert(key) {
                     let d = (seen.len() - 1) as u32;
                     for (m, e) in q.evaluations[k].iter().enumerate() {
-                        r.add_at(&q.id, "self-eval", d * SELF_EVAL_STRIDE + m as u32, e.clone());
+                        r.add_at(
+                            &q.id,
+                            "self-eval",
+                            d * SELF_EVAL_STRIDE + m as u32,
+                            e.clone(),
+                        );
                     }
                 }
             }
         }
     }
     if r.is_empty() {
-        bail!("teacher `{name}`: no recorded Mind's Mirror outputs for `{}`", ds.name);
+        bail!(
+            "teacher `{name}`: no recorded Mind's Mirror outputs for `{}`",
+            ds.name
+        );
     }
     Ok(r)
 }
@@ -161,12 +183,32 @@ fn backend(name: &str, t: &TeacherConfig, ds: &Dataset, cfg: &Config) -> Result<
     let timeout = Duration::from_secs_f64(t.timeout_s.max(0.1));
     Ok(match t.kind {
         TeacherKind::Openai => {
-            let url = t.base_url.as_deref().ok_or_else(|| anyhow!("teacher `{name}`: `base_url` is required (e.g. http://127.0.0.1:8000/v1)"))?;
-            Arc::new(OpenAiBackend::new(url, t.model.as_deref().unwrap_or_default(), key(name, t)?, extra(t)?, timeout).map_err(|e| anyhow!("teacher `{name}`: {e}"))?)
+            let url = t.base_url.as_deref().ok_or_else(|| {
+                anyhow!("teacher `{name}`: `base_url` is required (e.g. http://127.0.0.1:8000/v1)")
+            })?;
+            Arc::new(
+                OpenAiBackend::new(
+                    url,
+                    t.model.as_deref().unwrap_or_default(),
+                    key(name, t)?,
+                    extra(t)?,
+                    timeout,
+                )
+                .map_err(|e| anyhow!("teacher `{name}`: {e}"))?,
+            )
         }
         TeacherKind::Anthropic => {
             let url = t.base_url.as_deref().unwrap_or("https://api.anthropic.com");
-            Arc::new(AnthropicBackend::new(url, t.model.as_deref().unwrap_or_default(), key(name, t)?, extra(t)?, timeout).map_err(|e| anyhow!("teacher `{name}`: {e}"))?)
+            Arc::new(
+                AnthropicBackend::new(
+                    url,
+                    t.model.as_deref().unwrap_or_default(),
+                    key(name, t)?,
+                    extra(t)?,
+                    timeout,
+                )
+                .map_err(|e| anyhow!("teacher `{name}`: {e}"))?,
+            )
         }
         TeacherKind::Replay => {
             let source = t.source.clone().unwrap_or_else(|| "palm-540b".into());
@@ -186,7 +228,10 @@ fn backend(name: &str, t: &TeacherConfig, ds: &Dataset, cfg: &Config) -> Result<
             Arc::new(r)
         }
         TeacherKind::Local => {
-            let spec = t.model.clone().unwrap_or_else(|| DEFAULT_LOCAL_TEACHER.into());
+            let spec = t
+                .model
+                .clone()
+                .unwrap_or_else(|| DEFAULT_LOCAL_TEACHER.into());
             // Fail now on a missing model, but load it only when a request comes.
             crate::models::resolve(&spec).map_err(|e| anyhow!("teacher `{name}`: {e:#}"))?;
             let (n, s) = (name.to_string(), spec.clone());
@@ -195,7 +240,11 @@ fn backend(name: &str, t: &TeacherConfig, ds: &Dataset, cfg: &Config) -> Result<
                 let m = crate::models::load_for_inference(&s)?;
                 Ok((m.model, m.tokenizer))
             });
-            Arc::new(crate::local_teacher::LocalBackend::start(format!("local:{spec}"), load, t.max_in_flight))
+            Arc::new(crate::local_teacher::LocalBackend::start(
+                format!("local:{spec}"),
+                load,
+                t.max_in_flight,
+            ))
         }
     })
 }

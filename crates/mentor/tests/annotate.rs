@@ -67,7 +67,12 @@ async fn annotate_in(dir: &Path) -> std::process::Output {
 /// Waits (up to a minute) until the server has received `n` requests in all.
 async fn wait_for_requests(server: &LoopbackServer, n: u64) {
     for _ in 0..6000 {
-        if server.stats.requests.load(std::sync::atomic::Ordering::SeqCst) >= n {
+        if server
+            .stats
+            .requests
+            .load(std::sync::atomic::Ordering::SeqCst)
+            >= n
+        {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -96,7 +101,10 @@ async fn killed_at_random_points_and_resumed_every_item_is_annotated_once() {
     // start-up time varies on a loaded machine)
     let kills_ms = [180u64, 90, 260, 140, 70];
     for ms in kills_ms {
-        let seen = server.stats.requests.load(std::sync::atomic::Ordering::SeqCst);
+        let seen = server
+            .stats
+            .requests
+            .load(std::sync::atomic::Ordering::SeqCst);
         let mut child = mentor(d.path(), &["annotate", "exp.toml", "--json"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -195,10 +195,7 @@ fn missing_asset_error_says_which_command_fetches_it() {
 #[test]
 fn unbuilt_subcommands_say_so_and_exit_69() {
     let d = tempfile::tempdir().unwrap();
-    for args in [
-        vec!["serve", "--model", "m"],
-        vec!["import", "d"],
-    ] {
+    for args in [vec!["serve", "--model", "m"], vec!["import", "d"]] {
         let o = mentor(&args, d.path());
         assert_eq!(o.status.code(), Some(69), "{args:?}");
         assert!(String::from_utf8_lossy(&o.stderr).contains("not built yet"));
@@ -314,7 +311,14 @@ fn init_then_distill_records_data_and_recorded_teacher_and_reruns_cleanly() {
         .replace("# valid_limit = 64", "valid_limit = 2\nmax_new_tokens = 4");
     assert_ne!(edited, example);
     std::fs::write(d.path().join("exp.toml"), edited).unwrap();
-    let o = run(&["distill", "exp.toml", "--no-fetch", "--json", "--eval-limit", "2"]);
+    let o = run(&[
+        "distill",
+        "exp.toml",
+        "--no-fetch",
+        "--json",
+        "--eval-limit",
+        "2",
+    ]);
     let j = json_line(&o);
     assert_eq!(j["splits"]["train"], 720, "{j}");
     assert_eq!(j["recorded_teacher"]["train"]["n"], 720);
@@ -331,7 +335,14 @@ fn init_then_distill_records_data_and_recorded_teacher_and_reruns_cleanly() {
     assert_eq!(summary["training_set"]["pairs"]["label"], 720);
     assert_eq!(summary["accuracy_after"]["n"], 2);
     // a rerun adds nothing and pays nothing
-    let o = run(&["distill", "exp.toml", "--no-fetch", "--json", "--eval-limit", "2"]);
+    let o = run(&[
+        "distill",
+        "exp.toml",
+        "--no-fetch",
+        "--json",
+        "--eval-limit",
+        "2",
+    ]);
     assert!(o.status.success());
     let store = mentor_store::Store::open_run_dir(d.path().join("runs/exp")).unwrap();
     let counts: std::collections::HashMap<_, _> = store.counts().unwrap().into_iter().collect();

@@ -29,18 +29,29 @@ const TRAIN_AND_EVAL: &str = "[student]\nmodel = \"student\"\n\n\
 /// Runs `mentor ARGS --json` in `dir` and returns its summary line; fails the test on an error.
 fn mentor_json(dir: &Path, args: &[&str], extra_env: &[(&str, &Path)]) -> serde_json::Value {
     let mut c = Command::new(env!("CARGO_BIN_EXE_mentor"));
-    c.args(args).arg("--json").current_dir(dir).env("MENTOR_LOG", "warn");
+    c.args(args)
+        .arg("--json")
+        .current_dir(dir)
+        .env("MENTOR_LOG", "warn");
     for (k, v) in extra_env {
         c.env(k, v);
     }
     let out = c.output().unwrap();
     let s = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{s}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{s}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_str(s.lines().last().unwrap()).unwrap()
 }
 
 fn distill(dir: &Path, extra_env: &[(&str, &Path)]) -> serde_json::Value {
-    mentor_json(dir, &["distill", "exp.toml", "--eval-limit", "3", "--threads", "1"], extra_env)
+    mentor_json(
+        dir,
+        &["distill", "exp.toml", "--eval-limit", "3", "--threads", "1"],
+        extra_env,
+    )
 }
 
 fn shared_data() -> Option<std::path::PathBuf> {
@@ -63,7 +74,11 @@ fn annotate_example(name: &str, needs: &str) -> Option<serde_json::Value> {
     let d = tempfile::tempdir().unwrap();
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../examples/{name}.toml"));
     let env = [("MENTOR_SHARED_DATA", shared.as_path())];
-    Some(mentor_json(d.path(), &["annotate", example.to_str().unwrap(), "--run-dir", "run"], &env))
+    Some(mentor_json(
+        d.path(),
+        &["annotate", example.to_str().unwrap(), "--run-dir", "run"],
+        &env,
+    ))
 }
 
 fn svamp_replay_config(dir: &Path, recipe: &str) {
@@ -85,12 +100,19 @@ fn standard_learns_gold_labels_and_asks_no_teacher() {
     svamp_replay_config(d.path(), "name = \"standard\"");
     let j = distill(d.path(), &[("MENTOR_SHARED_DATA", &shared)]);
     assert_eq!(j["teacher"]["calls"], 0, "{j}");
-    assert_eq!(j["training_set"]["pairs"], serde_json::json!({ "label": 6 }));
+    assert_eq!(
+        j["training_set"]["pairs"],
+        serde_json::json!({ "label": 6 })
+    );
     assert_eq!(j["training"][0]["steps"], 2);
     assert_eq!(j["accuracy_after"]["n"], 3);
     assert_eq!(j["accuracy_before"]["n"], 3);
     assert_eq!(j["eval_mode"], "label");
-    assert!(d.path().join(j["student"].as_str().unwrap()).join("tokenizer.json").is_file());
+    assert!(d
+        .path()
+        .join(j["student"].as_str().unwrap())
+        .join("tokenizer.json")
+        .is_file());
 }
 
 #[test]
@@ -98,7 +120,10 @@ fn step_by_step_trains_label_and_rationale_from_the_recorded_teacher() {
     let Some(shared) = shared_data() else { return };
     let d = tempfile::tempdir().unwrap();
     tiny_student(&d.path().join("student"));
-    svamp_replay_config(d.path(), "name = \"step-by-step\"\nalpha = 0.3\nfilter_correct = true");
+    svamp_replay_config(
+        d.path(),
+        "name = \"step-by-step\"\nalpha = 0.3\nfilter_correct = true",
+    );
     let j = distill(d.path(), &[("MENTOR_SHARED_DATA", &shared)]);
     // One recorded PaLM CoT per train item, replayed for free.
     assert_eq!(j["teacher"]["calls"], 6, "{j}");
@@ -115,12 +140,23 @@ fn step_by_step_trains_label_and_rationale_from_the_recorded_teacher() {
     // The training pairs' weights reach the loop: α on labels, 1 − α on rationales.
     let log = std::fs::read_to_string(d.path().join("runs/exp/student/stage-0/log.jsonl")).unwrap();
     let first: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
-    let tasks: Vec<&String> = first["log"]["task_loss"].as_object().unwrap().keys().collect();
-    assert!(tasks.iter().all(|t| *t == "label" || *t == "rationale"), "{tasks:?}");
+    let tasks: Vec<&String> = first["log"]["task_loss"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    assert!(
+        tasks.iter().all(|t| *t == "label" || *t == "rationale"),
+        "{tasks:?}"
+    );
 
     // The training set exports for other trainers, the student as an HF directory.
     let export = |format: &str| {
-        mentor_json(d.path(), &["export", "runs/exp", "--format", format], &[("MENTOR_SHARED_DATA", &shared)]);
+        mentor_json(
+            d.path(),
+            &["export", "runs/exp", "--format", format],
+            &[("MENTOR_SHARED_DATA", &shared)],
+        );
         d.path().join("runs/exp/export").join(format)
     };
     let trl = std::fs::read_to_string(export("trl").join("train.jsonl")).unwrap();
@@ -131,11 +167,19 @@ fn step_by_step_trains_label_and_rationale_from_the_recorded_teacher() {
     let dss = std::fs::read_to_string(export("dss").join("train.jsonl")).unwrap();
     assert_eq!(dss.lines().count(), 6);
     let row: serde_json::Value = serde_json::from_str(dss.lines().next().unwrap()).unwrap();
-    assert!(row["input"].is_string() && row["label"].as_str().unwrap().starts_with("The answer is"));
+    assert!(
+        row["input"].is_string() && row["label"].as_str().unwrap().starts_with("The answer is")
+    );
     let lf = export("llamafactory");
     assert!(lf.join("dataset_info.json").is_file() && lf.join("README.md").is_file());
     let hf = export("hf");
-    for f in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "README.md"] {
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "README.md",
+    ] {
         assert!(hf.join(f).is_file(), "{f}");
     }
 }
@@ -168,7 +212,11 @@ fn mirror_teacher() -> mentor_teacher::loopback::Answerer {
         } else if n == 1 {
             format!("{a} plus {b} makes {}. The answer is {}.", a + b, a + b)
         } else {
-            format!("{a} plus {b} makes {}. The answer is {}.", a + b + 1, a + b + 1)
+            format!(
+                "{a} plus {b} makes {}. The answer is {}.",
+                a + b + 1,
+                a + b + 1
+            )
         }
     })
 }
@@ -184,7 +232,13 @@ async fn minds_mirror_samples_cots_judges_them_and_trains_both_tasks_in_two_stag
     let d = tempfile::tempdir().unwrap();
     tiny_student(&d.path().join("student"));
     let rows: String = (0..10)
-        .map(|i| format!("{{\"id\": \"q{i}\", \"question\": \"What is {i} plus {}?\", \"answer\": {}}}\n", i + 2, 2 * i + 2))
+        .map(|i| {
+            format!(
+                "{{\"id\": \"q{i}\", \"question\": \"What is {i} plus {}?\", \"answer\": {}}}\n",
+                i + 2,
+                2 * i + 2
+            )
+        })
         .collect();
     std::fs::write(d.path().join("toy.jsonl"), rows).unwrap();
     std::fs::write(
@@ -198,19 +252,37 @@ async fn minds_mirror_samples_cots_judges_them_and_trains_both_tasks_in_two_stag
     )
     .unwrap();
     let dir = d.path().to_path_buf();
-    let j = tokio::task::spawn_blocking(move || distill(&dir, &[])).await.unwrap();
+    let j = tokio::task::spawn_blocking(move || distill(&dir, &[]))
+        .await
+        .unwrap();
     // 6 train items × (2 CoTs + 2 distinct CoTs × 2 self-evaluations) = 36 calls.
     assert_eq!(j["teacher"]["calls"], 36, "{j}");
     let st = &j["training_set"];
-    assert_eq!((st["cots"].as_u64(), st["cots_kept"].as_u64(), st["cots_duplicate"].as_u64()), (Some(12), Some(12), Some(0)));
+    assert_eq!(
+        (
+            st["cots"].as_u64(),
+            st["cots_kept"].as_u64(),
+            st["cots_duplicate"].as_u64()
+        ),
+        (Some(12), Some(12), Some(0))
+    );
     assert_eq!(st["pairs"]["cot"], 12);
     assert_eq!(st["pairs"]["self-eval"], 24);
-    assert_eq!(st["verdicts"], serde_json::json!({ "correct": 12, "wrong": 6, "uncertain": 6 }));
+    assert_eq!(
+        st["verdicts"],
+        serde_json::json!({ "correct": 12, "wrong": 6, "uncertain": 6 })
+    );
     assert_eq!(st["verdict_agreement"], 0.75);
     // Two stages: self-evaluation (0), then CoT (1), each its own directory and run.
     let stages = j["training"].as_array().unwrap();
     assert_eq!(stages.len(), 2);
-    assert_eq!((stages[0]["examples"].as_u64(), stages[1]["examples"].as_u64()), (Some(24), Some(12)));
+    assert_eq!(
+        (
+            stages[0]["examples"].as_u64(),
+            stages[1]["examples"].as_u64()
+        ),
+        (Some(24), Some(12))
+    );
     assert!(j["student"].as_str().unwrap().ends_with("stage-1/best"));
     assert_eq!(j["eval_mode"], "self-eval-vote");
     assert_eq!(j["accuracy_after"]["n"], 2);
@@ -222,9 +294,14 @@ async fn minds_mirror_samples_cots_judges_them_and_trains_both_tasks_in_two_stag
 
 #[test]
 fn mapd_replay_of_the_fair_committee_reproduces_its_peer_review_outcome() {
-    let Some(j) = annotate_example("mapd-fair-replay", "fair") else { return };
+    let Some(j) = annotate_example("mapd-fair-replay", "fair") else {
+        return;
+    };
     // The release's outcome (data README): 286 / 221 / 319 accepted, 365 of 387 mistakes keep one.
-    assert_eq!(j["accepted"], serde_json::json!({ "gpt": 286, "gemini": 221, "mistral": 319 }));
+    assert_eq!(
+        j["accepted"],
+        serde_json::json!({ "gpt": 286, "gemini": 221, "mistral": 319 })
+    );
     assert_eq!(j["mistakes_with_accepted"], 365);
     let rv = &j["training_set"]["review"];
     assert_eq!(rv["mistakes"], 387);
@@ -232,7 +309,10 @@ fn mapd_replay_of_the_fair_committee_reproduces_its_peer_review_outcome() {
     assert_eq!(rv["teacher_calls_per_mistake"], 12.0);
     assert_eq!(rv["reviews"], 2322);
     // one feedback and one accepted rationale per mistake
-    assert_eq!(j["training_set"]["pairs"], serde_json::json!({ "feedback": 387, "cot": 365 }));
+    assert_eq!(
+        j["training_set"]["pairs"],
+        serde_json::json!({ "feedback": 387, "cot": 365 })
+    );
     // Replayed for free, and a rerun pays nothing again.
     assert_eq!(j["stages"]["reviews"]["total"]["done"], 2322);
 }
@@ -249,7 +329,13 @@ fn committee_teacher() -> mentor_teacher::loopback::Answerer {
         let (a, b) = (nums[0], nums[1]);
         if p.contains("Rate the proposed solution") {
             let right = p.contains(&format!("The answer is {}.", a + b));
-            if a == 3 { "I cannot rate this.".into() } else if right { "Clear and right. [4]".into() } else { "Wrong sum. [2/5]".into() }
+            if a == 3 {
+                "I cannot rate this.".into()
+            } else if right {
+                "Clear and right. [4]".into()
+            } else {
+                "Wrong sum. [2/5]".into()
+            }
         } else if p.contains("is wrong; the correct answer is") {
             format!("The student should add {a} and {b}, which gives {}.", a + b)
         } else {
@@ -261,16 +347,27 @@ fn committee_teacher() -> mentor_teacher::loopback::Answerer {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mapd_mines_the_students_mistakes_and_trains_on_peer_accepted_rationales() {
-    let server = LoopbackServer::start(LoopbackConfig { answer: committee_teacher(), ..Default::default() })
-        .await
-        .unwrap();
+    let server = LoopbackServer::start(LoopbackConfig {
+        answer: committee_teacher(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let d = tempfile::tempdir().unwrap();
     tiny_student(&d.path().join("student"));
     let rows: String = (0..10)
-        .map(|i| format!("{{\"id\": \"q{i}\", \"question\": \"What is {i} plus {}?\", \"answer\": {}}}\n", i + 2, 2 * i + 2))
+        .map(|i| {
+            format!(
+                "{{\"id\": \"q{i}\", \"question\": \"What is {i} plus {}?\", \"answer\": {}}}\n",
+                i + 2,
+                2 * i + 2
+            )
+        })
         .collect();
     std::fs::write(d.path().join("toy.jsonl"), rows).unwrap();
-    let teacher = |name: &str| format!("[teachers.{name}]\nkind = \"openai\"\nbase_url = \"{}\"\nmodel = \"{name}\"\nmax_in_flight = 2\n", server.base_url);
+    let teacher = |name: &str| {
+        format!("[teachers.{name}]\nkind = \"openai\"\nbase_url = \"{}\"\nmodel = \"{name}\"\nmax_in_flight = 2\n", server.base_url)
+    };
     std::fs::write(
         d.path().join("exp.toml"),
         format!(
@@ -282,7 +379,9 @@ async fn mapd_mines_the_students_mistakes_and_trains_on_peer_accepted_rationales
     )
     .unwrap();
     let dir = d.path().to_path_buf();
-    let j = tokio::task::spawn_blocking(move || distill(&dir, &[])).await.unwrap();
+    let j = tokio::task::spawn_blocking(move || distill(&dir, &[]))
+        .await
+        .unwrap();
     let rv = &j["training_set"]["review"];
     // A random tiny student gets every train question wrong: 6 mistakes.
     let m = rv["mistakes"].as_u64().unwrap();
@@ -295,12 +394,18 @@ async fn mapd_mines_the_students_mistakes_and_trains_on_peer_accepted_rationales
     let invalid = rv["reviews_invalid"].as_u64().unwrap();
     assert_eq!(rv["reviews"], 2 * m);
     let accepted = rv["per_teacher"]["big"]["accepted"].as_u64().unwrap();
-    assert_eq!(accepted, rv["per_teacher"]["small"]["accepted"].as_u64().unwrap());
+    assert_eq!(
+        accepted,
+        rv["per_teacher"]["small"]["accepted"].as_u64().unwrap()
+    );
     assert_eq!(rv["per_teacher"]["big"]["rejected_correct"], 0);
     // every accepted rationale is a right one, and every right one with a valid score is accepted
     assert_eq!(rv["per_teacher"]["big"]["accepted_correct"], accepted);
     assert_eq!(j["training_set"]["pairs"]["feedback"], 2 * m);
-    assert_eq!(j["training_set"]["pairs"]["cot"].as_u64().unwrap_or(0), 2 * accepted);
+    assert_eq!(
+        j["training_set"]["pairs"]["cot"].as_u64().unwrap_or(0),
+        2 * accepted
+    );
     assert!(invalid == 0 || invalid == 2);
     assert_eq!(j["eval_mode"], "cot");
     assert_eq!(j["accuracy_after"]["n"], 2);
@@ -308,14 +413,29 @@ async fn mapd_mines_the_students_mistakes_and_trains_on_peer_accepted_rationales
 
 #[test]
 fn minds_mirror_replay_of_the_release_dedupes_cots_and_reads_every_verdict() {
-    let Some(j) = annotate_example("minds-mirror-replay", "minds-mirror") else { return };
+    let Some(j) = annotate_example("minds-mirror-replay", "minds-mirror") else {
+        return;
+    };
     let st = &j["training_set"];
     // 2 train questions × 5 recorded CoTs, 2 of them repeats; 5 self-evaluations of each distinct one.
-    assert_eq!((st["cots"].as_u64(), st["cots_duplicate"].as_u64(), st["cots_kept"].as_u64()), (Some(10), Some(2), Some(8)));
+    assert_eq!(
+        (
+            st["cots"].as_u64(),
+            st["cots_duplicate"].as_u64(),
+            st["cots_kept"].as_u64()
+        ),
+        (Some(10), Some(2), Some(8))
+    );
     assert_eq!(st["self_evals"], 40);
     assert_eq!(st["self_evals_unparseable"], 0);
-    assert_eq!(st["verdicts"], serde_json::json!({ "correct": 38, "wrong": 2 }));
-    assert_eq!(st["pairs"], serde_json::json!({ "cot": 8, "self-eval": 40 }));
+    assert_eq!(
+        st["verdicts"],
+        serde_json::json!({ "correct": 38, "wrong": 2 })
+    );
+    assert_eq!(
+        st["pairs"],
+        serde_json::json!({ "cot": 8, "self-eval": 40 })
+    );
 }
 
 #[test]
@@ -324,7 +444,12 @@ fn the_local_teacher_answers_in_process_counts_tokens_and_is_cached() {
     tiny_student(&d.path().join("student"));
     tiny_student(&d.path().join("teacher"));
     let rows: String = (0..6)
-        .map(|i| format!("{{\"id\": \"q{i}\", \"question\": \"What is {i} plus 1?\", \"answer\": {}}}\n", i + 1))
+        .map(|i| {
+            format!(
+                "{{\"id\": \"q{i}\", \"question\": \"What is {i} plus 1?\", \"answer\": {}}}\n",
+                i + 1
+            )
+        })
         .collect();
     std::fs::write(d.path().join("toy.jsonl"), rows).unwrap();
     std::fs::write(
@@ -342,7 +467,10 @@ fn the_local_teacher_answers_in_process_counts_tokens_and_is_cached() {
     // A random model rarely writes an answer: replies without one are kept raw and counted.
     assert_eq!(j["annotations"]["rationales"], 12);
     assert_eq!(j["annotations"]["unparseable"], cots["unparseable"]);
-    assert!(cots["tokens"].as_u64().unwrap() > 12 * 20, "exact prompt + completion token counts");
+    assert!(
+        cots["tokens"].as_u64().unwrap() > 12 * 20,
+        "exact prompt + completion token counts"
+    );
     assert_eq!(cots["cost_usd"], 0.0);
     // Two seeded samples of one question differ (sampling at the recipe's temperature).
     let evals = j["stages"]["self-evals"]["total"]["done"].as_u64().unwrap();

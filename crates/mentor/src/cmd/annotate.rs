@@ -5,8 +5,10 @@ use crate::progress::items_bar;
 use crate::{run, teachers};
 use anyhow::{bail, Result};
 use mentor_core::Split;
+use mentor_methods::annotate::{
+    annotate_recipe, cot_jobs, request_for, AnnotateReport, AnnotateSpec,
+};
 use mentor_methods::recipe::COT_STAGE;
-use mentor_methods::annotate::{annotate_recipe, cot_jobs, request_for, AnnotateReport, AnnotateSpec};
 use serde_json::json;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -104,15 +106,29 @@ pub fn mine(r: &run::Run, items: &[mentor_core::Example]) -> Result<usize> {
     let (answers, source) = match r.cfg.recipe.mistakes_from {
         MistakesFrom::Recorded => {
             let by_id: std::collections::HashMap<&str, &mentor_data::RecordedOutput> =
-                r.ds.recorded.iter().map(|o| (o.example_id.as_str(), o)).collect();
+                r.ds.recorded
+                    .iter()
+                    .map(|o| (o.example_id.as_str(), o))
+                    .collect();
             let answers: Vec<_> = todo
                 .iter()
-                .filter_map(|e| by_id.get(e.id.as_str()).map(|o| ((*e).clone(), o.text.clone())))
+                .filter_map(|e| {
+                    by_id
+                        .get(e.id.as_str())
+                        .map(|o| ((*e).clone(), o.text.clone()))
+                })
                 .collect();
             if answers.is_empty() {
-                bail!("recipe.mistakes_from = \"recorded\", but `{}` has no recorded student answers", r.ds.name);
+                bail!(
+                    "recipe.mistakes_from = \"recorded\", but `{}` has no recorded student answers",
+                    r.ds.name
+                );
             }
-            let source = by_id.values().next().map(|o| o.source.clone()).unwrap_or_default();
+            let source = by_id
+                .values()
+                .next()
+                .map(|o| o.source.clone())
+                .unwrap_or_default();
             (answers, source)
         }
         MistakesFrom::Student => {
@@ -121,7 +137,9 @@ pub fn mine(r: &run::Run, items: &[mentor_core::Example]) -> Result<usize> {
             let prompts = r.cfg.prompts()?;
             let mut reqs = vec![];
             for (i, e) in todo.iter().enumerate() {
-                let (_, user) = prompts.cot(r.ds.task, e).map_err(|e| anyhow::anyhow!("prompt template `cot`: {e}"))?;
+                let (_, user) = prompts
+                    .cot(r.ds.task, e)
+                    .map_err(|e| anyhow::anyhow!("prompt template `cot`: {e}"))?;
                 let ids = mentor_methods::student::prompt_ids(&loaded.tokenizer, &user)?;
                 let params = SamplingParams {
                     max_new_tokens: r.cfg.eval.max_new_tokens,
@@ -133,13 +151,25 @@ pub fn mine(r: &run::Run, items: &[mentor_core::Example]) -> Result<usize> {
                 reqs.push((ids, params));
             }
             let bar = items_bar(reqs.len() as u64, "mine");
-            let gens = mentor_model::generate(&loaded.model, &loaded.tokenizer, &reqs, r.cfg.eval.batch, &mut |n| bar.inc(n as u64))?;
+            let gens = mentor_model::generate(
+                &loaded.model,
+                &loaded.tokenizer,
+                &reqs,
+                r.cfg.eval.batch,
+                &mut |n| bar.inc(n as u64),
+            )?;
             bar.finish_and_clear();
-            let answers = todo.iter().zip(gens).map(|(e, g)| ((*e).clone(), g.text)).collect();
+            let answers = todo
+                .iter()
+                .zip(gens)
+                .map(|(e, g)| ((*e).clone(), g.text))
+                .collect();
             (answers, "student".to_string())
         }
     };
-    Ok(record_student_answers(&r.store, &r.ds.name, r.ds.task, &answers, &source)?)
+    Ok(record_student_answers(
+        &r.store, &r.ds.name, r.ds.task, &answers, &source,
+    )?)
 }
 
 /// Runs the recipe's teacher stages over `items` with a progress bar per stage; Ctrl-C finishes
@@ -212,7 +242,14 @@ fn summarise(r: &run::Run, stages: &[(String, AnnotateReport)], n_items: usize) 
         for (name, x) in &report.teachers {
             human += &format!(
                 "  {:<14} {:>7} {:>7} {:>7} {:>7} {:>9} {:>12} {:>8.4}\n",
-                name, x.done + x.already, x.cached, x.failed, x.not_sent, x.unparseable, x.correct, x.cost_usd
+                name,
+                x.done + x.already,
+                x.cached,
+                x.failed,
+                x.not_sent,
+                x.unparseable,
+                x.correct,
+                x.cost_usd
             );
             per_teacher.insert(name.clone(), serde_json::to_value(x)?);
         }
@@ -270,7 +307,11 @@ fn summarise(r: &run::Run, stages: &[(String, AnnotateReport)], n_items: usize) 
             .iter()
             .filter(|a| a.parsed.as_ref().and_then(|p| p["correct"].as_bool()) == Some(true))
             .count();
-        (anns.len(), correct, anns.iter().filter(|a| !a.parse_ok).count())
+        (
+            anns.len(),
+            correct,
+            anns.iter().filter(|a| !a.parse_ok).count(),
+        )
     };
     Ok(Summary {
         human,
@@ -304,7 +345,10 @@ fn dry_run(
         Some(TeacherStage::Cots { samples }) => *samples,
         _ => 1,
     };
-    let spec = AnnotateSpec { samples: cot_samples, ..base.clone() };
+    let spec = AnnotateSpec {
+        samples: cot_samples,
+        ..base.clone()
+    };
     let jobs = cot_jobs(&prompts, r.ds.task, items, cot_samples).map_err(anyhow::Error::msg)?;
     let done: std::collections::HashSet<(String, String, u32)> = r
         .store
@@ -323,7 +367,12 @@ fn dry_run(
             if done.contains(&(t.name().to_string(), job.example.id.clone(), job.sample)) {
                 continue;
             }
-            let req = t.configure(request_for(job, &r.ds.name, &spec, t.backend().capabilities().seed));
+            let req = t.configure(request_for(
+                job,
+                &r.ds.name,
+                &spec,
+                t.backend().capabilities().seed,
+            ));
             if t.cached(&req)?.is_some() {
                 cached += 1;
                 continue;
@@ -337,8 +386,15 @@ fn dry_run(
         // Self-evaluations: one per (CoT, m), each prompt carrying its CoT (≤ max_tokens).
         if let Some(TeacherStage::SelfEvals { per_cot }) = stages.get(1) {
             let n = jobs.len() as u64 * *per_cot as u64;
-            let (p, c) = (n * (p_tok / calls.max(1) + base.max_tokens as u64), n * base.max_tokens as u64);
-            let scale = if p_tok + c_tok > 0 { usd / (p_tok + c_tok) as f64 } else { 0.0 };
+            let (p, c) = (
+                n * (p_tok / calls.max(1) + base.max_tokens as u64),
+                n * base.max_tokens as u64,
+            );
+            let scale = if p_tok + c_tok > 0 {
+                usd / (p_tok + c_tok) as f64
+            } else {
+                0.0
+            };
             calls += n;
             p_tok += p;
             c_tok += c;

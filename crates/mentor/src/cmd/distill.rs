@@ -67,7 +67,10 @@ const PENDING: &[&str] = &[
 pub fn run(a: Args) -> Result<Summary> {
     crate::models::set_threads(a.threads);
     if let Some(path) = &a.config {
-        let run_dir = a.run_dir.clone().unwrap_or_else(|| default_run_dir(Some(path)));
+        let run_dir = a
+            .run_dir
+            .clone()
+            .unwrap_or_else(|| default_run_dir(Some(path)));
         return run_recipe(path, run_dir, &a);
     }
     let run_dir = a
@@ -166,7 +169,11 @@ fn run_recipe(path: &Path, run_dir: PathBuf, a: &Args) -> Result<Summary> {
                 anyhow::bail!("teacher stage {stage} stopped early ({why}); rerun to resume");
             }
             if rep.total().failed > 0 {
-                tracing::warn!("teacher stage {stage}: {} calls failed ({:?}); they are retried on rerun", rep.total().failed, rep.failures);
+                tracing::warn!(
+                    "teacher stage {stage}: {} calls failed ({:?}); they are retried on rerun",
+                    rep.total().failed,
+                    rep.failures
+                );
             }
             teacher_stages.insert(stage, serde_json::to_value(rep.total())?);
         }
@@ -175,7 +182,8 @@ fn run_recipe(path: &Path, run_dir: PathBuf, a: &Args) -> Result<Summary> {
     let before = if a.no_before {
         None
     } else {
-        let (rep, _, _) = super::eval::eval_model(&r, &r.cfg.student.model, Split::Test, mode, a.eval_limit)?;
+        let (rep, _, _) =
+            super::eval::eval_model(&r, &r.cfg.student.model, Split::Test, mode, a.eval_limit)?;
         Some(rep)
     };
     let trained = super::train::train_student(&r)?;
@@ -183,10 +191,15 @@ fn run_recipe(path: &Path, run_dir: PathBuf, a: &Args) -> Result<Summary> {
         anyhow::bail!("training interrupted; rerun the same command to resume");
     }
     let model = trained.model_dir.display().to_string();
-    let (after, predictions, _) = super::eval::eval_model(&r, &model, Split::Test, mode, a.eval_limit)?;
+    let (after, predictions, _) =
+        super::eval::eval_model(&r, &model, Split::Test, mode, a.eval_limit)?;
     let ledger = r.store.lock().unwrap().ledger()?;
     let (calls, tokens, cost) = ledger.iter().fold((0, 0, 0.0), |(c, t, d), l| {
-        (c + l.calls_ok + l.calls_failed, t + l.prompt_tokens + l.completion_tokens, d + l.cost_usd)
+        (
+            c + l.calls_ok + l.calls_failed,
+            t + l.prompt_tokens + l.completion_tokens,
+            d + l.cost_usd,
+        )
     });
     let acc = |e: &mentor_methods::evaluate::EvalReport| json!({ "n": e.n, "correct": e.correct, "accuracy": e.accuracy, "ci95": e.ci95, "unparseable": e.unparseable });
     let stages: Vec<_> = trained.stages.iter().map(|s| json!({
@@ -208,7 +221,14 @@ fn run_recipe(path: &Path, run_dir: PathBuf, a: &Args) -> Result<Summary> {
         "predictions": predictions,
     });
     write_summary(&run_dir, &summary)?;
-    let pct = |e: &mentor_methods::evaluate::EvalReport| format!("{:.1}% ± {:.1} (n={})", 100.0 * e.accuracy, 100.0 * e.ci95, e.n);
+    let pct = |e: &mentor_methods::evaluate::EvalReport| {
+        format!(
+            "{:.1}% ± {:.1} (n={})",
+            100.0 * e.accuracy,
+            100.0 * e.ci95,
+            e.n
+        )
+    };
     let human = format!(
         "run {}: {} on {} ({})\nteacher: {calls} calls, {tokens} tokens, ${cost:.4}\ntraining set: {:?}\ntest accuracy ({}): before {} → after {}\nstudent: {model}\nsummary: {}",
         run_dir.display(),
@@ -221,7 +241,10 @@ fn run_recipe(path: &Path, run_dir: PathBuf, a: &Args) -> Result<Summary> {
         pct(&after),
         run_dir.join("summary.json").display()
     );
-    Ok(Summary { human, json: summary })
+    Ok(Summary {
+        human,
+        json: summary,
+    })
 }
 
 /// Stores recorded teacher outputs as annotations (parsed answer, correctness) and returns the

@@ -62,7 +62,10 @@ pub fn run(a: Args) -> Result<Summary> {
                 bail!("--data needs --model (or give a CONFIG)");
             }
             let cfg = Config::for_data(DatasetSpec::builtin(d));
-            let dir = a.run_dir.clone().unwrap_or_else(|| PathBuf::from("runs/eval"));
+            let dir = a
+                .run_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("runs/eval"));
             let j = serde_json::to_string(&cfg)?;
             run::open_with(cfg, dir, &j)?
         }
@@ -107,7 +110,12 @@ pub fn run(a: Args) -> Result<Summary> {
 pub fn trained_model(r: &Run) -> Result<PathBuf> {
     let dir = r.dir.join("student");
     let mut stages: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.join("best/model.safetensors").is_file()).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.join("best/model.safetensors").is_file())
+                .collect()
+        })
         .unwrap_or_default();
     stages.sort();
     match stages.last() {
@@ -138,26 +146,60 @@ pub fn eval_model(
         InferenceMode::Vote => r.cfg.eval.samples,
         InferenceMode::SelfEvalVote => 2 * r.cfg.eval.samples,
     };
-    let bar = items_bar((items.len() * per_item) as u64, &format!("eval {}", mode.as_str()));
+    let bar = items_bar(
+        (items.len() * per_item) as u64,
+        &format!("eval {}", mode.as_str()),
+    );
     let started = Instant::now();
-    let rep = evaluate(&loaded.model, &loaded.tokenizer, r.ds.task, &items, mode, &r.cfg.eval, &mut |n| bar.inc(n as u64))?;
+    let rep = evaluate(
+        &loaded.model,
+        &loaded.tokenizer,
+        r.ds.task,
+        &items,
+        mode,
+        &r.cfg.eval,
+        &mut |n| bar.inc(n as u64),
+    )?;
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     let file = write_predictions(&r.dir, model, split, mode, &rep)?;
     let mut s = r.store.lock().unwrap();
-    s.log_metric(None, None, Some(split.as_str()), &format!("eval/{}/{}", mode.as_str(), tag(model)), rep.accuracy)?;
+    s.log_metric(
+        None,
+        None,
+        Some(split.as_str()),
+        &format!("eval/{}/{}", mode.as_str(), tag(model)),
+        rep.accuracy,
+    )?;
     Ok((rep, file, secs))
 }
 
 fn tag(model: &str) -> String {
-    model.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' }).collect()
+    model
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
-fn write_predictions(dir: &Path, model: &str, split: Split, mode: InferenceMode, rep: &EvalReport) -> Result<PathBuf> {
+fn write_predictions(
+    dir: &Path,
+    model: &str,
+    split: Split,
+    mode: InferenceMode,
+    rep: &EvalReport,
+) -> Result<PathBuf> {
     let eval_dir = dir.join("eval");
     std::fs::create_dir_all(&eval_dir)?;
     let file = eval_dir.join(format!("{}.{}.{}.jsonl", tag(model), split, mode.as_str()));
-    let mut f = std::io::BufWriter::new(std::fs::File::create(&file).with_context(|| file.display().to_string())?);
+    let mut f = std::io::BufWriter::new(
+        std::fs::File::create(&file).with_context(|| file.display().to_string())?,
+    );
     for it in &rep.items {
         writeln!(f, "{}", serde_json::to_string(it)?)?;
     }

@@ -49,16 +49,26 @@ pub struct Args {
 pub fn run(a: Args) -> Result<Summary> {
     let store_path = a.run.join("mentor.sqlite");
     if !store_path.is_file() {
-        bail!("{} is not a run directory (no mentor.sqlite)", a.run.display());
+        bail!(
+            "{} is not a run directory (no mentor.sqlite)",
+            a.run.display()
+        );
     }
     let config_json = mentor_store::Store::open_run_dir(&a.run)?
         .meta("config")?
         .ok_or_else(|| anyhow!("{}: the run store has no config", store_path.display()))?;
-    let cfg: Config = serde_json::from_str(&config_json)
-        .map_err(|e| anyhow!("{}: the stored config does not parse ({e}); was it made by another mentor version?", store_path.display()))?;
+    let cfg: Config = serde_json::from_str(&config_json).map_err(|e| {
+        anyhow!(
+            "{}: the stored config does not parse ({e}); was it made by another mentor version?",
+            store_path.display()
+        )
+    })?;
     let r = run::open_with(cfg, a.run.clone(), &config_json)?;
     let fmt_name = format!("{:?}", a.format).to_lowercase();
-    let out = a.out.clone().unwrap_or_else(|| a.run.join("export").join(&fmt_name));
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| a.run.join("export").join(&fmt_name));
     std::fs::create_dir_all(&out).with_context(|| out.display().to_string())?;
     let set = super::train::training_set(&r, r.ds.split(Split::Train))?;
     let written = match a.format {
@@ -66,11 +76,15 @@ pub fn run(a: Args) -> Result<Summary> {
             let model = super::eval::trained_model(&r)?;
             copy_dir(&model, &out)?
         }
-        _ if set.pairs.is_empty() => bail!("the run's training set is empty: run `mentor annotate` first"),
+        _ if set.pairs.is_empty() => {
+            bail!("the run's training set is empty: run `mentor annotate` first")
+        }
         Format::Trl => write_jsonl(&out.join("train.jsonl"), set.pairs.iter().map(messages))?,
         Format::PromptCompletion => write_jsonl(
             &out.join("train.jsonl"),
-            set.pairs.iter().map(|p| json!({"prompt": p.prompt, "completion": p.target, "task": p.task})),
+            set.pairs
+                .iter()
+                .map(|p| json!({"prompt": p.prompt, "completion": p.target, "task": p.task})),
         )?,
         Format::Axolotl => {
             let mut files = write_jsonl(&out.join("train.jsonl"), set.pairs.iter().map(messages))?;
@@ -89,19 +103,27 @@ pub fn run(a: Args) -> Result<Summary> {
                 .collect();
             std::fs::write(out.join("train.json"), serde_json::to_string_pretty(&rows)?)?;
             let info = json!({ format!("mentor_{}", r.cfg.recipe.name.as_str()): {"file_name": "train.json"} });
-            std::fs::write(out.join("dataset_info.json"), serde_json::to_string_pretty(&info)?)?;
+            std::fs::write(
+                out.join("dataset_info.json"),
+                serde_json::to_string_pretty(&info)?,
+            )?;
             vec![out.join("train.json"), out.join("dataset_info.json")]
         }
         Format::Dss => {
             let mut rows = std::collections::BTreeMap::<&str, serde_json::Value>::new();
             for p in &set.pairs {
-                let row = rows.entry(&p.example_id).or_insert_with(|| json!({"id": p.example_id}));
+                let row = rows
+                    .entry(&p.example_id)
+                    .or_insert_with(|| json!({"id": p.example_id}));
                 match p.task {
                     StudentTask::Label => row["label"] = json!(p.target),
                     StudentTask::Rationale => row["rationale"] = json!(p.target),
                     _ => {}
                 }
-                let input = p.prompt.split_once(": ").map_or(p.prompt.as_str(), |(_, q)| q);
+                let input = p
+                    .prompt
+                    .split_once(": ")
+                    .map_or(p.prompt.as_str(), |(_, q)| q);
                 row["input"] = json!(input);
             }
             write_jsonl(&out.join("train.jsonl"), rows.into_values())?
@@ -110,7 +132,12 @@ pub fn run(a: Args) -> Result<Summary> {
     let card = card(&r, &set.stats, a.format, &fmt_name)?;
     std::fs::write(out.join("README.md"), &card)?;
     Ok(Summary {
-        human: format!("exported {} ({} pairs) to {}", fmt_name, set.pairs.len(), out.display()),
+        human: format!(
+            "exported {} ({} pairs) to {}",
+            fmt_name,
+            set.pairs.len(),
+            out.display()
+        ),
         json: json!({ "format": fmt_name, "out": out, "files": written, "pairs": set.pairs.len() }),
     })
 }
@@ -120,7 +147,9 @@ fn messages(p: &TrainPair) -> serde_json::Value {
 }
 
 fn write_jsonl(path: &Path, rows: impl Iterator<Item = serde_json::Value>) -> Result<Vec<PathBuf>> {
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path).with_context(|| path.display().to_string())?);
+    let mut f = std::io::BufWriter::new(
+        std::fs::File::create(path).with_context(|| path.display().to_string())?,
+    );
     for r in rows {
         writeln!(f, "{r}")?;
     }
@@ -141,12 +170,25 @@ fn copy_dir(from: &Path, to: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-fn card(r: &run::Run, stats: &mentor_methods::trainset::TrainSetStats, format: Format, fmt_name: &str) -> Result<String> {
+fn card(
+    r: &run::Run,
+    stats: &mentor_methods::trainset::TrainSetStats,
+    format: Format,
+    fmt_name: &str,
+) -> Result<String> {
     let ledger = r.store.lock().unwrap().ledger()?;
     let (calls, tokens, cost) = ledger.iter().fold((0, 0, 0.0), |(c, t, d), l| {
-        (c + l.calls_ok + l.calls_failed, t + l.prompt_tokens + l.completion_tokens, d + l.cost_usd)
+        (
+            c + l.calls_ok + l.calls_failed,
+            t + l.prompt_tokens + l.completion_tokens,
+            d + l.cost_usd,
+        )
     });
-    let what = if format == Format::Hf { "student model" } else { "training set" };
+    let what = if format == Format::Hf {
+        "student model"
+    } else {
+        "training set"
+    };
     let [tr, va, te] = r.ds.counts();
     Ok(format!(
         "# mentor export: {what} ({fmt_name})\n\n\

@@ -7,7 +7,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use indicatif::ProgressBar;
 use mentor_core::{Example, Split};
 use mentor_methods::evaluate::{evaluate, InferenceMode};
-use mentor_methods::recipe::{RecipeName, COT_STAGE, FEEDBACK_STAGE, MINE_STAGE, REVIEW_STAGE, SELF_EVAL_STAGE};
+use mentor_methods::recipe::{
+    RecipeName, COT_STAGE, FEEDBACK_STAGE, MINE_STAGE, REVIEW_STAGE, SELF_EVAL_STAGE,
+};
 use mentor_methods::student::{train_stages, StageReport};
 use mentor_methods::trainset::{self, Stored, StudentTask, TrainingSet};
 use mentor_model::{Llama, TextTokenizer};
@@ -116,27 +118,58 @@ impl Hooks for CliHooks<'_> {
     fn on_step(&mut self, log: &StepLog, total: u64) {
         self.bar.set_length(total);
         self.bar.set_position(log.step);
-        self.bar.set_message(format!("loss {:.4} lr {:.2e} {:.1}s/step", log.loss, log.lr, log.seconds));
+        self.bar.set_message(format!(
+            "loss {:.4} lr {:.2e} {:.1}s/step",
+            log.loss, log.lr, log.seconds
+        ));
         let mut s = self.r.store.lock().unwrap();
-        let _ = s.log_metric(Some(self.run_id), Some(log.step), Some("train"), "loss", log.loss);
+        let _ = s.log_metric(
+            Some(self.run_id),
+            Some(log.step),
+            Some("train"),
+            "loss",
+            log.loss,
+        );
         for (task, l) in &log.task_loss {
-            let _ = s.log_metric(Some(self.run_id), Some(log.step), Some("train"), &format!("loss/{task}"), *l);
+            let _ = s.log_metric(
+                Some(self.run_id),
+                Some(log.step),
+                Some("train"),
+                &format!("loss/{task}"),
+                *l,
+            );
         }
     }
 
     fn on_eval(&mut self, log: &EvalLog) {
         let mut s = self.r.store.lock().unwrap();
         if log.loss.is_finite() {
-            let _ = s.log_metric(Some(self.run_id), Some(log.step), Some("valid"), "loss", log.loss);
+            let _ = s.log_metric(
+                Some(self.run_id),
+                Some(log.step),
+                Some("valid"),
+                "loss",
+                log.loss,
+            );
         }
         if let Some(a) = log.accuracy {
-            let _ = s.log_metric(Some(self.run_id), Some(log.step), Some("valid"), "accuracy", a);
+            let _ = s.log_metric(
+                Some(self.run_id),
+                Some(log.step),
+                Some("valid"),
+                "accuracy",
+                a,
+            );
         }
         self.bar.println(format!(
             "stage {} step {}: valid loss {} accuracy {}{}",
             self.stage,
             log.step,
-            if log.loss.is_finite() { format!("{:.4}", log.loss) } else { "n/a".into() },
+            if log.loss.is_finite() {
+                format!("{:.4}", log.loss)
+            } else {
+                "n/a".into()
+            },
             log.accuracy.map_or("n/a".into(), |a| format!("{:.3}", a)),
             if log.best { " (best so far)" } else { "" }
         ));
@@ -146,7 +179,15 @@ impl Hooks for CliHooks<'_> {
         if self.valid_items.is_empty() {
             return Ok(None);
         }
-        let rep = evaluate(model, self.tok, self.r.ds.task, self.valid_items, self.mode, &self.r.cfg.eval, &mut |_| {})?;
+        let rep = evaluate(
+            model,
+            self.tok,
+            self.r.ds.task,
+            self.valid_items,
+            self.mode,
+            &self.r.cfg.eval,
+            &mut |_| {},
+        )?;
         Ok(Some(rep.accuracy))
     }
 
@@ -166,17 +207,32 @@ pub fn train_student(r: &Run) -> Result<Trained> {
             set.stats
         );
     }
-    let (student, tok, _) = crate::models::load_student(&r.cfg.student.model, r.cfg.student.tuning(), r.cfg.train.seed)?;
+    let (student, tok, _) = crate::models::load_student(
+        &r.cfg.student.model,
+        r.cfg.student.tuning(),
+        r.cfg.train.seed,
+    )?;
     // Validation loss on the gold label task where the recipe has one; accuracy in the
     // recipe's inference mode on up to `valid_limit` items selects the best checkpoint.
-    let valid_items: Vec<Example> = r.ds.split(Split::Valid).iter().take(r.cfg.eval.valid_limit).cloned().collect();
+    let valid_items: Vec<Example> =
+        r.ds.split(Split::Valid)
+            .iter()
+            .take(r.cfg.eval.valid_limit)
+            .cloned()
+            .collect();
     let valid_pairs: Vec<_> = if set.pairs.iter().any(|p| p.task == StudentTask::Label) {
         let label_only = mentor_methods::recipe::Recipe {
             name: RecipeName::Standard,
             label_source: mentor_methods::recipe::LabelSource::Gold,
             ..r.cfg.recipe.clone()
         };
-        trainset::build(&label_only, r.ds.task, r.ds.split(Split::Valid), &Stored::default()).pairs
+        trainset::build(
+            &label_only,
+            r.ds.task,
+            r.ds.split(Split::Valid),
+            &Stored::default(),
+        )
+        .pairs
     } else {
         vec![]
     };
@@ -186,35 +242,59 @@ pub fn train_student(r: &Run) -> Result<Trained> {
     {
         let s = stop.clone();
         let _ = ctrlc_once(move || {
-            tracing::warn!("interrupted: stopping after this step and writing a checkpoint; rerun to resume");
+            tracing::warn!(
+                "interrupted: stopping after this step and writing a checkpoint; rerun to resume"
+            );
             s.store(true, Ordering::SeqCst);
         });
     }
     let out_dir = r.dir.join("student");
-    let config_json = serde_json::to_string(&json!({ "student": r.cfg.student, "recipe": r.cfg.recipe, "train": r.cfg.train }))?;
-    let run_id = r.store.lock().unwrap().start_training_run(r.cfg.recipe.name.as_str(), &config_json)?;
+    let config_json = serde_json::to_string(
+        &json!({ "student": r.cfg.student, "recipe": r.cfg.recipe, "train": r.cfg.train }),
+    )?;
+    let run_id = r
+        .store
+        .lock()
+        .unwrap()
+        .start_training_run(r.cfg.recipe.name.as_str(), &config_json)?;
     let mut bars = vec![];
-    let stages = train_stages(&student, &tok, &set.pairs, &valid_pairs, &r.cfg.train, &out_dir, &mut |stage| {
-        let bar = items_bar(0, &format!("train {stage}"));
-        bars.push(bar.clone());
-        Box::new(CliHooks {
-            bar,
-            stage,
-            r,
-            run_id,
-            tok: &tok,
-            valid_items: if stage == last_stage { &valid_items } else { &[] },
-            mode,
-            stop: stop.clone(),
-        })
-    });
+    let stages = train_stages(
+        &student,
+        &tok,
+        &set.pairs,
+        &valid_pairs,
+        &r.cfg.train,
+        &out_dir,
+        &mut |stage| {
+            let bar = items_bar(0, &format!("train {stage}"));
+            bars.push(bar.clone());
+            Box::new(CliHooks {
+                bar,
+                stage,
+                r,
+                run_id,
+                tok: &tok,
+                valid_items: if stage == last_stage {
+                    &valid_items
+                } else {
+                    &[]
+                },
+                mode,
+                stop: stop.clone(),
+            })
+        },
+    );
     for b in bars {
         b.finish_and_clear();
     }
     let stages = match stages {
         Ok(s) => s,
         Err(e) => {
-            let _ = r.store.lock().unwrap().finish_training_run(run_id, false, None, None, None);
+            let _ = r
+                .store
+                .lock()
+                .unwrap()
+                .finish_training_run(run_id, false, None, None, None);
             return Err(anyhow!(e).context("training"));
         }
     };
@@ -222,7 +302,8 @@ pub fn train_student(r: &Run) -> Result<Trained> {
     let stopped_early = last.report.stopped_early;
     let model_dir = last.dir.join("best");
     if !stopped_early {
-        tok.save(&model_dir).with_context(|| model_dir.display().to_string())?;
+        tok.save(&model_dir)
+            .with_context(|| model_dir.display().to_string())?;
     }
     r.store.lock().unwrap().finish_training_run(
         run_id,
@@ -231,7 +312,12 @@ pub fn train_student(r: &Run) -> Result<Trained> {
         last.report.best_step,
         last.report.best_metric,
     )?;
-    Ok(Trained { set, stages, model_dir, stopped_early })
+    Ok(Trained {
+        set,
+        stages,
+        model_dir,
+        stopped_early,
+    })
 }
 
 /// Runs `f` on the first Ctrl-C (a second one quits at once with 130).
