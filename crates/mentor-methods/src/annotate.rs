@@ -554,11 +554,9 @@ pub async fn annotate_recipe(
         let (name, jobs, spec, parser) = match stage {
             TeacherStage::Cots { samples } => {
                 let spec = AnnotateSpec {
-                    stage: COT_STAGE.0.into(),
-                    kind: COT_STAGE.1.into(),
                     samples,
                     temperature: recipe.cot_temperature().or(base.temperature),
-                    ..base.clone()
+                    ..spec_of(COT_STAGE)
                 };
                 let jobs =
                     cot_jobs(prompts, task, items, samples).map_err(RecipeAnnotateError::Prompt)?;
@@ -572,12 +570,10 @@ pub async fn annotate_recipe(
                 let cots = crate::trainset::recipe_cots(recipe, &cots);
                 let (distinct, _) = crate::trainset::distinct_cots(items, &cots);
                 let spec = AnnotateSpec {
-                    stage: SELF_EVAL_STAGE.0.into(),
-                    kind: SELF_EVAL_STAGE.1.into(),
                     samples: per_cot,
                     // Several judgements of one CoT are only different when sampled.
                     temperature: base.temperature.or(Some(recipe.cot_temperature)),
-                    ..base.clone()
+                    ..spec_of(SELF_EVAL_STAGE)
                 };
                 let jobs = self_eval_jobs(prompts, task, &distinct, per_cot)
                     .map_err(RecipeAnnotateError::Prompt)?;

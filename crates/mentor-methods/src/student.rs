@@ -102,7 +102,9 @@ pub fn train_stages<'h>(
         }
         // The next stage starts from the weights this one ended with (the last, not `best/`:
         // the first stage's validation measures the second stage's task).
-        tok.save(&dir.join("best")).ok();
+        // `best/` is a complete HF directory: weights, config and the tokenizer.
+        tok.save(&dir.join("best"))
+            .map_err(candle_core::Error::wrap)?;
         out.push(StageReport {
             stage,
             dir,

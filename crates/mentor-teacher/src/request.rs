@@ -11,6 +11,17 @@ pub enum Role {
     Assistant,
 }
 
+impl Role {
+    /// The role's name in chat APIs and templates.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
     pub role: Role,

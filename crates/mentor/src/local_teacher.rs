@@ -54,13 +54,7 @@ fn prepare(
     let msgs: Vec<ChatMessage> = req
         .messages
         .iter()
-        .map(|m| {
-            let role = serde_json::to_value(&m.role)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default();
-            ChatMessage::new(&role, m.content.clone())
-        })
+        .map(|m| ChatMessage::new(m.role.as_str(), m.content.clone()))
         .collect();
     let text = tokenizer
         .apply_chat_template(&msgs, true)

@@ -301,10 +301,6 @@ pub fn train_student(r: &Run) -> Result<Trained> {
     let last = stages.last().context("no training stage ran")?;
     let stopped_early = last.report.stopped_early;
     let model_dir = last.dir.join("best");
-    if !stopped_early {
-        tok.save(&model_dir)
-            .with_context(|| model_dir.display().to_string())?;
-    }
     r.store.lock().unwrap().finish_training_run(
         run_id,
         !stopped_early,
