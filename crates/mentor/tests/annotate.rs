@@ -153,13 +153,14 @@ async fn killed_at_random_points_and_resumed_every_item_is_annotated_once() {
         .collect();
     // A reply the server delivered in the instant of a SIGKILL, before the client could read and
     // commit it, is lost to any client and is asked again on resume. Everything else is never
-    // paid twice: at most one such reply per kill (0–2 over 5 kills observed).
+    // paid twice: at most the `max_in_flight` (4) replies in flight at each kill. On an idle
+    // machine 0–2 over 5 kills; a loaded CI machine, slow to read its sockets, saw 6.
     eprintln!(
         "prompts paid twice (reply in flight at a kill): {}",
         twice.len()
     );
     assert!(
-        twice.len() <= kills_ms.len(),
+        twice.len() <= kills_ms.len() * 4,
         "{} prompts were paid twice: {twice:?}",
         twice.len()
     );
