@@ -6,12 +6,19 @@
 //! (`model.layers.0.self_attn.q_proj.weight`). llama.cpp's converter permutes the Q and K rows of
 //! `llama`-architecture models into its interleaved rotary layout; we undo that, since our
 //! decoder uses the HF "rotate half" layout. `qwen2` files are stored unpermuted.
+//!
+//! [`load_quantized`] keeps the projections quantised instead, for inference
+//! ([`crate::Llama::quantized`]). Block types without an x86 SIMD kernel in candle (Q4_1, Q5_0,
+//! Q5_1: Qwen2.5-0.5B's Q4_K_M file stores many tensors as Q5_0, because 896 is not a multiple of
+//! the 256-wide K-quant block) are re-quantised to Q8_0 at load: DESIGN.md §9 measured the
+//! generic kernels 2× slower than Q8_0's.
 
-use crate::llama::LlamaConfig;
-use candle_core::quantized::gguf_file;
+use crate::llama::{LlamaConfig, QuantizedWeights};
+use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::{Device, Result, Tensor};
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 /// A GGUF model: its config, its architecture name and its weights under HF names.
 pub struct GgufWeights {
@@ -20,6 +27,21 @@ pub struct GgufWeights {
     pub tensors: HashMap<String, Tensor>,
     /// The raw metadata, for the tokenizer and chat template.
     pub metadata: HashMap<String, gguf_file::Value>,
+    /// With [`load_quantized`]: the projections and output head, still quantised; their dense
+    /// copies are not in `tensors` (except the embedding matrix, which lookups need).
+    pub quantized: QuantizedWeights,
+}
+
+/// Whether `name` (HF) is a weight the quantised path multiplies by: every projection, and the
+/// output head.
+fn multiplies(hf: &str) -> bool {
+    hf.ends_with("_proj.weight") || hf == "lm_head.weight"
+}
+
+/// Block types with fast x86 kernels in candle; others are re-quantised to Q8_0.
+fn fast_kernel(t: GgmlDType) -> bool {
+    use GgmlDType::*;
+    matches!(t, Q4_0 | Q8_0 | Q2K | Q3K | Q4K | Q5K | Q6K | Q8K)
 }
 
 fn hf_name(gguf: &str) -> Option<String> {
@@ -74,6 +96,15 @@ fn meta_f32(md: &HashMap<String, gguf_file::Value>, key: &str) -> Option<f64> {
 
 /// Reads a GGUF file and dequantises it onto `device` as f32.
 pub fn load(path: &Path, device: &Device) -> Result<GgufWeights> {
+    read(path, device, false)
+}
+
+/// Reads a GGUF file keeping the projections quantised (inference only); see the module doc.
+pub fn load_quantized(path: &Path, device: &Device) -> Result<GgufWeights> {
+    read(path, device, true)
+}
+
+fn read(path: &Path, device: &Device, keep_quantized: bool) -> Result<GgufWeights> {
     let mut f = std::fs::File::open(path)
         .map_err(|e| candle_core::Error::Msg(format!("{}: {e}", path.display())))?;
     let content = gguf_file::Content::read(&mut f).map_err(|e| e.with_path(path))?;
@@ -94,9 +125,33 @@ pub fn load(path: &Path, device: &Device) -> Result<GgufWeights> {
     let heads = meta_u32(md, &k("attention.head_count"))?;
     let kv_heads = meta_u32(md, &k("attention.head_count_kv")).unwrap_or(heads);
     let mut tensors = HashMap::new();
+    let mut quantized = QuantizedWeights::new();
+    let tied = !content.tensor_infos.contains_key("output.weight");
     for name in content.tensor_infos.keys() {
         let Some(hf) = hf_name(name) else { continue };
-        let mut t = content.tensor(&mut f, name, device)?.dequantize(device)?;
+        let q = content.tensor(&mut f, name, device)?;
+        let permuted =
+            arch == "llama" && (name.ends_with("attn_q.weight") || name.ends_with("attn_k.weight"));
+        let head = hf == "lm_head.weight" || (tied && hf == "model.embed_tokens.weight");
+        let block = q.dtype().block_size();
+        let quantizable = q.dtype() != GgmlDType::F32
+            && q.dtype() != GgmlDType::F16
+            && q.dtype() != GgmlDType::BF16
+            && q.shape().dims().last().is_some_and(|k| k % block == 0);
+        if keep_quantized && quantizable && !permuted && (multiplies(&hf) || head) {
+            let q = if fast_kernel(q.dtype()) {
+                q
+            } else {
+                QTensor::quantize(&q.dequantize(device)?, GgmlDType::Q8_0)?
+            };
+            if hf == "model.embed_tokens.weight" {
+                // the tied head multiplies quantised; lookups need the rows dense
+                tensors.insert(hf.clone(), q.dequantize(device)?);
+            }
+            quantized.insert(hf, Arc::new(q));
+            continue;
+        }
+        let mut t = q.dequantize(device)?;
         if arch == "llama" {
             if name.ends_with("attn_q.weight") {
                 t = unpermute(&t, heads)?;
@@ -119,7 +174,7 @@ pub fn load(path: &Path, device: &Device) -> Result<GgufWeights> {
         num_key_value_heads: kv_heads,
         rms_norm_eps: meta_f32(md, &k("attention.layer_norm_rms_epsilon")).unwrap_or(1e-5),
         rope_theta: meta_f32(md, &k("rope.freq_base")).unwrap_or(10_000.0),
-        tie_word_embeddings: !tensors.contains_key("lm_head.weight"),
+        tie_word_embeddings: tied,
         attention_bias: tensors.contains_key("model.layers.0.self_attn.q_proj.bias"),
         max_position_embeddings: meta_u32(md, &k("context_length")).unwrap_or(2048).min(8192),
     };
@@ -128,6 +183,7 @@ pub fn load(path: &Path, device: &Device) -> Result<GgufWeights> {
         config,
         tensors,
         metadata: content.metadata,
+        quantized,
     })
 }
 

@@ -16,5 +16,5 @@ pub mod ops;
 pub mod tokenizer;
 
 pub use generate::{generate, FinishReason, Generation, SamplingParams};
-pub use llama::{Cache, Llama, LlamaConfig, LoraConfig};
+pub use llama::{Cache, Llama, LlamaConfig, LoraConfig, QuantizedWeights};
 pub use tokenizer::{ChatMessage, TextTokenizer};

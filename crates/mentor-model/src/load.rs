@@ -3,7 +3,7 @@
 //! update — and a student saves back as a Hugging Face directory.
 
 use crate::gguf;
-use crate::llama::{Llama, LlamaConfig, LoraConfig};
+use crate::llama::{Llama, LlamaConfig, LoraConfig, QuantizedWeights};
 use candle_core::{DType, Device, Result, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use std::collections::HashMap;
@@ -27,6 +27,8 @@ pub struct Weights {
     pub source: PathBuf,
     /// GGUF metadata (tokenizer, chat template), when the source is a GGUF file.
     pub gguf_metadata: Option<HashMap<String, candle_core::quantized::gguf_file::Value>>,
+    /// Projections kept quantised ([`read_weights_quantized`]); empty otherwise.
+    pub quantized: QuantizedWeights,
 }
 
 fn msg(e: impl std::fmt::Display) -> candle_core::Error {
@@ -61,6 +63,7 @@ pub fn read_weights(path: &Path, device: &Device) -> Result<Weights> {
             tensors,
             source: path.to_path_buf(),
             gguf_metadata: None,
+            quantized: QuantizedWeights::new(),
         });
     }
     if !path.is_file() {
@@ -72,6 +75,26 @@ pub fn read_weights(path: &Path, device: &Device) -> Result<Weights> {
         tensors: w.tensors,
         source: path.to_path_buf(),
         gguf_metadata: Some(w.metadata),
+        quantized: w.quantized,
+    })
+}
+
+/// As [`read_weights`], but a `.gguf` file keeps its projections quantised: for inference
+/// ([`Tuning::Frozen`]) at a fraction of the memory traffic. An HF directory reads as usual.
+pub fn read_weights_quantized(path: &Path, device: &Device) -> Result<Weights> {
+    if path.is_dir() {
+        return read_weights(path, device);
+    }
+    if !path.is_file() {
+        candle_core::bail!("{}: no such model file or directory", path.display());
+    }
+    let w = gguf::load_quantized(path, device)?;
+    Ok(Weights {
+        config: w.config,
+        tensors: w.tensors,
+        source: path.to_path_buf(),
+        gguf_metadata: Some(w.metadata),
+        quantized: w.quantized,
     })
 }
 
@@ -90,7 +113,18 @@ impl Student {
     pub fn new(weights: Weights, tuning: Tuning, device: &Device, seed: u64) -> Result<Self> {
         let cfg = weights.config.clone();
         let vars = VarMap::new();
+        if !weights.quantized.is_empty() && tuning != Tuning::Frozen {
+            candle_core::bail!(
+                "{}: quantised weights are for inference only; read them with read_weights to train",
+                weights.source.display()
+            );
+        }
         let model = match &tuning {
+            Tuning::Frozen if !weights.quantized.is_empty() => Llama::quantized(
+                &cfg,
+                VarBuilder::from_tensors(weights.tensors, DType::F32, device),
+                &weights.quantized,
+            )?,
             Tuning::Frozen => Llama::new(
                 &cfg,
                 VarBuilder::from_tensors(weights.tensors, DType::F32, device),

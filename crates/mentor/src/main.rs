@@ -62,7 +62,7 @@ enum Command {
     Data(cmd::data::DataCommand),
     Ledger(cmd::ledger::Args),
     Generate(cmd::generate::Args),
-    Report(cmd::pending::ReportArgs),
+    Report(cmd::report::Args),
     Export(cmd::export::Args),
     Import(cmd::pending::ImportArgs),
     Serve(cmd::pending::ServeArgs),
@@ -84,10 +84,7 @@ fn main() -> ExitCode {
         Command::Train(a) => cmd::train::run(a),
         Command::Eval(a) => cmd::eval::run(a),
         Command::Generate(a) => cmd::generate::run(a),
-        Command::Report(_) => Err(cmd::pending::not_built(
-            "report",
-            "the quickstart (issue: Embedded local teacher and the quickstart)",
-        )),
+        Command::Report(a) => cmd::report::run(a),
         Command::Export(a) => cmd::export::run(a),
         Command::Import(_) => Err(cmd::pending::not_built(
             "import",

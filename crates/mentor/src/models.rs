@@ -63,6 +63,36 @@ pub fn load_for_inference(spec: &str) -> Result<LoadedModel> {
     })
 }
 
+/// Loads `spec` for inference with a GGUF file's projections kept quantised (candle's
+/// quantised kernels): what the embedded teacher uses. An HF directory loads dense.
+pub fn load_quantized_for_inference(spec: &str) -> Result<LoadedModel> {
+    use anyhow::Context;
+    use mentor_model::load::{read_weights_quantized, Student, Tuning};
+    let path = resolve(spec)?;
+    let dev = candle_core::Device::Cpu;
+    let weights = read_weights_quantized(&path, &dev)
+        .with_context(|| format!("loading {}", path.display()))?;
+    let tokenizer = tokenizer_of(&weights, &path)?;
+    let student = Student::new(weights, Tuning::Frozen, &dev, 0)?;
+    Ok(LoadedModel {
+        model: student.model,
+        tokenizer,
+        path,
+    })
+}
+
+fn tokenizer_of(
+    weights: &mentor_model::load::Weights,
+    path: &std::path::Path,
+) -> Result<mentor_model::TextTokenizer> {
+    use anyhow::Context;
+    match &weights.gguf_metadata {
+        Some(md) => mentor_model::TextTokenizer::from_gguf(md),
+        None => mentor_model::TextTokenizer::from_file(&path.join("tokenizer.json")),
+    }
+    .with_context(|| format!("tokenizer of {}", path.display()))
+}
+
 /// Loads `spec` as a student to train (`tuning`: full or LoRA; `seed` initialises adapters).
 pub fn load_student(
     spec: &str,
@@ -79,11 +109,7 @@ pub fn load_student(
     let dev = candle_core::Device::Cpu;
     let weights =
         read_weights(&path, &dev).with_context(|| format!("loading {}", path.display()))?;
-    let tokenizer = match &weights.gguf_metadata {
-        Some(md) => mentor_model::TextTokenizer::from_gguf(md),
-        None => mentor_model::TextTokenizer::from_file(&path.join("tokenizer.json")),
-    }
-    .with_context(|| format!("tokenizer of {}", path.display()))?;
+    let tokenizer = tokenizer_of(&weights, &path)?;
     let student = Student::new(weights, tuning, &dev, seed)?;
     Ok((student, tokenizer, path))
 }

@@ -237,7 +237,7 @@ fn backend(name: &str, t: &TeacherConfig, ds: &Dataset, cfg: &Config) -> Result<
             let (n, s) = (name.to_string(), spec.clone());
             let load: crate::local_teacher::Loader = Box::new(move || {
                 tracing::info!("teacher `{n}`: loading {s} in this process");
-                let m = crate::models::load_for_inference(&s)?;
+                let m = crate::models::load_quantized_for_inference(&s)?;
                 Ok((m.model, m.tokenizer))
             });
             Arc::new(crate::local_teacher::LocalBackend::start(

@@ -290,6 +290,41 @@ async fn minds_mirror_samples_cots_judges_them_and_trains_both_tasks_in_two_stag
     let preds = std::fs::read_to_string(d.path().join(j["predictions"].as_str().unwrap())).unwrap();
     let first: serde_json::Value = serde_json::from_str(preds.lines().next().unwrap()).unwrap();
     assert_eq!(first["votes"].as_array().unwrap().len(), 2);
+    // The report: one static HTML file with the figures, both stages' curves, and teacher and
+    // student side by side on three training questions (teacher CoTs, not labels).
+    assert_eq!(j["examples"], 3);
+    let examples = std::fs::read_to_string(d.path().join("runs/exp/examples.jsonl")).unwrap();
+    for line in examples.lines() {
+        let e: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(
+            e["teacher"].as_str().unwrap().contains("The answer is"),
+            "{e}"
+        );
+        assert!(e["question"].as_str().unwrap().starts_with("solve:"), "{e}");
+    }
+    let html = std::fs::read_to_string(d.path().join(j["report"].as_str().unwrap())).unwrap();
+    let after = format!(
+        "{:.1}%",
+        100.0 * j["accuracy_after"]["accuracy"].as_f64().unwrap()
+    );
+    for want in [
+        "minds-mirror",
+        after.as_str(),
+        "stage 0: loss",
+        "stage 1: loss",
+        "verdict_agreement",
+        "loopback",
+    ] {
+        assert!(html.contains(want), "report lacks {want:?}");
+    }
+    assert!(html.matches("<svg").count() >= 2, "a loss chart per stage");
+    // `mentor report` rebuilds it from the run directory alone.
+    std::fs::remove_file(d.path().join("runs/exp/report.html")).unwrap();
+    let r = mentor_json(d.path(), &["report", "runs/exp"], &[]);
+    assert_eq!(
+        std::fs::read_to_string(d.path().join(r["report"].as_str().unwrap())).unwrap(),
+        html
+    );
 }
 
 #[test]

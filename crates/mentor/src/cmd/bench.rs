@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 /// Example: mentor bench annotate --in-flight 1,64,512 --requests 2000 --json
 #[derive(clap::Args)]
 pub struct Args {
-    /// What to benchmark: annotate (train, generate: not built yet).
+    /// What to benchmark: annotate, train or generate.
     what: String,
     /// Concurrency levels to measure.
     #[arg(long, value_delimiter = ',', default_value = "1,64,512")]
@@ -46,6 +46,10 @@ pub struct Args {
     /// For `generate`: new tokens per prompt (end-of-sequence ignored).
     #[arg(long, default_value_t = 128)]
     new_tokens: usize,
+    /// For `generate`: keep a GGUF model's projections quantised (the embedded teacher's path)
+    /// instead of dequantising them to f32 (the student's).
+    #[arg(long)]
+    quantized: bool,
     /// For `train`: tokens per sequence.
     #[arg(long, default_value_t = 256)]
     seq: usize,
@@ -283,10 +287,20 @@ pub const BENCH_PROMPTS: [&str; 4] = [
 /// `--batch` size: new tokens per second, wall time including prefill.
 fn generate(a: Args) -> Result<Summary> {
     crate::models::set_threads(a.threads);
-    let loaded = crate::models::load_for_inference(&a.model)?;
+    let t = Instant::now();
+    let loaded = if a.quantized {
+        crate::models::load_quantized_for_inference(&a.model)?
+    } else {
+        crate::models::load_for_inference(&a.model)?
+    };
+    let load_s = t.elapsed().as_secs_f64();
     let tok = &loaded.tokenizer;
+    let mut human = format!(
+        "{} ({}), loaded in {load_s:.1}s\n",
+        a.model,
+        if a.quantized { "quantised" } else { "f32" }
+    );
     let mut rows = vec![];
-    let mut human = String::new();
     for &b in &a.batch {
         let reqs: Vec<(Vec<u32>, mentor_model::SamplingParams)> = (0..b)
             .map(|i| {
@@ -323,7 +337,7 @@ fn generate(a: Args) -> Result<Summary> {
     ));
     Ok(Summary {
         human,
-        json: json!({"bench": "generate", "model": a.model, "new_tokens": a.new_tokens, "rows": rows,
+        json: json!({"bench": "generate", "model": a.model, "quantized": a.quantized, "load_s": load_s, "new_tokens": a.new_tokens, "rows": rows,
                      "peak_rss_mb": crate::models::peak_rss_mb()}),
     })
 }

