@@ -350,3 +350,39 @@ fn init_then_distill_records_data_and_recorded_teacher_and_reruns_cleanly() {
     let o = run(&["ledger", "runs/exp", "--json"]);
     assert_eq!(json_line(&o)["total"]["calls"], 720);
 }
+
+#[test]
+fn quickstart_is_a_step_by_step_config_and_names_missing_assets() {
+    let d = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_mentor"))
+        .args(["distill", "--quick", "--no-fetch"])
+        .current_dir(d.path())
+        .env("MENTOR_HOME", d.path().join("home"))
+        .env("MENTOR_LOG", "warn")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("mentor fetch-assets csqa"), "{err}");
+    // The built-in config is the shipped example; `init --quickstart` writes it.
+    let shipped = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart.toml"),
+    )
+    .unwrap();
+    let o = mentor(&["init", "qs.toml", "--quickstart"], d.path());
+    assert!(o.status.success());
+    let written = std::fs::read_to_string(d.path().join("qs.toml")).unwrap();
+    assert_eq!(written, shipped);
+    for want in [
+        "name = \"step-by-step\"",
+        "filter_correct = true",
+        "kind = \"local\"",
+        "dataset = \"csqa\"",
+    ] {
+        assert!(written.contains(want), "{want}");
+    }
+    // --scale must be positive
+    let o = mentor(&["distill", "--scale", "0", "--no-fetch"], d.path());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--scale"));
+}

@@ -8,7 +8,10 @@ use std::path::PathBuf;
 
 /// Write a commented example experiment config to start from.
 ///
-/// Example: mentor init svamp-sbs.toml && mentor distill svamp-sbs.toml
+/// `--quickstart` writes the config `mentor distill` runs when given none, to change and rerun.
+///
+/// Examples: mentor init svamp-sbs.toml && mentor distill svamp-sbs.toml
+///           mentor init qs.toml --quickstart
 #[derive(clap::Args)]
 pub struct Args {
     /// Where to write it.
@@ -17,14 +20,21 @@ pub struct Args {
     /// Overwrite an existing file.
     #[arg(long)]
     force: bool,
+    /// Write the quickstart's config (what `mentor distill` with no config runs).
+    #[arg(long)]
+    quickstart: bool,
 }
 
 pub fn run(a: Args) -> Result<Summary> {
     if a.path.exists() && !a.force {
         bail!("{} exists; pass --force to overwrite it", a.path.display());
     }
-    std::fs::write(&a.path, EXAMPLE)
-        .with_context(|| format!("cannot write {}", a.path.display()))?;
+    let text = if a.quickstart {
+        super::distill::QUICKSTART
+    } else {
+        EXAMPLE
+    };
+    std::fs::write(&a.path, text).with_context(|| format!("cannot write {}", a.path.display()))?;
     Ok(Summary {
         human: format!(
             "wrote {}; edit it, then: mentor distill {}",
