@@ -82,6 +82,29 @@ impl Prompts {
         Ok((DEFAULT_JUDGE_SYSTEM.to_string(), user))
     }
 
+    /// Renders the `revise` template (ELAD): the teacher checks a student's explanation step by
+    /// step, keeps the sound prefix and rewrites from the first flawed step. Extra variables:
+    /// `task` (the rendered `cot` request: question and answer form), `steps` (the student's
+    /// steps, numbered, one a line), `gold` (the answer, or empty when not revealed).
+    pub fn revise(
+        &self,
+        kind: TaskKind,
+        ex: &Example,
+        steps: &[String],
+        gold: Option<&str>,
+    ) -> Result<(String, String), minijinja::Error> {
+        let (_, task) = self.cot(kind, ex)?;
+        let numbered: Vec<String> = steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| format!("{}. {}", i + 1, s))
+            .collect();
+        let extra =
+            context! { task => task, steps => numbered.join("\n"), gold => gold.unwrap_or("") };
+        let user = self.render("revise", DEFAULT_REVISE, ex, extra)?;
+        Ok((DEFAULT_JUDGE_SYSTEM.to_string(), user))
+    }
+
     fn system(&self) -> String {
         self.system
             .clone()
@@ -111,6 +134,10 @@ impl Prompts {
 
 /// MAPD's feedback request: explain the student's mistake, the gold answer given as a hint.
 pub const DEFAULT_FEEDBACK: &str = "Question: {{ question }}\n\nA student answered:\n{{ student_output }}\n\nThe student's final answer, {{ student_answer }}, is wrong; the correct answer is {{ gold }}. Explain in plain English where the student's reasoning went wrong and how to reach the correct answer. Do not write code.";
+
+/// ELAD's revision request: judge a student's explanation step by step, keep the sound prefix,
+/// rewrite from the first flawed step (our operationalisation; DESIGN.md §2).
+pub const DEFAULT_REVISE: &str = "{{ task }}\n\nA student wrote this explanation, one step a line:\n{{ steps }}\n\n{% if gold %}The correct answer is {{ gold }}.\n{% endif %}Check the student's steps in order. Reply with a line \"First flawed step: N\" giving the number of the first wrong step (or \"First flawed step: none\"), then a line \"Revised explanation:\" followed by the explanation: copy the steps before the first flawed one word for word, continue correctly from there in plain English sentences, and end with the final answer sentence the question asks for.";
 
 /// MAPD's peer review: score another teacher's rationale 1–5, the gold answer given.
 pub const DEFAULT_REVIEW: &str = "Question: {{ question }}\nCorrect answer: {{ gold }}\n\nProposed solution: {{ solution }}\n\nRate the proposed solution from 1 (wrong or useless) to 5 (correct, clear and complete reasoning). Explain briefly, then end with your score in square brackets, for example [4].";

@@ -31,6 +31,8 @@ pub struct AnnotateSpec {
     pub max_tokens: u32,
     /// Sample i is sent with seed `seed + i` where the backend honours seeds.
     pub seed: u64,
+    /// The annotations' round (ELAD's selection round; 0 elsewhere).
+    pub round: u32,
 }
 
 impl Default for AnnotateSpec {
@@ -42,6 +44,7 @@ impl Default for AnnotateSpec {
             temperature: None,
             max_tokens: 512,
             seed: 0,
+            round: 0,
         }
     }
 }
@@ -449,7 +452,7 @@ pub async fn annotate(
                             stage: spec.stage.clone(),
                             kind: spec.kind.clone(),
                             source: teacher.name().to_string(),
-                            round: 0,
+                            round: spec.round,
                             sample_index: job.sample,
                             call_id: Some(c.call_id),
                             text: c.text.clone(),

@@ -144,7 +144,8 @@ pub fn weighted_vote(votes: &[Vote]) -> Option<&Answer> {
     best.map(|(a, _)| a)
 }
 
-fn parse(kind: TaskKind, ex: &Example, text: &str) -> Option<Answer> {
+/// The answer a student's text ends in (anything after an invented follow-on question ignored).
+pub fn parse_answer(kind: TaskKind, ex: &Example, text: &str) -> Option<Answer> {
     extract(
         kind,
         truncate_at_follow_on(text, FOLLOW_ON_MARKERS),
@@ -206,7 +207,7 @@ pub fn evaluate(
                 .iter()
                 .map(|g| Vote {
                     output: g.text.clone(),
-                    answer: parse(kind, ex, &g.text),
+                    answer: parse_answer(kind, ex, &g.text),
                     verdict: None,
                     weight: 1.0,
                 })

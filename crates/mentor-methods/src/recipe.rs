@@ -95,8 +95,37 @@ pub struct Recipe {
     pub mistakes_from: MistakesFrom,
     /// MAPD: feedback and rationale pairs per mistake.
     pub pairs_per_mistake: PairsPerMistake,
-    /// Seeds the recipe's random draws (MAPD's pair per mistake).
+    /// Seeds the recipe's random draws (MAPD's pair per mistake, ELAD's random baseline).
     pub seed: u64,
+    /// ELAD: share of the train pool annotated up front (the seed set), at least one item.
+    pub seed_fraction: f64,
+    /// ELAD: selection rounds after the seed round.
+    pub rounds: u32,
+    /// ELAD: items sent to the teacher each round (B).
+    pub round_budget: usize,
+    /// ELAD: which ranking selects (`elad`, or a baseline: `random`, `answer-entropy`,
+    /// `least-confidence`).
+    pub selection: crate::elad::SelectionStrategy,
+    /// ELAD: the teacher revises the student's explanation (true) or writes its own chain of
+    /// thought from scratch (false, the baseline).
+    pub revise: bool,
+    /// ELAD: show the teacher the gold answer when revising.
+    pub reveal_gold: bool,
+    /// ELAD: each round retrains from the base student (`restart`) or from the previous round's
+    /// best (`continue`).
+    pub retrain: Retrain,
+    /// ELAD: stop after this many rounds without a better validation accuracy (0 = never).
+    pub patience: u32,
+    /// ELAD: how the student's uncertainty is probed.
+    pub probe: crate::elad::ProbeConfig,
+}
+
+/// Where each ELAD round's training starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Retrain {
+    Restart,
+    Continue,
 }
 
 impl Default for Recipe {
@@ -115,6 +144,15 @@ impl Default for Recipe {
             mistakes_from: MistakesFrom::Student,
             pairs_per_mistake: PairsPerMistake::One,
             seed: 0,
+            seed_fraction: 0.05,
+            rounds: 3,
+            round_budget: 16,
+            selection: crate::elad::SelectionStrategy::Elad,
+            revise: true,
+            reveal_gold: false,
+            retrain: Retrain::Restart,
+            patience: 0,
+            probe: crate::elad::ProbeConfig::default(),
         }
     }
 }
@@ -141,6 +179,10 @@ pub const SELF_EVAL_STAGE: (&str, &str) = ("self-eval", "self-eval");
 pub const MINE_STAGE: (&str, &str) = ("mine", "student-answer");
 pub const FEEDBACK_STAGE: (&str, &str) = ("feedback", "feedback");
 pub const REVIEW_STAGE: (&str, &str) = ("review", "review");
+/// ELAD: the teacher's revisions of the student's explanations (round = selection round).
+pub const REVISE_STAGE: (&str, &str) = ("revise", "revision");
+/// ELAD: the selection stage's name in the store's `selections` table.
+pub const ELAD_SELECT_STAGE: &str = "elad-select";
 
 impl Recipe {
     pub fn teacher_stages(&self) -> Vec<TeacherStage> {
@@ -165,7 +207,8 @@ impl Recipe {
                 TeacherStage::MistakeRationales,
                 TeacherStage::Reviews,
             ],
-            RecipeName::Elad => vec![],
+            // The seed set's chains of thought; the rounds' revisions are driven per round.
+            RecipeName::Elad => vec![TeacherStage::Cots { samples: 1 }],
         }
     }
 
@@ -180,22 +223,12 @@ impl Recipe {
         for (k, v) in [
             ("recipe.alpha", self.alpha),
             ("recipe.self_eval_weight", self.self_eval_weight),
+            ("recipe.seed_fraction", self.seed_fraction),
         ] {
             if !(0.0..=1.0).contains(&v) {
                 return Err((k, format!("{v} is not in [0, 1]")));
             }
         }
         Ok(())
-    }
-
-    /// Whether this build can run the recipe's training stage.
-    pub fn built(&self) -> Result<(), String> {
-        match self.name {
-            RecipeName::Elad => Err(format!(
-                "recipe `{}` is not built yet in this version (standard, step-by-step, minds-mirror and mapd are)",
-                self.name.as_str()
-            )),
-            _ => Ok(()),
-        }
     }
 }

@@ -78,6 +78,8 @@ pub struct Stored {
     pub mined: Vec<Annotation>,
     pub feedback: Vec<Annotation>,
     pub reviews: Vec<Annotation>,
+    /// ELAD: the teacher's revisions of the student's explanations.
+    pub revisions: Vec<Annotation>,
 }
 
 /// Peer-review outcome of one teacher's rationales (MAPD).
@@ -228,7 +230,12 @@ pub fn build(recipe: &Recipe, kind: TaskKind, items: &[Example], stored: &Stored
     } else {
         0
     };
-    let cots: Vec<Annotation> = recipe_cots(recipe, &stored.cots)
+    let mut cots = recipe_cots(recipe, &stored.cots);
+    if recipe.name == RecipeName::Elad {
+        // a revised item has no seed CoT: one text per item either way
+        cots.extend(crate::elad::revision_cots(&stored.revisions));
+    }
+    let cots: Vec<Annotation> = cots
         .into_iter()
         .filter(|a| ids.contains(a.example_id.as_str()))
         .collect();
@@ -394,7 +401,21 @@ pub fn build(recipe: &Recipe, kind: TaskKind, items: &[Example], stored: &Stored
             }
             st.verdict_agreement = (parsed > 0).then(|| agree as f64 / parsed as f64);
         }
-        RecipeName::Mapd | RecipeName::Elad => {}
+        // ELAD: the seed set's chains of thought and the rounds' revised explanations, one
+        // CoT task (the student's `solve:` is what the teacher revised).
+        RecipeName::Elad => {
+            for c in &kept {
+                pairs.push(pair(
+                    &c.example,
+                    StudentTask::Cot,
+                    "",
+                    c.text.clone(),
+                    1.0,
+                    0,
+                ));
+            }
+        }
+        RecipeName::Mapd => {}
     }
     count_pairs(&mut st, &pairs);
     TrainingSet { pairs, stats: st }

@@ -94,6 +94,16 @@ pub struct Annotation {
     pub parse_ok: bool,
 }
 
+/// A selection stage's decision about one example (ELAD's rounds), with its score.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Selection {
+    pub example_id: String,
+    pub score: Option<f64>,
+    pub selected: bool,
+    /// Free text (JSON for ELAD: the score's parts and the student's explanation).
+    pub reason: Option<String>,
+}
+
 /// How a dataset's splits were made, recorded so a rerun uses the same ones.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SplitRecord {
@@ -473,6 +483,29 @@ impl Store {
             )
             .map(|_| ())
         })
+    }
+
+    /// Every decision of a selection stage's round, highest score first (ties by example id).
+    pub fn selections(&self, stage: &str, round: u32) -> Result<Vec<Selection>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT example_id, score, selected, reason FROM selections
+                 WHERE stage = ?1 AND round = ?2 ORDER BY score DESC, example_id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![stage, round], |r| {
+                Ok(Selection {
+                    example_id: r.get(0)?,
+                    score: r.get(1)?,
+                    selected: r.get(2)?,
+                    reason: r.get(3)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))
     }
 
     // ---- training runs and metrics -----------------------------------------------------------

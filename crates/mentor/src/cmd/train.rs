@@ -8,7 +8,7 @@ use indicatif::ProgressBar;
 use mentor_core::{Example, Split};
 use mentor_methods::evaluate::{evaluate, InferenceMode};
 use mentor_methods::recipe::{
-    RecipeName, COT_STAGE, FEEDBACK_STAGE, MINE_STAGE, REVIEW_STAGE, SELF_EVAL_STAGE,
+    RecipeName, COT_STAGE, FEEDBACK_STAGE, MINE_STAGE, REVIEW_STAGE, REVISE_STAGE, SELF_EVAL_STAGE,
 };
 use mentor_methods::student::{train_stages, StageReport};
 use mentor_methods::trainset::{self, Stored, StudentTask, TrainingSet};
@@ -74,16 +74,26 @@ pub fn run(a: Args) -> Result<Summary> {
 
 /// The recipe's training set over `items`, from the teachers' annotations in the run store.
 pub fn training_set(r: &Run, items: &[Example]) -> Result<TrainingSet> {
+    Ok(trainset::build(
+        &r.cfg.recipe,
+        r.ds.task,
+        items,
+        &stored(r)?,
+    ))
+}
+
+/// Everything the teachers (and the mined student) said, from the run store.
+pub fn stored(r: &Run) -> Result<Stored> {
     let store = r.store.lock().unwrap();
     let get = |(stage, kind): (&str, &str)| store.annotations(stage, kind);
-    let stored = Stored {
+    Ok(Stored {
         cots: get(COT_STAGE)?,
         self_evals: get(SELF_EVAL_STAGE)?,
         mined: get(MINE_STAGE)?,
         feedback: get(FEEDBACK_STAGE)?,
         reviews: get(REVIEW_STAGE)?,
-    };
-    Ok(trainset::build(&r.cfg.recipe, r.ds.task, items, &stored))
+        revisions: get(REVISE_STAGE)?,
+    })
 }
 
 /// The inference mode a recipe's student is scored in unless `[eval] mode` says otherwise.
@@ -198,8 +208,25 @@ impl Hooks for CliHooks<'_> {
 
 /// Builds the training set and trains the configured student on it, resumably.
 pub fn train_student(r: &Run) -> Result<Trained> {
-    r.cfg.recipe.built().map_err(|e| anyhow!(e))?;
     let set = training_set(r, r.ds.split(Split::Train))?;
+    train_set(
+        r,
+        set,
+        &r.cfg.student.model,
+        &r.dir.join("student"),
+        r.cfg.recipe.name.as_str(),
+    )
+}
+
+/// Trains `base` (a model spec) on `set` in `out_dir/stage-N`, resumably; `name` labels the
+/// training run in the store.
+pub fn train_set(
+    r: &Run,
+    set: TrainingSet,
+    base: &str,
+    out_dir: &std::path::Path,
+    name: &str,
+) -> Result<Trained> {
     if set.pairs.is_empty() {
         bail!(
             "the training set of recipe `{}` is empty ({:?}); run `mentor annotate` first (or check filter_correct)",
@@ -207,11 +234,8 @@ pub fn train_student(r: &Run) -> Result<Trained> {
             set.stats
         );
     }
-    let (student, tok, _) = crate::models::load_student(
-        &r.cfg.student.model,
-        r.cfg.student.tuning(),
-        r.cfg.train.seed,
-    )?;
+    let (student, tok, _) =
+        crate::models::load_student(base, r.cfg.student.tuning(), r.cfg.train.seed)?;
     // Validation loss on the gold label task where the recipe has one; accuracy in the
     // recipe's inference mode on up to `valid_limit` items selects the best checkpoint.
     let valid_items: Vec<Example> =
@@ -248,7 +272,6 @@ pub fn train_student(r: &Run) -> Result<Trained> {
             s.store(true, Ordering::SeqCst);
         });
     }
-    let out_dir = r.dir.join("student");
     let config_json = serde_json::to_string(
         &json!({ "student": r.cfg.student, "recipe": r.cfg.recipe, "train": r.cfg.train }),
     )?;
@@ -256,7 +279,7 @@ pub fn train_student(r: &Run) -> Result<Trained> {
         .store
         .lock()
         .unwrap()
-        .start_training_run(r.cfg.recipe.name.as_str(), &config_json)?;
+        .start_training_run(name, &config_json)?;
     let mut bars = vec![];
     let stages = train_stages(
         &student,
@@ -264,7 +287,7 @@ pub fn train_student(r: &Run) -> Result<Trained> {
         &set.pairs,
         &valid_pairs,
         &r.cfg.train,
-        &out_dir,
+        out_dir,
         &mut |stage| {
             let bar = items_bar(0, &format!("train {stage}"));
             bars.push(bar.clone());
