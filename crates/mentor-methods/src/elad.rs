@@ -264,14 +264,19 @@ pub fn score_pool(
     // The forced answers after each step prefix of each explanation.
     let mut probes = vec![];
     let mut probe_of = vec![]; // (item, explanation) per probe, in order
-    for (i, ex) in pool.iter().enumerate() {
-        let _ = ex;
+                               // the prefix continues the assistant's turn: no second BOS in mid-sequence
+    let bos = tok.bos_token.as_deref().and_then(|b| tok.token_to_id(b));
+    for i in 0..pool.len() {
         for e in 0..per_item {
             let steps = split_steps(&gens[i * per_item + e].text, cfg.max_steps);
             for j in 1..=steps.len() {
                 let prefix = format!("{}{FORCE_ANSWER}", steps[..j].join(" "));
                 let mut ids = prompts[i].clone();
-                ids.extend(tok.encode(&prefix).map_err(candle_core::Error::wrap)?);
+                let mut cont = tok.encode(&prefix).map_err(candle_core::Error::wrap)?;
+                if bos.is_some() && cont.first().copied() == bos {
+                    cont.remove(0);
+                }
+                ids.extend(cont);
                 probes.push((
                     ids,
                     SamplingParams {
@@ -286,6 +291,11 @@ pub fn score_pool(
         }
     }
     let forced = generate(model, tok, &probes, cfg.batch, on_done)?;
+    let mut forced_of: std::collections::HashMap<(usize, usize), Vec<&mentor_model::Generation>> =
+        Default::default();
+    for (key, f) in probe_of.iter().zip(&forced) {
+        forced_of.entry(*key).or_default().push(f);
+    }
     let mut out = Vec::with_capacity(pool.len());
     for (i, ex) in pool.iter().enumerate() {
         let explanations = &gens[i * per_item..(i + 1) * per_item];
@@ -294,15 +304,14 @@ pub fn score_pool(
             .map(|g| parse_answer(kind, ex, &g.text))
             .collect();
         let mut inst = 0.0;
-        for (e, g) in explanations.iter().enumerate() {
-            let mut seq: Vec<Option<Answer>> = probe_of
+        for e in 0..per_item {
+            let mut seq: Vec<Option<Answer>> = forced_of
+                .get(&(i, e))
+                .map_or(&[][..], Vec::as_slice)
                 .iter()
-                .zip(&forced)
-                .filter(|((pi, pe), _)| *pi == i && *pe == e)
-                .map(|(_, f)| parse_answer(kind, ex, &format!("So the answer is{}", f.text)))
+                .map(|f| parse_answer(kind, ex, &format!("So the answer is{}", f.text)))
                 .collect();
             seq.push(finals[e].clone());
-            let _ = g;
             inst += answer_instability(&seq);
         }
         let greedy = &explanations[0];
@@ -364,7 +373,8 @@ pub struct Revision {
 /// Reads "First flawed step: N|none" and the text after "Revised explanation:". Without the
 /// marker there is no revision to train on.
 pub fn parse_revision(text: &str) -> Option<Revision> {
-    let lower = text.to_lowercase();
+    // ASCII lowercasing keeps byte offsets, so positions in `lower` index `text`
+    let lower = text.to_ascii_lowercase();
     let marker = "revised explanation:";
     let at = lower.find(marker)?;
     let revised = text[at + marker.len()..].trim().to_string();

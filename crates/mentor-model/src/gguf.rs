@@ -139,14 +139,20 @@ fn read(path: &Path, device: &Device, keep_quantized: bool) -> Result<GgufWeight
             && q.dtype() != GgmlDType::BF16
             && q.shape().dims().last().is_some_and(|k| k % block == 0);
         if keep_quantized && quantizable && !permuted && (multiplies(&hf) || head) {
-            let q = if fast_kernel(q.dtype()) {
-                q
+            let embedding = hf == "model.embed_tokens.weight";
+            let dense = if embedding || !fast_kernel(q.dtype()) {
+                Some(q.dequantize(device)?)
             } else {
-                QTensor::quantize(&q.dequantize(device)?, GgmlDType::Q8_0)?
+                None
             };
-            if hf == "model.embed_tokens.weight" {
-                // the tied head multiplies quantised; lookups need the rows dense
-                tensors.insert(hf.clone(), q.dequantize(device)?);
+            let q = match &dense {
+                Some(d) if !fast_kernel(q.dtype()) => QTensor::quantize(d, GgmlDType::Q8_0)?,
+                _ => q,
+            };
+            if let Some(d) = dense.filter(|_| embedding) {
+                // the tied head multiplies quantised; lookups need the rows dense (the file's
+                // values, not the re-quantised ones)
+                tensors.insert(hf.clone(), d);
             }
             quantized.insert(hf, Arc::new(q));
             continue;

@@ -279,6 +279,7 @@ const LAID_OUT: &[&str] = &[
     "student",
     "predictions",
     "report",
+    "elad",
 ];
 
 const TEMPLATE: &str = include_str!("report.html.j2");

@@ -485,6 +485,28 @@ impl Store {
         })
     }
 
+    /// Records a whole round of a selection stage in one transaction.
+    pub fn record_selections(
+        &mut self,
+        stage: &str,
+        round: u32,
+        dataset: &str,
+        rows: &[Selection],
+    ) -> Result<()> {
+        self.transaction(|tx| {
+            for s in rows {
+                tx.execute(
+                    "INSERT INTO selections (stage, round, dataset, example_id, score, selected, reason)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT (stage, round, dataset, example_id)
+                     DO UPDATE SET score = excluded.score, selected = excluded.selected, reason = excluded.reason",
+                    params![stage, round, dataset, s.example_id, s.score, s.selected, s.reason],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
     /// Every decision of a selection stage's round, highest score first (ties by example id).
     pub fn selections(&self, stage: &str, round: u32) -> Result<Vec<Selection>> {
         let mut stmt = self

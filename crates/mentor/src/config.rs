@@ -304,7 +304,7 @@ lora_rank = 16               # 0 = train every weight
 lora_alpha = 32
 
 [recipe]
-name = "step-by-step"        # standard | step-by-step | minds-mirror | mapd (elad: not built yet)
+name = "step-by-step"        # standard | step-by-step | minds-mirror | mapd | elad
 alpha = 0.5                  # label weight; rationale weight is 1 - alpha
 # filter_correct = false     # keep only teacher rationales whose answer matches gold
 # label_source = "gold"      # standard: learn gold labels or the teacher's ("teacher")

@@ -72,6 +72,16 @@ fn teacher_cost(r: &Run) -> Result<(u64, u64)> {
     }))
 }
 
+/// Whether `round` finished before (its point is recorded): a rerun neither asks its teacher
+/// again (a call that failed then would change the round's training set) nor retrains it.
+pub fn round_done(r: &Run, round: u32) -> Result<bool> {
+    Ok(r.store
+        .lock()
+        .unwrap()
+        .meta(&format!("elad-point-{round}"))?
+        .is_some())
+}
+
 /// Train items with any teacher text (parsed or not: a raw reply was paid for all the same).
 fn annotated_ids(r: &Run) -> Result<HashSet<String>> {
     let s = r.store.lock().unwrap();
@@ -99,20 +109,26 @@ fn recorded_selection(r: &Run, round: u32) -> Result<Option<Vec<(String, String)
     if rows.is_empty() {
         return Ok(None);
     }
-    Ok(Some(
-        rows.into_iter()
-            .filter(|s| s.selected)
-            .map(|s| {
-                let explanation = s
-                    .reason
-                    .as_deref()
-                    .and_then(|r| serde_json::from_str::<serde_json::Value>(r).ok())
-                    .and_then(|v| v["explanation"].as_str().map(String::from))
-                    .unwrap_or_default();
-                (s.example_id, explanation)
-            })
-            .collect(),
-    ))
+    let mut chosen: Vec<(u64, String, String)> = rows
+        .into_iter()
+        .filter(|s| s.selected)
+        .map(|s| {
+            let v: serde_json::Value = s
+                .reason
+                .as_deref()
+                .and_then(|r| serde_json::from_str(r).ok())
+                .unwrap_or_default();
+            let explanation = v["explanation"].as_str().unwrap_or_default().to_string();
+            (
+                v["rank"].as_u64().unwrap_or(u64::MAX),
+                s.example_id,
+                explanation,
+            )
+        })
+        .collect();
+    // in the order the ranking chose them (a budget cut keeps the same items)
+    chosen.sort();
+    Ok(Some(chosen.into_iter().map(|(_, id, e)| (id, e)).collect()))
 }
 
 /// Scores `remaining` with `model`, records every score and the selection, returns the selection.
@@ -125,7 +141,7 @@ fn select_round(
     let recipe = &r.cfg.recipe;
     let loaded = crate::models::load_for_inference(model)?;
     let probe = mentor_methods::elad::ProbeConfig {
-        seed: recipe.seed + round as u64 * 1_000_003,
+        seed: recipe.probe.seed + recipe.seed + round as u64 * 1_000_003,
         ..recipe.probe.clone()
     };
     let bar = items_bar(0, &format!("score round {round}"));
@@ -161,26 +177,35 @@ fn select_round(
         recipe.round_budget,
         recipe.seed + round as u64,
     );
-    let chosen_set: HashSet<&str> = chosen.iter().map(String::as_str).collect();
-    let mut store = r.store.lock().unwrap();
-    for s in &scored {
-        let reason = json!({
-            "instability": s.uncertainty.instability,
-            "entropy": s.uncertainty.entropy,
-            "least_confidence": s.uncertainty.least_confidence,
-            "strategy": recipe.selection.as_str(),
-            "explanation": s.explanation,
-        });
-        store.record_selection(
-            ELAD_SELECT_STAGE,
-            round,
-            &r.ds.name,
-            &s.id,
-            Some(s.uncertainty.score(recipe.selection)),
-            chosen_set.contains(s.id.as_str()),
-            Some(&reason.to_string()),
-        )?;
-    }
+    let rank: std::collections::HashMap<&str, usize> = chosen
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
+    // one transaction: a kill leaves the round's selection whole or absent
+    let rows: Vec<mentor_store::Selection> = scored
+        .iter()
+        .map(|s| mentor_store::Selection {
+            example_id: s.id.clone(),
+            score: Some(s.uncertainty.score(recipe.selection)),
+            selected: rank.contains_key(s.id.as_str()),
+            reason: Some(
+                json!({
+                    "instability": s.uncertainty.instability,
+                    "entropy": s.uncertainty.entropy,
+                    "least_confidence": s.uncertainty.least_confidence,
+                    "strategy": recipe.selection.as_str(),
+                    "rank": rank.get(s.id.as_str()),
+                    "explanation": s.explanation,
+                })
+                .to_string(),
+            ),
+        })
+        .collect();
+    r.store
+        .lock()
+        .unwrap()
+        .record_selections(ELAD_SELECT_STAGE, round, &r.ds.name, &rows)?;
     let by_id: std::collections::HashMap<&str, &ScoredItem> =
         scored.iter().map(|s| (s.id.as_str(), s)).collect();
     Ok(chosen
@@ -214,116 +239,66 @@ fn train_round(r: &Run, round: u32, base: &str) -> Result<Trained> {
 pub fn run_rounds(r: &Run, teachers: &[Arc<Teacher>]) -> Result<EladOutcome> {
     let recipe = &r.cfg.recipe;
     let pool = r.ds.split(Split::Train);
-    let mut points = vec![];
-    // A point is what was observed when its round ended, kept in the store's meta: a resumed
-    // run reports the same curve, not today's cumulative totals.
-    let point = |round, selected, t: &Trained| -> Result<RoundPoint> {
-        let key = format!("elad-point-{round}");
-        if let Some(p) = r.store.lock().unwrap().meta(&key)? {
-            return Ok(serde_json::from_str(&p)?);
-        }
-        let (calls, tokens) = teacher_cost(r)?;
-        let p = RoundPoint {
-            round,
-            items_annotated: annotated_ids(r)?.len(),
-            selected,
-            training_pairs: t.set.pairs.len(),
-            teacher_calls: calls,
-            teacher_tokens: tokens,
-            valid_accuracy: t.stages.last().and_then(|s| s.report.best_metric),
-            model: t.model_dir.display().to_string(),
-        };
-        r.store
-            .lock()
-            .unwrap()
-            .set_meta(&key, &serde_json::to_string(&p)?)?;
-        Ok(p)
-    };
-    let first = train_round(r, 0, &r.cfg.student.model)?;
-    if first.stopped_early {
-        anyhow::bail!("training interrupted; rerun the same command to resume");
-    }
-    points.push(point(0, 0, &first)?);
-    let mut best = (first, 0u32);
-    let mut last_model = best.0.model_dir.display().to_string();
-    let mut since_best = 0;
-    let mut stopped = format!("{} rounds done", recipe.rounds);
+    let by_id: std::collections::HashMap<&str, &Example> =
+        pool.iter().map(|e| (e.id.as_str(), e)).collect();
     let prompts = r.cfg.prompts()?;
-    for round in 1..=recipe.rounds {
-        let done = annotated_ids(r)?;
-        let remaining: Vec<Example> = pool
-            .iter()
-            .filter(|e| !done.contains(&e.id))
-            .cloned()
-            .collect();
-        let selection = match recorded_selection(r, round)? {
-            Some(s) => s,
-            None if remaining.is_empty() => {
-                stopped = "the pool is spent".into();
+    // One student per round, and the curve's points.
+    let mut students: Vec<Trained> = vec![];
+    let mut points: Vec<RoundPoint> = vec![];
+    let mut stopped = format!("{} rounds done", recipe.rounds);
+    let mut last_round = false;
+    for round in 0..=recipe.rounds {
+        let mut selected = 0;
+        // A finished round (its point recorded) is neither annotated nor selected again: a
+        // call that failed then and succeeded now would change its training set.
+        if round > 0 && !round_done(r, round)? {
+            let done = annotated_ids(r)?;
+            let remaining: Vec<Example> = pool
+                .iter()
+                .filter(|e| !done.contains(&e.id))
+                .cloned()
+                .collect();
+            let last_model = students.last().unwrap().model_dir.display().to_string();
+            let selection = match recorded_selection(r, round)? {
+                Some(s) => s,
+                None if remaining.is_empty() => {
+                    stopped = "the pool is spent".into();
+                    break;
+                }
+                None => select_round(r, &last_model, round, &remaining)?,
+            };
+            let chosen: Vec<(Example, String)> = selection
+                .iter()
+                .filter_map(|(id, e)| by_id.get(id.as_str()).map(|x| ((*x).clone(), e.clone())))
+                .collect();
+            selected = chosen.len();
+            let report = ask_teacher(r, teachers, &prompts, round, &chosen)?;
+            if report.stopped.as_deref() == Some("interrupted") {
+                anyhow::bail!("interrupted in round {round}; rerun the same command to resume");
+            }
+            let t = report.total();
+            if t.done + t.already == 0 {
+                // nothing new to learn from (the budget was spent): no retraining
+                stopped = report
+                    .stopped
+                    .unwrap_or_else(|| "the teacher answered nothing".into());
                 break;
             }
-            None => select_round(r, &last_model, round, &remaining)?,
-        };
-        let by_id: std::collections::HashMap<&str, &Example> =
-            pool.iter().map(|e| (e.id.as_str(), e)).collect();
-        let selected: Vec<(Example, String)> = selection
-            .iter()
-            .filter_map(|(id, expl)| by_id.get(id.as_str()).map(|e| ((*e).clone(), expl.clone())))
-            .collect();
-        let base = base_spec(&r.cfg);
-        let report = if recipe.revise {
-            let jobs = revision_jobs(
-                &prompts,
-                r.ds.task,
-                &selected,
-                recipe.reveal_gold,
-                recipe.probe.max_steps,
-            )
-            .map_err(anyhow::Error::msg)?;
-            let spec = AnnotateSpec {
-                stage: REVISE_STAGE.0.into(),
-                kind: REVISE_STAGE.1.into(),
-                round,
-                ..base
-            };
-            annotate_jobs(
-                r,
-                teachers,
-                &format!("revise round {round}"),
-                &jobs,
-                &spec,
-                revision_parser(r.ds.task),
-            )?
-        } else {
-            let items: Vec<Example> = selected.iter().map(|(e, _)| e.clone()).collect();
-            let jobs = cot_jobs(&prompts, r.ds.task, &items, 1).map_err(anyhow::Error::msg)?;
-            let spec = AnnotateSpec {
-                stage: COT_STAGE.0.into(),
-                kind: COT_STAGE.1.into(),
-                round,
-                ..base
-            };
-            annotate_jobs(
-                r,
-                teachers,
-                &format!("cots round {round}"),
-                &jobs,
-                &spec,
-                rationale_parser(r.ds.task),
-            )?
-        };
-        if report.stopped.as_deref() == Some("interrupted") {
-            anyhow::bail!("interrupted in round {round}; rerun the same command to resume");
+            if let Some(why) = report.stopped {
+                // train on what this round got, then stop
+                stopped = why;
+                last_round = true;
+            }
         }
-        let base_model = match recipe.retrain {
-            Retrain::Restart => r.cfg.student.model.clone(),
-            Retrain::Continue => last_model.clone(),
+        let base = match (round, recipe.retrain) {
+            (0, _) | (_, Retrain::Restart) => r.cfg.student.model.clone(),
+            (_, Retrain::Continue) => students.last().unwrap().model_dir.display().to_string(),
         };
-        let trained = train_round(r, round, &base_model)?;
+        let trained = train_round(r, round, &base)?;
         if trained.stopped_early {
             anyhow::bail!("training interrupted; rerun the same command to resume");
         }
-        let p = point(round, selected.len(), &trained)?;
+        let p = point(r, round, selected, &trained)?;
         tracing::info!(
             "elad round {round}: {} items annotated, {} teacher calls, {} tokens, validation accuracy {:?}",
             p.items_annotated,
@@ -331,33 +306,115 @@ pub fn run_rounds(r: &Run, teachers: &[Arc<Teacher>]) -> Result<EladOutcome> {
             p.teacher_tokens,
             p.valid_accuracy
         );
-        let better = p.valid_accuracy.unwrap_or(f64::NEG_INFINITY)
-            > points
-                .iter()
-                .filter_map(|q: &RoundPoint| q.valid_accuracy)
-                .fold(f64::NEG_INFINITY, f64::max);
-        last_model = trained.model_dir.display().to_string();
         points.push(p);
-        if better {
-            best = (trained, round);
-            since_best = 0;
-        } else {
-            since_best += 1;
-        }
-        if let Some(why) = report.stopped {
-            stopped = why;
+        students.push(trained);
+        if last_round {
             break;
         }
-        if recipe.patience > 0 && since_best >= recipe.patience {
-            stopped = format!("no better validation accuracy for {since_best} round(s)");
+        let best = best_round(&points);
+        if recipe.patience > 0 && round - best >= recipe.patience {
+            stopped = format!(
+                "no better validation accuracy for {} round(s)",
+                round - best
+            );
             break;
         }
     }
-    let (best, best_round) = best;
+    let best_round = best_round(&points);
+    let best = students.swap_remove(best_round as usize);
     Ok(EladOutcome {
         best,
         best_round,
         points,
         stopped,
     })
+}
+
+/// The round with the best validation accuracy (the earliest on ties); the last round when
+/// none was measured (no validation items).
+fn best_round(points: &[RoundPoint]) -> u32 {
+    if points.iter().all(|p| p.valid_accuracy.is_none()) {
+        return points.last().map_or(0, |p| p.round);
+    }
+    let mut best = (0, f64::NEG_INFINITY);
+    for p in points {
+        if let Some(a) = p.valid_accuracy.filter(|&a| a > best.1) {
+            best = (p.round, a);
+        }
+    }
+    best.0
+}
+
+/// A round's point: what was observed when it ended, kept in the store's meta so that a resumed
+/// run reports the same curve, not today's cumulative totals.
+fn point(r: &Run, round: u32, selected: usize, t: &Trained) -> Result<RoundPoint> {
+    let key = format!("elad-point-{round}");
+    if let Some(p) = r.store.lock().unwrap().meta(&key)? {
+        return Ok(serde_json::from_str(&p)?);
+    }
+    let (calls, tokens) = teacher_cost(r)?;
+    let p = RoundPoint {
+        round,
+        items_annotated: annotated_ids(r)?.len(),
+        selected,
+        training_pairs: t.set.pairs.len(),
+        teacher_calls: calls,
+        teacher_tokens: tokens,
+        valid_accuracy: t.stages.last().and_then(|s| s.report.best_metric),
+        model: t.model_dir.display().to_string(),
+    };
+    r.store
+        .lock()
+        .unwrap()
+        .set_meta(&key, &serde_json::to_string(&p)?)?;
+    Ok(p)
+}
+
+/// The round's teacher stage: revisions of the chosen explanations, or (the baseline) chains
+/// of thought from scratch; resumable like every teacher stage.
+fn ask_teacher(
+    r: &Run,
+    teachers: &[Arc<Teacher>],
+    prompts: &mentor_core::prompt::Prompts,
+    round: u32,
+    chosen: &[(Example, String)],
+) -> Result<mentor_methods::annotate::AnnotateReport> {
+    let recipe = &r.cfg.recipe;
+    let base = base_spec(&r.cfg);
+    if recipe.revise {
+        let jobs = revision_jobs(
+            prompts,
+            r.ds.task,
+            chosen,
+            recipe.reveal_gold,
+            recipe.probe.max_steps,
+        )
+        .map_err(anyhow::Error::msg)?;
+        let spec = AnnotateSpec {
+            stage: REVISE_STAGE.0.into(),
+            kind: REVISE_STAGE.1.into(),
+            round,
+            ..base
+        };
+        let name = format!("revise round {round}");
+        annotate_jobs(r, teachers, &name, &jobs, &spec, revision_parser(r.ds.task))
+    } else {
+        let items: Vec<Example> = chosen.iter().map(|(e, _)| e.clone()).collect();
+        let jobs = cot_jobs(prompts, r.ds.task, &items, 1).map_err(anyhow::Error::msg)?;
+        let spec = AnnotateSpec {
+            stage: COT_STAGE.0.into(),
+            kind: COT_STAGE.1.into(),
+            round,
+            ..base
+        };
+        let name = format!("cots round {round}");
+        annotate_jobs(
+            r,
+            teachers,
+            &name,
+            &jobs,
+            &spec,
+            rationale_parser(r.ds.task),
+        )
+    }
 }

@@ -61,6 +61,14 @@ pub fn base_spec(cfg: &crate::config::Config) -> AnnotateSpec {
 pub fn run(a: Args) -> Result<Summary> {
     let r = run::open(&a.config, a.run_dir.clone())?;
     let mut items = r.ds.split(a.split).to_vec();
+    if r.cfg.recipe.name == mentor_methods::recipe::RecipeName::Elad && a.split == Split::Train {
+        // the rest of the pool is the rounds' to choose (`mentor distill`), under the budget
+        items = crate::elad::seed_items(&r);
+        tracing::info!(
+            "recipe elad: annotating its seed set ({} items); `mentor distill` runs the rounds",
+            items.len()
+        );
+    }
     if let Some(n) = a.limit {
         items.truncate(n);
     }

@@ -11,8 +11,8 @@ use serde_json::json;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Benchmarks: `annotate` (teacher call path against a zero-latency loopback server); `train`
-/// and `generate` are not built yet. `loopback` serves the zero-latency OpenAI-compatible test
+/// Benchmarks: `annotate` (teacher call path against a zero-latency loopback server), `train`
+/// (one training step) and `generate` (batched greedy decode). `loopback` serves the zero-latency OpenAI-compatible test
 /// server on 127.0.0.1 until interrupted (for comparing other clients against the same server).
 ///
 /// `annotate` sends N distinct requests at each concurrency through the whole call path (cache

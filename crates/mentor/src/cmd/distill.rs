@@ -135,8 +135,11 @@ fn run_recipe(mut cfg: Config, run_dir: PathBuf, a: &Args) -> Result<Summary> {
     if !r.cfg.recipe.teacher_stages().is_empty() {
         let budget = teachers::budget(&r.cfg, &r.store)?;
         teachers = teachers::build(&r.cfg, &r.ds, &r.store, &budget)?;
-        // ELAD annotates its seed set up front; its rounds pick the rest
-        let items = if elad {
+        // ELAD annotates its seed set up front (once: round 0's set is fixed when it ends);
+        // its rounds pick the rest
+        let items = if elad && crate::elad::round_done(&r, 0)? {
+            vec![]
+        } else if elad {
             crate::elad::seed_items(&r)
         } else {
             r.ds.split(Split::Train).to_vec()
