@@ -158,6 +158,10 @@ fn run_recipe(mut cfg: Config, run_dir: PathBuf, a: &Args) -> Result<Summary> {
             teacher_stages.insert(stage, serde_json::to_value(rep.total())?);
         }
     }
+    if !elad {
+        // an embedded teacher's model (GBs) is freed before the student trains
+        teachers.clear();
+    }
     lap("teachers");
     let mode = super::train::default_mode(&r);
     let before = if a.no_before {
