@@ -37,6 +37,16 @@ fn msg(e: impl std::fmt::Display) -> candle_core::Error {
 
 /// Reads a `.gguf` file (dequantised) or an HF directory, as f32 on `device`.
 pub fn read_weights(path: &Path, device: &Device) -> Result<Weights> {
+    read(path, device, false)
+}
+
+/// As [`read_weights`], but a `.gguf` file keeps its projections quantised: for inference
+/// ([`Tuning::Frozen`]) at a fraction of the memory traffic. An HF directory reads as usual.
+pub fn read_weights_quantized(path: &Path, device: &Device) -> Result<Weights> {
+    read(path, device, true)
+}
+
+fn read(path: &Path, device: &Device, quantized: bool) -> Result<Weights> {
     if path.is_dir() {
         let cfg_path = path.join("config.json");
         let text = std::fs::read_to_string(&cfg_path)
@@ -69,26 +79,11 @@ pub fn read_weights(path: &Path, device: &Device) -> Result<Weights> {
     if !path.is_file() {
         candle_core::bail!("{}: no such model file or directory", path.display());
     }
-    let w = gguf::load(path, device)?;
-    Ok(Weights {
-        config: w.config,
-        tensors: w.tensors,
-        source: path.to_path_buf(),
-        gguf_metadata: Some(w.metadata),
-        quantized: w.quantized,
-    })
-}
-
-/// As [`read_weights`], but a `.gguf` file keeps its projections quantised: for inference
-/// ([`Tuning::Frozen`]) at a fraction of the memory traffic. An HF directory reads as usual.
-pub fn read_weights_quantized(path: &Path, device: &Device) -> Result<Weights> {
-    if path.is_dir() {
-        return read_weights(path, device);
-    }
-    if !path.is_file() {
-        candle_core::bail!("{}: no such model file or directory", path.display());
-    }
-    let w = gguf::load_quantized(path, device)?;
+    let w = if quantized {
+        gguf::load_quantized(path, device)?
+    } else {
+        gguf::load(path, device)?
+    };
     Ok(Weights {
         config: w.config,
         tensors: w.tensors,
