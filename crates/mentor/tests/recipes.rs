@@ -22,6 +22,23 @@ fn tiny_student(dir: &Path) {
     tok.save(dir).unwrap();
 }
 
+/// A run directory with a tiny student and `toy.jsonl`: `n` questions "What is i plus (i + k)?".
+fn sums_run(n: usize, k: usize) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    tiny_student(&d.path().join("student"));
+    let rows: String = (0..n)
+        .map(|i| {
+            format!(
+                "{{\"id\": \"q{i:02}\", \"question\": \"What is {i} plus {}?\", \"answer\": {}}}\n",
+                i + k,
+                2 * i + k
+            )
+        })
+        .collect();
+    std::fs::write(d.path().join("toy.jsonl"), rows).unwrap();
+    d
+}
+
 const TRAIN_AND_EVAL: &str = "[student]\nmodel = \"student\"\n\n\
     [train]\nmax_steps = 2\nbatch_size = 4\nmax_len = 384\nsave_every = 0\n\n\
     [eval]\nmax_new_tokens = 6\nvalid_limit = 2\nsamples = 2\nbatch = 8\n";
@@ -229,18 +246,7 @@ async fn minds_mirror_samples_cots_judges_them_and_trains_both_tasks_in_two_stag
     })
     .await
     .unwrap();
-    let d = tempfile::tempdir().unwrap();
-    tiny_student(&d.path().join("student"));
-    let rows: String = (0..10)
-        .map(|i| {
-            format!(
-                "{{\"id\": \"q{i}\", \"question\": \"What is {i} plus {}?\", \"answer\": {}}}\n",
-                i + 2,
-                2 * i + 2
-            )
-        })
-        .collect();
-    std::fs::write(d.path().join("toy.jsonl"), rows).unwrap();
+    let d = sums_run(10, 2);
     std::fs::write(
         d.path().join("exp.toml"),
         format!(
@@ -388,18 +394,7 @@ async fn mapd_mines_the_students_mistakes_and_trains_on_peer_accepted_rationales
     })
     .await
     .unwrap();
-    let d = tempfile::tempdir().unwrap();
-    tiny_student(&d.path().join("student"));
-    let rows: String = (0..10)
-        .map(|i| {
-            format!(
-                "{{\"id\": \"q{i}\", \"question\": \"What is {i} plus {}?\", \"answer\": {}}}\n",
-                i + 2,
-                2 * i + 2
-            )
-        })
-        .collect();
-    std::fs::write(d.path().join("toy.jsonl"), rows).unwrap();
+    let d = sums_run(10, 2);
     let teacher = |name: &str| {
         format!("[teachers.{name}]\nkind = \"openai\"\nbase_url = \"{}\"\nmodel = \"{name}\"\nmax_in_flight = 2\n", server.base_url)
     };
@@ -549,18 +544,7 @@ async fn elad_rounds_send_the_most_uncertain_items_within_budget_and_resume() {
     })
     .await
     .unwrap();
-    let d = tempfile::tempdir().unwrap();
-    tiny_student(&d.path().join("student"));
-    let rows: String = (0..20)
-        .map(|i| {
-            format!(
-                "{{\"id\": \"q{i:02}\", \"question\": \"What is {i} plus {}?\", \"answer\": {}}}\n",
-                i + 3,
-                2 * i + 3
-            )
-        })
-        .collect();
-    std::fs::write(d.path().join("toy.jsonl"), rows).unwrap();
+    let d = sums_run(20, 3);
     std::fs::write(
         d.path().join("exp.toml"),
         format!(
