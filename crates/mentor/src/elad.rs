@@ -380,41 +380,27 @@ fn ask_teacher(
     chosen: &[(Example, String)],
 ) -> Result<mentor_methods::annotate::AnnotateReport> {
     let recipe = &r.cfg.recipe;
-    let base = base_spec(&r.cfg);
-    if recipe.revise {
+    let (jobs, (stage, kind), parser, what) = if recipe.revise {
         let jobs = revision_jobs(
             prompts,
             r.ds.task,
             chosen,
             recipe.reveal_gold,
             recipe.probe.max_steps,
-        )
-        .map_err(anyhow::Error::msg)?;
-        let spec = AnnotateSpec {
-            stage: REVISE_STAGE.0.into(),
-            kind: REVISE_STAGE.1.into(),
-            round,
-            ..base
-        };
-        let name = format!("revise round {round}");
-        annotate_jobs(r, teachers, &name, &jobs, &spec, revision_parser(r.ds.task))
+        );
+        (jobs, REVISE_STAGE, revision_parser(r.ds.task), "revise")
     } else {
         let items: Vec<Example> = chosen.iter().map(|(e, _)| e.clone()).collect();
-        let jobs = cot_jobs(prompts, r.ds.task, &items, 1).map_err(anyhow::Error::msg)?;
-        let spec = AnnotateSpec {
-            stage: COT_STAGE.0.into(),
-            kind: COT_STAGE.1.into(),
-            round,
-            ..base
-        };
-        let name = format!("cots round {round}");
-        annotate_jobs(
-            r,
-            teachers,
-            &name,
-            &jobs,
-            &spec,
-            rationale_parser(r.ds.task),
-        )
-    }
+        let jobs = cot_jobs(prompts, r.ds.task, &items, 1);
+        (jobs, COT_STAGE, rationale_parser(r.ds.task), "cots")
+    };
+    let jobs = jobs.map_err(anyhow::Error::msg)?;
+    let spec = AnnotateSpec {
+        stage: stage.into(),
+        kind: kind.into(),
+        round,
+        ..base_spec(&r.cfg)
+    };
+    let name = format!("{what} round {round}");
+    annotate_jobs(r, teachers, &name, &jobs, &spec, parser)
 }
