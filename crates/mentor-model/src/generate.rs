@@ -165,39 +165,126 @@ fn generate_batch(
     tokenizer: &TextTokenizer,
     reqs: Vec<&(Vec<u32>, SamplingParams)>,
 ) -> Result<Vec<Generation>> {
-    let b = reqs.len();
-    let width = reqs.iter().map(|r| r.0.len()).max().unwrap_or(0).max(1);
-    let max_new = reqs.iter().map(|r| r.1.max_new_tokens).max().unwrap_or(0);
-    let limit = model.cfg.max_position_embeddings;
-    if width + max_new > limit {
-        candle_core::bail!(
-            "prompt ({width} tokens) + max_new_tokens ({max_new}) exceeds the model's {limit} positions"
-        );
+    let mut decoder = Decoder::new(model, tokenizer, &reqs)?;
+    while !decoder.is_done() {
+        decoder.step()?;
     }
-    let pad: Vec<usize> = reqs.iter().map(|r| width - r.0.len()).collect();
-    let mut ids = vec![tokenizer.pad_id; b * width];
-    for (r, req) in reqs.iter().enumerate() {
-        ids[r * width + pad[r]..(r + 1) * width].copy_from_slice(&req.0);
-    }
-    let mut rows: Vec<Row> = reqs
-        .iter()
-        .map(|r| Row {
-            params: r.1.clone(),
-            rng: ChaCha8Rng::seed_from_u64(r.1.seed),
-            out: vec![],
-            logprobs: vec![],
-            done: (r.1.max_new_tokens == 0).then_some(FinishReason::Length),
-            text: String::new(),
+    decoder.finish()
+}
+
+/// One batch decoding step by step: what [`generate`] runs to the end, and what a server
+/// drives itself to stream each row's text as it grows and to drop rows whose client left.
+pub struct Decoder<'a> {
+    model: &'a Llama,
+    tokenizer: &'a TextTokenizer,
+    rows: Vec<Row>,
+    prompt_tokens: Vec<usize>,
+    pad: Vec<usize>,
+    cache: crate::llama::Cache,
+    input: Tensor,
+    /// Decode each row's text after every token (streaming), not only for stop strings.
+    track_text: bool,
+}
+
+impl<'a> Decoder<'a> {
+    /// Prepares a batch of `(prompt ids, params)`; nothing runs until [`Decoder::step`].
+    pub fn new(
+        model: &'a Llama,
+        tokenizer: &'a TextTokenizer,
+        reqs: &[&(Vec<u32>, SamplingParams)],
+    ) -> Result<Self> {
+        let b = reqs.len();
+        let width = reqs.iter().map(|r| r.0.len()).max().unwrap_or(0).max(1);
+        let max_new = reqs.iter().map(|r| r.1.max_new_tokens).max().unwrap_or(0);
+        let limit = model.cfg.max_position_embeddings;
+        if width + max_new > limit {
+            candle_core::bail!(
+                "prompt ({width} tokens) + max_new_tokens ({max_new}) exceeds the model's {limit} positions"
+            );
+        }
+        let pad: Vec<usize> = reqs.iter().map(|r| width - r.0.len()).collect();
+        let mut ids = vec![tokenizer.pad_id; b * width];
+        for (r, req) in reqs.iter().enumerate() {
+            ids[r * width + pad[r]..(r + 1) * width].copy_from_slice(&req.0);
+        }
+        let rows = reqs
+            .iter()
+            .map(|r| Row {
+                params: r.1.clone(),
+                rng: ChaCha8Rng::seed_from_u64(r.1.seed),
+                out: vec![],
+                logprobs: vec![],
+                done: (r.1.max_new_tokens == 0).then_some(FinishReason::Length),
+                text: String::new(),
+            })
+            .collect();
+        Ok(Decoder {
+            model,
+            tokenizer,
+            rows,
+            prompt_tokens: reqs.iter().map(|r| r.0.len()).collect(),
+            pad,
+            cache: model.new_cache(width + max_new),
+            input: Tensor::from_vec(ids, (b, width), model.device())?,
+            track_text: false,
         })
-        .collect();
-    let mut cache = model.new_cache(width + max_new);
-    let mut input = Tensor::from_vec(ids, (b, width), model.device())?;
-    while rows.iter().any(|r| r.done.is_none()) {
+    }
+
+    /// Keep every row's text current after each step (for [`Decoder::visible_text`]).
+    pub fn track_text(mut self) -> Self {
+        self.track_text = true;
+        self
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.rows.iter().all(|r| r.done.is_some())
+    }
+
+    /// Whether row `r` has finished, and why.
+    pub fn finished(&self, r: usize) -> Option<FinishReason> {
+        self.rows[r].done
+    }
+
+    /// Tokens generated so far in row `r`.
+    pub fn generated(&self, r: usize) -> usize {
+        self.rows[r].out.len()
+    }
+
+    /// Stops row `r` (its client went away); its slot still rides along until the batch ends.
+    pub fn cancel(&mut self, r: usize) {
+        self.rows[r].done.get_or_insert(FinishReason::Stop);
+    }
+
+    /// Row `r`'s text so far that cannot change any more: without a trailing partial UTF-8
+    /// character, and, while the row runs, without a tail that could still grow into a stop
+    /// string. Needs [`Decoder::track_text`].
+    pub fn visible_text(&self, r: usize) -> &str {
+        let row = &self.rows[r];
+        let text = row.text.as_str();
+        if row.done.is_some() {
+            return text;
+        }
+        let mut end = text.trim_end_matches('\u{FFFD}').len();
+        for stop in &row.params.stop {
+            // the longest suffix of text[..end] that is a proper prefix of `stop`
+            for k in (1..stop.len()).rev() {
+                if stop.is_char_boundary(k) && text[..end].ends_with(&stop[..k]) {
+                    end = end.min(text[..end].len() - k);
+                    break;
+                }
+            }
+        }
+        &text[..end]
+    }
+
+    /// Feeds the last tokens and picks one more for every running row.
+    pub fn step(&mut self) -> Result<()> {
+        let (model, tokenizer) = (self.model, self.tokenizer);
         let logits = model
-            .forward_step(&input, &pad, &mut cache)?
+            .forward_step(&self.input, &self.pad, &mut self.cache)?
             .to_vec2::<f32>()?;
-        let mut next = vec![tokenizer.pad_id; b];
-        for (r, row) in rows.iter_mut().enumerate() {
+        let mut next = vec![tokenizer.pad_id; self.rows.len()];
+        for (r, row) in self.rows.iter_mut().enumerate() {
             if row.done.is_some() {
                 continue;
             }
@@ -210,7 +297,7 @@ fn generate_batch(
             }
             row.out.push(tok);
             row.logprobs.push(lp[tok as usize]);
-            if !row.params.stop.is_empty() {
+            if self.track_text || !row.params.stop.is_empty() {
                 row.text = tokenizer
                     .decode(&row.out)
                     .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
@@ -230,25 +317,33 @@ fn generate_batch(
                 row.done = Some(FinishReason::Length);
             }
         }
-        input = Tensor::from_vec(next, (b, 1), model.device())?;
+        self.input = Tensor::from_vec(next, (self.rows.len(), 1), model.device())?;
+        Ok(())
     }
-    rows.into_iter()
-        .zip(reqs)
-        .map(|(row, req)| {
-            let text = if row.params.stop.is_empty() {
-                tokenizer
-                    .decode(&row.out)
-                    .map_err(|e| candle_core::Error::Msg(e.to_string()))?
-            } else {
-                row.text
-            };
-            Ok(Generation {
-                text,
-                token_ids: row.out,
-                logprobs: row.logprobs,
-                finish_reason: row.done.unwrap_or(FinishReason::Length),
-                prompt_tokens: req.0.len(),
+
+    /// The finished generations, in request order.
+    pub fn finish(self) -> Result<Vec<Generation>> {
+        let tokenizer = self.tokenizer;
+        let track = self.track_text;
+        self.rows
+            .into_iter()
+            .zip(self.prompt_tokens)
+            .map(|(row, prompt_tokens)| {
+                let text = if row.params.stop.is_empty() && !track {
+                    tokenizer
+                        .decode(&row.out)
+                        .map_err(|e| candle_core::Error::Msg(e.to_string()))?
+                } else {
+                    row.text
+                };
+                Ok(Generation {
+                    text,
+                    token_ids: row.out,
+                    logprobs: row.logprobs,
+                    finish_reason: row.done.unwrap_or(FinishReason::Length),
+                    prompt_tokens,
+                })
             })
-        })
-        .collect()
+            .collect()
+    }
 }

@@ -15,6 +15,6 @@ pub mod loss;
 pub mod ops;
 pub mod tokenizer;
 
-pub use generate::{generate, FinishReason, Generation, SamplingParams};
+pub use generate::{generate, Decoder, FinishReason, Generation, SamplingParams};
 pub use llama::{Cache, Llama, LlamaConfig, LoraConfig, QuantizedWeights};
 pub use tokenizer::{ChatMessage, TextTokenizer};

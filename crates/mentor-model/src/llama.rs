@@ -54,6 +54,37 @@ fn default_max_pos() -> usize {
 }
 
 impl LlamaConfig {
+    /// Reads a Hugging Face `config.json`, refusing what this decoder would get wrong silently:
+    /// other architectures, RoPE scaling, a head size other than hidden / heads. Qwen2's
+    /// config does not say it has q/k/v biases; its `model_type` does.
+    pub fn from_hf_json(text: &str) -> std::result::Result<Self, String> {
+        let v: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let model_type = v["model_type"].as_str().unwrap_or("llama");
+        if !["llama", "qwen2", "mistral"].contains(&model_type) {
+            return Err(format!(
+                "model_type `{model_type}` is not supported (llama, qwen2, mistral)"
+            ));
+        }
+        if !v["rope_scaling"].is_null() {
+            return Err(
+                "rope_scaling is not supported (Llama 3.1+ style long-context RoPE)".into(),
+            );
+        }
+        let mut cfg: LlamaConfig = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
+        if model_type == "qwen2" && v.get("attention_bias").is_none() {
+            cfg.attention_bias = true;
+        }
+        if let Some(hd) = v["head_dim"].as_u64() {
+            if hd as usize != cfg.head_dim() {
+                return Err(format!(
+                    "head_dim {hd} differs from hidden_size / num_attention_heads ({})",
+                    cfg.head_dim()
+                ));
+            }
+        }
+        Ok(cfg)
+    }
+
     /// A few-thousand-parameter model over `vocab` tokens, for tests and examples.
     pub fn tiny(vocab: usize) -> Self {
         LlamaConfig {
@@ -644,5 +675,29 @@ impl Llama {
             out.push(("lm_head.weight".to_string(), h.clone()));
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod config_tests {
+    use super::LlamaConfig;
+
+    const BASE: &str = r#""vocab_size": 10, "hidden_size": 8, "intermediate_size": 16,
+        "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1"#;
+
+    #[test]
+    fn hf_configs_that_would_load_wrong_are_refused() {
+        let qwen = LlamaConfig::from_hf_json(&format!(r#"{{"model_type": "qwen2", {BASE}}}"#));
+        assert!(qwen.unwrap().attention_bias, "Qwen2 has q/k/v biases");
+        let llama = LlamaConfig::from_hf_json(&format!(r#"{{"model_type": "llama", {BASE}}}"#));
+        assert!(!llama.unwrap().attention_bias);
+        for (extra, why) in [
+            (r#""model_type": "gpt2","#, "not supported"),
+            (r#""rope_scaling": {"rope_type": "llama3"},"#, "rope_scaling"),
+            (r#""head_dim": 64,"#, "head_dim"),
+        ] {
+            let e = LlamaConfig::from_hf_json(&format!("{{{extra} {BASE}}}")).unwrap_err();
+            assert!(e.contains(why), "{extra}: {e}");
+        }
     }
 }

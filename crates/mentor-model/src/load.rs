@@ -51,8 +51,8 @@ fn read(path: &Path, device: &Device, quantized: bool) -> Result<Weights> {
         let cfg_path = path.join("config.json");
         let text = std::fs::read_to_string(&cfg_path)
             .map_err(|e| msg(format!("{}: {e}", cfg_path.display())))?;
-        let config: LlamaConfig =
-            serde_json::from_str(&text).map_err(|e| msg(format!("{}: {e}", cfg_path.display())))?;
+        let config = LlamaConfig::from_hf_json(&text)
+            .map_err(|e| msg(format!("{}: {e}", cfg_path.display())))?;
         let mut files: Vec<PathBuf> = std::fs::read_dir(path)
             .map_err(|e| msg(format!("{}: {e}", path.display())))?
             .filter_map(|e| e.ok().map(|e| e.path()))

@@ -303,12 +303,19 @@ impl TextTokenizer {
             _ => None,
         };
         let add_bos = cfg["add_bos_token"].as_bool().unwrap_or(false);
+        // transformers ≥ 4.47 writes the template to its own file
+        let template_file = path.with_file_name("chat_template.jinja");
+        let template = match cfg["chat_template"].as_str() {
+            Some(t) => Some(t.to_string()),
+            None if template_file.is_file() => Some(read(&template_file)?),
+            None => None,
+        };
         Self::build(
             json,
             if add_bos { token("bos_token") } else { None },
             token("eos_token").unwrap_or_else(|| "<|endoftext|>".into()),
             token("pad_token"),
-            cfg["chat_template"].as_str().map(String::from),
+            template,
             END_OF_TURN,
         )
     }

@@ -17,9 +17,6 @@ use clap::{Parser, Subcommand};
 use output::Output;
 use std::process::ExitCode;
 
-/// Exit code for a subcommand that exists in the interface but is not built yet (EX_UNAVAILABLE).
-pub const EXIT_NOT_BUILT: u8 = 69;
-
 #[derive(Parser)]
 #[command(
     name = "mentor",
@@ -65,8 +62,8 @@ enum Command {
     Generate(cmd::generate::Args),
     Report(cmd::report::Args),
     Export(cmd::export::Args),
-    Import(cmd::pending::ImportArgs),
-    Serve(cmd::pending::ServeArgs),
+    Import(cmd::import::Args),
+    Serve(cmd::serve::Args),
     Bench(cmd::bench::Args),
 }
 
@@ -87,14 +84,8 @@ fn main() -> ExitCode {
         Command::Generate(a) => cmd::generate::run(a),
         Command::Report(a) => cmd::report::run(a),
         Command::Export(a) => cmd::export::run(a),
-        Command::Import(_) => Err(cmd::pending::not_built(
-            "import",
-            "serve and export (issue: Serve and export)",
-        )),
-        Command::Serve(_) => Err(cmd::pending::not_built(
-            "serve",
-            "serve and export (issue: Serve and export)",
-        )),
+        Command::Import(a) => cmd::import::run(a),
+        Command::Serve(a) => cmd::serve::run(a),
         Command::Bench(a) => cmd::bench::run(a),
     };
     match result {
@@ -103,16 +94,12 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            let code = match e.downcast_ref::<cmd::pending::NotBuilt>() {
-                Some(_) => EXIT_NOT_BUILT,
-                None => 1,
-            };
             eprintln!("error: {e:#}");
             if cli.json {
                 let line = serde_json::json!({ "ok": false, "error": format!("{e:#}") });
                 println!("{line}");
             }
-            ExitCode::from(code)
+            ExitCode::from(1)
         }
     }
 }

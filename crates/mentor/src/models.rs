@@ -1,5 +1,7 @@
 //! Model names on the command line: an asset name (`smollm2-135m`) resolves to its fetched
-//! file; anything else is a path to a `.gguf` file or a Hugging Face directory.
+//! file; a run directory to its trained student; a name given to `mentor import` to the model
+//! it imported; anything else is a path to a `.gguf` file or a
+//! Hugging Face directory.
 
 use anyhow::{bail, Result};
 use std::path::PathBuf;
@@ -18,9 +20,45 @@ pub fn resolve(spec: &str) -> Result<PathBuf> {
     }
     let path = PathBuf::from(spec);
     if !path.exists() {
-        bail!("model `{spec}`: neither a known asset name nor an existing file or directory");
+        let imported = imported_dir(spec);
+        if !spec.contains('/') && imported.is_dir() {
+            return Ok(imported);
+        }
+        bail!(
+            "model `{spec}`: neither a known asset name, an imported model (`mentor import`) \
+             nor an existing file or directory"
+        );
+    }
+    if path.join("mentor.sqlite").is_file() {
+        return run_student(&path);
     }
     Ok(path)
+}
+
+/// Where `mentor import` keeps the model it imported as `name`.
+pub fn imported_dir(name: &str) -> PathBuf {
+    mentor_data::assets::mentor_home().join("models").join(name)
+}
+
+/// The trained student of the run in `run_dir`: the best checkpoint of its last training stage.
+pub fn run_student(run_dir: &std::path::Path) -> Result<PathBuf> {
+    let dir = run_dir.join("student");
+    let mut stages: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.join("best/model.safetensors").is_file())
+                .collect()
+        })
+        .unwrap_or_default();
+    stages.sort();
+    match stages.last() {
+        Some(s) => Ok(s.join("best")),
+        None => bail!(
+            "{} has no trained student yet: run `mentor train` (or `mentor distill`) first, or pass --model",
+            dir.display()
+        ),
+    }
 }
 
 /// Peak resident memory of this process so far (VmHWM), in MiB.

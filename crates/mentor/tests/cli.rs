@@ -193,13 +193,93 @@ fn missing_asset_error_says_which_command_fetches_it() {
 }
 
 #[test]
-fn unbuilt_subcommands_say_so_and_exit_69() {
+fn import_checks_a_model_then_every_command_takes_its_name() {
     let d = tempfile::tempdir().unwrap();
-    for args in [vec!["serve", "--model", "m"], vec!["import", "d"]] {
-        let o = mentor(&args, d.path());
-        assert_eq!(o.status.code(), Some(69), "{args:?}");
-        assert!(String::from_utf8_lossy(&o.stderr).contains("not built yet"));
+    let home = d.path().join("home");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_mentor"))
+            .args(args)
+            .current_dir(d.path())
+            .env("MENTOR_HOME", &home)
+            .env("MENTOR_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let fails_with = |args: &[&str], needle: &str| {
+        let o = run(args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    };
+    // what is not a model says why, before anything is copied
+    std::fs::create_dir_all(d.path().join("adapter")).unwrap();
+    std::fs::write(d.path().join("adapter/adapter_config.json"), "{}").unwrap();
+    fails_with(&["import", "adapter"], "LoRA adapter");
+    std::fs::create_dir_all(d.path().join("bin")).unwrap();
+    for f in ["config.json", "tokenizer.json", "pytorch_model.bin"] {
+        std::fs::write(d.path().join("bin").join(f), "{}").unwrap();
     }
+    fails_with(&["import", "bin"], "safe_serialization=True");
+    // a real (tiny) model trained elsewhere, with its template in chat_template.jinja
+    let src = d.path().join("trl-out");
+    let tok = mentor_model::TextTokenizer::byte_level();
+    let mut cfg = mentor_model::LlamaConfig::tiny(tok.vocab_size());
+    cfg.max_position_embeddings = 256;
+    mentor_model::load::Student::random(&cfg, &candle_core::Device::Cpu, 9)
+        .unwrap()
+        .save_hf(&src)
+        .unwrap();
+    tok.save(&src).unwrap();
+    std::fs::write(
+        src.join("chat_template.jinja"),
+        "{% for m in messages %}{{ m.content }}{% endfor %}",
+    )
+    .unwrap();
+    std::fs::write(src.join("optimizer.pt"), "not copied").unwrap();
+    fails_with(
+        &["import", "trl-out", "--name", "smollm2-135m"],
+        "built-in asset",
+    );
+    let o = run(&["import", "trl-out", "--name", "sft", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j = json_line(&o);
+    assert_eq!(j["name"], "sft");
+    let dest = home.join("models/sft");
+    assert!(dest.join("model.safetensors").is_file());
+    assert!(dest.join("chat_template.jinja").is_file());
+    assert!(
+        !dest.join("optimizer.pt").exists(),
+        "training leftovers stay behind"
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dest.join("mentor-import.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["parameters"], cfg.num_parameters());
+    assert!(manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| f["sha256"].as_str().unwrap().len() == 64));
+    fails_with(&["import", "trl-out", "--name", "sft"], "--force");
+    assert!(run(&["import", "trl-out", "--name", "sft", "--force"])
+        .status
+        .success());
+    // the name now works wherever a model is taken
+    std::fs::write(d.path().join("p.jsonl"), "{\"prompt\": \"2+2=\"}\n").unwrap();
+    let o = run(&[
+        "generate",
+        "--model",
+        "sft",
+        "--prompts",
+        "p.jsonl",
+        "--raw",
+        "--max-tokens",
+        "4",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(json_line(&o)["generations"].as_array().unwrap().len(), 1);
+    fails_with(&["serve", "--model", "no-such-model"], "mentor import");
     // Built ones fail on bad input with exit 1 and say what is wrong.
     let o = mentor(&["train", "x.toml"], d.path());
     assert_eq!(o.status.code(), Some(1));

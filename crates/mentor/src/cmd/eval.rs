@@ -108,20 +108,7 @@ pub fn run(a: Args) -> Result<Summary> {
 
 /// The run's trained student: the last training stage's `best/`.
 pub fn trained_model(r: &Run) -> Result<PathBuf> {
-    let dir = r.dir.join("student");
-    let mut stages: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.path())
-                .filter(|p| p.join("best/model.safetensors").is_file())
-                .collect()
-        })
-        .unwrap_or_default();
-    stages.sort();
-    match stages.last() {
-        Some(s) => Ok(s.join("best")),
-        None => bail!("{} has no trained student yet: run `mentor train` (or `mentor distill`) first, or pass --model", dir.display()),
-    }
+    crate::models::run_student(&r.dir)
 }
 
 /// Scores `model` on `split` of the run's dataset; predictions are written to RUN/eval/ and the

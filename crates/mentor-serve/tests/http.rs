@@ -1,0 +1,354 @@
+//! The server over real HTTP on 127.0.0.1 with a tiny random model: answers match the library's
+//! own generation (alone and batched), streams add up to the same text, bad requests get
+//! OpenAI-style 4xx bodies and leave the server working, and the open-request bound answers 429.
+
+use candle_core::{DType, Device};
+use candle_nn::{VarBuilder, VarMap};
+use mentor_model::{generate, Llama, LlamaConfig, SamplingParams, TextTokenizer};
+use mentor_serve::ServeConfig;
+use serde_json::{json, Value};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+fn words() -> TextTokenizer {
+    let mut t = TextTokenizer::word_level(40);
+    t.chat_template = Some("{% for m in messages %}{{ m.content }} {% endfor %}".into());
+    t
+}
+
+struct Server {
+    base: String,
+    stats: Arc<mentor_serve::engine::EngineStats>,
+    reference: Llama,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+async fn start(cfg: ServeConfig) -> Server {
+    let lcfg = LlamaConfig::tiny(40);
+    let vm = VarMap::new();
+    let model = Llama::new(
+        &lcfg,
+        VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
+    )
+    .unwrap();
+    let reference = Llama::new(
+        &lcfg,
+        VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
+    )
+    .unwrap();
+    let (router, stats) = mentor_serve::app(model, words(), cfg);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(mentor_serve::serve(listener, router, async {
+        let _ = rx.await;
+    }));
+    Server {
+        base,
+        stats,
+        reference,
+        shutdown: Some(tx),
+        handle,
+    }
+}
+
+async fn post(base: &str, path: &str, body: &str) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{base}{path}"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}")),
+    )
+}
+
+impl Server {
+    async fn post(&self, path: &str, body: &str) -> (u16, Value) {
+        post(&self.base, path, body).await
+    }
+
+    /// The library's greedy answer for `prompt`, from the same weights.
+    fn direct(&self, prompt: &str, max_tokens: usize) -> String {
+        let tok = words();
+        let ids = tok.encode(prompt).unwrap();
+        let p = SamplingParams {
+            max_new_tokens: max_tokens,
+            ..Default::default()
+        };
+        generate(&self.reference, &tok, &[(ids, p)], 1, &mut |_| {}).unwrap()[0]
+            .text
+            .clone()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_match_the_library_alone_and_batched() {
+    // a generous gathering window, so the concurrent requests below surely share a batch
+    let s = start(ServeConfig {
+        batch_wait: std::time::Duration::from_millis(300),
+        ..Default::default()
+    })
+    .await;
+    let prompts: Vec<String> = (0..6)
+        .map(|i| format!("w{} w{} w{}", i, i + 3, (i * 7) % 30))
+        .collect();
+    // one at a time
+    let (status, one) = s
+        .post(
+            "/v1/completions",
+            &json!({"prompt": prompts[0], "max_tokens": 12, "temperature": 0}).to_string(),
+        )
+        .await;
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(one["object"], "text_completion");
+    assert_eq!(one["choices"][0]["text"], s.direct(&prompts[0], 12));
+    assert_eq!(one["usage"]["prompt_tokens"], 3);
+    let completion = one["usage"]["completion_tokens"].as_u64().unwrap();
+    assert!((1..=12).contains(&completion), "{one}");
+    // all at once: they share decode steps and still answer exactly as alone
+    let tasks: Vec<_> = prompts
+        .iter()
+        .map(|p| {
+            let body = json!({"model": "student", "prompt": p, "max_tokens": 12, "temperature": 0});
+            let base = s.base.clone();
+            tokio::spawn(async move { post(&base, "/v1/completions", &body.to_string()).await })
+        })
+        .collect();
+    let mut replies = vec![];
+    for t in tasks {
+        replies.push(t.await.unwrap());
+    }
+    for (p, (status, r)) in prompts.iter().zip(&replies) {
+        assert_eq!(*status, 200, "{r}");
+        assert_eq!(r["choices"][0]["text"], s.direct(p, 12), "{p}");
+    }
+    assert!(
+        s.stats.peak_batch.load(Ordering::SeqCst) > 1,
+        "concurrent requests never shared a batch"
+    );
+    let (status, health) = get(&s, "/health").await;
+    assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
+    assert_eq!(health["open_requests"], 0);
+}
+
+async fn get(s: &Server, path: &str) -> (u16, Value) {
+    let r = reqwest::get(format!("{}{path}", s.base)).await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+/// The `data:` payloads of an SSE body.
+fn events(body: &str) -> Vec<String> {
+    body.split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_stream_adds_up_to_the_whole_answer() {
+    let s = start(ServeConfig::default()).await;
+    let body = json!({"messages": [{"role": "system", "content": "w1 w2"}, {"role": "user", "content": "w5 w6"}],
+                      "max_tokens": 10, "temperature": 0});
+    let (status, whole) = s.post("/v1/chat/completions", &body.to_string()).await;
+    assert_eq!(status, 200, "{whole}");
+    assert_eq!(whole["object"], "chat.completion");
+    assert_eq!(whole["choices"][0]["message"]["role"], "assistant");
+    let text = whole["choices"][0]["message"]["content"].as_str().unwrap();
+    // the template renders "w1 w2 w5 w6 "
+    assert_eq!(text, s.direct("w1 w2 w5 w6 ", 10));
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    streamed["stream_options"] = json!({"include_usage": true});
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", s.base))
+        .json(&streamed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let ev = events(&r.text().await.unwrap());
+    assert_eq!(ev.last().map(String::as_str), Some("[DONE]"));
+    let chunks: Vec<Value> = ev[..ev.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    let joined: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(joined, text);
+    let finish = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["finish_reason"].as_str())
+        .collect::<Vec<_>>();
+    assert_eq!(
+        finish,
+        vec![whole["choices"][0]["finish_reason"].as_str().unwrap()]
+    );
+    let usage = &chunks.last().unwrap()["usage"];
+    assert_eq!(usage, &whole["usage"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_openai_errors_and_the_server_keeps_serving() {
+    let s = start(ServeConfig::default()).await;
+    let cases: [(&str, &str, u16, Option<&str>); 7] = [
+        ("/v1/chat/completions", "{\"messages\": [", 400, None),
+        ("/v1/chat/completions", "[1, 2]", 400, None),
+        (
+            "/v1/chat/completions",
+            r#"{"model": "gpt-9", "messages": [{"role": "user", "content": "w1"}]}"#,
+            404,
+            Some("model_not_found"),
+        ),
+        (
+            "/v1/completions",
+            r#"{"prompt": "w1", "max_tokens": 100000}"#,
+            400,
+            Some("context_length_exceeded"),
+        ),
+        (
+            "/v1/completions",
+            r#"{"prompt": "w1", "temperature": -1}"#,
+            400,
+            None,
+        ),
+        (
+            "/v1/completions",
+            r#"{"prompt": "w1", "top_p": 7}"#,
+            400,
+            None,
+        ),
+        (
+            "/v1/embeddings",
+            r#"{"input": "w1"}"#,
+            404,
+            Some("unknown_url"),
+        ),
+    ];
+    for (path, body, status, code) in cases {
+        let (got, err) = s.post(path, body).await;
+        assert_eq!(got, status, "{path} {body}: {err}");
+        assert!(
+            err["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{err}"
+        );
+        assert!(err["error"]["type"].is_string(), "{err}");
+        assert_eq!(err["error"]["code"].as_str(), code, "{err}");
+    }
+    let (status, ok) = s
+        .post("/v1/completions", r#"{"prompt": "w3 w4", "max_tokens": 3}"#)
+        .await;
+    assert_eq!(status, 200, "{ok}");
+    let (status, models) = get(&s, "/v1/models").await;
+    assert_eq!(status, 200);
+    assert_eq!(models["data"][0]["id"], "student");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beyond_the_open_request_bound_the_answer_is_429() {
+    let s = start(ServeConfig {
+        max_batch: 1,
+        max_queue: 0,
+        ..Default::default()
+    })
+    .await;
+    // one request in flight takes the only place (taken here directly: a tiny model answers
+    // too fast for a real request to be caught in flight)
+    s.stats.open.fetch_add(1, Ordering::SeqCst);
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/completions", s.base))
+        .json(&json!({"prompt": "w2", "max_tokens": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let err: Value = r.json().await.unwrap();
+    assert_eq!(err["error"]["code"], "rate_limit_exceeded");
+    assert_eq!(
+        s.stats.open.load(Ordering::SeqCst),
+        1,
+        "a refused request holds no place"
+    );
+    s.stats.open.fetch_sub(1, Ordering::SeqCst);
+    let (status, ok) = s
+        .post("/v1/completions", r#"{"prompt": "w2", "max_tokens": 2}"#)
+        .await;
+    assert_eq!(status, 200, "{ok}");
+    assert_eq!(
+        s.stats.open.load(Ordering::SeqCst),
+        0,
+        "the answered request left its place"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_key_is_required_when_set_and_never_echoed() {
+    let s = start(ServeConfig {
+        api_key: Some("sk-serve-secret".into()),
+        ..Default::default()
+    })
+    .await;
+    let c = reqwest::Client::new();
+    let url = format!("{}/v1/completions", s.base);
+    let body = json!({"prompt": "w1", "max_tokens": 2});
+    let r = c
+        .post(&url)
+        .bearer_auth("sk-wrong-guess")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let text = r.text().await.unwrap();
+    assert!(!text.contains("sk-wrong-guess") && !text.contains("sk-serve-secret"));
+    let r = c
+        .post(&url)
+        .bearer_auth("sk-serve-secret")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(get(&s, "/health").await.0, 200, "health needs no key");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_an_open_request_finish() {
+    let mut s = start(ServeConfig::default()).await;
+    let url = format!("{}/v1/completions", s.base);
+    let open = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(url)
+            .json(&json!({"prompt": "w1 w2", "max_tokens": 30, "stream": true}))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    // wait until the request is in
+    for _ in 0..500 {
+        if s.stats.open.load(Ordering::SeqCst) > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    s.shutdown.take().unwrap().send(()).unwrap();
+    let body = open.await.unwrap();
+    assert!(body.ends_with("data: [DONE]\n\n"), "{body}");
+    s.handle.await.unwrap().unwrap();
+}
