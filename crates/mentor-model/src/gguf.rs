@@ -193,6 +193,142 @@ fn read(path: &Path, device: &Device, keep_quantized: bool) -> Result<GgufWeight
     })
 }
 
+/// How `write` stores the matrices (vectors — norms, biases — stay f32, as llama.cpp wants).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportType {
+    F32,
+    F16,
+    Q8_0,
+}
+
+impl ExportType {
+    /// llama.cpp's `general.file_type` (LLAMA_FTYPE_*).
+    fn file_type(self) -> u32 {
+        match self {
+            ExportType::F32 => 0,
+            ExportType::F16 => 1,
+            ExportType::Q8_0 => 7,
+        }
+    }
+}
+
+/// llama.cpp's name for an HF tensor name (inverse of [`hf_name`]).
+fn gguf_name(hf: &str) -> Option<String> {
+    let top = match hf {
+        "model.embed_tokens.weight" => Some("token_embd.weight"),
+        "model.norm.weight" => Some("output_norm.weight"),
+        "lm_head.weight" => Some("output.weight"),
+        _ => None,
+    };
+    if let Some(t) = top {
+        return Some(t.to_string());
+    }
+    let rest = hf.strip_prefix("model.layers.")?;
+    let (layer, rest) = rest.split_once('.')?;
+    let (part, kind) = rest.rsplit_once('.')?;
+    let g = match part {
+        "input_layernorm" => "attn_norm",
+        "post_attention_layernorm" => "ffn_norm",
+        "self_attn.q_proj" => "attn_q",
+        "self_attn.k_proj" => "attn_k",
+        "self_attn.v_proj" => "attn_v",
+        "self_attn.o_proj" => "attn_output",
+        "mlp.gate_proj" => "ffn_gate",
+        "mlp.up_proj" => "ffn_up",
+        "mlp.down_proj" => "ffn_down",
+        _ => return None,
+    };
+    Some(format!("blk.{layer}.{g}.{kind}"))
+}
+
+/// llama.cpp's `permute(w, n_head)`: the HF rotary layout → its interleaved one (llama only).
+fn permute(w: &Tensor, n_head: usize) -> Result<Tensor> {
+    let dims = w.dims().to_vec();
+    let rest: usize = dims[1..].iter().product();
+    w.reshape((n_head, 2, dims[0] / n_head / 2, rest))?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape(dims)
+}
+
+/// Writes a model (HF-named f32 tensors, as [`crate::Llama::merged_tensors`] gives them) and its
+/// tokenizer's metadata as a GGUF file llama.cpp loads: `qwen2` when the model has q/k/v
+/// biases, else `llama` (with Q/K permuted into llama.cpp's rotary layout). The file is
+/// written beside `path` and renamed into place.
+pub fn write(
+    path: &Path,
+    name: &str,
+    cfg: &LlamaConfig,
+    tensors: &[(String, Tensor)],
+    tokenizer_metadata: Vec<(String, gguf_file::Value)>,
+    ty: ExportType,
+) -> Result<()> {
+    use gguf_file::Value as V;
+    let arch = if cfg.attention_bias { "qwen2" } else { "llama" };
+    let k = |s: &str| format!("{arch}.{s}");
+    let mut md: Vec<(String, V)> = vec![
+        ("general.architecture".into(), V::String(arch.into())),
+        ("general.name".into(), V::String(name.into())),
+        ("general.file_type".into(), V::U32(ty.file_type())),
+        (
+            k("context_length"),
+            V::U32(cfg.max_position_embeddings as u32),
+        ),
+        (k("embedding_length"), V::U32(cfg.hidden_size as u32)),
+        (k("block_count"), V::U32(cfg.num_hidden_layers as u32)),
+        (
+            k("feed_forward_length"),
+            V::U32(cfg.intermediate_size as u32),
+        ),
+        (
+            k("attention.head_count"),
+            V::U32(cfg.num_attention_heads as u32),
+        ),
+        (
+            k("attention.head_count_kv"),
+            V::U32(cfg.num_key_value_heads as u32),
+        ),
+        (k("rope.freq_base"), V::F32(cfg.rope_theta as f32)),
+        (k("rope.dimension_count"), V::U32(cfg.head_dim() as u32)),
+        (
+            k("attention.layer_norm_rms_epsilon"),
+            V::F32(cfg.rms_norm_eps as f32),
+        ),
+    ];
+    md.extend(tokenizer_metadata);
+    let mut qtensors: Vec<(String, QTensor)> = Vec::with_capacity(tensors.len());
+    for (hf, t) in tensors {
+        let g = gguf_name(hf)
+            .ok_or_else(|| candle_core::Error::Msg(format!("no GGUF name for tensor `{hf}`")))?;
+        if cfg.tie_word_embeddings && hf == "lm_head.weight" {
+            continue;
+        }
+        let mut t = t.to_dtype(candle_core::DType::F32)?;
+        if arch == "llama" && g.ends_with("attn_q.weight") {
+            t = permute(&t, cfg.num_attention_heads)?;
+        } else if arch == "llama" && g.ends_with("attn_k.weight") {
+            t = permute(&t, cfg.num_key_value_heads)?;
+        }
+        let dt = match ty {
+            _ if t.rank() < 2 => GgmlDType::F32,
+            ExportType::F32 => GgmlDType::F32,
+            ExportType::F16 => GgmlDType::F16,
+            ExportType::Q8_0 if t.dims()[1] % GgmlDType::Q8_0.block_size() == 0 => GgmlDType::Q8_0,
+            ExportType::Q8_0 => GgmlDType::F16,
+        };
+        qtensors.push((g, QTensor::quantize(&t, dt)?));
+    }
+    let tmp = path.with_extension("gguf.tmp");
+    let mut f = std::fs::File::create(&tmp)
+        .map_err(|e| candle_core::Error::Msg(format!("{}: {e}", tmp.display())))?;
+    let md_refs: Vec<(&str, &V)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let t_refs: Vec<(&str, &QTensor)> = qtensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    gguf_file::write(&mut f, &md_refs, &t_refs)?;
+    drop(f);
+    std::fs::rename(&tmp, path)
+        .map_err(|e| candle_core::Error::Msg(format!("{}: {e}", path.display())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,6 +352,29 @@ mod tests {
             Some("model.embed_tokens.weight")
         );
         assert_eq!(hf_name("rope_freqs.weight"), None);
+    }
+
+    #[test]
+    fn gguf_names_invert_hf_names() {
+        for g in [
+            "blk.12.attn_q.weight",
+            "blk.0.attn_k.bias",
+            "blk.3.ffn_down.weight",
+            "token_embd.weight",
+            "output.weight",
+            "output_norm.weight",
+            "blk.1.ffn_norm.weight",
+        ] {
+            assert_eq!(gguf_name(&hf_name(g).unwrap()).as_deref(), Some(g));
+        }
+    }
+
+    #[test]
+    fn unpermute_inverts_permute() -> Result<()> {
+        let w = Tensor::arange(0f32, 48., &Device::Cpu)?.reshape((8, 6))?;
+        let back = unpermute(&permute(&w, 2)?, 2)?;
+        assert_eq!(back.to_vec2::<f32>()?, w.to_vec2::<f32>()?);
+        Ok(())
     }
 
     #[test]

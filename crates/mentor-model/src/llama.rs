@@ -693,7 +693,10 @@ mod config_tests {
         assert!(!llama.unwrap().attention_bias);
         for (extra, why) in [
             (r#""model_type": "gpt2","#, "not supported"),
-            (r#""rope_scaling": {"rope_type": "llama3"},"#, "rope_scaling"),
+            (
+                r#""rope_scaling": {"rope_type": "llama3"},"#,
+                "rope_scaling",
+            ),
             (r#""head_dim": 64,"#, "head_dim"),
         ] {
             let e = LlamaConfig::from_hf_json(&format!("{{{extra} {BASE}}}")).unwrap_err();

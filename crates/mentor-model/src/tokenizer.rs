@@ -90,6 +90,26 @@ fn pre_tokenizer(pre: &str) -> Result<Json> {
     })
 }
 
+/// The llama.cpp `pre` name of a `tokenizers` pre-tokenizer node: the exact node
+/// [`pre_tokenizer`] builds for a name, else a guess from its digit handling.
+fn pre_tokenizer_name(node: &Json) -> &'static str {
+    for name in ["smollm", "qwen2", "llama-bpe", "gpt2"] {
+        if pre_tokenizer(name).ok().as_ref() == Some(node) {
+            return name;
+        }
+    }
+    let text = node.to_string();
+    if text.contains("\"individual_digits\":true") {
+        "smollm"
+    } else if text.contains("\\p{N}{1,3}") {
+        "llama-bpe"
+    } else if text.contains("\\p{N}|") {
+        "qwen2"
+    } else {
+        "gpt2"
+    }
+}
+
 impl TextTokenizer {
     fn build(
         json: String,
@@ -276,6 +296,107 @@ impl TextTokenizer {
             gguf_str(md, "tokenizer.chat_template"),
             END_OF_TURN,
         )
+    }
+
+    /// The tokenizer as llama.cpp's GGUF metadata (`tokenizer.ggml.*`, the chat template), for
+    /// a model of `n_vocab` embedding rows: ids past the tokenizer's own are padded with unused
+    /// `[PAD<id>]` tokens, as llama.cpp's converter does. BPE ("gpt2") tokenizers only.
+    pub fn gguf_metadata(&self, n_vocab: usize) -> Result<Vec<(String, Value)>> {
+        let doc: Json = serde_json::from_str(&self.json).map_err(err)?;
+        let model = &doc["model"];
+        if model["type"] != "BPE" {
+            return Err(err(format!(
+                "only BPE tokenizers export to GGUF (this one is {})",
+                model["type"]
+            )));
+        }
+        let mut tokens: Vec<Option<String>> = vec![None; n_vocab];
+        let mut types = vec![1i32; n_vocab];
+        let mut place = |id: u64, tok: &str, ty: i32| -> Result<()> {
+            let i = id as usize;
+            if i >= n_vocab {
+                return Err(err(format!(
+                    "token `{tok}` has id {i}, past the model's {n_vocab} embedding rows"
+                )));
+            }
+            tokens[i] = Some(tok.to_string());
+            types[i] = ty;
+            Ok(())
+        };
+        for (tok, id) in model["vocab"].as_object().into_iter().flatten() {
+            place(id.as_u64().unwrap_or(0), tok, 1)?;
+        }
+        for a in doc["added_tokens"].as_array().into_iter().flatten() {
+            let ty = if a["special"].as_bool().unwrap_or(false) {
+                3
+            } else {
+                4
+            };
+            place(
+                a["id"].as_u64().unwrap_or(0),
+                a["content"].as_str().unwrap_or(""),
+                ty,
+            )?;
+        }
+        let tokens: Vec<Value> = tokens
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| {
+                Value::String(t.unwrap_or_else(|| {
+                    types[i] = 5;
+                    format!("[PAD{i}]")
+                }))
+            })
+            .collect();
+        // merges are "a b" strings, or ["a", "b"] pairs in newer files
+        let merges: Vec<Value> = model["merges"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|m| match m {
+                Json::Array(p) => Value::String(format!(
+                    "{} {}",
+                    p[0].as_str().unwrap_or(""),
+                    p[1].as_str().unwrap_or("")
+                )),
+                other => Value::String(other.as_str().unwrap_or("").to_string()),
+            })
+            .collect();
+        let id = |t: &str| self.inner.token_to_id(t).map(Value::U32);
+        let mut md = vec![
+            (
+                "tokenizer.ggml.model".to_string(),
+                Value::String("gpt2".into()),
+            ),
+            (
+                "tokenizer.ggml.pre".to_string(),
+                Value::String(pre_tokenizer_name(&doc["pre_tokenizer"]).into()),
+            ),
+            ("tokenizer.ggml.tokens".to_string(), Value::Array(tokens)),
+            (
+                "tokenizer.ggml.token_type".to_string(),
+                Value::Array(types.into_iter().map(Value::I32).collect()),
+            ),
+            ("tokenizer.ggml.merges".to_string(), Value::Array(merges)),
+            (
+                "tokenizer.ggml.add_bos_token".to_string(),
+                Value::Bool(self.bos_token.is_some()),
+            ),
+            (
+                "tokenizer.ggml.padding_token_id".to_string(),
+                Value::U32(self.pad_id),
+            ),
+        ];
+        if let Some(eos) = id(&self.eos_token) {
+            md.push(("tokenizer.ggml.eos_token_id".into(), eos));
+        }
+        if let Some(bos) = self.bos_token.as_deref().and_then(id) {
+            md.push(("tokenizer.ggml.bos_token_id".into(), bos));
+        }
+        if let Some(t) = &self.chat_template {
+            md.push(("tokenizer.chat_template".into(), Value::String(t.clone())));
+        }
+        Ok(md)
     }
 
     /// Loads `tokenizer.json`, and `tokenizer_config.json` beside it when present (chat

@@ -1,23 +1,12 @@
 //! `mentor annotate` end to end against a real OpenAI-compatible server on 127.0.0.1.
 
+mod common;
+
 use mentor_teacher::loopback::{Fault, LoopbackConfig, LoopbackServer};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// A numeric dataset of `n` questions "What is i + 1?" (answer i + 1).
-fn write_dataset(dir: &Path, n: usize) {
-    let rows: String = (0..n)
-        .map(|i| {
-            format!(
-                "{{\"id\": \"q{i}\", \"question\": \"What is {i} + 1?\", \"answer\": {}}}\n",
-                i + 1
-            )
-        })
-        .collect();
-    std::fs::write(dir.join("toy.jsonl"), rows).unwrap();
-}
 
 fn write_config(dir: &Path, base_url: &str, extra_teacher: &str, budget: &str) {
     let cfg = format!(
@@ -95,7 +84,7 @@ async fn killed_at_random_points_and_resumed_every_item_is_annotated_once() {
     .unwrap();
     let d = tempfile::tempdir().unwrap();
     let n = 120;
-    write_dataset(d.path(), n);
+    common::write_sums_dataset(d.path(), n);
     write_config(d.path(), &server.base_url, "", "");
     // deterministic "random" kill points, counted from the run's first request (process
     // start-up time varies on a loaded machine)
@@ -179,7 +168,7 @@ async fn the_budget_stops_the_run_and_holds_across_reruns() {
     .await
     .unwrap();
     let d = tempfile::tempdir().unwrap();
-    write_dataset(d.path(), 30);
+    common::write_sums_dataset(d.path(), 30);
     write_config(d.path(), &server.base_url, "", "max_calls = 10");
     let out = annotate_in(d.path()).await;
     assert!(out.status.success());
@@ -227,7 +216,7 @@ async fn failures_are_counted_recorded_and_retried_by_a_rerun() {
     .await
     .unwrap();
     let d = tempfile::tempdir().unwrap();
-    write_dataset(d.path(), 10);
+    common::write_sums_dataset(d.path(), 10);
     write_config(d.path(), &server.base_url, "max_retries = 3", "");
     let out = annotate_in(d.path()).await;
     let j = json_of(&out);
@@ -264,7 +253,7 @@ async fn the_api_key_reaches_the_server_and_no_artifact() {
     .await
     .unwrap();
     let d = tempfile::tempdir().unwrap();
-    write_dataset(d.path(), 8);
+    common::write_sums_dataset(d.path(), 8);
     write_config(
         d.path(),
         &server.base_url,
@@ -379,7 +368,7 @@ async fn ctrl_c_finishes_calls_in_flight_and_a_rerun_completes() {
     .await
     .unwrap();
     let d = tempfile::tempdir().unwrap();
-    write_dataset(d.path(), 40);
+    common::write_sums_dataset(d.path(), 40);
     write_config(d.path(), &server.base_url, "", "");
     let child = mentor(d.path(), &["annotate", "exp.toml", "--json"])
         .stdout(Stdio::piped())
@@ -437,7 +426,7 @@ async fn dry_run_prices_the_real_requests_and_sends_nothing() {
     .await
     .unwrap();
     let d = tempfile::tempdir().unwrap();
-    write_dataset(d.path(), 12);
+    common::write_sums_dataset(d.path(), 12);
     write_config(d.path(), &server.base_url, "max_tokens = 64", "");
     let run = |args: &'static [&'static str]| {
         let dir = d.path().to_path_buf();

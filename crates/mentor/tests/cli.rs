@@ -1,5 +1,7 @@
 //! The `mentor` binary as a user runs it.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -222,14 +224,7 @@ fn import_checks_a_model_then_every_command_takes_its_name() {
     fails_with(&["import", "bin"], "safe_serialization=True");
     // a real (tiny) model trained elsewhere, with its template in chat_template.jinja
     let src = d.path().join("trl-out");
-    let tok = mentor_model::TextTokenizer::byte_level();
-    let mut cfg = mentor_model::LlamaConfig::tiny(tok.vocab_size());
-    cfg.max_position_embeddings = 256;
-    mentor_model::load::Student::random(&cfg, &candle_core::Device::Cpu, 9)
-        .unwrap()
-        .save_hf(&src)
-        .unwrap();
-    tok.save(&src).unwrap();
+    let cfg = common::tiny_student(&src, 256, 9);
     std::fs::write(
         src.join("chat_template.jinja"),
         "{% for m in messages %}{{ m.content }}{% endfor %}",
@@ -375,15 +370,7 @@ fn init_then_distill_records_data_and_recorded_teacher_and_reruns_cleanly() {
         "init does not overwrite"
     );
     // The example config, with a tiny random student and a one-step run so the test is quick.
-    let student = d.path().join("student");
-    let tok = mentor_model::TextTokenizer::byte_level();
-    let mut cfg = mentor_model::LlamaConfig::tiny(tok.vocab_size());
-    cfg.max_position_embeddings = 1024;
-    mentor_model::load::Student::random(&cfg, &candle_core::Device::Cpu, 1)
-        .unwrap()
-        .save_hf(&student)
-        .unwrap();
-    tok.save(&student).unwrap();
+    common::tiny_student(&d.path().join("student"), 1024, 1);
     let example = std::fs::read_to_string(d.path().join("exp.toml")).unwrap();
     let edited = example
         .replace("model = \"smollm2-135m\"", "model = \"student\"")

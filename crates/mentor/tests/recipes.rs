@@ -3,29 +3,18 @@
 //! set each builds (counts, tasks, weights), training, and scoring before and after. Accuracy
 //! is not asserted: a random 30k-parameter model knows nothing.
 
-use mentor_model::load::Student;
-use mentor_model::{LlamaConfig, TextTokenizer};
+mod common;
+
 use mentor_teacher::loopback::{LoopbackConfig, LoopbackServer};
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-fn tiny_student(dir: &Path) {
-    let tok = TextTokenizer::byte_level();
-    let mut cfg = LlamaConfig::tiny(tok.vocab_size());
-    cfg.max_position_embeddings = 2048;
-    Student::random(&cfg, &candle_core::Device::Cpu, 3)
-        .unwrap()
-        .save_hf(dir)
-        .unwrap();
-    tok.save(dir).unwrap();
-}
-
 /// A run directory with a tiny student and `toy.jsonl`: `n` questions "What is i plus (i + k)?".
 fn sums_run(n: usize, k: usize) -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
-    tiny_student(&d.path().join("student"));
+    common::tiny_student(&d.path().join("student"), 2048, 3);
     let rows: String = (0..n)
         .map(|i| {
             format!(
@@ -113,7 +102,7 @@ fn svamp_replay_config(dir: &Path, recipe: &str) {
 fn standard_learns_gold_labels_and_asks_no_teacher() {
     let Some(shared) = shared_data() else { return };
     let d = tempfile::tempdir().unwrap();
-    tiny_student(&d.path().join("student"));
+    common::tiny_student(&d.path().join("student"), 2048, 3);
     svamp_replay_config(d.path(), "name = \"standard\"");
     let j = distill(d.path(), &[("MENTOR_SHARED_DATA", &shared)]);
     assert_eq!(j["teacher"]["calls"], 0, "{j}");
@@ -136,7 +125,7 @@ fn standard_learns_gold_labels_and_asks_no_teacher() {
 fn step_by_step_trains_label_and_rationale_from_the_recorded_teacher() {
     let Some(shared) = shared_data() else { return };
     let d = tempfile::tempdir().unwrap();
-    tiny_student(&d.path().join("student"));
+    common::tiny_student(&d.path().join("student"), 2048, 3);
     svamp_replay_config(
         d.path(),
         "name = \"step-by-step\"\nalpha = 0.3\nfilter_correct = true",
@@ -471,8 +460,8 @@ fn minds_mirror_replay_of_the_release_dedupes_cots_and_reads_every_verdict() {
 #[test]
 fn the_local_teacher_answers_in_process_counts_tokens_and_is_cached() {
     let d = tempfile::tempdir().unwrap();
-    tiny_student(&d.path().join("student"));
-    tiny_student(&d.path().join("teacher"));
+    common::tiny_student(&d.path().join("student"), 2048, 3);
+    common::tiny_student(&d.path().join("teacher"), 2048, 3);
     let rows: String = (0..6)
         .map(|i| {
             format!(

@@ -2,22 +2,11 @@
 //! the teacher of `mentor annotate` (the whole loop: HTTP, ledger, store), and exits cleanly on
 //! SIGTERM with a summary.
 
-use mentor_model::load::Student;
-use mentor_model::{LlamaConfig, TextTokenizer};
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-
-fn tiny_student(dir: &Path) {
-    let tok = TextTokenizer::byte_level();
-    let mut cfg = LlamaConfig::tiny(tok.vocab_size());
-    cfg.max_position_embeddings = 1024;
-    Student::random(&cfg, &candle_core::Device::Cpu, 5)
-        .unwrap()
-        .save_hf(dir)
-        .unwrap();
-    tok.save(dir).unwrap();
-}
 
 /// Starts `mentor serve` on a free port; returns the child and its `/v1` base URL.
 fn serve(dir: &Path, extra: &[&str]) -> (Child, String) {
@@ -60,22 +49,14 @@ fn stop(child: Child) -> serde_json::Value {
 #[test]
 fn serves_a_model_and_is_the_teacher_of_annotate() {
     let d = tempfile::tempdir().unwrap();
-    tiny_student(&d.path().join("student"));
+    common::tiny_student(&d.path().join("student"), 1024, 5);
     let (child, base) = serve(d.path(), &["--served-model-name", "tiny-teacher"]);
 
     let models: serde_json::Value = reqwest::blocking_get(&format!("{base}/models"));
     assert_eq!(models["data"][0]["id"], "tiny-teacher");
 
     let n = 6;
-    let rows: String = (0..n)
-        .map(|i| {
-            format!(
-                "{{\"id\": \"q{i}\", \"question\": \"What is {i} + 1?\", \"answer\": {}}}\n",
-                i + 1
-            )
-        })
-        .collect();
-    std::fs::write(d.path().join("toy.jsonl"), rows).unwrap();
+    common::write_sums_dataset(d.path(), n);
     std::fs::write(
         d.path().join("exp.toml"),
         format!(
