@@ -188,6 +188,14 @@ fn step_by_step_trains_label_and_rationale_from_the_recorded_teacher() {
     ] {
         assert!(hf.join(f).is_file(), "{f}");
     }
+    // and as GGUF, which reads back as the same model (llama.cpp's check: scripts/check-export.sh)
+    let gguf = export("gguf").join("exp.gguf");
+    let dev = candle_core::Device::Cpu;
+    let from_gguf = mentor_model::load::read_weights(&gguf, &dev).unwrap();
+    let from_hf = mentor_model::load::read_weights(&hf, &dev).unwrap();
+    assert_eq!(from_gguf.config.hidden_size, from_hf.config.hidden_size);
+    assert_eq!(from_gguf.config.vocab_size, from_hf.config.vocab_size);
+    assert_eq!(from_gguf.tensors.len(), from_hf.tensors.len());
 }
 
 /// Numeric questions "What is a plus b?"; the teacher's first CoT of an item is right, its

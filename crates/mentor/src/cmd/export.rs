@@ -25,6 +25,16 @@ pub enum Format {
     Dss,
     /// The trained student as an HF directory (safetensors, config, tokenizer, chat template).
     Hf,
+    /// The trained student as one GGUF file for llama.cpp, Ollama, LM Studio (see --gguf-type).
+    Gguf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GgufType {
+    F32,
+    F16,
+    #[value(name = "q8_0")]
+    Q8_0,
 }
 
 /// Export a run's training set (trl, prompt-completion, axolotl, llamafactory, dss) or its
@@ -44,6 +54,9 @@ pub struct Args {
     /// Where to write; default RUN/export/<format>.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// With --format gguf: how matrices are stored (norms and biases stay f32).
+    #[arg(long, value_enum, default_value_t = GgufType::F16)]
+    gguf_type: GgufType,
 }
 
 pub fn run(a: Args) -> Result<Summary> {
@@ -75,6 +88,19 @@ pub fn run(a: Args) -> Result<Summary> {
         Format::Hf => {
             let model = super::eval::trained_model(&r)?;
             copy_dir(&model, &out)?
+        }
+        Format::Gguf => {
+            let model = super::eval::trained_model(&r)?;
+            let name = r
+                .dir
+                .file_name()
+                .map_or("student".into(), |n| n.to_string_lossy().to_string());
+            vec![write_gguf(
+                &model,
+                &out.join(format!("{name}.gguf")),
+                &name,
+                a.gguf_type,
+            )?]
         }
         _ if set.pairs.is_empty() => {
             bail!("the run's training set is empty: run `mentor annotate` first")
@@ -131,13 +157,13 @@ pub fn run(a: Args) -> Result<Summary> {
     };
     let card = card(&r, &set.stats, a.format, &fmt_name)?;
     std::fs::write(out.join("README.md"), &card)?;
+    let what = if matches!(a.format, Format::Hf | Format::Gguf) {
+        "the trained student".to_string()
+    } else {
+        format!("{} pairs", set.pairs.len())
+    };
     Ok(Summary {
-        human: format!(
-            "exported {} ({} pairs) to {}",
-            fmt_name,
-            set.pairs.len(),
-            out.display()
-        ),
+        human: format!("exported {fmt_name} ({what}) to {}", out.display()),
         json: json!({ "format": fmt_name, "out": out, "files": written, "pairs": set.pairs.len() }),
     })
 }
@@ -155,6 +181,31 @@ fn write_jsonl(path: &Path, rows: impl Iterator<Item = serde_json::Value>) -> Re
     }
     f.flush()?;
     Ok(vec![path.to_path_buf()])
+}
+
+/// The HF checkpoint in `model_dir` as one GGUF file (weights, config, tokenizer, template).
+fn write_gguf(model_dir: &Path, path: &Path, name: &str, ty: GgufType) -> Result<PathBuf> {
+    use mentor_model::gguf::ExportType;
+    let dev = candle_core::Device::Cpu;
+    let w = mentor_model::load::read_weights(model_dir, &dev)
+        .with_context(|| format!("loading {}", model_dir.display()))?;
+    let tok = mentor_model::TextTokenizer::from_file(&model_dir.join("tokenizer.json"))?;
+    let mut tensors: Vec<(String, candle_core::Tensor)> = w.tensors.into_iter().collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let ty = match ty {
+        GgufType::F32 => ExportType::F32,
+        GgufType::F16 => ExportType::F16,
+        GgufType::Q8_0 => ExportType::Q8_0,
+    };
+    mentor_model::gguf::write(
+        path,
+        name,
+        &w.config,
+        &tensors,
+        tok.gguf_metadata(w.config.vocab_size)?,
+        ty,
+    )?;
+    Ok(path.to_path_buf())
 }
 
 fn copy_dir(from: &Path, to: &Path) -> Result<Vec<PathBuf>> {
@@ -184,7 +235,7 @@ fn card(
             d + l.cost_usd,
         )
     });
-    let what = if format == Format::Hf {
+    let what = if matches!(format, Format::Hf | Format::Gguf) {
         "student model"
     } else {
         "training set"

@@ -135,7 +135,7 @@ pub fn run(a: Args) -> Result<Summary> {
         .iter()
         .zip(&meta)
         .map(|(g, (id, prompt))| {
-            json!({"id": id, "prompt": prompt, "text": g.text, "tokens": g.token_ids.len(),
+            json!({"id": id, "prompt": prompt, "text": g.text, "tokens": g.token_ids.len(), "token_ids": g.token_ids,
                    "finish_reason": g.finish_reason, "logprob": g.sequence_logprob()})
         })
         .collect();
