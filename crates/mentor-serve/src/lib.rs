@@ -38,7 +38,7 @@ pub struct ServeConfig {
     /// `max_tokens` when a request gives none (capped by the room left in the context).
     pub default_max_tokens: usize,
     /// How long the decode thread waits, after a request arrives at an idle server, for others
-    /// to join its batch. A few milliseconds against a decode step of tens.
+    /// to join its batch: tens of milliseconds against a CPU decode step of hundreds.
     pub batch_wait: std::time::Duration,
     /// When set, requests to `/v1/*` must carry `Authorization: Bearer <key>`.
     pub api_key: Option<String>,
@@ -51,7 +51,7 @@ impl Default for ServeConfig {
             max_batch: 8,
             max_queue: 64,
             default_max_tokens: 512,
-            batch_wait: std::time::Duration::from_millis(2),
+            batch_wait: std::time::Duration::from_millis(20),
             api_key: None,
         }
     }

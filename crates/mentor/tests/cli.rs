@@ -239,7 +239,7 @@ fn import_checks_a_model_then_every_command_takes_its_name() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let j = json_line(&o);
     assert_eq!(j["name"], "sft");
-    let dest = home.join("models/sft");
+    let dest = home.join("imported/sft");
     assert!(dest.join("model.safetensors").is_file());
     assert!(dest.join("chat_template.jinja").is_file());
     assert!(

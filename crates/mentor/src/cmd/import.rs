@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 ///
 /// The model is checked before anything is copied: a supported architecture (llama, qwen2,
 /// mistral), every weight present, a tokenizer that loads, and one forward pass that gives
-/// finite logits. It is then copied to MENTOR_HOME/models/NAME with a manifest (source, file
+/// finite logits. It is then copied to MENTOR_HOME/imported/NAME with a manifest (source, file
 /// hashes, parameters) and from then on `--model NAME` finds it.
 ///
 /// Example: mentor import ./trl-out/checkpoint-500 --name svamp-sft && mentor serve --model svamp-sft
