@@ -37,7 +37,9 @@ pub fn resolve(spec: &str) -> Result<PathBuf> {
 
 /// Where `mentor import` keeps the model it imported as `name`.
 pub fn imported_dir(name: &str) -> PathBuf {
-    mentor_data::assets::mentor_home().join("imported").join(name)
+    mentor_data::assets::mentor_home()
+        .join("imported")
+        .join(name)
 }
 
 /// The trained student of the run in `run_dir`: the best checkpoint of its last training stage.
