@@ -250,6 +250,11 @@ impl<'a> Decoder<'a> {
         self.rows[r].out.len()
     }
 
+    /// Token ids generated so far in row `r`.
+    pub fn tokens(&self, r: usize) -> &[u32] {
+        &self.rows[r].out
+    }
+
     /// Stops row `r` (its client went away); its slot still rides along until the batch ends.
     pub fn cancel(&mut self, r: usize) {
         self.rows[r].done.get_or_insert(FinishReason::Stop);
@@ -275,6 +280,75 @@ impl<'a> Decoder<'a> {
             }
         }
         &text[..end]
+    }
+
+    /// Rows in the batch (running or finished and not yet [`Decoder::retain`]ed away).
+    pub fn rows(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Moves `other`'s rows to the end of this batch, after both have taken at least one step
+    /// (`other`'s first step is its prompts' prefill). The shorter cache is left-padded, so each
+    /// row keeps its positions and decodes exactly as it would have alone.
+    pub fn merge(&mut self, mut other: Decoder<'a>) -> Result<()> {
+        if self.rows.is_empty() {
+            *self = other;
+            return Ok(());
+        }
+        if self.cache.len == 0 || other.cache.len == 0 {
+            candle_core::bail!("merge: both batches must have taken a step");
+        }
+        let (a, b) = (self.cache.len, other.cache.len);
+        if a < b {
+            self.cache.left_pad(b - a)?;
+            self.pad.iter_mut().for_each(|p| *p += b - a);
+        } else if b < a {
+            other.cache.left_pad(a - b)?;
+            other.pad.iter_mut().for_each(|p| *p += a - b);
+        }
+        self.cache.append_rows(&other.cache)?;
+        self.input = Tensor::cat(&[&self.input, &other.input], 0)?;
+        self.rows.extend(other.rows);
+        self.pad.extend(other.pad);
+        self.prompt_tokens.extend(other.prompt_tokens);
+        self.track_text |= other.track_text;
+        Ok(())
+    }
+
+    /// Keeps the rows where `keep[r]` (in order) and drops the others, then the padding columns
+    /// every remaining row has. Lets finished rows leave a running batch.
+    pub fn retain(&mut self, keep: &[bool]) -> Result<()> {
+        let kept: Vec<usize> = (0..self.rows.len()).filter(|&r| keep[r]).collect();
+        if kept.len() == self.rows.len() {
+            return Ok(());
+        }
+        if kept.is_empty() {
+            self.rows.clear();
+            self.pad.clear();
+            self.prompt_tokens.clear();
+            self.cache = self.model.new_cache(1);
+            return Ok(());
+        }
+        let mut r = 0;
+        self.rows.retain(|_| {
+            r += 1;
+            keep[r - 1]
+        });
+        self.pad = kept.iter().map(|&r| self.pad[r]).collect();
+        self.prompt_tokens = kept.iter().map(|&r| self.prompt_tokens[r]).collect();
+        let ids = Tensor::new(
+            kept.iter()
+                .map(|&r| r as u32)
+                .collect::<Vec<_>>()
+                .as_slice(),
+            self.model.device(),
+        )?;
+        self.input = self.input.index_select(&ids, 0)?;
+        self.cache.select_rows(&kept)?;
+        let common = self.pad.iter().copied().min().unwrap_or(0);
+        self.cache.trim_front(common)?;
+        self.pad.iter_mut().for_each(|p| *p -= common);
+        Ok(())
     }
 
     /// Feeds the last tokens and picks one more for every running row.

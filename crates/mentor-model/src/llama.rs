@@ -423,6 +423,75 @@ pub struct Cache {
     pub len: usize,
 }
 
+/// Reshaping a running batch's cache, so rows can join and leave between decode steps (the
+/// server's continuous batching). Every layer's k and v are `[rows, kv_heads, columns, head_dim]`;
+/// padding columns are zeros that the mask hides.
+impl Cache {
+    /// Replaces every layer's k and v by `f(k)`, `f(v)`, now `len` columns long.
+    fn rebuild(&mut self, len: usize, f: impl Fn(&Tensor) -> Result<Tensor>) -> Result<()> {
+        for kv in self.layers.iter_mut() {
+            let (Some(k), Some(v)) = (kv.k()?, kv.v()?) else {
+                continue;
+            };
+            let (k, v) = (f(&k)?.contiguous()?, f(&v)?.contiguous()?);
+            let mut fresh = KvCache::new(2, kv.k_cache().max_seq_len().max(len));
+            fresh.append(&k, &v)?;
+            *kv = fresh;
+        }
+        self.len = len;
+        Ok(())
+    }
+
+    /// Puts `n` padding columns before every row's tokens (the caller adds `n` to each row's pad).
+    pub fn left_pad(&mut self, n: usize) -> Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        self.rebuild(self.len + n, |t| {
+            let (b, h, _, d) = t.dims4()?;
+            let z = Tensor::zeros((b, h, n, d), t.dtype(), t.device())?;
+            Tensor::cat(&[&z, t], 2)
+        })
+    }
+
+    /// Drops the first `n` columns: padding every row has (the caller subtracts `n` from pads).
+    pub fn trim_front(&mut self, n: usize) -> Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        let len = self.len - n;
+        self.rebuild(len, |t| t.narrow(2, n, len))
+    }
+
+    /// Keeps the rows `keep`, in that order.
+    pub fn select_rows(&mut self, keep: &[usize]) -> Result<()> {
+        let idx: Vec<u32> = keep.iter().map(|&r| r as u32).collect();
+        let len = self.len;
+        self.rebuild(len, |t| {
+            let ids = Tensor::new(idx.as_slice(), t.device())?;
+            t.contiguous()?.index_select(&ids, 0)
+        })
+    }
+
+    /// Puts `other`'s rows after this cache's; both must hold the same number of columns.
+    pub fn append_rows(&mut self, other: &Cache) -> Result<()> {
+        if self.len != other.len {
+            candle_core::bail!("append_rows: {} columns vs {}", self.len, other.len);
+        }
+        for (kv, o) in self.layers.iter_mut().zip(&other.layers) {
+            let (Some(k), Some(v), Some(ok), Some(ov)) = (kv.k()?, kv.v()?, o.k()?, o.v()?) else {
+                candle_core::bail!("append_rows: an empty cache");
+            };
+            let k = Tensor::cat(&[&k, &ok], 0)?;
+            let v = Tensor::cat(&[&v, &ov], 0)?;
+            let mut fresh = KvCache::new(2, kv.k_cache().max_seq_len().max(self.len));
+            fresh.append(&k, &v)?;
+            *kv = fresh;
+        }
+        Ok(())
+    }
+}
+
 impl Llama {
     /// Builds the model from `vb` (HF names). With a fresh `VarMap` behind `vb` this is a random
     /// initialisation; with safetensors or GGUF weights it loads them.

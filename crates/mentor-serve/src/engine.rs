@@ -1,10 +1,11 @@
 //! The decode loop: one thread owns the model and runs batches; HTTP handlers hand it jobs and
 //! read back text as it grows.
 //!
-//! Batching is static: the thread takes every job waiting (up to `max_batch`, after waiting
-//! `batch_wait` for requests sent together to arrive together), decodes them
-//! together in shared steps until all are done, then takes the next lot. A job whose client
-//! went away is cancelled at the next step. Admission is bounded: at most `max_batch +
+//! Batching is continuous: between two decode steps, requests that arrived are prefilled together
+//! and join the running batch (up to `max_batch` rows), and rows that finished leave it, so no
+//! request waits for another's last token. An idle server waits `batch_wait` after the first
+//! request for others sent with it. A job whose client went away is cancelled at the next step.
+//! Admission is bounded: at most `max_batch +
 //! max_queue` requests are open at once; the rest get a "busy" answer at once instead of a
 //! queue that grows without end.
 
@@ -37,6 +38,7 @@ pub struct Job {
 pub struct EngineStats {
     /// Requests admitted and not yet answered.
     pub open: AtomicUsize,
+    /// Groups of requests prefilled together (each then joins the running batch).
     pub batches: AtomicUsize,
     /// The most rows ever decoded together.
     pub peak_batch: AtomicUsize,
@@ -116,76 +118,173 @@ fn decode_loop(
     batch_wait: std::time::Duration,
     stats: &EngineStats,
 ) {
-    while let Ok(first) = rx.recv() {
-        let mut jobs = vec![first];
-        let deadline = std::time::Instant::now() + batch_wait;
-        while jobs.len() < max_batch {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(j) => jobs.push(j),
-                Err(_) => break,
+    let mut running: Option<Batch> = None;
+    loop {
+        let mut arrivals = vec![];
+        match &running {
+            // idle: wait for a request, then briefly for others sent with it
+            None => {
+                let Ok(first) = rx.recv() else { return };
+                arrivals.push(first);
+                let deadline = std::time::Instant::now() + batch_wait;
+                while arrivals.len() < max_batch {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    match rx.recv_timeout(left) {
+                        Ok(j) => arrivals.push(j),
+                        Err(_) => break,
+                    }
+                }
+            }
+            // busy: whoever is waiting joins, up to max_batch rows
+            Some(b) => {
+                while b.jobs.len() + arrivals.len() < max_batch {
+                    match rx.try_recv() {
+                        Ok(j) => arrivals.push(j),
+                        Err(mpsc::TryRecvError::Empty) => break,
+                        // no more senders: finish what runs, then stop
+                        Err(mpsc::TryRecvError::Disconnected) => break,
+                    }
+                }
             }
         }
-        jobs.retain(|j| !j.events.is_closed());
-        if jobs.is_empty() {
-            continue;
+        arrivals.retain(|j| !j.events.is_closed());
+        if let Some(b) = running.as_mut() {
+            if let Err(e) = b.step(stats) {
+                b.fail(&e.to_string());
+                running = None;
+            }
         }
-        stats.batches.fetch_add(1, Ordering::Relaxed);
-        stats.peak_batch.fetch_max(jobs.len(), Ordering::Relaxed);
-        if let Err(e) = run_batch(model, tokenizer, &jobs, stats) {
-            tracing::error!("decode failed: {e}");
-            for j in &jobs {
-                let _ = j.events.send(Event::Failed(e.to_string()));
+        if !arrivals.is_empty() {
+            stats.batches.fetch_add(1, Ordering::Relaxed);
+            match Batch::prefill(model, tokenizer, arrivals, stats) {
+                Ok(newcomers) => match running.as_mut() {
+                    None => running = Some(newcomers),
+                    Some(b) => {
+                        if let Err(e) = b.merge(newcomers) {
+                            b.fail(&e.to_string());
+                            running = None;
+                        }
+                    }
+                },
+                Err((jobs, e)) => {
+                    for j in jobs {
+                        let _ = j.events.send(Event::Failed(e.clone()));
+                    }
+                }
+            }
+        }
+        if let Some(b) = running.as_mut() {
+            stats.peak_batch.fetch_max(b.jobs.len(), Ordering::Relaxed);
+            if let Err(e) = b.retire_finished() {
+                b.fail(&e.to_string());
+                running = None;
+            } else if b.jobs.is_empty() {
+                running = None;
             }
         }
     }
 }
 
-fn run_batch(
-    model: &Llama,
-    tokenizer: &TextTokenizer,
-    jobs: &[Job],
-    stats: &EngineStats,
-) -> candle_core::Result<()> {
-    let reqs: Vec<(Vec<u32>, SamplingParams)> = jobs
-        .iter()
-        .map(|j| (j.prompt.clone(), j.params.clone()))
-        .collect();
-    let refs: Vec<&(Vec<u32>, SamplingParams)> = reqs.iter().collect();
-    let mut dec = Decoder::new(model, tokenizer, &refs)?.track_text();
-    let mut sent = vec![0usize; jobs.len()];
-    let mut reported = vec![false; jobs.len()];
-    while !dec.is_done() {
-        dec.step()?;
-        for (r, job) in jobs.iter().enumerate() {
-            if reported[r] {
-                continue;
-            }
+/// The rows decoding together and the jobs they answer (row r ↔ `jobs[r]`).
+struct Batch<'a> {
+    decoder: Decoder<'a>,
+    jobs: Vec<Job>,
+    /// Bytes of each row's text already sent.
+    sent: Vec<usize>,
+}
+
+impl<'a> Batch<'a> {
+    /// Starts `jobs` together: their prompts' prefill and first token. On failure the jobs
+    /// come back with the error, to be told.
+    fn prefill(
+        model: &'a Llama,
+        tokenizer: &'a TextTokenizer,
+        jobs: Vec<Job>,
+        stats: &EngineStats,
+    ) -> Result<Batch<'a>, (Vec<Job>, String)> {
+        let reqs: Vec<(Vec<u32>, SamplingParams)> = jobs
+            .iter()
+            .map(|j| (j.prompt.clone(), j.params.clone()))
+            .collect();
+        let refs: Vec<&(Vec<u32>, SamplingParams)> = reqs.iter().collect();
+        let decoder = match Decoder::new(model, tokenizer, &refs) {
+            Ok(d) => d.track_text(),
+            Err(e) => return Err((jobs, e.to_string())),
+        };
+        let sent = vec![0; jobs.len()];
+        let mut b = Batch {
+            decoder,
+            jobs,
+            sent,
+        };
+        match b.step(stats) {
+            Ok(()) => Ok(b),
+            Err(e) => Err((b.jobs, e.to_string())),
+        }
+    }
+
+    /// One decode step for every row, then each row's new text (and end) to its client.
+    fn step(&mut self, stats: &EngineStats) -> candle_core::Result<()> {
+        self.decoder.step()?;
+        for (r, job) in self.jobs.iter().enumerate() {
             if job.events.is_closed() {
-                dec.cancel(r);
-                reported[r] = true;
+                self.decoder.cancel(r);
                 continue;
             }
-            let visible = dec.visible_text(r);
+            let visible = self.decoder.visible_text(r);
+            let sent = &mut self.sent[r];
             // decoding a longer prefix can in principle rewrite the tail; then wait for it
-            if visible.len() > sent[r] && visible.is_char_boundary(sent[r]) {
-                let _ = job
-                    .events
-                    .send(Event::Delta(visible[sent[r]..].to_string()));
-                sent[r] = visible.len();
+            if visible.len() > *sent && visible.is_char_boundary(*sent) {
+                let _ = job.events.send(Event::Delta(visible[*sent..].to_string()));
+                *sent = visible.len();
             }
-            if let Some(reason) = dec.finished(r) {
-                reported[r] = true;
-                let n = dec.generated(r);
+            if let Some(reason) = self.decoder.finished(r) {
+                let n = self.decoder.generated(r);
                 stats.completion_tokens.fetch_add(n, Ordering::Relaxed);
                 let _ = job.events.send(Event::Done {
-                    text: dec.visible_text(r).to_string(),
+                    text: visible.to_string(),
                     finish_reason: reason,
                     prompt_tokens: job.prompt.len(),
                     completion_tokens: n,
                 });
             }
         }
+        Ok(())
     }
-    Ok(())
+
+    fn merge(&mut self, other: Batch<'a>) -> candle_core::Result<()> {
+        self.decoder.merge(other.decoder)?;
+        self.jobs.extend(other.jobs);
+        self.sent.extend(other.sent);
+        Ok(())
+    }
+
+    /// Finished (and cancelled) rows leave the batch; their `Done` went out when they finished.
+    fn retire_finished(&mut self) -> candle_core::Result<()> {
+        let keep: Vec<bool> = (0..self.jobs.len())
+            .map(|r| self.decoder.finished(r).is_none())
+            .collect();
+        if keep.iter().all(|&k| k) {
+            return Ok(());
+        }
+        self.decoder.retain(&keep)?;
+        let mut r = 0;
+        self.jobs.retain(|_| {
+            r += 1;
+            keep[r - 1]
+        });
+        let mut r = 0;
+        self.sent.retain(|_| {
+            r += 1;
+            keep[r - 1]
+        });
+        Ok(())
+    }
+
+    fn fail(&self, e: &str) {
+        tracing::error!("decode failed: {e}");
+        for j in &self.jobs {
+            let _ = j.events.send(Event::Failed(e.to_string()));
+        }
+    }
 }

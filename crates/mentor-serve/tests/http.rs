@@ -2,8 +2,8 @@
 //! own generation (alone and batched), streams add up to the same text, bad requests get
 //! OpenAI-style 4xx bodies and leave the server working, and the open-request bound answers 429.
 
-use candle_core::{DType, Device};
-use candle_nn::{VarBuilder, VarMap};
+use candle_core::Device;
+use mentor_model::load::Student;
 use mentor_model::{generate, Llama, LlamaConfig, SamplingParams, TextTokenizer};
 use mentor_serve::ServeConfig;
 use serde_json::{json, Value};
@@ -25,18 +25,11 @@ struct Server {
 }
 
 async fn start(cfg: ServeConfig) -> Server {
+    // the same seeded weights twice: one serves, one answers directly (seeded: random weights
+    // could put two logits within float rounding of each other)
     let lcfg = LlamaConfig::tiny(40);
-    let vm = VarMap::new();
-    let model = Llama::new(
-        &lcfg,
-        VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
-    )
-    .unwrap();
-    let reference = Llama::new(
-        &lcfg,
-        VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
-    )
-    .unwrap();
+    let seeded = || Student::random(&lcfg, &Device::Cpu, 17).unwrap().model;
+    let (model, reference) = (seeded(), seeded());
     let (router, stats) = mentor_serve::app(model, words(), cfg);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -178,6 +178,11 @@ fn step_by_step_trains_label_and_rationale_from_the_recorded_teacher() {
     );
     let lf = export("llamafactory");
     assert!(lf.join("dataset_info.json").is_file() && lf.join("README.md").is_file());
+    let sharegpt: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(lf.join("train_sharegpt.json")).unwrap())
+            .unwrap();
+    assert_eq!(sharegpt.as_array().unwrap().len(), n_pairs);
+    assert_eq!(sharegpt[0]["conversations"][1]["from"], "gpt");
     let hf = export("hf");
     for f in [
         "config.json",

@@ -19,7 +19,7 @@ pub enum Format {
     PromptCompletion,
     /// Axolotl: `messages` JSONL plus a `axolotl-datasets.yaml` snippet.
     Axolotl,
-    /// LLaMA-Factory: alpaca JSON plus `dataset_info.json`.
+    /// LLaMA-Factory: alpaca and sharegpt JSON plus `dataset_info.json` naming both.
     Llamafactory,
     /// Distilling step-by-step's `{input, label, rationale}` JSONL, one row per item.
     Dss,
@@ -128,12 +128,30 @@ pub fn run(a: Args) -> Result<Summary> {
                 .map(|p| json!({"instruction": p.prompt, "input": "", "output": p.target}))
                 .collect();
             std::fs::write(out.join("train.json"), serde_json::to_string_pretty(&rows)?)?;
-            let info = json!({ format!("mentor_{}", r.cfg.recipe.name.as_str()): {"file_name": "train.json"} });
+            let sharegpt: Vec<_> = set
+                .pairs
+                .iter()
+                .map(|p| json!({"conversations": [{"from": "human", "value": p.prompt}, {"from": "gpt", "value": p.target}]}))
+                .collect();
+            std::fs::write(
+                out.join("train_sharegpt.json"),
+                serde_json::to_string_pretty(&sharegpt)?,
+            )?;
+            let name = format!("mentor_{}", r.cfg.recipe.name.as_str());
+            let info = json!({
+                name.clone(): {"file_name": "train.json"},
+                format!("{name}_sharegpt"): {"file_name": "train_sharegpt.json", "formatting": "sharegpt",
+                    "columns": {"messages": "conversations"}},
+            });
             std::fs::write(
                 out.join("dataset_info.json"),
                 serde_json::to_string_pretty(&info)?,
             )?;
-            vec![out.join("train.json"), out.join("dataset_info.json")]
+            vec![
+                out.join("train.json"),
+                out.join("train_sharegpt.json"),
+                out.join("dataset_info.json"),
+            ]
         }
         Format::Dss => {
             let mut rows = std::collections::BTreeMap::<&str, serde_json::Value>::new();
