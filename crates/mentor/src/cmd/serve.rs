@@ -10,9 +10,9 @@ use std::sync::atomic::Ordering;
 /// Serve a model over an OpenAI-compatible HTTP API: /v1/chat/completions and /v1/completions
 /// (JSON, or server-sent events with "stream": true), /v1/models, /health.
 ///
-/// Requests that arrive together decode together in one batch (--max-batch); at most
-/// --max-batch + --max-queue requests are open at once, beyond that the answer is 429 with
-/// Retry-After. Ctrl-C or SIGTERM stops taking connections and lets open requests finish.
+/// Requests share decode steps: between two steps, new requests join the running batch (up to
+/// --max-batch rows) and finished ones leave it. At most --max-batch + --max-queue requests are
+/// open at once; beyond that the answer is 429 with Retry-After. Ctrl-C or SIGTERM stops taking connections and lets open requests finish.
 ///
 /// Any OpenAI client works, and so does mentor itself as a teacher: in an experiment config,
 /// `kind = "openai"`, `base_url = "http://127.0.0.1:8080/v1"`, `model = <served name>`.
@@ -42,8 +42,8 @@ pub struct Args {
     /// max_tokens when a request gives none (capped by the context left).
     #[arg(long, default_value_t = 512)]
     default_max_tokens: usize,
-    /// Milliseconds an idle server waits for more requests to join a batch (a CPU decode step
-    /// takes 100+ ms; measured: 25 ms gave 4 full batches where 2 ms gave 6, +15% throughput).
+    /// Milliseconds an idle server waits, after a first request, for others sent with it to
+    /// share its prefill (a CPU decode step takes 100+ ms).
     #[arg(long, default_value_t = 20)]
     batch_wait_ms: u64,
     /// Threads for the tensor kernels (default: one per core).
