@@ -26,6 +26,10 @@ pub fn default_cot_template(kind: TaskKind) -> &'static str {
 pub struct Prompts {
     pub system: Option<String>,
     overrides: BTreeMap<String, String>,
+    /// Few-shot: worked examples put before every chain-of-thought request, `(id, block)`;
+    /// one more than `few_shot`, so an exemplar's own request can leave itself out.
+    shots: Vec<(String, String)>,
+    few_shot: usize,
 }
 
 impl Prompts {
@@ -34,10 +38,46 @@ impl Prompts {
         self.overrides.insert(name.to_string(), template);
     }
 
-    /// Renders the `cot` template for an example: (system, user).
+    /// Few-shot prompting: the first `n` of `exemplars` (train-split examples, in the order to
+    /// use them; give `n + 1` so an exemplar's own request can skip itself) become worked
+    /// examples before every `cot` request: the rendered request, then the example's shipped
+    /// explanation (if any) and its answer sentence.
+    pub fn set_exemplars(
+        &mut self,
+        kind: TaskKind,
+        n: usize,
+        exemplars: &[Example],
+    ) -> Result<(), minijinja::Error> {
+        self.few_shot = n;
+        self.shots = exemplars
+            .iter()
+            .take(n + 1)
+            .map(|ex| {
+                let request = self.render("cot", default_cot_template(kind), ex, context! {})?;
+                let answer = match ex.explanation.as_deref().map(str::trim) {
+                    Some(e) if !e.is_empty() => format!("{e} {}", answer_sentence(kind, ex)),
+                    _ => answer_sentence(kind, ex),
+                };
+                Ok((ex.id.clone(), format!("{request}\n\n{answer}")))
+            })
+            .collect::<Result<_, minijinja::Error>>()?;
+        Ok(())
+    }
+
+    /// Renders the `cot` template for an example: (system, user), after the few-shot examples.
     pub fn cot(&self, kind: TaskKind, ex: &Example) -> Result<(String, String), minijinja::Error> {
         let user = self.render("cot", default_cot_template(kind), ex, context! {})?;
-        Ok((self.system(), user))
+        let shots: Vec<&str> = self
+            .shots
+            .iter()
+            .filter(|(id, _)| *id != ex.id)
+            .take(self.few_shot)
+            .map(|(_, block)| block.as_str())
+            .collect();
+        if shots.is_empty() {
+            return Ok((self.system(), user));
+        }
+        Ok((self.system(), format!("{}\n\n{user}", shots.join("\n\n"))))
     }
 
     /// Renders the `self_eval` template (Mind's Mirror): the teacher judges a chain of thought
@@ -93,7 +133,7 @@ impl Prompts {
         steps: &[String],
         gold: Option<&str>,
     ) -> Result<(String, String), minijinja::Error> {
-        let (_, task) = self.cot(kind, ex)?;
+        let task = self.render("cot", default_cot_template(kind), ex, context! {})?;
         let numbered: Vec<String> = steps
             .iter()
             .enumerate()
@@ -189,6 +229,45 @@ pub fn answer_sentence(kind: TaskKind, ex: &Example) -> String {
 mod tests {
     use super::*;
     use crate::example::Choice;
+
+    #[test]
+    fn few_shot_examples_come_first_and_never_the_item_itself() {
+        let ex = |id: &str, q: &str, a: &str, why: Option<&str>| Example {
+            id: id.into(),
+            question: q.into(),
+            answer: a.into(),
+            choices: vec![],
+            explanation: why.map(String::from),
+        };
+        let pool = [
+            ex("t1", "What is 2 + 2?", "4", Some("Two and two make four.")),
+            ex("t2", "What is 3 + 3?", "6", None),
+            ex("t3", "What is 5 + 5?", "10", None),
+        ];
+        let mut p = Prompts::default();
+        p.set_exemplars(TaskKind::Numeric, 2, &pool).unwrap();
+        let (_, user) = p
+            .cot(TaskKind::Numeric, &ex("q", "What is 7 + 1?", "8", None))
+            .unwrap();
+        let at = |s: &str| {
+            user.find(s)
+                .unwrap_or_else(|| panic!("{s} missing:\n{user}"))
+        };
+        assert!(at("2 + 2") < at("3 + 3") && at("3 + 3") < at("7 + 1"));
+        assert!(user.contains("Two and two make four. The answer is 4."));
+        assert!(user.contains("The answer is 6."));
+        assert!(!user.contains("5 + 5"), "two shots, not three");
+        // an exemplar's own request skips itself and takes the spare
+        let (_, own) = p.cot(TaskKind::Numeric, &pool[0]).unwrap();
+        assert_eq!(own.matches("2 + 2").count(), 1, "{own}");
+        assert!(own.contains("5 + 5"));
+        // without exemplars the request is unchanged
+        let bare = Prompts::default()
+            .cot(TaskKind::Numeric, &pool[1])
+            .unwrap()
+            .1;
+        assert!(bare.starts_with("Question: What is 3 + 3?"));
+    }
 
     #[test]
     fn renders_choices_and_overrides() {

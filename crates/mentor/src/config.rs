@@ -46,6 +46,12 @@ pub struct PromptFiles {
     pub cot: Option<PathBuf>,
     /// Self-evaluation template; the same variables plus `solution`.
     pub self_eval: Option<PathBuf>,
+    /// Few-shot: worked examples (question, shipped explanation if any, answer sentence) drawn
+    /// from the train split, by `few_shot_seed`, before every chain-of-thought request.
+    #[serde(default)]
+    pub few_shot: usize,
+    #[serde(default)]
+    pub few_shot_seed: u64,
 }
 
 /// How to reach one teacher. API keys are never in the file: only the *name* of the environment
@@ -337,6 +343,7 @@ batch_size = 8
 # system = "You are a patient teacher. ..."
 # cot = "prompts/cot.j2"     # variables: question, choices, choices_block
 # self_eval = "prompts/self_eval.j2"   # also: solution
+# few_shot = 0               # worked train-split examples before each chain-of-thought request
 "#;
 
 #[cfg(test)]

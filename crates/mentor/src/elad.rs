@@ -241,7 +241,7 @@ pub fn run_rounds(r: &Run, teachers: &[Arc<Teacher>]) -> Result<EladOutcome> {
     let pool = r.ds.split(Split::Train);
     let by_id: std::collections::HashMap<&str, &Example> =
         pool.iter().map(|e| (e.id.as_str(), e)).collect();
-    let prompts = r.cfg.prompts()?;
+    let prompts = r.prompts()?;
     // One student per round, and the curve's points.
     let mut students: Vec<Trained> = vec![];
     let mut points: Vec<RoundPoint> = vec![];

@@ -50,3 +50,29 @@ pub fn open_with(cfg: Config, dir: PathBuf, config_json: &str) -> Result<Run> {
         dir,
     })
 }
+
+impl Run {
+    /// The teacher prompts: the config's templates, with `[prompts] few_shot` worked examples
+    /// drawn (seeded) from the train split only.
+    pub fn prompts(&self) -> Result<mentor_core::prompt::Prompts> {
+        use rand::seq::SliceRandom;
+        use rand::SeedableRng;
+        let mut p = self.cfg.prompts()?;
+        let n = self.cfg.prompts.few_shot;
+        if n > 0 {
+            let mut pool: Vec<mentor_core::Example> =
+                self.ds.split(mentor_core::Split::Train).to_vec();
+            if pool.len() < n + 1 {
+                anyhow::bail!(
+                    "prompts.few_shot = {n}, but the train split has only {} examples",
+                    pool.len()
+                );
+            }
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.cfg.prompts.few_shot_seed);
+            pool.shuffle(&mut rng);
+            p.set_exemplars(self.ds.task, n, &pool[..n + 1])
+                .map_err(|e| anyhow::anyhow!("prompt template `cot`: {e}"))?;
+        }
+        Ok(p)
+    }
+}

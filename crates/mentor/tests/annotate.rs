@@ -469,3 +469,70 @@ async fn dry_run_prices_the_real_requests_and_sends_nothing() {
         "nothing left to send after the run"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn few_shot_examples_are_train_questions_before_each_request() {
+    let seen: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let log = seen.clone();
+    let server = LoopbackServer::start(LoopbackConfig {
+        answer: Arc::new(move |p: &str| {
+            log.lock().unwrap().push(p.to_string());
+            "The answer is 1.".into()
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let d = tempfile::tempdir().unwrap();
+    common::write_sums_dataset(d.path(), 20);
+    std::fs::write(
+        d.path().join("exp.toml"),
+        format!(
+            "[data]\npath = \"toy.jsonl\"\ntask = \"numeric\"\nfractions = [0.5, 0.25, 0.25]\n\n\
+             [teachers.loop]\nkind = \"openai\"\nbase_url = \"{}\"\nmodel = \"loopback\"\n\n\
+             [prompts]\nfew_shot = 2\n",
+            server.base_url
+        ),
+    )
+    .unwrap();
+    let dir = d.path().to_path_buf();
+    let out = tokio::task::spawn_blocking(move || {
+        run_blocking(mentor(&dir, &["annotate", "exp.toml", "--json"]))
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let prompts = seen.lock().unwrap().clone();
+    assert_eq!(prompts.len(), 10, "one request per train question");
+    let questions = |p: &str| -> Vec<String> {
+        p.match_indices("What is ")
+            .map(|(i, _)| p[i..].split('?').next().unwrap().to_string())
+            .collect()
+    };
+    // the last question of each request is its own item: those are the train split
+    let train: std::collections::HashSet<String> = prompts
+        .iter()
+        .map(|p| questions(p).last().unwrap().clone())
+        .collect();
+    assert_eq!(train.len(), 10);
+    for p in &prompts {
+        let qs = questions(p);
+        assert_eq!(qs.len(), 3, "two worked examples, then the question:\n{p}");
+        assert!(
+            qs[..2].iter().all(|q| train.contains(q)),
+            "shots from train only:\n{p}"
+        );
+        assert!(
+            !qs[..2].contains(&qs[2]),
+            "an item is never its own example:\n{p}"
+        );
+        assert!(
+            p.contains("The answer is"),
+            "worked examples end in their answer:\n{p}"
+        );
+    }
+}

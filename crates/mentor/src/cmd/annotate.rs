@@ -142,6 +142,7 @@ pub fn mine(r: &run::Run, items: &[mentor_core::Example]) -> Result<usize> {
         MistakesFrom::Student => {
             use mentor_model::SamplingParams;
             let loaded = crate::models::load_for_inference(&r.cfg.student.model)?;
+            // the student answers the bare request: few-shot examples are for teachers
             let prompts = r.cfg.prompts()?;
             let mut reqs = vec![];
             for (i, e) in todo.iter().enumerate() {
@@ -191,7 +192,7 @@ pub fn annotate_items(
         let n = mine(r, items)?;
         tracing::info!("stage mine: {n} new student answers stored");
     }
-    let prompts = r.cfg.prompts()?;
+    let prompts = r.prompts()?;
     let base = base_spec(&r.cfg);
     let mut bar = StageBar::default();
     let stages = interruptible(|stop| {
@@ -411,7 +412,7 @@ fn dry_run(
     items: &[mentor_core::Example],
 ) -> Result<Summary> {
     use mentor_methods::recipe::TeacherStage;
-    let prompts = r.cfg.prompts()?;
+    let prompts = r.prompts()?;
     let base = base_spec(&r.cfg);
     let stages = r.cfg.recipe.teacher_stages();
     let cot_samples = match stages.first() {
