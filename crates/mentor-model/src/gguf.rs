@@ -44,32 +44,49 @@ fn fast_kernel(t: GgmlDType) -> bool {
     matches!(t, Q4_0 | Q8_0 | Q2K | Q3K | Q4K | Q5K | Q6K | Q8K)
 }
 
-fn hf_name(gguf: &str) -> Option<String> {
-    let top = match gguf {
-        "token_embd.weight" => Some("model.embed_tokens.weight"),
-        "output_norm.weight" => Some("model.norm.weight"),
-        "output.weight" => Some("lm_head.weight"),
-        _ => None,
-    };
-    if let Some(t) = top {
-        return Some(t.to_string());
+/// llama.cpp's tensor names and Hugging Face's, whole-model tensors first, then the parts of a
+/// block (`blk.N.<gguf>.<kind>` ↔ `model.layers.N.<hf>.<kind>`). One table, read both ways.
+const TOP_NAMES: &[(&str, &str)] = &[
+    ("token_embd.weight", "model.embed_tokens.weight"),
+    ("output_norm.weight", "model.norm.weight"),
+    ("output.weight", "lm_head.weight"),
+];
+const BLOCK_NAMES: &[(&str, &str)] = &[
+    ("attn_norm", "input_layernorm"),
+    ("ffn_norm", "post_attention_layernorm"),
+    ("attn_q", "self_attn.q_proj"),
+    ("attn_k", "self_attn.k_proj"),
+    ("attn_v", "self_attn.v_proj"),
+    ("attn_output", "self_attn.o_proj"),
+    ("ffn_gate", "mlp.gate_proj"),
+    ("ffn_up", "mlp.up_proj"),
+    ("ffn_down", "mlp.down_proj"),
+];
+
+/// Renames `name` from one scheme to the other: `to_hf` picks the direction.
+fn rename(name: &str, to_hf: bool) -> Option<String> {
+    // a table row as (source, target) in this direction
+    let dir = |p: &(&'static str, &'static str)| if to_hf { *p } else { (p.1, p.0) };
+    if let Some((_, to)) = TOP_NAMES.iter().map(dir).find(|(from, _)| *from == name) {
+        return Some(to.to_string());
     }
-    let rest = gguf.strip_prefix("blk.")?;
+    let (prefix, out_prefix) = if to_hf {
+        ("blk.", "model.layers.")
+    } else {
+        ("model.layers.", "blk.")
+    };
+    let rest = name.strip_prefix(prefix)?;
     let (layer, rest) = rest.split_once('.')?;
     let (part, kind) = rest.rsplit_once('.')?;
-    let hf = match part {
-        "attn_norm" => "input_layernorm",
-        "ffn_norm" => "post_attention_layernorm",
-        "attn_q" => "self_attn.q_proj",
-        "attn_k" => "self_attn.k_proj",
-        "attn_v" => "self_attn.v_proj",
-        "attn_output" => "self_attn.o_proj",
-        "ffn_gate" => "mlp.gate_proj",
-        "ffn_up" => "mlp.up_proj",
-        "ffn_down" => "mlp.down_proj",
-        _ => return None,
-    };
-    Some(format!("model.layers.{layer}.{hf}.{kind}"))
+    let (_, to) = BLOCK_NAMES
+        .iter()
+        .map(dir)
+        .find(|(from, _)| *from == part)?;
+    Some(format!("{out_prefix}{layer}.{to}.{kind}"))
+}
+
+fn hf_name(gguf: &str) -> Option<String> {
+    rename(gguf, true)
 }
 
 /// Inverse of llama.cpp's `permute(w, n_head)`: rows grouped as (head, pair, half) → (head, half, pair).
@@ -214,31 +231,7 @@ impl ExportType {
 
 /// llama.cpp's name for an HF tensor name (inverse of [`hf_name`]).
 fn gguf_name(hf: &str) -> Option<String> {
-    let top = match hf {
-        "model.embed_tokens.weight" => Some("token_embd.weight"),
-        "model.norm.weight" => Some("output_norm.weight"),
-        "lm_head.weight" => Some("output.weight"),
-        _ => None,
-    };
-    if let Some(t) = top {
-        return Some(t.to_string());
-    }
-    let rest = hf.strip_prefix("model.layers.")?;
-    let (layer, rest) = rest.split_once('.')?;
-    let (part, kind) = rest.rsplit_once('.')?;
-    let g = match part {
-        "input_layernorm" => "attn_norm",
-        "post_attention_layernorm" => "ffn_norm",
-        "self_attn.q_proj" => "attn_q",
-        "self_attn.k_proj" => "attn_k",
-        "self_attn.v_proj" => "attn_v",
-        "self_attn.o_proj" => "attn_output",
-        "mlp.gate_proj" => "ffn_gate",
-        "mlp.up_proj" => "ffn_up",
-        "mlp.down_proj" => "ffn_down",
-        _ => return None,
-    };
-    Some(format!("blk.{layer}.{g}.{kind}"))
+    rename(hf, false)
 }
 
 /// llama.cpp's `permute(w, n_head)`: the HF rotary layout → its interleaved one (llama only).
