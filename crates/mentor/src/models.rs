@@ -53,7 +53,16 @@ pub fn run_student(run_dir: &std::path::Path) -> Result<PathBuf> {
                 .collect()
         })
         .unwrap_or_default();
-    stages.sort();
+    // by name, numbers compared as numbers: `round-10` comes after `round-2`
+    stages.sort_by_key(|p| {
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let digits = name.len() - name.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+        let (stem, n) = name.split_at(name.len() - digits);
+        (stem.to_string(), n.parse::<u64>().unwrap_or(0))
+    });
     match stages.last() {
         Some(s) => Ok(s.join("best")),
         None => bail!(
@@ -160,4 +169,19 @@ pub fn load_student(
     let tokenizer = tokenizer_of(&weights, &path)?;
     let student = Student::new(weights, tuning, &dev, seed)?;
     Ok((student, tokenizer, path))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_last_stage_is_the_highest_numbered() {
+        let d = tempfile::tempdir().unwrap();
+        for stage in ["round-2", "round-10", "round-1"] {
+            let best = d.path().join("student").join(stage).join("best");
+            std::fs::create_dir_all(&best).unwrap();
+            std::fs::write(best.join("model.safetensors"), b"").unwrap();
+        }
+        let got = super::run_student(d.path()).unwrap();
+        assert!(got.ends_with("round-10/best"), "{}", got.display());
+    }
 }
