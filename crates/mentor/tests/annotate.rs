@@ -495,12 +495,7 @@ async fn few_shot_examples_are_train_questions_before_each_request() {
         ),
     )
     .unwrap();
-    let dir = d.path().to_path_buf();
-    let out = tokio::task::spawn_blocking(move || {
-        run_blocking(mentor(&dir, &["annotate", "exp.toml", "--json"]))
-    })
-    .await
-    .unwrap();
+    let out = annotate_in(d.path()).await;
     assert!(
         out.status.success(),
         "{}",
