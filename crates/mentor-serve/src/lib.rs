@@ -217,13 +217,10 @@ async fn run(
     sampling: &Sampling,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let ids = s.tokenizer.encode(prompt).map_err(|e| ApiError {
-        status: 500,
-        message: e.to_string(),
-        kind: "server_error",
-        param: None,
-        code: None,
-    })?;
+    let ids = s
+        .tokenizer
+        .encode(prompt)
+        .map_err(|e| server_error(e.to_string()))?;
     let limits = Limits {
         model_id: &s.cfg.model_id,
         max_positions: s.max_positions,
