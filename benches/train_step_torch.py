@@ -1,18 +1,40 @@
-"""PyTorch side of `scripts/bench-train.sh`: one training step (forward + backward + AdamW) of
-transformers' LlamaForCausalLM at the shape `mentor bench train` uses, on a random batch in
-which every position is a target. Prints one JSON line like mentor's (tokens_per_s, peak_rss_mb).
+"""PyTorch side of `scripts/bench-train.sh` and `scripts/gpu-bench.sh`: one training step
+(forward + backward + AdamW) of transformers' LlamaForCausalLM / Qwen2ForCausalLM at the shape
+`mentor bench train` uses, on a random batch in which every position is a target. Prints one
+JSON line like mentor's (tokens_per_s, model_tflops, mfu, peak memory).
 
-The model is built from the GGUF's own hyper-parameters (read with the `gguf` package) and
-randomly initialised: weights do not change the time or memory of a step.
+The model is built from a GGUF's hyper-parameters (read with the `gguf` package) or from a
+Hugging Face config.json (`--config`, e.g. benches/configs/), and randomly initialised: weights
+do not change the time or memory of a step. `--dtype bf16` is mixed precision as mentor does
+it: f32 weights and AdamW state, the forward under `torch.autocast(bfloat16)`.
 """
 import argparse, json, resource, sys, time
 
-import gguf
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 
+def config_from_json(path):
+    with open(path) as f:
+        c = json.load(f)
+    c.pop("_comment", None)
+    if c.get("model_type") == "qwen2":
+        from transformers import Qwen2Config
+        return Qwen2Config(**c)
+    return LlamaConfig(**c)
+
+
+def train_flops_per_token(cfg, seq):
+    """mentor's `train_flops_per_token`: 6 per projection and head weight, plus 12·L·d·seq."""
+    d, i, L = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers
+    h, kv = cfg.num_attention_heads, cfg.num_key_value_heads
+    hd = d // h
+    n = L * (d * h * hd * 2 + d * kv * hd * 2 + 3 * d * i) + cfg.vocab_size * d
+    return 6 * n + 12 * L * h * hd * seq
+
+
 def config_from_gguf(path):
+    import gguf
     r = gguf.GGUFReader(path)
     arch = bytes(r.fields["general.architecture"].parts[-1]).decode()
 
@@ -39,7 +61,12 @@ def config_from_gguf(path):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--gguf", required=True)
+    ap.add_argument("--gguf", help="take the model's shape from this GGUF")
+    ap.add_argument("--config", help="or from this Hugging Face config.json")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="f32", help="f32, or bf16 (autocast over f32 weights)")
+    ap.add_argument("--peak-tflops", type=float, default=None,
+                    help="the device's dense peak in --dtype, for MFU (989 for an H100 SXM in bf16)")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seq", type=int, default=256)
     ap.add_argument("--steps", type=int, default=3)
@@ -50,33 +77,47 @@ def main():
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    cfg = config_from_gguf(a.gguf)
+    if (a.gguf is None) == (a.config is None):
+        sys.exit("give exactly one of --gguf and --config")
+    cfg = config_from_gguf(a.gguf) if a.gguf else config_from_json(a.config)
     cfg._attn_implementation = a.attn
-    model = LlamaForCausalLM(cfg).float().train()
+    dev = torch.device(a.device)
+    from transformers import AutoModelForCausalLM
+    model = AutoModelForCausalLM.from_config(cfg).float().to(dev).train()
+    autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=a.dtype == "bf16")
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5, weight_decay=0.0)
-    ids = torch.randint(0, cfg.vocab_size, (a.batch, a.seq))
-    labels = torch.randint(0, cfg.vocab_size, (a.batch, a.seq))
+    ids = torch.randint(0, cfg.vocab_size, (a.batch, a.seq), device=dev)
+    labels = torch.randint(0, cfg.vocab_size, (a.batch, a.seq), device=dev)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     times = []
     for i in range(a.warmup + a.steps):
+        sync()
         t = time.perf_counter()
-        logits = model(input_ids=ids).logits
-        loss = torch.nn.functional.cross_entropy(logits.view(-1, cfg.vocab_size), labels.view(-1))
+        with autocast:
+            logits = model(input_ids=ids).logits
+        loss = torch.nn.functional.cross_entropy(logits.float().view(-1, cfg.vocab_size), labels.view(-1))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
         del logits, loss
+        sync()
         s = time.perf_counter() - t
-        print(f"step {i}: {s:.2f}s", file=sys.stderr)
+        print(f"step {i}: {s:.3f}s", file=sys.stderr)
         if i >= a.warmup:
             times.append(s)
     times.sort()
     med = times[len(times) // 2]
+    tps = a.batch * a.seq / med
+    tflops = tps * train_flops_per_token(cfg, a.seq) / 1e12
     print(json.dumps({
         "bench": "train", "impl": f"pytorch {torch.__version__} ({a.attn})",
+        "device": a.device, "dtype": a.dtype,
         "batch": a.batch, "seq": a.seq, "step_seconds": times, "median_step_s": med,
-        "tokens_per_s": a.batch * a.seq / med,
+        "tokens_per_s": tps, "model_tflops": tflops,
+        "mfu": tflops / a.peak_tflops if a.peak_tflops else None,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else None,
         "threads": torch.get_num_threads(),
     }))
 

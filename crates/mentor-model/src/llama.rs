@@ -235,7 +235,8 @@ impl Proj {
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut y = match &self.weight {
-            ProjWeight::Dense(w) => x.matmul(&w.t()?)?,
+            // mixed precision: f32 master weights are cast to the activations' dtype here
+            ProjWeight::Dense(w) => x.matmul(&w.to_dtype(x.dtype())?.t()?)?,
             // Prefill: many rows make the product compute-bound, where the f32 GEMM is ~3×
             // faster than the quantised dot products; dequantising the weight costs less.
             ProjWeight::Quantized(QMatMul::QTensor(q)) if x.dim(0)? >= DEQUANTIZE_ROWS => {
@@ -244,10 +245,11 @@ impl Proj {
             ProjWeight::Quantized(q) => q.forward(x)?,
         };
         if let Some(b) = &self.bias {
-            y = y.broadcast_add(b)?;
+            y = y.broadcast_add(&b.to_dtype(y.dtype())?)?;
         }
         if let Some(l) = &self.lora {
-            y = (y + (x.matmul(&l.a.t()?)?.matmul(&l.b.t()?)? * l.scale)?)?;
+            let (a, b) = (l.a.to_dtype(x.dtype())?, l.b.to_dtype(x.dtype())?);
+            y = (y + (x.matmul(&a.t()?)?.matmul(&b.t()?)? * l.scale)?)?;
         }
         Ok(y)
     }
@@ -261,7 +263,9 @@ impl Proj {
             ProjWeight::Quantized(QMatMul::TensorF16(w)) => w.to_dtype(DType::F32)?,
         };
         match &self.lora {
-            Some(l) => w.add(&(l.b.matmul(&l.a)? * l.scale)?),
+            Some(l) => w
+                .to_dtype(l.a.dtype())?
+                .add(&(l.b.matmul(&l.a)? * l.scale)?),
             None => Ok(w),
         }
     }
@@ -361,7 +365,9 @@ impl Attention {
         let (k, v) = cache.append(&k.contiguous()?, &v)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        // softmax in f32 whatever the compute dtype: bf16 sums drift over long contexts
+        let probs =
+            candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(v.dtype())?;
         self.o_proj.forward(&self.ungroup(probs.matmul(&v)?, b, t)?)
     }
 }
@@ -414,6 +420,9 @@ pub struct Llama {
     /// The output projection in quantised blocks ([`Llama::quantized`]), used by inference.
     lm_head_quantized: Option<QMatMul>,
     rope: RopeTables,
+    /// The dtype activations are computed in. Weights may be stored wider (f32 master weights
+    /// under bf16 compute: mixed precision) and are cast where they are used.
+    compute: DType,
 }
 
 /// Per-layer key/value caches of one batched generation.
@@ -596,6 +605,12 @@ impl Llama {
             lm_head,
             lm_head_quantized: None,
             rope,
+            // quantised kernels take f32 activations
+            compute: if quant.is_some() {
+                DType::F32
+            } else {
+                vb.dtype()
+            },
         })
     }
 
@@ -603,8 +618,31 @@ impl Llama {
         self.norm.device()
     }
 
+    /// The dtype activations are computed in (see [`Llama::set_compute_dtype`]).
     pub fn dtype(&self) -> DType {
-        self.norm.dtype()
+        self.compute
+    }
+
+    /// Computes activations in `dtype` (bf16 on a GPU) while the weights keep theirs: with f32
+    /// trainable weights this is mixed-precision training, as `torch.autocast` does it. Logits
+    /// and the loss stay f32. A quantised model computes in f32 and ignores this.
+    pub fn set_compute_dtype(&mut self, dtype: DType) {
+        if self.lm_head_quantized.is_none() && !self.has_quantized_projections() {
+            self.compute = dtype;
+        }
+    }
+
+    fn has_quantized_projections(&self) -> bool {
+        self.layers
+            .iter()
+            .any(|l| matches!(l.mlp.down_proj.weight, ProjWeight::Quantized(_)))
+    }
+
+    /// The embeddings of `ids` (any shape, flattened) in the compute dtype.
+    fn embed(&self, ids: &Tensor) -> Result<Tensor> {
+        self.embed_tokens
+            .embedding(&ids.flatten_all()?)?
+            .to_dtype(self.compute)
     }
 
     /// The output projection `[vocab, d]` (the embedding matrix when tied).
@@ -616,7 +654,7 @@ impl Llama {
     pub fn forward_hidden(&self, input_ids: &Tensor) -> Result<Tensor> {
         let (b, t) = input_ids.dims2()?;
         let eps = self.cfg.rms_norm_eps;
-        let mut x = self.embed_tokens.embedding(&input_ids.flatten_all()?)?;
+        let mut x = self.embed(input_ids)?;
         for layer in &self.layers {
             let h = ops::rms_norm(&x, &layer.input_layernorm, eps)?;
             x = (x + layer.self_attn.forward(&h, b, t, &self.rope)?)?;
@@ -635,11 +673,13 @@ impl Llama {
             .reshape((b, t, self.cfg.vocab_size))
     }
 
-    /// Logits of final-normed hidden states `[n, d]` → `[n, vocab]`.
+    /// Logits of final-normed hidden states `[n, d]` → `[n, vocab]`, always f32.
     fn head(&self, h: &Tensor) -> Result<Tensor> {
         match &self.lm_head_quantized {
             Some(q) => q.forward(h),
-            None => h.matmul(&self.lm_head_weight().t()?),
+            None => h
+                .matmul(&self.lm_head_weight().to_dtype(h.dtype())?.t()?)?
+                .to_dtype(DType::F32),
         }
     }
 
@@ -689,7 +729,7 @@ impl Llama {
         let mask =
             Tensor::from_vec(mask, (b, 1, rep * t, cols), self.device())?.to_dtype(self.dtype())?;
         let eps = self.cfg.rms_norm_eps;
-        let mut x = self.embed_tokens.embedding(&input_ids.flatten_all()?)?;
+        let mut x = self.embed(input_ids)?;
         for (layer, kv) in self.layers.iter().zip(cache.layers.iter_mut()) {
             let h = ops::rms_norm(&x, &layer.input_layernorm, eps)?;
             x = (x + layer
@@ -743,7 +783,10 @@ impl Llama {
         if let Some(h) = &self.lm_head {
             out.push(("lm_head.weight".to_string(), h.clone()));
         }
-        Ok(out)
+        // checkpoints are f32 whatever the weights were held in
+        out.into_iter()
+            .map(|(n, t)| Ok((n, t.to_dtype(DType::F32)?)))
+            .collect()
     }
 }
 

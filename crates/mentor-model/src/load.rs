@@ -106,6 +106,32 @@ impl Student {
     /// The student `weights` make, with the variables `tuning` asks for; new LoRA adapters are
     /// initialised from `seed` (candle's CPU generator cannot be seeded).
     pub fn new(weights: Weights, tuning: Tuning, device: &Device, seed: u64) -> Result<Self> {
+        Self::new_in(weights, tuning, device, DType::F32, seed)
+    }
+
+    /// As [`Student::new`], computing in `dtype`. A frozen model stores its weights in `dtype`
+    /// too (half the memory in bf16); a trained one keeps f32 master weights and optimiser
+    /// state and casts them where they are used (mixed precision), because bf16 weights lose
+    /// small updates. Quantised weights compute in f32 whatever `dtype` says.
+    pub fn new_in(
+        weights: Weights,
+        tuning: Tuning,
+        device: &Device,
+        dtype: DType,
+        seed: u64,
+    ) -> Result<Self> {
+        let mut s = Self::build(weights, tuning, device, dtype, seed)?;
+        s.model.set_compute_dtype(dtype);
+        Ok(s)
+    }
+
+    fn build(
+        weights: Weights,
+        tuning: Tuning,
+        device: &Device,
+        dtype: DType,
+        seed: u64,
+    ) -> Result<Self> {
         let cfg = weights.config.clone();
         let vars = VarMap::new();
         if !weights.quantized.is_empty() && tuning != Tuning::Frozen {
@@ -122,7 +148,7 @@ impl Student {
             )?,
             Tuning::Frozen => Llama::new(
                 &cfg,
-                VarBuilder::from_tensors(weights.tensors, DType::F32, device),
+                VarBuilder::from_tensors(weights.tensors, dtype, device),
             )?,
             Tuning::Full => {
                 {
@@ -133,9 +159,10 @@ impl Student {
                 }
                 Llama::new(&cfg, VarBuilder::from_varmap(&vars, DType::F32, device))?
             }
+            // the frozen base is stored in the compute dtype; the adapters train in f32
             Tuning::Lora(l) => Llama::with_lora(
                 &cfg,
-                VarBuilder::from_tensors(weights.tensors, DType::F32, device),
+                VarBuilder::from_tensors(weights.tensors, dtype, device),
                 Some((l, VarBuilder::from_varmap(&vars, DType::F32, device))),
             )?,
         };

@@ -78,7 +78,8 @@ pub fn chunked_lm_loss(
     }
     let selected = hidden.index_select(&Tensor::new(keep.as_slice(), dev)?, 0)?;
     let h = selected.detach();
-    let w = lm_head.detach();
+    // under mixed precision the head is f32 and the hidden states bf16: compute in theirs
+    let w = lm_head.detach().to_dtype(h.dtype())?;
     // a frozen head (LoRA) needs no weight gradient: skip its [vocab, d] matmul per chunk
     let head_trainable = lm_head.is_variable();
     let mut grad_h = Vec::new();
@@ -126,9 +127,11 @@ pub fn chunked_lm_loss(
     }
     if !grad_h.is_empty() {
         let grad_h = Tensor::cat(&grad_h, 0)?;
-        let mut surrogate = (selected * grad_h)?.sum_all()?;
+        let mut surrogate = (selected * grad_h)?.sum_all()?.to_dtype(DType::F32)?;
         if let Some(grad_w) = grad_w {
-            surrogate = (surrogate + (lm_head * grad_w)?.sum_all()?)?;
+            let grad_w = grad_w.to_dtype(lm_head.dtype())?;
+            let head_part = (lm_head * grad_w)?.sum_all()?.to_dtype(DType::F32)?;
+            surrogate = (surrogate + head_part)?;
         }
         out.surrogate = Some(surrogate);
     }

@@ -130,7 +130,7 @@ pub fn rms_norm_basic(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
     let mean_sq = x.sqr()?.mean_keepdim(D::Minus1)?;
     x.broadcast_div(&mean_sq.affine(1.0, eps)?.sqrt()?)?
         .to_dtype(dt)?
-        .broadcast_mul(weight)
+        .broadcast_mul(&weight.to_dtype(dt)?)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -431,7 +431,9 @@ pub fn causal_softmax_basic(scores: &Tensor, scale: f64, t_q: usize) -> Result<T
     let mask: Vec<f32> = (0..rows)
         .flat_map(|r| (0..cols).map(move |c| if c > past + r % t_q { -1e9 } else { 0.0 }))
         .collect();
-    let mask = Tensor::from_vec(mask, (rows, cols), scores.device())?.to_dtype(scores.dtype())?;
-    let s = (scores * scale)?.broadcast_add(&mask)?;
-    candle_nn::ops::softmax(&s, D::Minus1)
+    let mask = Tensor::from_vec(mask, (rows, cols), scores.device())?;
+    // in f32 whatever the compute dtype (bf16 sums drift), back to it after
+    let dt = scores.dtype();
+    let s = (scores.to_dtype(DType::F32)? * scale)?.broadcast_add(&mask)?;
+    candle_nn::ops::softmax(&s, D::Minus1)?.to_dtype(dt)
 }

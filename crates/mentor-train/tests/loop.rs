@@ -131,3 +131,60 @@ fn interrupted_run_resumes_to_the_same_weights() -> Result<()> {
     );
     Ok(())
 }
+
+/// Largest |a − b| over the largest |a|: the error of `b` relative to the scale of `a`.
+fn rel_err(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let scale = a.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let diff = a
+        .iter()
+        .zip(&b)
+        .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    diff / scale
+}
+
+/// What a GPU run does (`--dtype bf16`), checked on the CPU: bf16 activations over f32 master
+/// weights give logits near the f32 ones, through the training forward and the cached decode
+/// path, and the model still learns, its weights and optimiser state staying f32.
+#[test]
+fn mixed_precision_bf16_tracks_f32_and_learns() -> Result<()> {
+    use candle_core::{DType, Tensor};
+    let mut s = student(1)?;
+    let ids = Tensor::new(&[[1u32, 5, 9, 13, 17, 21, 1]], &Device::Cpu)?;
+    let f32_logits = s.model.forward(&ids)?;
+    s.model.set_compute_dtype(DType::BF16);
+    let bf16_logits = s.model.forward(&ids)?;
+    assert_eq!(
+        bf16_logits.dtype(),
+        DType::F32,
+        "logits are f32 whatever the compute dtype"
+    );
+    let err = rel_err(&f32_logits, &bf16_logits);
+    assert!(err > 0.0 && err < 0.05, "bf16 relative error {err}");
+    let mut cache = s.model.new_cache(16);
+    let last = s.model.forward_step(&ids, &[0], &mut cache)?;
+    let want = f32_logits.narrow(1, 6, 1)?.squeeze(1)?;
+    let err = rel_err(&want, &last);
+    assert!(err < 0.05, "bf16 cached decode relative error {err}");
+
+    let (tr, va) = (data(64), data(80)[64..].to_vec());
+    let cfg = TrainConfig {
+        lr: 3e-3,
+        epochs: 60.0,
+        batch_size: 16,
+        eval_every: 0,
+        save_every: 0,
+        ..TrainConfig::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let before = mentor_train::eval_loss(&s.model, &tr, &cfg, 0)?;
+    train(&s, &tr, &va, &cfg, 0, dir.path(), &mut Quiet)?;
+    let after = mentor_train::eval_loss(&s.model, &tr, &cfg, 0)?;
+    assert!(
+        before > 3.0 && after < 0.7,
+        "bf16 training: {before} → {after}"
+    );
+    assert!(s.trainable().iter().all(|(_, v)| v.dtype() == DType::F32));
+    Ok(())
+}

@@ -362,6 +362,23 @@ mod tests {
         assert_eq!(c.recipe.name, RecipeName::StepByStep);
     }
 
+    /// Every shipped config, examples/gpu/ too, loads and validates.
+    #[test]
+    fn every_example_config_loads() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        let mut n = 0;
+        for dir in [root.clone(), root.join("gpu")] {
+            for e in std::fs::read_dir(&dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.extension().is_some_and(|x| x == "toml") {
+                    Config::load(&p).unwrap_or_else(|e| panic!("{e:#}"));
+                    n += 1;
+                }
+            }
+        }
+        assert!(n >= 16, "{n} example configs");
+    }
+
     #[test]
     fn unknown_key_names_file_and_dotted_key() {
         let err = parse("[data]\ndataset = \"svamp\"\n[train]\nlearning_rate = 1e-4\n")

@@ -42,6 +42,14 @@ struct Cli {
     /// Less chatter on stderr (warnings and errors only).
     #[arg(long, short, global = true)]
     quiet: bool,
+    /// Where models run: cpu, cuda or cuda:N (cuda needs a binary built by
+    /// scripts/build-cuda.sh).
+    #[arg(long, global = true, env = "MENTOR_DEVICE", default_value = "cpu")]
+    device: String,
+    /// What models compute in: f32, or bf16 on a GPU. Training keeps f32 master weights and
+    /// optimiser state under bf16 (mixed precision); checkpoints are saved in f32.
+    #[arg(long, global = true, env = "MENTOR_DTYPE", default_value = "f32")]
+    dtype: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -71,7 +79,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     progress::init_logging(cli.quiet);
     let out = Output { json: cli.json };
-    let result = match cli.command {
+    let result = models::set_placement(&cli.device, &cli.dtype).and_then(|()| match cli.command {
         Command::FetchAssets(a) => cmd::fetch_assets::run(a),
         Command::Init(a) => cmd::init::run(a),
         Command::Distill(a) => cmd::distill::run(a),
@@ -87,7 +95,7 @@ fn main() -> ExitCode {
         Command::Import(a) => cmd::import::run(a),
         Command::Serve(a) => cmd::serve::run(a),
         Command::Bench(a) => cmd::bench::run(a),
-    };
+    });
     match result {
         Ok(summary) => {
             out.finish(&summary);

@@ -80,6 +80,91 @@ pub fn peak_rss_mb() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// Where models run and what they compute in: the global `--device` and `--dtype` flags.
+#[derive(Clone, Debug)]
+pub struct Placement {
+    pub device: candle_core::Device,
+    pub dtype: candle_core::DType,
+}
+
+static PLACEMENT: std::sync::OnceLock<Placement> = std::sync::OnceLock::new();
+
+/// Sets the process's placement from `--device` (`cpu`, `cuda`, `cuda:N`) and `--dtype`
+/// (`f32`, `bf16`, `f16`); called once, before any model loads.
+pub fn set_placement(device: &str, dtype: &str) -> Result<()> {
+    let placement = Placement {
+        device: parse_device(device)?,
+        dtype: parse_dtype(dtype)?,
+    };
+    if placement.device.is_cpu() && placement.dtype != candle_core::DType::F32 {
+        tracing::warn!(
+            "--dtype {dtype} on the CPU: candle's CPU kernels are fastest in f32, and mentor's \
+             fused CPU kernels only exist for f32"
+        );
+    }
+    let _ = PLACEMENT.set(placement);
+    Ok(())
+}
+
+/// The placement set by [`set_placement`]; the CPU in f32 when none was.
+pub fn placement() -> Placement {
+    PLACEMENT.get().cloned().unwrap_or(Placement {
+        device: candle_core::Device::Cpu,
+        dtype: candle_core::DType::F32,
+    })
+}
+
+pub fn parse_device(s: &str) -> Result<candle_core::Device> {
+    let ordinal = match s.trim().to_ascii_lowercase().as_str() {
+        "cpu" => return Ok(candle_core::Device::Cpu),
+        "cuda" | "gpu" => 0,
+        other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(n)) => n,
+            _ => bail!("--device {s}: expected cpu, cuda or cuda:N"),
+        },
+    };
+    if !cfg!(feature = "cuda") {
+        bail!(
+            "--device {s}: this mentor was built without CUDA; build one with \
+             scripts/build-cuda.sh (README, \"GPU\")"
+        );
+    }
+    // cudarc panics, rather than erring, when it cannot dlopen a CUDA library: turn that into
+    // an error that says what to do, without the panic's backtrace
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let device = std::panic::catch_unwind(|| candle_core::Device::new_cuda(ordinal));
+    std::panic::set_hook(hook);
+    let why = match device {
+        Ok(Ok(d)) => return Ok(d),
+        Ok(Err(e)) => e.to_string(),
+        Err(panic) => panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default()
+            .split(" - searched")
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+    };
+    bail!(
+        "--device {s}: {why}. The CUDA libraries are loaded at run time: the driver's libcuda, \
+         and libcublas, libcurand and libnvrtc from a CUDA 13 install or PyTorch's wheels \
+         (site-packages/nvidia/cu13/lib) must be on LD_LIBRARY_PATH"
+    )
+}
+
+pub fn parse_dtype(s: &str) -> Result<candle_core::DType> {
+    use candle_core::DType;
+    Ok(match s.trim().to_ascii_lowercase().as_str() {
+        "f32" | "float32" => DType::F32,
+        "bf16" | "bfloat16" => DType::BF16,
+        "f16" | "float16" => DType::F16,
+        _ => bail!("--dtype {s}: expected f32, bf16 or f16"),
+    })
+}
+
 /// Thread counts for the tensor kernels, set before candle starts its pools. GEMMs run on
 /// rayon's pool (`--threads`, default one per core); candle's elementwise ops and quantised
 /// matmuls use a second pool whose workers spin-wait (25,000 rounds by default) and then steal
@@ -109,7 +194,8 @@ pub struct LoadedModel {
     pub path: PathBuf,
 }
 
-/// Loads `spec` (asset name, `.gguf` file or HF directory) for inference on the CPU. The
+/// Loads `spec` (asset name, `.gguf` file or HF directory) for inference on the
+/// [`placement`]'s device, in its dtype. The
 /// tokenizer comes from the GGUF metadata or the directory's `tokenizer.json`.
 pub fn load_for_inference(spec: &str) -> Result<LoadedModel> {
     let (student, tokenizer, path) = load_student(spec, mentor_model::load::Tuning::Frozen, 0)?;
@@ -126,11 +212,11 @@ pub fn load_quantized_for_inference(spec: &str) -> Result<LoadedModel> {
     use anyhow::Context;
     use mentor_model::load::{read_weights_quantized, Student, Tuning};
     let path = resolve(spec)?;
-    let dev = candle_core::Device::Cpu;
+    let dev = placement().device;
     let weights = read_weights_quantized(&path, &dev)
         .with_context(|| format!("loading {}", path.display()))?;
     let tokenizer = tokenizer_of(&weights, &path)?;
-    let student = Student::new(weights, Tuning::Frozen, &dev, 0)?;
+    let student = Student::new_in(weights, Tuning::Frozen, &dev, placement().dtype, 0)?;
     Ok(LoadedModel {
         model: student.model,
         tokenizer,
@@ -163,11 +249,11 @@ pub fn load_student(
     use anyhow::Context;
     use mentor_model::load::{read_weights, Student};
     let path = resolve(spec)?;
-    let dev = candle_core::Device::Cpu;
+    let Placement { device: dev, dtype } = placement();
     let weights =
         read_weights(&path, &dev).with_context(|| format!("loading {}", path.display()))?;
     let tokenizer = tokenizer_of(&weights, &path)?;
-    let student = Student::new(weights, tuning, &dev, seed)?;
+    let student = Student::new_in(weights, tuning, &dev, dtype, seed)?;
     Ok((student, tokenizer, path))
 }
 

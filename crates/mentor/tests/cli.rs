@@ -453,3 +453,44 @@ fn quickstart_is_a_step_by_step_config_and_names_missing_assets() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--scale"));
 }
+
+/// `--device` / `--dtype` are checked before anything loads, with errors that say what to do;
+/// a bad value is an error, not a silent CPU run.
+#[test]
+fn device_and_dtype_flags_fail_clearly() {
+    let d = tempfile::tempdir().unwrap();
+    let gen = [
+        "generate",
+        "--model",
+        "nowhere.gguf",
+        "--prompts",
+        "p.jsonl",
+    ];
+    let o = mentor(&[&["--device", "tpu"][..], &gen].concat(), d.path());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("expected cpu, cuda or cuda:N"));
+    let o = mentor(&[&["--dtype", "f8"][..], &gen].concat(), d.path());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("expected f32, bf16 or f16"));
+    let o = mentor(
+        &[&["--device", "cuda", "--json"][..], &gen].concat(),
+        d.path(),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = json_line(&o)["error"].as_str().unwrap().to_string();
+    if cfg!(feature = "cuda") {
+        assert!(err.contains("--device cuda"), "{err}");
+    } else {
+        assert!(
+            err.contains("built without CUDA") && err.contains("build-cuda.sh"),
+            "{err}"
+        );
+    }
+    // the environment variable is the same flag
+    let o = Command::new(env!("CARGO_BIN_EXE_mentor"))
+        .args(gen)
+        .current_dir(d.path())
+        .env("MENTOR_DEVICE", "tpu")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--device tpu"));
+}

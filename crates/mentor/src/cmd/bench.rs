@@ -12,8 +12,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Benchmarks: `annotate` (teacher call path against a zero-latency loopback server), `train`
-/// (one training step) and `generate` (batched greedy decode). `loopback` serves the zero-latency OpenAI-compatible test
-/// server on 127.0.0.1 until interrupted (for comparing other clients against the same server).
+/// (one training step), `generate` (batched greedy decode) and `parity` (the `--device` /
+/// `--dtype` path against the CPU in f32: logits and a short loss curve). `loopback` serves the
+/// zero-latency OpenAI-compatible test server on 127.0.0.1 until interrupted (for comparing
+/// other clients against the same server).
+///
+/// `train` and `parity` take `--model` as a model (asset, GGUF, HF directory) or as a bare
+/// Hugging Face `config.json`, which benchmarks a seeded random initialisation of that shape.
 ///
 /// `annotate` sends N distinct requests at each concurrency through the whole call path (cache
 /// lookup, budget, rate limiter, retry wrapper, HTTP, ledger commit to SQLite) and, as the
@@ -23,7 +28,7 @@ use std::time::{Duration, Instant};
 /// Example: mentor bench annotate --in-flight 1,64,512 --requests 2000 --json
 #[derive(clap::Args)]
 pub struct Args {
-    /// What to benchmark: annotate, train or generate.
+    /// What to benchmark: annotate, train, generate, parity or loopback.
     what: String,
     /// Concurrency levels to measure.
     #[arg(long, value_delimiter = ',', default_value = "1,64,512")]
@@ -37,23 +42,29 @@ pub struct Args {
     /// For `loopback`: the port to serve on (0 = any free port).
     #[arg(long, default_value_t = 0)]
     port: u16,
-    /// For `train` and `generate`: the model (asset name, .gguf file or HF directory).
+    /// For `train`, `generate` and `parity`: the model (asset name, .gguf file or HF
+    /// directory; for `train` and `parity` also a config.json, randomly initialised).
     #[arg(long, default_value = "smollm2-135m")]
     model: String,
-    /// For `train`: sequences per step. For `generate`: batch sizes to measure (comma-separated).
+    /// For `train` and `parity`: sequences per step. For `generate`: batch sizes to measure
+    /// (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "8")]
     batch: Vec<usize>,
     /// For `generate`: new tokens per prompt (end-of-sequence ignored).
     #[arg(long, default_value_t = 128)]
     new_tokens: usize,
+    /// For `generate` with a config.json as `--model`: tokens per (random) prompt.
+    #[arg(long, default_value_t = 64)]
+    prompt_tokens: usize,
     /// For `generate`: keep a GGUF model's projections quantised (the embedded teacher's path)
     /// instead of dequantising them to f32 (the student's).
     #[arg(long)]
     quantized: bool,
-    /// For `train`: tokens per sequence.
+    /// For `train` and `parity`: tokens per sequence.
     #[arg(long, default_value_t = 256)]
     seq: usize,
-    /// For `train`: timed steps (the median is reported), after `--warmup` untimed ones.
+    /// For `train`: timed steps (the median is reported), after `--warmup` untimed ones. For
+    /// `parity`: training steps in the loss curve.
     #[arg(long, default_value_t = 3)]
     steps: usize,
     #[arg(long, default_value_t = 1)]
@@ -61,6 +72,10 @@ pub struct Args {
     /// For `train`: `full` fine-tuning or `lora` (rank 16, all projections).
     #[arg(long, default_value = "full")]
     tuning: String,
+    /// For `train`: the device's peak dense TFLOP/s in the benchmark's dtype, to report model
+    /// FLOPs utilisation (e.g. 989 for an H100 SXM in bf16).
+    #[arg(long)]
+    peak_tflops: Option<f64>,
     /// Worker threads for the tensor kernels (default: one per physical core).
     #[arg(long)]
     threads: Option<usize>,
@@ -72,7 +87,10 @@ pub fn run(a: Args) -> Result<Summary> {
         "loopback" => serve_loopback(a.port),
         "train" => train(a),
         "generate" => generate(a),
-        other => bail!("unknown benchmark `{other}`; expected annotate, train or generate"),
+        "parity" => parity(a),
+        other => bail!(
+            "unknown benchmark `{other}`; expected annotate, train, generate, parity or loopback"
+        ),
     }
 }
 
@@ -190,39 +208,76 @@ fn serve_loopback(port: u16) -> Result<Summary> {
     })
 }
 
-/// One training step (forward + backward + AdamW) of a real model on a random batch in which
-/// every position is a target: the shape of the comparison in BENCHMARKS.md.
+/// The model a shape-only benchmark measures: `--model` as a Hugging Face `config.json` gives a
+/// seeded random initialisation (weights do not change a step's time or memory, and a config
+/// travels where a weights file cannot); anything else loads the real weights.
+fn bench_student(
+    spec: &str,
+    tuning: mentor_model::load::Tuning,
+    place: &crate::models::Placement,
+) -> Result<mentor_model::load::Student> {
+    use mentor_model::load::{read_weights, Student};
+    if spec.ends_with(".json") {
+        let text = std::fs::read_to_string(spec)?;
+        let cfg = mentor_model::LlamaConfig::from_hf_json(&text)
+            .map_err(|e| anyhow::anyhow!("{spec}: {e}"))?;
+        if matches!(tuning, mentor_model::load::Tuning::Lora(_)) {
+            bail!("{spec}: a config alone benchmarks full fine-tuning only, not LoRA");
+        }
+        let mut s = Student::random(&cfg, &place.device, 0)?;
+        s.model.set_compute_dtype(place.dtype);
+        return Ok(s);
+    }
+    let path = crate::models::resolve(spec)?;
+    let weights = read_weights(&path, &place.device)?;
+    Ok(Student::new_in(
+        weights,
+        tuning,
+        &place.device,
+        place.dtype,
+        0,
+    )?)
+}
+
+/// Matmul FLOPs of one training step per token (forward + backward = 3 × forward): 6 per
+/// weight of every projection and the output head, plus attention's 12 · layers · d · seq
+/// (PaLM's accounting, appendix B). Embedding lookups and norms are not counted.
+pub fn train_flops_per_token(cfg: &mentor_model::LlamaConfig, seq: usize) -> f64 {
+    let (d, i, hd) = (
+        cfg.hidden_size as f64,
+        cfg.intermediate_size as f64,
+        cfg.head_dim() as f64,
+    );
+    let (h, kv) = (
+        cfg.num_attention_heads as f64,
+        cfg.num_key_value_heads as f64,
+    );
+    let layers = cfg.num_hidden_layers as f64;
+    let per_layer = d * h * hd * 2.0 + d * kv * hd * 2.0 + 3.0 * d * i;
+    let n = layers * per_layer + cfg.vocab_size as f64 * d;
+    6.0 * n + 12.0 * layers * h * hd * seq as f64
+}
+
+/// One training step (forward + backward + AdamW) on a random batch in which every position
+/// is a target: the shape of the comparison in BENCHMARKS.md. Runs on `--device` in `--dtype`.
 fn train(a: Args) -> Result<Summary> {
-    use mentor_model::load::{read_weights, Student, Tuning};
+    use mentor_model::load::Tuning;
     use mentor_train::optim::{AdamW, AdamWConfig};
-    use mentor_train::{optimizer_step, Batch, TrainConfig};
-    use rand::{Rng, SeedableRng};
+    use mentor_train::{optimizer_step, TrainConfig};
 
     crate::models::set_threads(a.threads);
+    let place = crate::models::placement();
     let batch_size = a.batch[0];
-    let path = crate::models::resolve(&a.model)?;
-    let dev = candle_core::Device::Cpu;
     let load_start = Instant::now();
-    let weights = read_weights(&path, &dev)?;
     let tuning = match a.tuning.as_str() {
         "full" => Tuning::Full,
         "lora" => Tuning::Lora(mentor_model::LoraConfig::default()),
         other => bail!("--tuning {other}: expected full or lora"),
     };
-    let student = Student::new(weights, tuning, &dev, 0)?;
+    let student = bench_student(&a.model, tuning, &place)?;
     let load_s = load_start.elapsed().as_secs_f64();
-    let vocab = student.model.cfg.vocab_size as u32;
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-    let n = batch_size * a.seq;
-    let batch = Batch {
-        rows: batch_size,
-        width: a.seq,
-        input_ids: (0..n).map(|_| rng.random_range(0..vocab)).collect(),
-        targets: (0..n).map(|_| rng.random_range(0..vocab)).collect(),
-        weights: vec![1.0; n],
-        examples: (0..batch_size).collect(),
-        tokens: n,
-    };
+    let batch = random_batch(student.model.cfg.vocab_size, batch_size, a.seq, 0);
+    let n = batch.tokens;
     let cfg = TrainConfig::default();
     let mut opt = AdamW::new(student.trainable(), AdamWConfig::default())?;
     let mut times = vec![];
@@ -235,9 +290,11 @@ fn train(a: Args) -> Result<Summary> {
             1e-5,
             &cfg,
         )?;
+        // GPU kernels run asynchronously: the step ends when the device is done
+        place.device.synchronize()?;
         let s = t.elapsed().as_secs_f64();
         eprintln!(
-            "step {i}: {s:.2}s loss {:.3}{}",
+            "step {i}: {s:.3}s loss {:.3}{}",
             out.loss,
             if i < a.warmup { " (warm-up)" } else { "" }
         );
@@ -248,19 +305,27 @@ fn train(a: Args) -> Result<Summary> {
     times.sort_by(|x, y| x.partial_cmp(y).unwrap());
     let median = times.get(times.len() / 2).copied().unwrap_or(f64::NAN);
     let tokens_per_s = n as f64 / median;
+    let tflops = tokens_per_s * train_flops_per_token(&student.model.cfg, a.seq) / 1e12;
+    let mfu = a.peak_tflops.map(|p| tflops / p);
     let peak = crate::models::peak_rss_mb();
     let threads = std::env::var("RAYON_NUM_THREADS").ok();
     Ok(Summary {
         human: format!(
-            "train step {} × {} tokens, {}: median {median:.2}s → {tokens_per_s:.1} tokens/s, peak RSS {:.0} MiB (load {load_s:.1}s)",
+            "train step {} × {} tokens, {} on {:?} in {:?}: median {median:.3}s → {tokens_per_s:.1} tokens/s, {tflops:.2} TFLOP/s{}, peak RSS {:.0} MiB (load {load_s:.1}s)",
             batch_size,
             a.seq,
             a.tuning,
+            place.device,
+            place.dtype,
+            mfu.map(|m| format!(" (MFU {:.1}%)", m * 100.0)).unwrap_or_default(),
             peak.unwrap_or(f64::NAN)
         ),
         json: json!({
             "bench": "train",
+            "impl": "mentor",
             "model": a.model,
+            "device": format!("{:?}", place.device),
+            "dtype": format!("{:?}", place.dtype),
             "tuning": a.tuning,
             "batch": batch_size,
             "seq": a.seq,
@@ -268,9 +333,97 @@ fn train(a: Args) -> Result<Summary> {
             "step_seconds": times,
             "median_step_s": median,
             "tokens_per_s": tokens_per_s,
+            "model_tflops": tflops,
+            "mfu": mfu,
             "peak_rss_mb": peak,
             "threads": threads,
             "load_s": load_s,
+        }),
+    })
+}
+
+/// `rows × seq` random token ids, every position a target with weight 1.
+fn random_batch(vocab: usize, rows: usize, seq: usize, seed: u64) -> mentor_train::Batch {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let n = rows * seq;
+    mentor_train::Batch {
+        rows,
+        width: seq,
+        input_ids: (0..n).map(|_| rng.random_range(0..vocab as u32)).collect(),
+        targets: (0..n).map(|_| rng.random_range(0..vocab as u32)).collect(),
+        weights: vec![1.0; n],
+        examples: (0..rows).collect(),
+        tokens: n,
+    }
+}
+
+/// The `--device`/`--dtype` path against the CPU in f32, on the same weights: the logits of a
+/// random batch (largest error, absolute and relative to the largest reference logit) and the
+/// loss curve of `--steps` full fine-tuning steps on one fixed batch.
+fn parity(a: Args) -> Result<Summary> {
+    use mentor_model::load::Tuning;
+    use mentor_train::optim::{AdamW, AdamWConfig};
+    use mentor_train::{optimizer_step, TrainConfig};
+
+    crate::models::set_threads(a.threads);
+    let place = crate::models::placement();
+    let reference = crate::models::Placement {
+        device: candle_core::Device::Cpu,
+        dtype: candle_core::DType::F32,
+    };
+    let (rows, seq) = (a.batch[0], a.seq);
+    let logits_of = |p: &crate::models::Placement| -> Result<(Vec<f32>, Vec<f32>)> {
+        let s = bench_student(&a.model, Tuning::Frozen, p)?;
+        let b = random_batch(s.model.cfg.vocab_size, rows, seq, 1);
+        let ids = candle_core::Tensor::from_vec(b.input_ids, (rows, seq), &p.device)?;
+        let logits = s.model.forward(&ids)?.flatten_all()?.to_vec1::<f32>()?;
+        let mut curve = vec![];
+        let s = bench_student(&a.model, Tuning::Full, p)?;
+        let mut opt = AdamW::new(s.trainable(), AdamWConfig::default())?;
+        let batch = random_batch(s.model.cfg.vocab_size, rows, seq, 2);
+        for _ in 0..a.steps {
+            let out = optimizer_step(
+                &s.model,
+                &mut opt,
+                std::slice::from_ref(&batch),
+                1e-4,
+                &TrainConfig::default(),
+            )?;
+            curve.push(out.loss as f32);
+        }
+        Ok((logits, curve))
+    };
+    let t = Instant::now();
+    let (want, want_curve) = logits_of(&reference)?;
+    let (got, got_curve) = logits_of(&place)?;
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let max_abs = want
+        .iter()
+        .zip(&got)
+        .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    let curve_diff = want_curve
+        .iter()
+        .zip(&got_curve)
+        .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    let what = format!("{:?} {:?}", place.device, place.dtype);
+    Ok(Summary {
+        human: format!(
+            "{}: {what} vs CPU f32 on {rows} × {seq} tokens: logits max abs error {max_abs:.3e}, relative {:.3e}
+             loss over {} steps: CPU f32 {want_curve:?}
+{:>28} {got_curve:?}
+             largest loss difference {curve_diff:.3e} ({:.1}s)",
+            a.model,
+            max_abs / scale,
+            a.steps,
+            what,
+            t.elapsed().as_secs_f64()
+        ),
+        json: json!({
+            "bench": "parity", "model": a.model, "device": format!("{:?}", place.device),
+            "dtype": format!("{:?}", place.dtype), "rows": rows, "seq": seq,
+            "logits_max_abs_err": max_abs, "logits_max_rel_err": max_abs / scale,
+            "reference_loss": want_curve, "loss": got_curve, "loss_max_abs_diff": curve_diff,
         }),
     })
 }
@@ -285,10 +438,19 @@ pub const BENCH_PROMPTS: [&str; 4] = [
 
 /// Greedy batched generation of `--new-tokens` tokens (EOS ignored) per prompt, at each
 /// `--batch` size: new tokens per second, wall time including prefill.
+///
+/// With `--model` a `config.json` the model is a seeded random initialisation of that shape
+/// (its projections quantised to Q4_K with `--quantized`, as the teacher GGUFs are), the
+/// tokenizer a word-level one of the config's vocabulary, and every prompt `--prompt-tokens`
+/// random ids: what travels to a GPU machine that cannot fetch weights.
 fn generate(a: Args) -> Result<Summary> {
     crate::models::set_threads(a.threads);
+    let place = crate::models::placement();
     let t = Instant::now();
-    let loaded = if a.quantized {
+    let shape_only = a.model.ends_with(".json");
+    let loaded = if shape_only {
+        random_inference_model(&a.model, a.quantized, &place)?
+    } else if a.quantized {
         crate::models::load_quantized_for_inference(&a.model)?
     } else {
         crate::models::load_for_inference(&a.model)?
@@ -296,29 +458,39 @@ fn generate(a: Args) -> Result<Summary> {
     let load_s = t.elapsed().as_secs_f64();
     let tok = &loaded.tokenizer;
     let mut human = format!(
-        "{} ({}), loaded in {load_s:.1}s\n",
+        "{} ({} on {:?}), loaded in {load_s:.1}s\n",
         a.model,
-        if a.quantized { "quantised" } else { "f32" }
+        if a.quantized {
+            "quantised".to_string()
+        } else {
+            format!("{:?}", loaded.model.dtype())
+        },
+        place.device
     );
     let mut rows = vec![];
     for &b in &a.batch {
-        let reqs: Vec<(Vec<u32>, mentor_model::SamplingParams)> = (0..b)
-            .map(|i| {
-                let msg = [mentor_model::ChatMessage::new(
-                    "user",
-                    BENCH_PROMPTS[i % BENCH_PROMPTS.len()],
-                )];
-                let text = tok.apply_chat_template(&msg, true)?;
-                Ok((
-                    tok.encode(&text)?,
-                    mentor_model::SamplingParams {
-                        max_new_tokens: a.new_tokens,
-                        ignore_eos: true,
-                        ..Default::default()
-                    },
-                ))
-            })
-            .collect::<Result<_>>()?;
+        let params = mentor_model::SamplingParams {
+            max_new_tokens: a.new_tokens,
+            ignore_eos: true,
+            ..Default::default()
+        };
+        let reqs: Vec<(Vec<u32>, mentor_model::SamplingParams)> = if shape_only {
+            let ids = random_batch(loaded.model.cfg.vocab_size, b, a.prompt_tokens, 3).input_ids;
+            ids.chunks(a.prompt_tokens.max(1))
+                .map(|p| (p.to_vec(), params.clone()))
+                .collect()
+        } else {
+            (0..b)
+                .map(|i| {
+                    let msg = [mentor_model::ChatMessage::new(
+                        "user",
+                        BENCH_PROMPTS[i % BENCH_PROMPTS.len()],
+                    )];
+                    let text = tok.apply_chat_template(&msg, true)?;
+                    Ok((tok.encode(&text)?, params.clone()))
+                })
+                .collect::<Result<_>>()?
+        };
         let t = Instant::now();
         let gens = mentor_model::generate(&loaded.model, tok, &reqs, b, &mut |_| {})?;
         let s = t.elapsed().as_secs_f64();
@@ -337,7 +509,57 @@ fn generate(a: Args) -> Result<Summary> {
     ));
     Ok(Summary {
         human,
-        json: json!({"bench": "generate", "model": a.model, "quantized": a.quantized, "load_s": load_s, "new_tokens": a.new_tokens, "rows": rows,
+        json: json!({"bench": "generate", "impl": "mentor", "model": a.model, "device": format!("{:?}", place.device),
+                     "dtype": format!("{:?}", loaded.model.dtype()), "quantized": a.quantized, "load_s": load_s, "new_tokens": a.new_tokens, "rows": rows,
                      "peak_rss_mb": crate::models::peak_rss_mb()}),
+    })
+}
+
+/// A seeded random model of the shape `config` (a `config.json`) for inference on `place`,
+/// with a word-level tokenizer of its vocabulary. `quantized`: projections and head in Q4_K as
+/// in the teacher GGUFs (Q8_0 where a row is not a multiple of Q4_K's 256-value block, much as
+/// llama.cpp falls back).
+fn random_inference_model(
+    config: &str,
+    quantized: bool,
+    place: &crate::models::Placement,
+) -> Result<crate::models::LoadedModel> {
+    use candle_core::quantized::{GgmlDType, QTensor};
+    use mentor_model::load::{Student, Tuning, Weights};
+    let text = std::fs::read_to_string(config)?;
+    let cfg = mentor_model::LlamaConfig::from_hf_json(&text)
+        .map_err(|e| anyhow::anyhow!("{config}: {e}"))?;
+    let random = Student::random(&cfg, &candle_core::Device::Cpu, 0)?;
+    let mut weights = Weights {
+        config: cfg.clone(),
+        tensors: Default::default(),
+        source: config.into(),
+        gguf_metadata: None,
+        quantized: Default::default(),
+    };
+    for (name, t) in random.model.merged_tensors()? {
+        let head = name == "lm_head.weight"
+            || (cfg.tie_word_embeddings && name == "model.embed_tokens.weight");
+        if quantized && (name.ends_with("_proj.weight") || head) {
+            let kind = if t.dim(1)? % 256 == 0 {
+                GgmlDType::Q4K
+            } else {
+                GgmlDType::Q8_0
+            };
+            let q = QTensor::quantize_onto(&t, kind, &place.device)?;
+            weights
+                .quantized
+                .insert(name.clone(), std::sync::Arc::new(q));
+        }
+        // the embedding lookups stay dense (a tied head is in both maps)
+        if !(quantized && name.ends_with("_proj.weight")) {
+            weights.tensors.insert(name, t);
+        }
+    }
+    let model = Student::new_in(weights, Tuning::Frozen, &place.device, place.dtype, 0)?.model;
+    Ok(crate::models::LoadedModel {
+        tokenizer: mentor_model::TextTokenizer::word_level(cfg.vocab_size),
+        model,
+        path: config.into(),
     })
 }

@@ -123,8 +123,7 @@ pub fn run(a: Args) -> Result<Summary> {
     let src_str = src.to_str().ok_or_else(|| anyhow!("non-UTF-8 path"))?;
     let loaded = models::load_for_inference(src_str)?;
     let probe = loaded.tokenizer.encode("Hello")?;
-    let ids =
-        candle_core::Tensor::new(probe.as_slice(), &candle_core::Device::Cpu)?.unsqueeze(0)?;
+    let ids = candle_core::Tensor::new(probe.as_slice(), loaded.model.device())?.unsqueeze(0)?;
     let logits = loaded
         .model
         .forward(&ids)?
