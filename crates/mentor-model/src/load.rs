@@ -120,18 +120,6 @@ impl Student {
         dtype: DType,
         seed: u64,
     ) -> Result<Self> {
-        let mut s = Self::build(weights, tuning, device, dtype, seed)?;
-        s.model.set_compute_dtype(dtype);
-        Ok(s)
-    }
-
-    fn build(
-        weights: Weights,
-        tuning: Tuning,
-        device: &Device,
-        dtype: DType,
-        seed: u64,
-    ) -> Result<Self> {
         let cfg = weights.config.clone();
         let vars = VarMap::new();
         if !weights.quantized.is_empty() && tuning != Tuning::Frozen {
@@ -166,12 +154,13 @@ impl Student {
                 Some((l, VarBuilder::from_varmap(&vars, DType::F32, device))),
             )?,
         };
-        let s = Student {
+        let mut s = Student {
             model,
             tuning,
             vars,
         };
         s.seeded_init(seed, |name| name.ends_with("lora_A.weight"))?;
+        s.model.set_compute_dtype(dtype);
         Ok(s)
     }
 
