@@ -89,6 +89,11 @@ pub struct DatasetSpec {
     /// Count and skip malformed rows instead of stopping at the first one.
     #[serde(default)]
     pub skip_bad_rows: bool,
+    /// Take the valid and test splits from this built-in dataset instead (same task kind), for
+    /// a train pool with none (`fair-svamp` → `svamp`). Questions the train split also has are
+    /// dropped from them, and counted.
+    #[serde(default)]
+    pub eval_dataset: Option<String>,
 }
 
 fn default_seed() -> u64 {
@@ -109,6 +114,7 @@ impl Default for DatasetSpec {
             fractions: default_fractions(),
             limit: None,
             skip_bad_rows: false,
+            eval_dataset: None,
         }
     }
 }
@@ -207,6 +213,88 @@ impl Dataset {
             .flat_map(move |s| self.split(s).iter().map(move |e| (s, e)))
     }
 
+    /// Replaces the valid and test splits with `other`'s, without the questions this train
+    /// split has (compared letters and digits only, case-folded). An equation task's gold
+    /// answers become numbers for a numeric one (SVAMP's equations for `fair-svamp`).
+    fn take_eval_splits(&mut self, mut other: Dataset) -> Result<()> {
+        match (other.task, self.task) {
+            (a, b) if a == b => {}
+            (TaskKind::Equation, TaskKind::Numeric) => {
+                for e in other.splits.values_mut().flatten() {
+                    let v = mentor_core::equation::evaluate(&e.answer).map_err(|err| {
+                        DataError::Invalid(format!(
+                            "[data] eval_dataset = {:?}: the gold equation {:?} of {} does not evaluate: {err}",
+                            other.name, e.answer, e.id
+                        ))
+                    })?;
+                    e.answer = if v.fract() == 0.0 && v.abs() < 1e15 {
+                        format!("{}", v as i64)
+                    } else {
+                        format!("{v}")
+                    };
+                }
+            }
+            _ => {
+                return Err(DataError::Invalid(format!(
+                    "[data] eval_dataset = {:?} is a {} task, but `{}` is {}",
+                    other.name, other.task, self.name, self.task
+                )))
+            }
+        }
+        let key = |q: &str| -> String {
+            q.chars()
+                .filter(|c| c.is_alphanumeric())
+                .flat_map(char::to_lowercase)
+                .collect()
+        };
+        let train: std::collections::HashSet<String> = self
+            .split(Split::Train)
+            .iter()
+            .map(|e| key(&e.question))
+            .collect();
+        let train_ids: std::collections::HashSet<&str> =
+            self.split(Split::Train).iter().map(|e| e.id.as_str()).collect();
+        let mut dropped = 0;
+        let mut splits = BTreeMap::new();
+        for s in [Split::Valid, Split::Test] {
+            let kept: Vec<Example> = other
+                .split(s)
+                .iter()
+                .filter(|e| {
+                    let seen = train.contains(&key(&e.question));
+                    dropped += seen as usize;
+                    !seen
+                })
+                .map(|e| Example {
+                    // ids stay unique in the run store even where the two sources overlap
+                    id: if train_ids.contains(e.id.as_str()) {
+                        format!("{}:{}", other.name, e.id)
+                    } else {
+                        e.id.clone()
+                    },
+                    ..e.clone()
+                })
+                .collect();
+            splits.insert(s, kept);
+        }
+        let [_, va, te] = other.counts();
+        if va + te == 0 {
+            return Err(DataError::Invalid(format!(
+                "[data] eval_dataset = {:?} has no valid or test split",
+                other.name
+            )));
+        }
+        self.splits.extend(splits);
+        self.source = format!(
+            "{}; valid and test from {} ({} of its {} valid + test questions dropped: also in train)",
+            self.source,
+            other.name,
+            dropped,
+            va + te
+        );
+        Ok(())
+    }
+
     fn apply_limit(&mut self, limit: Option<usize>) {
         if let Some(n) = limit {
             for v in self.splits.values_mut() {
@@ -265,6 +353,18 @@ pub fn load_dataset(spec: &DatasetSpec) -> Result<Dataset> {
             ))
         }
     };
+    if let Some(other) = &spec.eval_dataset {
+        let o = load_dataset(&DatasetSpec {
+            dataset: Some(other.clone()),
+            path: None,
+            task: None,
+            fields: FieldMap::default(),
+            limit: None,
+            eval_dataset: None,
+            ..spec.clone()
+        })?;
+        ds.take_eval_splits(o)?;
+    }
     ds.apply_limit(spec.limit);
     Ok(ds)
 }

@@ -196,6 +196,42 @@ fn svamp_release_720_80_200_with_palm_cots() {
 }
 
 #[test]
+fn fair_svamp_is_scored_on_svamp_valid_and_test_without_its_own_questions() {
+    if !shared() || !shared_data_dir().unwrap().join("fair").is_dir() {
+        return;
+    }
+    let spec = DatasetSpec {
+        eval_dataset: Some("svamp".into()),
+        ..DatasetSpec::builtin("fair-svamp")
+    };
+    let ds = load_dataset(&spec).unwrap();
+    let svamp = load_dataset(&DatasetSpec::builtin("svamp")).unwrap();
+    let [tr, va, te] = ds.counts();
+    assert_eq!(tr, 387);
+    // 82 of SVAMP's 200 test questions are among FAIR's train mistakes (measured); none is kept
+    assert!(va < 80 && te < 200 && te > 100, "{:?}", ds.counts());
+    assert_eq!(ds.task, TaskKind::Numeric);
+    let key = |q: &str| -> String { q.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect() };
+    let train: std::collections::HashSet<String> =
+        ds.split(Split::Train).iter().map(|e| key(&e.question)).collect();
+    for s in [Split::Valid, Split::Test] {
+        assert!(ds.split(s).iter().all(|e| !train.contains(&key(&e.question))));
+    }
+    // gold equations became numbers: "( 10.0 * 45.0 )" → "450"
+    let first = &ds.split(Split::Test)[0];
+    let orig = svamp.split(Split::Test).iter().find(|e| e.question == first.question).unwrap();
+    let v = mentor_core::equation::evaluate(&orig.answer).unwrap();
+    assert_eq!(first.answer.parse::<f64>().unwrap(), v);
+    assert!(ds.source.contains("also in train"), "{}", ds.source);
+    // a task that cannot be converted is refused
+    let bad = DatasetSpec {
+        eval_dataset: Some("cqa".into()),
+        ..DatasetSpec::builtin("fair-svamp")
+    };
+    assert!(load_dataset(&bad).is_err());
+}
+
+#[test]
 fn cqa_and_anli_release_counts() {
     if !shared() {
         return;

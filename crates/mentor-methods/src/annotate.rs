@@ -31,7 +31,8 @@ pub struct AnnotateSpec {
     pub max_tokens: u32,
     /// Sample i is sent with seed `seed + i` where the backend honours seeds.
     pub seed: u64,
-    /// The annotations' round (ELAD's selection round; 0 elsewhere).
+    /// The annotations' round (ELAD's selection round, MAPD's mining round; 0 elsewhere). A
+    /// unit is done when it is stored for this round.
     pub round: u32,
 }
 
@@ -181,23 +182,26 @@ pub fn self_eval_jobs(
     Ok(jobs)
 }
 
-/// A mined student mistake: the item, what the student wrote, the answer read from it.
+/// A mined student mistake: the item, what the student wrote, the answer read from it, and the
+/// mining round that found it (a question still wrong after training is a new mistake).
 #[derive(Debug, Clone)]
 pub struct Mistake {
     pub example: Example,
     pub output: String,
     /// The parsed answer as text ("unparseable" when none could be read).
     pub answer: String,
+    pub round: u32,
 }
 
 /// Stores the student's answers to `items` (stage `mine`, parsed and scored against gold) under
-/// `source`; answers already stored are kept. Returns how many were new.
+/// `source`, as mining round `round`; answers already stored are kept. Returns how many were new.
 pub fn record_student_answers(
     store: &SharedStore,
     dataset: &str,
     task: TaskKind,
     answers: &[(Example, String)],
     source: &str,
+    round: u32,
 ) -> Result<usize, mentor_store::StoreError> {
     let (stage, kind) = crate::recipe::MINE_STAGE;
     let mut s = store.lock().unwrap();
@@ -210,7 +214,7 @@ pub fn record_student_answers(
             stage: stage.into(),
             kind: kind.into(),
             source: source.into(),
-            round: 0,
+            round,
             sample_index: 0,
             call_id: None,
             text: text.clone(),
@@ -221,28 +225,39 @@ pub fn record_student_answers(
     Ok(new)
 }
 
-/// The mistakes among `items`: stored student answers that are wrong or unparseable.
+/// The mistakes among `items`: stored student answers that are wrong or unparseable, by mining
+/// round, then in the order of `items`.
 pub fn mistakes(items: &[Example], mined: &[Annotation]) -> Vec<Mistake> {
-    let by_id: std::collections::HashMap<&str, &Annotation> =
-        mined.iter().map(|a| (a.example_id.as_str(), a)).collect();
-    items
-        .iter()
-        .filter_map(|ex| {
-            let a = by_id.get(ex.id.as_str())?;
+    let mut by_round: BTreeMap<u32, std::collections::HashMap<&str, &Annotation>> =
+        BTreeMap::new();
+    for a in mined {
+        by_round
+            .entry(a.round)
+            .or_default()
+            .insert(a.example_id.as_str(), a);
+    }
+    let mut out = vec![];
+    for (&round, by_id) in &by_round {
+        for ex in items {
+            let Some(a) = by_id.get(ex.id.as_str()) else {
+                continue;
+            };
             let p = a.parsed.as_ref();
             if p.and_then(|p| p["correct"].as_bool()) == Some(true) {
-                return None;
+                continue;
             }
             let answer = p
                 .and_then(|p| crate::evaluate::answer_text(&p["answer"]))
                 .unwrap_or_else(|| "unparseable".into());
-            Some(Mistake {
+            out.push(Mistake {
                 example: ex.clone(),
                 output: a.text.clone(),
                 answer,
-            })
-        })
-        .collect()
+                round,
+            });
+        }
+    }
+    out
 }
 
 /// MAPD feedback: every teacher explains each mistake, the gold answer given as a hint.
@@ -371,6 +386,7 @@ fn done_units(
     let s = store.lock().unwrap();
     Ok(s.annotations(&spec.stage, &spec.kind)?
         .into_iter()
+        .filter(|a| a.round == spec.round)
         .map(|a| (a.source, a.example_id, a.sample_index))
         .collect())
 }
@@ -540,12 +556,15 @@ pub async fn annotate_recipe(
     };
     let mut out = vec![];
     let committee: Vec<String> = teachers.iter().map(|t| t.name().to_string()).collect();
+    // MAPD works on the mistakes of its mining round (`base.round`) only
+    let round = base.round;
+    let this_round = |stage: (&str, &str)| -> Result<Vec<Annotation>, RecipeAnnotateError> {
+        let mut v = store.lock().unwrap().annotations(stage.0, stage.1)?;
+        v.retain(|a| a.round == round);
+        Ok(v)
+    };
     let mined = || -> Result<Vec<Mistake>, RecipeAnnotateError> {
-        let m = store
-            .lock()
-            .unwrap()
-            .annotations(MINE_STAGE.0, MINE_STAGE.1)?;
-        Ok(mistakes(items, &m))
+        Ok(mistakes(items, &this_round(MINE_STAGE)?))
     };
     let spec_of = |(stage, kind): (&str, &str)| AnnotateSpec {
         stage: stage.into(),
@@ -599,10 +618,7 @@ pub async fn annotate_recipe(
             }
             TeacherStage::Reviews => {
                 let m: Vec<Example> = mined()?.into_iter().map(|m| m.example).collect();
-                let rats = store
-                    .lock()
-                    .unwrap()
-                    .annotations(COT_STAGE.0, COT_STAGE.1)?;
+                let rats = this_round(COT_STAGE)?;
                 let jobs = review_jobs(prompts, &m, &rats, &committee)
                     .map_err(RecipeAnnotateError::Prompt)?;
                 ("reviews", jobs, spec_of(REVIEW_STAGE), review_parser())
@@ -707,6 +723,27 @@ mod tests {
             .collect();
         // d was never answered: not a mistake (it is mined on the next run).
         assert_eq!(got, [("b", "8"), ("c", "unparseable")]);
+        // Mining again after training: b is right now, a went wrong; c is still wrong and is a
+        // mistake again, of round 1, with its new answer.
+        let mut again = mined.to_vec();
+        for (id, text, answer, correct) in [
+            ("a", "It is 6.", num(6.0), false),
+            ("b", "It is 7.", num(7.0), true),
+            ("c", "It is 9.", num(9.0), false),
+        ] {
+            let mut x = ann(id, "student", text, serde_json::json!({"answer": answer, "correct": correct}));
+            x.round = 1;
+            again.push(x);
+        }
+        let found = mistakes(&items, &again);
+        let got: Vec<(u32, &str, &str)> = found
+            .iter()
+            .map(|m| (m.round, m.example.id.as_str(), m.answer.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [(0, "b", "8"), (0, "c", "unparseable"), (1, "a", "6"), (1, "c", "9")]
+        );
     }
 
     #[test]

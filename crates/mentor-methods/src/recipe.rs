@@ -95,6 +95,10 @@ pub struct Recipe {
     pub mistakes_from: MistakesFrom,
     /// MAPD: feedback and rationale pairs per mistake.
     pub pairs_per_mistake: PairsPerMistake,
+    /// MAPD: rounds of mistake mining. 1 is the authors' single pass; each further round has
+    /// the last round's student answer the train split again, the committee works on its new
+    /// mistakes, and the student retrains on every round's pairs.
+    pub mining_rounds: u32,
     /// Seeds the recipe's random draws (MAPD's pair per mistake, ELAD's random baseline).
     pub seed: u64,
     /// ELAD: share of the train pool annotated up front (the seed set), at least one item.
@@ -111,10 +115,10 @@ pub struct Recipe {
     pub revise: bool,
     /// ELAD: show the teacher the gold answer when revising.
     pub reveal_gold: bool,
-    /// ELAD: each round retrains from the base student (`restart`) or from the previous round's
-    /// best (`continue`).
+    /// ELAD, MAPD with several mining rounds: each round retrains from the base student
+    /// (`restart`) or from the previous round's best (`continue`).
     pub retrain: Retrain,
-    /// ELAD: stop after this many rounds without a better validation accuracy (0 = never).
+    /// ELAD, MAPD: stop after this many rounds without a better validation accuracy (0 = never).
     pub patience: u32,
     /// ELAD: how the student's uncertainty is probed.
     pub probe: crate::elad::ProbeConfig,
@@ -143,6 +147,7 @@ impl Default for Recipe {
             review_threshold: 3.0,
             mistakes_from: MistakesFrom::Student,
             pairs_per_mistake: PairsPerMistake::One,
+            mining_rounds: 1,
             seed: 0,
             seed_fraction: 0.05,
             rounds: 3,
@@ -228,6 +233,12 @@ impl Recipe {
             if !(0.0..=1.0).contains(&v) {
                 return Err((k, format!("{v} is not in [0, 1]")));
             }
+        }
+        if self.mining_rounds == 0 {
+            return Err((
+                "recipe.mining_rounds",
+                "must be at least 1 (the first mining pass)".into(),
+            ));
         }
         Ok(())
     }

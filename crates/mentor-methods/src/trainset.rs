@@ -429,36 +429,41 @@ fn count_pairs(st: &mut TrainSetStats, pairs: &[TrainPair]) {
 
 /// MAPD: per mistake, feedback pairs (question + wrong answer + hint → a teacher's feedback,
 /// weight α) and rationale pairs (question → a peer-accepted rationale, weight 1 − α); one of
-/// each drawn at random (seeded) or all of them.
+/// each drawn at random (seeded) or all of them. A mistake is one mining round's wrong answer:
+/// its feedback, rationales and reviews are the ones stored for that round, and a question
+/// still wrong in a later round contributes again.
 fn build_mapd(recipe: &Recipe, kind: TaskKind, items: &[Example], stored: &Stored) -> TrainingSet {
     use mentor_core::review::accepted;
     use rand::seq::IndexedRandom;
     use rand::SeedableRng;
     let mistakes = crate::annotate::mistakes(items, &stored.mined);
-    let key = |a: &Annotation| (a.example_id.clone(), a.source.clone());
-    let mut feedback: HashMap<String, Vec<&Annotation>> = HashMap::new();
+    // (round, item, teacher)
+    let key = |a: &Annotation| (a.round, a.example_id.clone(), a.source.clone());
+    let mut feedback: HashMap<(u32, String), Vec<&Annotation>> = HashMap::new();
     for a in stored.feedback.iter().filter(|a| a.parse_ok) {
-        feedback.entry(a.example_id.clone()).or_default().push(a);
+        feedback
+            .entry((a.round, a.example_id.clone()))
+            .or_default()
+            .push(a);
     }
-    let rationales: HashMap<(String, String), &Annotation> = stored
+    let rationales: HashMap<(u32, String, String), &Annotation> = stored
         .cots
         .iter()
         .filter(|a| a.sample_index == 0)
         .map(|a| (key(a), a))
         .collect();
-    // Scores per (item, author).
-    let mut scores: HashMap<(String, String), Vec<Option<f64>>> = HashMap::new();
+    // Scores per (round, item, author).
+    let mut scores: HashMap<(u32, String, String), Vec<Option<f64>>> = HashMap::new();
     let mut rv = ReviewStats {
         mistakes: mistakes.len(),
         ..Default::default()
     };
-    let ids: std::collections::HashSet<&str> =
-        mistakes.iter().map(|m| m.example.id.as_str()).collect();
-    for a in stored
-        .reviews
+    let ids: std::collections::HashSet<(u32, &str)> = mistakes
         .iter()
-        .filter(|a| ids.contains(a.example_id.as_str()))
-    {
+        .map(|m| (m.round, m.example.id.as_str()))
+        .collect();
+    let of_a_mistake = |a: &&Annotation| ids.contains(&(a.round, a.example_id.as_str()));
+    for a in stored.reviews.iter().filter(of_a_mistake) {
         let Some(author) = a.parsed.as_ref().and_then(|p| p["author"].as_str()) else {
             continue;
         };
@@ -473,7 +478,7 @@ fn build_mapd(recipe: &Recipe, kind: TaskKind, items: &[Example], stored: &Store
             None => rv.reviews_invalid += 1,
         }
         scores
-            .entry((a.example_id.clone(), author.to_string()))
+            .entry((a.round, a.example_id.clone(), author.to_string()))
             .or_default()
             .push(score);
     }
@@ -485,15 +490,16 @@ fn build_mapd(recipe: &Recipe, kind: TaskKind, items: &[Example], stored: &Store
         let mut accepted_here: Vec<&Annotation> = vec![];
         let mut authors: Vec<&String> = rationales
             .keys()
-            .filter(|(id, _)| id == &ex.id)
-            .map(|(_, t)| t)
+            .filter(|(round, id, _)| *round == m.round && id == &ex.id)
+            .map(|(_, _, t)| t)
             .collect();
         authors.sort();
         for author in authors {
-            let r = rationales[&(ex.id.clone(), author.clone())];
+            let k = (m.round, ex.id.clone(), author.clone());
+            let r = rationales[&k];
             calls += 1;
             let sc = scores
-                .get(&(ex.id.clone(), author.clone()))
+                .get(&k)
                 .cloned()
                 .unwrap_or_default();
             calls += sc.len();
@@ -519,7 +525,10 @@ fn build_mapd(recipe: &Recipe, kind: TaskKind, items: &[Example], stored: &Store
             }
         }
         rv.mistakes_with_accepted += !accepted_here.is_empty() as usize;
-        let fbs = feedback.get(&ex.id).cloned().unwrap_or_default();
+        let fbs = feedback
+            .get(&(m.round, ex.id.clone()))
+            .cloned()
+            .unwrap_or_default();
         calls += fbs.len();
         for f in &fbs {
             rv.per_teacher.entry(f.source.clone()).or_default().feedback += 1;
@@ -572,11 +581,7 @@ fn build_mapd(recipe: &Recipe, kind: TaskKind, items: &[Example], stored: &Store
     };
     let mut st = TrainSetStats {
         items: items.len(),
-        cots: stored
-            .cots
-            .iter()
-            .filter(|a| ids.contains(a.example_id.as_str()))
-            .count(),
+        cots: stored.cots.iter().filter(of_a_mistake).count(),
         review: Some(rv),
         ..Default::default()
     };
@@ -845,5 +850,76 @@ mod tests {
             },
         );
         assert_eq!(t.pairs[0].target, "The answer is (4 + 3).");
+    }
+
+    #[test]
+    fn mapd_pairs_come_from_each_mining_round_separately() {
+        let items = [ex("1", "3 + 4?", "7"), ex("2", "5 - 1?", "4")];
+        let num = |v: f64| serde_json::json!({"type": "number", "value": {"value": v, "text": v.to_string()}});
+        let at = |mut a: Annotation, round: u32, source: &str| {
+            a.round = round;
+            a.source = source.into();
+            a
+        };
+        let mut st = Stored::default();
+        // round 0: both wrong; round 1 (after training): item 1 right, item 2 wrong again.
+        for (round, id, text, v, ok) in [
+            (0, "1", "It is 8.", 8.0, false),
+            (0, "2", "It is 5.", 5.0, false),
+            (1, "1", "It is 7.", 7.0, true),
+            (1, "2", "It is 3.", 3.0, false),
+        ] {
+            let p = serde_json::json!({"answer": num(v), "correct": ok});
+            st.mined.push(at(ann(id, "mine", 0, text, p, true), round, "student"));
+        }
+        for (round, id) in [(0, "1"), (0, "2"), (1, "2")] {
+            for t in ["a", "b"] {
+                let fb = format!("{t} on round {round}");
+                st.feedback
+                    .push(at(ann(id, "feedback", 0, &fb, serde_json::json!({}), true), round, t));
+                let rat = format!("{t} reasons. The answer is 7.");
+                let p = serde_json::json!({"correct": true});
+                st.cots.push(at(ann(id, "annotate", 0, &rat, p, true), round, t));
+                // each rationale reviewed by the other teacher: a's accepted, b's not
+                let other = if t == "a" { "b" } else { "a" };
+                let score = if t == "a" { 5.0 } else { 1.0 };
+                let p = serde_json::json!({"score": score, "author": t});
+                st.reviews.push(at(ann(id, "review", 0, "[x]", p, true), round, other));
+            }
+        }
+        let recipe = Recipe {
+            name: RecipeName::Mapd,
+            pairs_per_mistake: crate::recipe::PairsPerMistake::All,
+            ..Recipe::default()
+        };
+        let set = build(&recipe, TaskKind::Numeric, &items, &st);
+        let rv = set.stats.review.as_ref().unwrap();
+        assert_eq!(rv.mistakes, 3);
+        assert_eq!(rv.reviews, 6);
+        assert_eq!(rv.per_teacher["a"].accepted, 3);
+        assert_eq!(rv.per_teacher["b"].accepted, 0);
+        let got: Vec<(&str, StudentTask, &str)> = set
+            .pairs
+            .iter()
+            .map(|p| (p.example_id.as_str(), p.task, p.target.as_str()))
+            .collect();
+        use StudentTask::{Cot, Feedback};
+        assert_eq!(
+            got,
+            [
+                ("1", Feedback, "a on round 0"),
+                ("1", Feedback, "b on round 0"),
+                ("1", Cot, "a reasons. The answer is 7."),
+                ("2", Feedback, "a on round 0"),
+                ("2", Feedback, "b on round 0"),
+                ("2", Cot, "a reasons. The answer is 7."),
+                ("2", Feedback, "a on round 1"),
+                ("2", Feedback, "b on round 1"),
+                ("2", Cot, "a reasons. The answer is 7."),
+            ]
+        );
+        // each round's feedback pair shows that round's wrong answer
+        assert!(set.pairs[3].prompt.contains("Student answer: It is 5."));
+        assert!(set.pairs[6].prompt.contains("Student answer: It is 3."));
     }
 }

@@ -279,6 +279,7 @@ const LAID_OUT: &[&str] = &[
     "student",
     "predictions",
     "report",
+    "rounds",
     "elad",
 ];
 

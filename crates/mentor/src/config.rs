@@ -285,6 +285,7 @@ dataset = "svamp"            # built-in: svamp cqa anli1 gsm8k csqa strategyqa l
 seed = 0                     # seeded train/valid/test split where the source has none
 fractions = [0.8, 0.1, 0.1]
 # limit = 200                # at most this many examples per split
+# eval_dataset = "svamp"     # valid + test from this built-in instead (minus questions in train)
 
 [teachers.palm]              # any number of named teachers
 kind = "replay"              # openai | anthropic | replay | local
@@ -321,6 +322,10 @@ alpha = 0.5                  # label weight; rationale weight is 1 - alpha
 # mistakes_from = "student"  # mapd: mine the student's mistakes ("recorded": the dataset's answers)
 # review_threshold = 3.0     #   accept a rationale when the mean peer score (1-5) is above this
 # pairs_per_mistake = "one"  #   one feedback + one accepted rationale a mistake, or "all"
+# mining_rounds = 1          #   >1: after training, the student answers again and its new
+#                            #   mistakes go to the committee; it retrains on every round's pairs
+# retrain = "restart"        # elad, mapd rounds: from the base student, or "continue"
+# patience = 0               #   stop after N rounds without a better validation accuracy
 
 [train]
 epochs = 3

@@ -7,9 +7,11 @@ mod cmd;
 mod config;
 mod elad;
 mod local_teacher;
+mod mapd;
 mod models;
 mod output;
 mod progress;
+mod rounds;
 mod run;
 mod teachers;
 

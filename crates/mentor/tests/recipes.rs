@@ -388,8 +388,9 @@ fn committee_teacher() -> mentor_teacher::loopback::Answerer {
     })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mapd_mines_the_students_mistakes_and_trains_on_peer_accepted_rationales() {
+/// A MAPD run over 10 sums (6 train) with a committee of two loopback teachers, `big` and
+/// `small`, and `recipe` lines added to its `[recipe]` table.
+async fn committee_run(recipe: &str) -> (LoopbackServer, tempfile::TempDir) {
     let server = LoopbackServer::start(LoopbackConfig {
         answer: committee_teacher(),
         ..Default::default()
@@ -404,12 +405,18 @@ async fn mapd_mines_the_students_mistakes_and_trains_on_peer_accepted_rationales
         d.path().join("exp.toml"),
         format!(
             "[data]\npath = \"toy.jsonl\"\ntask = \"numeric\"\nfractions = [0.6, 0.2, 0.2]\n\n{}\n{}\n\
-             [recipe]\nname = \"mapd\"\npairs_per_mistake = \"all\"\nalpha = 0.4\n\n{TRAIN_AND_EVAL}\nmode = \"cot\"\n",
+             [recipe]\nname = \"mapd\"\npairs_per_mistake = \"all\"\n{recipe}\n\n{TRAIN_AND_EVAL}\nmode = \"cot\"\n",
             teacher("big"),
             teacher("small")
         ),
     )
     .unwrap();
+    (server, d)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mapd_mines_the_students_mistakes_and_trains_on_peer_accepted_rationales() {
+    let (_server, d) = committee_run("alpha = 0.4").await;
     let dir = d.path().to_path_buf();
     let j = tokio::task::spawn_blocking(move || distill(&dir, &[]))
         .await
@@ -441,6 +448,61 @@ async fn mapd_mines_the_students_mistakes_and_trains_on_peer_accepted_rationales
     assert!(invalid == 0 || invalid == 2);
     assert_eq!(j["eval_mode"], "cot");
     assert_eq!(j["accuracy_after"]["n"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mapd_mines_again_after_training_and_pays_only_for_new_feedback() {
+    let (_server, d) = committee_run("mining_rounds = 2\nretrain = \"continue\"").await;
+    let dir = d.path().to_path_buf();
+    let j = tokio::task::spawn_blocking(move || distill(&dir, &[]))
+        .await
+        .unwrap();
+    let c = &j["rounds"];
+    assert_eq!(c["recipe"], "mapd", "{j}");
+    let points = c["points"].as_array().unwrap();
+    let col = |k: &str| -> Vec<u64> { points.iter().map(|p| p[k].as_u64().unwrap()).collect() };
+    assert_eq!(col("round"), [0, 1]);
+    // A tiny student is still wrong on all 6 train questions after training: 6 new mistakes.
+    assert_eq!(col("selected"), [6, 6]);
+    assert_eq!(col("items_annotated"), [6, 6]);
+    // round 1 trains on both rounds' pairs, twice round 0's
+    assert_eq!(col("training_pairs")[1], 2 * col("training_pairs")[0]);
+    let store = mentor_store::Store::open_run_dir(d.path().join("runs/exp")).unwrap();
+    let in_round = |stage: &str, kind: &str, round: u32| {
+        store
+            .annotations(stage, kind)
+            .unwrap()
+            .into_iter()
+            .filter(|a| a.round == round)
+            .collect::<Vec<_>>()
+    };
+    for round in [0, 1] {
+        assert_eq!(in_round("mine", "student-answer", round).len(), 6);
+        assert_eq!(in_round("feedback", "feedback", round).len(), 12);
+        assert_eq!(in_round("annotate", "rationale", round).len(), 12);
+        assert_eq!(in_round("review", "review", round).len(), 12);
+    }
+    // Round 1's rationales and reviews repeat round 0's requests (cached, free); feedback is
+    // paid again only where the student's answer changed.
+    let before: HashMap<String, String> = in_round("mine", "student-answer", 0)
+        .into_iter()
+        .map(|a| (a.example_id, a.text))
+        .collect();
+    let changed = in_round("mine", "student-answer", 1)
+        .iter()
+        .filter(|a| before[&a.example_id] != a.text)
+        .count() as u64;
+    assert!(changed > 0, "the trained student answers differently");
+    assert_eq!(col("teacher_calls"), [36, 36 + 2 * changed]);
+    // The report shows the rounds; a rerun pays nothing and repeats the curve.
+    let html = std::fs::read_to_string(d.path().join("runs/exp/report.html")).unwrap();
+    assert!(html.contains("MAPD mining rounds"));
+    let dir = d.path().to_path_buf();
+    let again = tokio::task::spawn_blocking(move || distill(&dir, &[]))
+        .await
+        .unwrap();
+    assert_eq!(again["rounds"]["points"], j["rounds"]["points"]);
+    assert_eq!(again["teacher"]["calls"], j["teacher"]["calls"]);
 }
 
 #[test]
@@ -565,7 +627,7 @@ async fn elad_rounds_send_the_most_uncertain_items_within_budget_and_resume() {
     // 12 train items: 2 seed chains of thought, then 3 revisions a round for 2 rounds.
     assert_eq!(j["teacher"]["calls"], 2 + 3 + 3, "{j}");
     assert_eq!(revisions.lock().unwrap().len(), 6);
-    let points = j["elad"]["points"].as_array().unwrap();
+    let points = j["rounds"]["points"].as_array().unwrap();
     let col = |k: &str| -> Vec<u64> { points.iter().map(|p| p[k].as_u64().unwrap()).collect() };
     assert_eq!(col("round"), [0, 1, 2]);
     assert_eq!(col("items_annotated"), [2, 5, 8]);
@@ -573,7 +635,7 @@ async fn elad_rounds_send_the_most_uncertain_items_within_budget_and_resume() {
     assert!(col("teacher_tokens").windows(2).all(|w| w[0] < w[1]));
     assert_eq!(col("training_pairs"), [2, 5, 8], "seed CoTs and revisions");
     // the test is scored once, with the round validation preferred (ties: the earliest)
-    let best = j["elad"]["best_round"].as_u64().unwrap() as usize;
+    let best = j["rounds"]["best_round"].as_u64().unwrap() as usize;
     assert_eq!(j["student"], points[best]["model"]);
     // Each round sent exactly its budget, and the items the scorer ranked highest.
     let store = mentor_store::Store::open_run_dir(d.path().join("runs/exp")).unwrap();
@@ -630,5 +692,5 @@ async fn elad_rounds_send_the_most_uncertain_items_within_budget_and_resume() {
         .unwrap();
     assert_eq!(again["teacher"]["calls"], 8);
     assert_eq!(revisions.lock().unwrap().len(), 6);
-    assert_eq!(again["elad"]["points"], j["elad"]["points"]);
+    assert_eq!(again["rounds"]["points"], j["rounds"]["points"]);
 }

@@ -94,9 +94,15 @@ pub fn run(a: Args) -> Result<Summary> {
     summarise(&r, &stages, items.len())
 }
 
-/// MAPD's mistake mining: the student's answers to `items` into the store (recorded ones, or
-/// the configured student's at temperature 0.3 / top-p 0.9). Items already answered are kept.
-pub fn mine(r: &run::Run, items: &[mentor_core::Example]) -> Result<usize> {
+/// MAPD's mistake mining, round `round`: the answers of `student` (a model spec) to `items` into
+/// the store, at temperature 0.3 / top-p 0.9, or the dataset's recorded answers in round 0
+/// when `mistakes_from = "recorded"`. Items already answered in this round are kept.
+pub fn mine(
+    r: &run::Run,
+    items: &[mentor_core::Example],
+    round: u32,
+    student: &str,
+) -> Result<usize> {
     use mentor_methods::annotate::record_student_answers;
     use mentor_methods::recipe::{MistakesFrom, MINE_STAGE};
     let done: std::collections::HashSet<String> = r
@@ -105,13 +111,19 @@ pub fn mine(r: &run::Run, items: &[mentor_core::Example]) -> Result<usize> {
         .unwrap()
         .annotations(MINE_STAGE.0, MINE_STAGE.1)?
         .into_iter()
+        .filter(|a| a.round == round)
         .map(|a| a.example_id)
         .collect();
     let todo: Vec<&mentor_core::Example> = items.iter().filter(|e| !done.contains(&e.id)).collect();
     if todo.is_empty() {
         return Ok(0);
     }
-    let (answers, source) = match r.cfg.recipe.mistakes_from {
+    // recorded answers are the untrained student's: later rounds mine the trained one
+    let from = match round {
+        0 => r.cfg.recipe.mistakes_from,
+        _ => MistakesFrom::Student,
+    };
+    let (answers, source) = match from {
         MistakesFrom::Recorded => {
             let by_id: std::collections::HashMap<&str, &mentor_data::RecordedOutput> =
                 r.ds.recorded
@@ -141,7 +153,7 @@ pub fn mine(r: &run::Run, items: &[mentor_core::Example]) -> Result<usize> {
         }
         MistakesFrom::Student => {
             use mentor_model::SamplingParams;
-            let loaded = crate::models::load_for_inference(&r.cfg.student.model)?;
+            let loaded = crate::models::load_for_inference(student)?;
             // the student answers the bare request: few-shot examples are for teachers
             let prompts = r.cfg.prompts()?;
             let mut reqs = vec![];
@@ -154,12 +166,12 @@ pub fn mine(r: &run::Run, items: &[mentor_core::Example]) -> Result<usize> {
                     max_new_tokens: r.cfg.eval.max_new_tokens,
                     temperature: 0.3,
                     top_p: 0.9,
-                    seed: r.cfg.recipe.seed + i as u64,
+                    seed: r.cfg.recipe.seed + round as u64 * 1_000_003 + i as u64,
                     ..Default::default()
                 };
                 reqs.push((ids, params));
             }
-            let bar = items_bar(reqs.len() as u64, "mine");
+            let bar = items_bar(reqs.len() as u64, &format!("mine round {round}"));
             let gens = mentor_model::generate(
                 &loaded.model,
                 &loaded.tokenizer,
@@ -177,7 +189,7 @@ pub fn mine(r: &run::Run, items: &[mentor_core::Example]) -> Result<usize> {
         }
     };
     Ok(record_student_answers(
-        &r.store, &r.ds.name, r.ds.task, &answers, &source,
+        &r.store, &r.ds.name, r.ds.task, &answers, &source, round,
     )?)
 }
 
@@ -188,12 +200,26 @@ pub fn annotate_items(
     teachers: &[Arc<mentor_teacher::Teacher>],
     items: &[mentor_core::Example],
 ) -> Result<Vec<(String, AnnotateReport)>> {
+    annotate_round(r, teachers, items, 0, &r.cfg.student.model)
+}
+
+/// [`annotate_items`] as round `round`; MAPD first mines the mistakes of `student` (a model spec).
+pub fn annotate_round(
+    r: &run::Run,
+    teachers: &[Arc<mentor_teacher::Teacher>],
+    items: &[mentor_core::Example],
+    round: u32,
+    student: &str,
+) -> Result<Vec<(String, AnnotateReport)>> {
     if r.cfg.recipe.name == mentor_methods::recipe::RecipeName::Mapd {
-        let n = mine(r, items)?;
-        tracing::info!("stage mine: {n} new student answers stored");
+        let n = mine(r, items, round, student)?;
+        tracing::info!("stage mine (round {round}): {n} new student answers stored");
     }
     let prompts = r.prompts()?;
-    let base = base_spec(&r.cfg);
+    let base = AnnotateSpec {
+        round,
+        ..base_spec(&r.cfg)
+    };
     let mut bar = StageBar::default();
     let stages = interruptible(|stop| {
         Box::pin(annotate_recipe(

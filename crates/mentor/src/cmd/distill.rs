@@ -131,13 +131,19 @@ fn run_recipe(mut cfg: Config, run_dir: PathBuf, a: &Args) -> Result<Summary> {
     let recorded = import_recorded(&mut r.store.lock().unwrap(), &r.ds)?;
     let mut teacher_stages = serde_json::Map::new();
     let elad = r.cfg.recipe.name == RecipeName::Elad;
+    // rounds after round 0, where the student feeds the next annotation (crate::rounds)
+    let rounds = match r.cfg.recipe.name {
+        RecipeName::Elad => Some(r.cfg.recipe.rounds),
+        RecipeName::Mapd if r.cfg.recipe.mining_rounds > 1 => Some(r.cfg.recipe.mining_rounds - 1),
+        _ => None,
+    };
     let mut teachers = vec![];
     if !r.cfg.recipe.teacher_stages().is_empty() {
         let budget = teachers::budget(&r.cfg, &r.store)?;
         teachers = teachers::build(&r.cfg, &r.ds, &r.store, &budget)?;
-        // ELAD annotates its seed set up front (once: round 0's set is fixed when it ends);
-        // its rounds pick the rest
-        let items = if elad && crate::elad::round_done(&r, 0)? {
+        // Round 0 is annotated here, once (a finished round is never asked again): ELAD's seed
+        // set, MAPD's first mining pass; the later rounds ask in crate::rounds
+        let items = if rounds.is_some() && crate::rounds::round_done(&r, 0)? {
             vec![]
         } else if elad {
             crate::elad::seed_items(&r)
@@ -158,7 +164,7 @@ fn run_recipe(mut cfg: Config, run_dir: PathBuf, a: &Args) -> Result<Summary> {
             teacher_stages.insert(stage, serde_json::to_value(rep.total())?);
         }
     }
-    if !elad {
+    if rounds.is_none() {
         // an embedded teacher's model (GBs) is freed before the student trains
         teachers.clear();
     }
@@ -172,16 +178,24 @@ fn run_recipe(mut cfg: Config, run_dir: PathBuf, a: &Args) -> Result<Summary> {
         Some(rep)
     };
     lap("eval_before");
-    let mut elad_curve = None;
-    let trained = if elad {
-        let o = crate::elad::run_rounds(&r, &teachers)?;
-        elad_curve = Some(json!({
-            "selection": r.cfg.recipe.selection.as_str(),
-            "revise": r.cfg.recipe.revise,
+    let mut curve = None;
+    let trained = if let Some(n) = rounds {
+        let o = if elad {
+            crate::rounds::run_rounds(&r, n, &crate::elad::Elad { teachers: &teachers })?
+        } else {
+            crate::rounds::run_rounds(&r, n, &crate::mapd::Mapd { teachers: &teachers })?
+        };
+        let mut c = json!({
+            "recipe": r.cfg.recipe.name.as_str(),
             "best_round": o.best_round,
             "stopped": o.stopped,
             "points": o.points,
-        }));
+        });
+        if elad {
+            c["selection"] = json!(r.cfg.recipe.selection.as_str());
+            c["revise"] = json!(r.cfg.recipe.revise);
+        }
+        curve = Some(c);
         o.best
     } else {
         super::train::train_student(&r)?
@@ -219,7 +233,7 @@ fn run_recipe(mut cfg: Config, run_dir: PathBuf, a: &Args) -> Result<Summary> {
         "accuracy_before": before.as_ref().map(acc),
         "accuracy_after": acc(&after),
         "predictions": predictions,
-        "elad": elad_curve,
+        "rounds": curve,
     });
     lap("eval_after");
     let examples = side_by_side(&r, &model, &trained.set.pairs, 3)?;

@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 /// kept, training and validation curves, teacher and student side by side, the config.
 ///
 /// The report is one self-contained HTML file (inline SVG, no scripts): open it in a browser or
-/// attach it anywhere. RUN/summary.json holds the same figures for scripts. ELAD runs plot
-/// validation accuracy against teacher tokens; `--compare` draws other runs' curves (the
-/// baselines at equal budget) on the same chart.
+/// attach it anywhere. RUN/summary.json holds the same figures for scripts. Runs in rounds
+/// (ELAD, MAPD with mining_rounds > 1) plot validation accuracy against teacher tokens;
+/// `--compare` draws other runs' curves (the baselines at equal budget) on the same chart.
 ///
 /// Examples: mentor report runs/quickstart
 ///           mentor report runs/elad --compare runs/elad-random runs/elad-entropy
@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 pub struct Args {
     /// The run directory (holds mentor.sqlite and summary.json).
     pub run: PathBuf,
-    /// Other ELAD runs whose accuracy-per-teacher-token curves join this run's chart.
+    /// Other runs in rounds whose accuracy-per-teacher-token curves join this run's chart.
     #[arg(long, num_args = 1..)]
     pub compare: Vec<PathBuf>,
 }
@@ -50,16 +50,29 @@ fn read_summary(run_dir: &Path) -> Result<serde_json::Value> {
             path.display()
         )
     })?;
-    serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", path.display()))
+    let mut s: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not valid JSON", path.display()))?;
+    // summaries written before MAPD had rounds called ELAD's curve `elad`
+    if s.get("rounds").is_none_or(|v| v.is_null()) {
+        if let Some(mut e) = s.get("elad").filter(|e| !e.is_null()).cloned() {
+            e["recipe"] = "elad".into();
+            s["rounds"] = e;
+        }
+    }
+    Ok(s)
 }
 
-/// ELAD's curve in a run's summary: validation accuracy (%) against cumulative teacher tokens,
-/// named by its selection (and "from scratch" when the teacher did not revise).
-fn elad_series(summary: &serde_json::Value, label: &str) -> Option<Series> {
-    let e = summary.get("elad").filter(|e| !e.is_null())?;
+/// The round curve in a run's summary (ELAD, MAPD's mining rounds): validation accuracy (%)
+/// against cumulative teacher tokens, named by its ELAD selection (and "from scratch" when the
+/// teacher did not revise) or its recipe.
+fn rounds_series(summary: &serde_json::Value, label: &str) -> Option<Series> {
+    let e = summary.get("rounds").filter(|e| !e.is_null())?;
     let name = format!(
         "{label}{}{}",
-        e["selection"].as_str().unwrap_or("?"),
+        e["selection"]
+            .as_str()
+            .or(e["recipe"].as_str())
+            .unwrap_or("?"),
         if e["revise"] == false {
             " (from scratch)"
         } else {
@@ -98,14 +111,14 @@ pub fn write_report_with(run_dir: &Path, compare: &[PathBuf]) -> Result<PathBuf>
         })
         .collect();
     let mut charts = vec![];
-    if let Some(own) = elad_series(&summary, "") {
+    if let Some(own) = rounds_series(&summary, "") {
         let mut series = vec![own];
         for other in compare {
             let s = read_summary(other)?;
             let label = format!("{}: ", other.display());
-            series.push(elad_series(&s, &label).with_context(|| {
+            series.push(rounds_series(&s, &label).with_context(|| {
                 format!(
-                    "{}: not an ELAD run (its summary has no curve)",
+                    "{}: not a run in rounds (ELAD, MAPD with mining_rounds > 1): its summary has no curve",
                     other.display()
                 )
             })?);
@@ -124,8 +137,8 @@ pub fn write_report_with(run_dir: &Path, compare: &[PathBuf]) -> Result<PathBuf>
         charts.extend(training_charts(&format!("stage {stage}"), &log));
         stage += 1;
     }
-    // ELAD trains once per round: the best round's curves
-    if let Some(best) = summary["elad"]["best_round"].as_u64() {
+    // a recipe in rounds trains once per round: the best round's curves
+    if let Some(best) = summary["rounds"]["best_round"].as_u64() {
         let log = run_dir.join(format!("student/round-{best}/stage-0/log.jsonl"));
         if let Ok(log) = std::fs::read_to_string(log) {
             charts.extend(training_charts(&format!("round {best} (best)"), &log));

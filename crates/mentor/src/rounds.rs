@@ -1,0 +1,221 @@
+//! The round loop shared by the recipes whose student feeds the next annotation (DESIGN.md §1):
+//! ELAD (the student's uncertain explanations go to the teacher) and MAPD with several mining
+//! rounds (the student's new mistakes go to the committee).
+//!
+//! Round 0's annotations are made before the loop (ELAD's seed set, MAPD's first mining pass)
+//! and its student trains on them. Each later round: the recipe's [`RoundTeacher`] asks the
+//! teachers about what the last round's student got wrong or was unsure of, and the student
+//! retrains on the annotations of rounds 0..=round (from the base student, or from the last
+//! round's best: `retrain`). After each round the validation accuracy and the cumulative
+//! teacher calls and tokens make one point of the curve.
+//!
+//! Resumable between and inside rounds: teacher calls go through the store; each round trains
+//! in its own `student/round-N/`; a finished round's point is kept in the store's meta, and such
+//! a round is neither asked about nor retrained again. The loop stops at `rounds`, when the
+//! teacher budget runs out, when the recipe has nothing left to ask, or after `patience` rounds
+//! without a better validation accuracy.
+
+use crate::cmd::train::{stored, train_set, Trained};
+use crate::run::Run;
+use anyhow::Result;
+use mentor_core::Split;
+use mentor_methods::recipe::Retrain;
+use serde::Serialize;
+
+/// One point of the accuracy-per-teacher-cost curve.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct RoundPoint {
+    pub round: u32,
+    /// Train items with a teacher text after this round.
+    pub items_annotated: usize,
+    /// Items this round sent to the teacher (ELAD: seed set or selection; MAPD: mistakes).
+    pub selected: usize,
+    /// Training pairs of this round's student.
+    pub training_pairs: usize,
+    pub teacher_calls: u64,
+    pub teacher_tokens: u64,
+    pub valid_accuracy: Option<f64>,
+    pub model: String,
+}
+
+/// What the rounds leave: the best round's training (by validation accuracy) and the curve.
+pub struct RoundsOutcome {
+    pub best: Trained,
+    pub best_round: u32,
+    pub points: Vec<RoundPoint>,
+    pub stopped: String,
+}
+
+/// What a round's teacher stage came back with.
+pub enum Annotated {
+    /// New teacher texts; `stopped` says why no later round can follow (the budget ran out
+    /// during this one): this round trains on what it got, then the loop ends.
+    New { stopped: Option<String> },
+    /// Nothing new to learn from (the pool is spent, no mistakes left, the budget is gone):
+    /// the loop ends without retraining.
+    Nothing(String),
+}
+
+/// A recipe's teacher work in rounds ≥ 1.
+pub trait RoundTeacher {
+    /// Round `round`'s teacher stage, informed by `model`, the last round's best student.
+    fn annotate(&self, r: &Run, round: u32, model: &str) -> Result<Annotated>;
+    /// Train items with a teacher text so far.
+    fn items_annotated(&self, r: &Run) -> Result<usize>;
+    /// Items round `round` sent to the teacher.
+    fn sent(&self, r: &Run, round: u32) -> Result<usize>;
+}
+
+/// Whether `round` finished before (its point is recorded): a rerun neither asks its teacher
+/// again (a call that failed then would change the round's training set) nor retrains it.
+pub fn round_done(r: &Run, round: u32) -> Result<bool> {
+    Ok(r.store.lock().unwrap().meta(&point_key(r, round))?.is_some())
+}
+
+fn point_key(r: &Run, round: u32) -> String {
+    format!("{}-point-{round}", r.cfg.recipe.name.as_str())
+}
+
+/// Runs round 0 (its annotations already made) and rounds 1..=`rounds`.
+pub fn run_rounds(r: &Run, rounds: u32, teacher: &dyn RoundTeacher) -> Result<RoundsOutcome> {
+    let recipe = &r.cfg.recipe;
+    let mut students: Vec<Trained> = vec![];
+    let mut points: Vec<RoundPoint> = vec![];
+    let mut stopped = format!("{rounds} rounds done");
+    let mut last_round = false;
+    for round in 0..=rounds {
+        if round > 0 && !round_done(r, round)? {
+            let last_model = students.last().unwrap().model_dir.display().to_string();
+            match teacher.annotate(r, round, &last_model)? {
+                Annotated::Nothing(why) => {
+                    stopped = why;
+                    break;
+                }
+                Annotated::New { stopped: Some(why) } => {
+                    stopped = why;
+                    last_round = true;
+                }
+                Annotated::New { stopped: None } => {}
+            }
+        }
+        let base = match (round, recipe.retrain) {
+            (0, _) | (_, Retrain::Restart) => r.cfg.student.model.clone(),
+            (_, Retrain::Continue) => students.last().unwrap().model_dir.display().to_string(),
+        };
+        let trained = train_round(r, round, &base)?;
+        if trained.stopped_early {
+            anyhow::bail!("training interrupted; rerun the same command to resume");
+        }
+        let p = point(r, teacher, round, &trained)?;
+        tracing::info!(
+            "{} round {round}: {} items annotated, {} teacher calls, {} tokens, validation accuracy {:?}",
+            recipe.name.as_str(),
+            p.items_annotated,
+            p.teacher_calls,
+            p.teacher_tokens,
+            p.valid_accuracy
+        );
+        points.push(p);
+        students.push(trained);
+        if last_round {
+            break;
+        }
+        let best = best_round(&points);
+        if recipe.patience > 0 && round - best >= recipe.patience {
+            stopped = format!(
+                "no better validation accuracy for {} round(s)",
+                round - best
+            );
+            break;
+        }
+    }
+    let best_round = best_round(&points);
+    let best = students.swap_remove(best_round as usize);
+    Ok(RoundsOutcome {
+        best,
+        best_round,
+        points,
+        stopped,
+    })
+}
+
+/// Round `round`'s student trains on the annotations of rounds 0..=round only, so a resumed run
+/// rebuilds each round's set exactly (its checkpoint refuses any other).
+fn train_round(r: &Run, round: u32, base: &str) -> Result<Trained> {
+    let mut st = stored(r)?;
+    for v in [
+        &mut st.cots,
+        &mut st.self_evals,
+        &mut st.mined,
+        &mut st.feedback,
+        &mut st.reviews,
+        &mut st.revisions,
+    ] {
+        v.retain(|a| a.round <= round);
+    }
+    let name = r.cfg.recipe.name.as_str();
+    let set =
+        mentor_methods::trainset::build(&r.cfg.recipe, r.ds.task, r.ds.split(Split::Train), &st);
+    tracing::info!(
+        "{name} round {round}: training on {} pairs from {base}",
+        set.pairs.len()
+    );
+    train_set(
+        r,
+        set,
+        base,
+        &r.dir.join(format!("student/round-{round}")),
+        &format!("{name}-round-{round}"),
+    )
+}
+
+/// The round with the best validation accuracy (the earliest on ties); the last round when
+/// none was measured (no validation items).
+fn best_round(points: &[RoundPoint]) -> u32 {
+    if points.iter().all(|p| p.valid_accuracy.is_none()) {
+        return points.last().map_or(0, |p| p.round);
+    }
+    let mut best = (0, f64::NEG_INFINITY);
+    for p in points {
+        if let Some(a) = p.valid_accuracy.filter(|&a| a > best.1) {
+            best = (p.round, a);
+        }
+    }
+    best.0
+}
+
+/// Cumulative teacher calls and tokens, from the ledger.
+fn teacher_cost(r: &Run) -> Result<(u64, u64)> {
+    let ledger = r.store.lock().unwrap().ledger()?;
+    Ok(ledger.iter().fold((0, 0), |(c, t), l| {
+        (
+            c + l.calls_ok + l.calls_failed,
+            t + l.prompt_tokens + l.completion_tokens,
+        )
+    }))
+}
+
+/// A round's point: what was observed when it ended, kept in the store's meta so that a resumed
+/// run reports the same curve, not today's cumulative totals.
+fn point(r: &Run, teacher: &dyn RoundTeacher, round: u32, t: &Trained) -> Result<RoundPoint> {
+    let key = point_key(r, round);
+    if let Some(p) = r.store.lock().unwrap().meta(&key)? {
+        return Ok(serde_json::from_str(&p)?);
+    }
+    let (calls, tokens) = teacher_cost(r)?;
+    let p = RoundPoint {
+        round,
+        items_annotated: teacher.items_annotated(r)?,
+        selected: teacher.sent(r, round)?,
+        training_pairs: t.set.pairs.len(),
+        teacher_calls: calls,
+        teacher_tokens: tokens,
+        valid_accuracy: t.stages.last().and_then(|s| s.report.best_metric),
+        model: t.model_dir.display().to_string(),
+    };
+    r.store
+        .lock()
+        .unwrap()
+        .set_meta(&key, &serde_json::to_string(&p)?)?;
+    Ok(p)
+}
