@@ -5,7 +5,10 @@
 //! llama.cpp's scheme (`blk.0.attn_q.weight`) to Hugging Face's
 //! (`model.layers.0.self_attn.q_proj.weight`). llama.cpp's converter permutes the Q and K rows of
 //! `llama`-architecture models into its interleaved rotary layout; we undo that, since our
-//! decoder uses the HF "rotate half" layout. `qwen2` files are stored unpermuted.
+//! decoder uses the HF "rotate half" layout. `qwen2` and `gemma3` files are stored unpermuted.
+//! Gemma 3's extra norms have names of their own, and its pre-MLP norm is HF's
+//! `pre_feedforward_layernorm` (Llama's is `post_attention_layernorm`, a Gemma name for
+//! something else): [`GEMMA_BLOCK_NAMES`] are read first for it.
 //!
 //! [`load_quantized`] keeps the projections quantised instead, for inference
 //! ([`crate::Llama::quantized`]). Block types without an x86 SIMD kernel in candle (Q4_1, Q5_0,
@@ -63,8 +66,18 @@ const BLOCK_NAMES: &[(&str, &str)] = &[
     ("ffn_down", "mlp.down_proj"),
 ];
 
-/// Renames `name` from one scheme to the other: `to_hf` picks the direction.
-fn rename(name: &str, to_hf: bool) -> Option<String> {
+/// Gemma 3's block tensors, where they differ from [`BLOCK_NAMES`] or are its own.
+const GEMMA_BLOCK_NAMES: &[(&str, &str)] = &[
+    ("ffn_norm", "pre_feedforward_layernorm"),
+    ("post_attention_norm", "post_attention_layernorm"),
+    ("post_ffw_norm", "post_feedforward_layernorm"),
+    ("attn_q_norm", "self_attn.q_norm"),
+    ("attn_k_norm", "self_attn.k_norm"),
+];
+
+/// Renames `name` from one scheme to the other: `to_hf` picks the direction; `gemma` reads
+/// [`GEMMA_BLOCK_NAMES`] first.
+fn rename(name: &str, to_hf: bool, gemma: bool) -> Option<String> {
     // a table row as (source, target) in this direction
     let dir = |p: &(&'static str, &'static str)| if to_hf { *p } else { (p.1, p.0) };
     if let Some((_, to)) = TOP_NAMES.iter().map(dir).find(|(from, _)| *from == name) {
@@ -78,15 +91,18 @@ fn rename(name: &str, to_hf: bool) -> Option<String> {
     let rest = name.strip_prefix(prefix)?;
     let (layer, rest) = rest.split_once('.')?;
     let (part, kind) = rest.rsplit_once('.')?;
-    let (_, to) = BLOCK_NAMES
+    let gemma_names = if gemma { GEMMA_BLOCK_NAMES } else { &[] };
+    let (_, to) = gemma_names
         .iter()
+        .chain(BLOCK_NAMES)
         .map(dir)
         .find(|(from, _)| *from == part)?;
     Some(format!("{out_prefix}{layer}.{to}.{kind}"))
 }
 
+#[cfg(test)]
 fn hf_name(gguf: &str) -> Option<String> {
-    rename(gguf, true)
+    rename(gguf, true, false)
 }
 
 /// Inverse of llama.cpp's `permute(w, n_head)`: rows grouped as (head, pair, half) → (head, half, pair).
@@ -131,21 +147,31 @@ fn read(path: &Path, device: &Device, keep_quantized: bool) -> Result<GgufWeight
         .and_then(|v| v.to_string().ok())
         .cloned()
         .unwrap_or_default();
-    if arch != "llama" && arch != "qwen2" {
+    if !["llama", "qwen2", "gemma3"].contains(&arch.as_str()) {
         candle_core::bail!(
-            "{}: architecture `{arch}` is not supported yet (llama, qwen2)",
+            "{}: architecture `{arch}` is not supported yet (llama, qwen2, gemma3)",
             path.display()
         );
     }
+    let gemma = arch == "gemma3";
     let md = &content.metadata;
     let k = |s: &str| format!("{arch}.{s}");
+    if meta_f32(md, &k("rope.scaling.factor")).is_some_and(|f| f != 1.0) {
+        candle_core::bail!(
+            "{}: RoPE scaling (`{}`) is not supported",
+            path.display(),
+            k("rope.scaling.factor")
+        );
+    }
     let heads = meta_u32(md, &k("attention.head_count"))?;
     let kv_heads = meta_u32(md, &k("attention.head_count_kv")).unwrap_or(heads);
     let mut tensors = HashMap::new();
     let mut quantized = QuantizedWeights::new();
     let tied = !content.tensor_infos.contains_key("output.weight");
     for name in content.tensor_infos.keys() {
-        let Some(hf) = hf_name(name) else { continue };
+        let Some(hf) = rename(name, true, gemma) else {
+            continue;
+        };
         let q = content.tensor(&mut f, name, device)?;
         let permuted =
             arch == "llama" && (name.ends_with("attn_q.weight") || name.ends_with("attn_k.weight"));
@@ -200,6 +226,24 @@ fn read(path: &Path, device: &Device, keep_quantized: bool) -> Result<GgufWeight
         tie_word_embeddings: tied,
         attention_bias: tensors.contains_key("model.layers.0.self_attn.q_proj.bias"),
         max_position_embeddings: meta_u32(md, &k("context_length")).unwrap_or(2048).min(8192),
+        gemma: None,
+    };
+    let config = if gemma {
+        let head_dim = meta_u32(md, &k("attention.key_length"))?;
+        LlamaConfig {
+            // llama.cpp's defaults where the file says nothing (gemma3 in llama-model.cpp)
+            gemma: Some(crate::llama::GemmaConfig {
+                head_dim,
+                sliding_window: meta_u32(md, &k("attention.sliding_window"))?,
+                sliding_window_pattern: meta_u32(md, &k("attention.sliding_window_type"))
+                    .unwrap_or(6),
+                rope_local_theta: meta_f32(md, &k("rope.local_freq_base")).unwrap_or(10_000.0),
+                query_pre_attn_scalar: head_dim as f64,
+            }),
+            ..config
+        }
+    } else {
+        config
     };
     Ok(GgufWeights {
         arch,
@@ -231,7 +275,7 @@ impl ExportType {
 
 /// llama.cpp's name for an HF tensor name (inverse of [`hf_name`]).
 fn gguf_name(hf: &str) -> Option<String> {
-    rename(hf, false)
+    rename(hf, false, false)
 }
 
 /// llama.cpp's `permute(w, n_head)`: the HF rotary layout → its interleaved one (llama only).
@@ -257,6 +301,9 @@ pub fn write(
     ty: ExportType,
 ) -> Result<()> {
     use gguf_file::Value as V;
+    if cfg.gemma.is_some() {
+        candle_core::bail!("exporting a Gemma 3 model to GGUF is not supported");
+    }
     let arch = if cfg.attention_bias { "qwen2" } else { "llama" };
     let k = |s: &str| format!("{arch}.{s}");
     let mut md: Vec<(String, V)> = vec![

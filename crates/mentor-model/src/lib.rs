@@ -16,5 +16,5 @@ pub mod ops;
 pub mod tokenizer;
 
 pub use generate::{generate, Decoder, FinishReason, Generation, SamplingParams};
-pub use llama::{Cache, Llama, LlamaConfig, LoraConfig, QuantizedWeights};
+pub use llama::{Cache, GemmaConfig, Llama, LlamaConfig, LoraConfig, QuantizedWeights};
 pub use tokenizer::{ChatMessage, TextTokenizer};

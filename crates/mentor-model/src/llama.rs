@@ -1,5 +1,12 @@
-//! A Llama-style decoder (Llama, SmolLM2, Qwen2/2.5): one file, plain structs, a forward that
-//! reads top to bottom.
+//! A Llama-style decoder (Llama, SmolLM2, Qwen2/2.5, and Gemma 3's variant of the block): one
+//! file, plain structs, a forward that reads top to bottom.
+//!
+//! Gemma 3 ([`GemmaConfig`]) adds to the Llama block: embeddings scaled by √d, RMS norms on
+//! each head's queries and keys, norms on the attention and MLP outputs before the residual
+//! adds ("sandwich" norms), a GELU (tanh) MLP gate, a head size of its own, and local layers
+//! that see only the last `sliding_window` positions, with their own RoPE base. Its norm
+//! weights are the multipliers (1 + w in Hugging Face's parametrisation), as GGUF files store
+//! them.
 //!
 //! Two paths share the weights. [`Llama::forward_hidden`] is the training forward: every
 //! position, differentiable, built from the fused kernels of [`crate::ops`] (each with its own
@@ -41,6 +48,31 @@ pub struct LlamaConfig {
     pub attention_bias: bool,
     #[serde(default = "default_max_pos")]
     pub max_position_embeddings: usize,
+    /// Gemma 3's block; None for Llama, SmolLM2, Qwen2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gemma: Option<GemmaConfig>,
+}
+
+/// What Gemma 3's decoder adds to the Llama block (see the module doc).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GemmaConfig {
+    /// Size of a head (256 for Gemma 3 270M, whose hidden size is 640 over 4 heads).
+    pub head_dim: usize,
+    /// Local layers attend to positions less than this far back.
+    pub sliding_window: usize,
+    /// Every `sliding_window_pattern`-th layer is global, the others local.
+    pub sliding_window_pattern: usize,
+    /// The local layers' RoPE base (`rope_theta` is the global layers').
+    pub rope_local_theta: f64,
+    /// Attention scores are scaled by 1/√(this).
+    pub query_pre_attn_scalar: f64,
+}
+
+impl GemmaConfig {
+    /// Whether layer `i` (from 0) is a local, sliding-window layer.
+    pub fn is_local(&self, i: usize) -> bool {
+        (i + 1) % self.sliding_window_pattern != 0
+    }
 }
 
 fn default_eps() -> f64 {
@@ -99,19 +131,24 @@ impl LlamaConfig {
             tie_word_embeddings: true,
             attention_bias: false,
             max_position_embeddings: 64,
+            gemma: None,
         }
     }
 
     pub fn head_dim(&self) -> usize {
-        self.hidden_size / self.num_attention_heads
+        match &self.gemma {
+            Some(g) => g.head_dim,
+            None => self.hidden_size / self.num_attention_heads,
+        }
     }
 
     /// Parameter count (embeddings counted once when tied).
     pub fn num_parameters(&self) -> usize {
         let (d, i, hd) = (self.hidden_size, self.intermediate_size, self.head_dim());
-        let kv = self.num_key_value_heads * hd;
-        let bias = if self.attention_bias { d + 2 * kv } else { 0 };
-        let layer = d * d * 2 + d * kv * 2 + bias + 3 * d * i + 2 * d;
+        let (q, kv) = (self.num_attention_heads * hd, self.num_key_value_heads * hd);
+        let bias = if self.attention_bias { q + 2 * kv } else { 0 };
+        let norms = if self.gemma.is_some() { 4 * d + 2 * hd } else { 2 * d };
+        let layer = d * q * 2 + d * kv * 2 + bias + 3 * d * i + norms;
         let head = if self.tie_word_embeddings {
             0
         } else {
@@ -276,9 +313,15 @@ struct Attention {
     k_proj: Proj,
     v_proj: Proj,
     o_proj: Proj,
+    /// Gemma 3: RMS norms over each head's queries and keys, before RoPE.
+    q_norm: Option<Tensor>,
+    k_norm: Option<Tensor>,
+    eps: f64,
     heads: usize,
     kv_heads: usize,
     head_dim: usize,
+    /// Scores are multiplied by this: 1/√head_dim (Gemma: 1/√query_pre_attn_scalar).
+    scale: f64,
 }
 
 impl Attention {
@@ -298,25 +341,42 @@ impl Attention {
             let l = lora.as_ref().map(|(c, v)| (*c, v.pp(name)));
             Proj::new(inp, out, bias, vb.pp(name), l, name, quant)
         };
+        let head_norm = |name: &str| -> Result<Option<Tensor>> {
+            cfg.gemma
+                .as_ref()
+                .map(|_| vb.pp(name).get_with_hints(hd, "weight", Init::Const(1.0)))
+                .transpose()
+        };
+        let scale = match &cfg.gemma {
+            Some(g) => 1.0 / g.query_pre_attn_scalar.sqrt(),
+            None => 1.0 / (hd as f64).sqrt(),
+        };
         Ok(Attention {
             q_proj: proj("q_proj", d, h * hd, b)?,
             k_proj: proj("k_proj", d, kv * hd, b)?,
             v_proj: proj("v_proj", d, kv * hd, b)?,
             o_proj: proj("o_proj", h * hd, d, false)?,
+            q_norm: head_norm("q_norm")?,
+            k_norm: head_norm("k_norm")?,
+            eps: cfg.rms_norm_eps,
             heads: h,
             kv_heads: kv,
             head_dim: hd,
+            scale,
         })
     }
 
     /// q `[b, t, h, hd]`, k and v `[b, t, kv, hd]` from `x: [b·t, d]`.
     fn qkv(&self, x: &Tensor, b: usize, t: usize) -> Result<(Tensor, Tensor, Tensor)> {
         let hd = self.head_dim;
-        Ok((
-            self.q_proj.forward(x)?.reshape((b, t, self.heads, hd))?,
-            self.k_proj.forward(x)?.reshape((b, t, self.kv_heads, hd))?,
-            self.v_proj.forward(x)?.reshape((b, t, self.kv_heads, hd))?,
-        ))
+        let mut q = self.q_proj.forward(x)?.reshape((b, t, self.heads, hd))?;
+        let mut k = self.k_proj.forward(x)?.reshape((b, t, self.kv_heads, hd))?;
+        if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
+            q = ops::rms_norm(&q, qn, self.eps)?;
+            k = ops::rms_norm(&k, kn, self.eps)?;
+        }
+        let v = self.v_proj.forward(x)?.reshape((b, t, self.kv_heads, hd))?;
+        Ok((q, k, v))
     }
 
     /// Grouped-query attention without repeating k/v: the `heads / kv_heads` query heads that
@@ -334,15 +394,28 @@ impl Attention {
             .reshape((b * t, self.heads * self.head_dim))
     }
 
-    /// Training forward over whole sequences (causal, positions `0..t`).
-    fn forward(&self, x: &Tensor, b: usize, t: usize, rope: &RopeTables) -> Result<Tensor> {
+    /// Training forward over whole sequences (causal, positions `0..t`); a local layer's
+    /// `window` must cover them (the training kernel has no window mask).
+    fn forward(
+        &self,
+        x: &Tensor,
+        b: usize,
+        t: usize,
+        rope: &RopeTables,
+        window: Option<usize>,
+    ) -> Result<Tensor> {
+        if let Some(w) = window.filter(|&w| t > w) {
+            candle_core::bail!(
+                "sequences of {t} tokens are longer than the model's sliding window ({w}); use at most {w}"
+            );
+        }
         let (q, k, v) = self.qkv(x, b, t)?;
         let positions: Vec<usize> = (0..b).flat_map(|_| 0..t).collect();
         let q = self.group(ops::rope(&q, rope, &positions)?, b, t)?;
         let k = ops::rope(&k, rope, &positions)?;
         let v = v.transpose(1, 2)?.contiguous()?;
         let scores = q.matmul(&k.t()?)?;
-        let probs = ops::causal_softmax(&scores, 1.0 / (self.head_dim as f64).sqrt(), t)?;
+        let probs = ops::causal_softmax(&scores, self.scale, t)?;
         self.o_proj.forward(&self.ungroup(probs.matmul(&v)?, b, t)?)
     }
 
@@ -363,8 +436,7 @@ impl Attention {
         let k = ops::rope(&k, rope, positions)?;
         let v = v.transpose(1, 2)?.contiguous()?;
         let (k, v) = cache.append(&k.contiguous()?, &v)?;
-        let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?;
+        let scores = (q.matmul(&k.t()?)? * self.scale)?.broadcast_add(mask)?;
         // softmax in f32 whatever the compute dtype: bf16 sums drift over long contexts
         let probs =
             candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(v.dtype())?;
@@ -376,6 +448,8 @@ struct Mlp {
     gate_proj: Proj,
     up_proj: Proj,
     down_proj: Proj,
+    /// The gate's activation is GELU (tanh approximation, Gemma) instead of SiLU.
+    gelu: bool,
 }
 
 impl Mlp {
@@ -394,20 +468,54 @@ impl Mlp {
             gate_proj: proj("gate_proj", d, i)?,
             up_proj: proj("up_proj", d, i)?,
             down_proj: proj("down_proj", i, d)?,
+            gelu: cfg.gemma.is_some(),
         })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let act = ops::silu_mul(&self.gate_proj.forward(x)?, &self.up_proj.forward(x)?)?;
+        let (gate, up) = (self.gate_proj.forward(x)?, self.up_proj.forward(x)?);
+        let act = if self.gelu {
+            (gate.gelu()? * up)?
+        } else {
+            ops::silu_mul(&gate, &up)?
+        };
         self.down_proj.forward(&act)
     }
 }
 
 struct Block {
-    input_layernorm: Tensor,
+    /// Before attention (HF `input_layernorm`).
+    attn_norm: Tensor,
     self_attn: Attention,
-    post_attention_layernorm: Tensor,
+    /// Before the MLP (HF `post_attention_layernorm`; Gemma's `pre_feedforward_layernorm`).
+    mlp_norm: Tensor,
     mlp: Mlp,
+    /// Gemma 3: norms of the attention and of the MLP output, before each residual add.
+    sandwich: Option<(Tensor, Tensor)>,
+    /// Gemma 3: a local layer (sliding window, local RoPE base).
+    local: bool,
+}
+
+impl Block {
+    /// `x + attn(norm(x))`, then the same with the MLP; `attn` is the attention of the
+    /// training or the inference forward.
+    fn forward(
+        &self,
+        x: Tensor,
+        eps: f64,
+        attn: impl FnOnce(&Tensor) -> Result<Tensor>,
+    ) -> Result<Tensor> {
+        let mut a = attn(&ops::rms_norm(&x, &self.attn_norm, eps)?)?;
+        if let Some((n, _)) = &self.sandwich {
+            a = ops::rms_norm(&a, n, eps)?;
+        }
+        let x = (x + a)?;
+        let mut m = self.mlp.forward(&ops::rms_norm(&x, &self.mlp_norm, eps)?)?;
+        if let Some((_, n)) = &self.sandwich {
+            m = ops::rms_norm(&m, n, eps)?;
+        }
+        x + m
+    }
 }
 
 pub struct Llama {
@@ -420,6 +528,8 @@ pub struct Llama {
     /// The output projection in quantised blocks ([`Llama::quantized`]), used by inference.
     lm_head_quantized: Option<QMatMul>,
     rope: RopeTables,
+    /// Gemma 3: the local layers' rotary tables.
+    rope_local: Option<RopeTables>,
     /// The dtype activations are computed in. Weights may be stored wider (f32 master weights
     /// under bf16 compute: mixed precision) and are cast where they are used.
     compute: DType,
@@ -557,23 +667,35 @@ impl Llama {
                 let lora_l = lora
                     .as_ref()
                     .map(|(c, v)| (*c, v.pp(format!("model.layers.{i}"))));
+                let norm = |name: &str| l.pp(name).get_with_hints(d, "weight", ones);
+                let gemma = cfg.gemma.as_ref();
                 Ok(Block {
-                    input_layernorm: l.pp("input_layernorm").get_with_hints(d, "weight", ones)?,
+                    attn_norm: norm("input_layernorm")?,
                     self_attn: Attention::new(
                         cfg,
                         l.pp("self_attn"),
                         lora_l.as_ref().map(|(c, v)| (*c, v.pp("self_attn"))),
                         quant,
                     )?,
-                    post_attention_layernorm: l
-                        .pp("post_attention_layernorm")
-                        .get_with_hints(d, "weight", ones)?,
+                    mlp_norm: norm(if gemma.is_some() {
+                        "pre_feedforward_layernorm"
+                    } else {
+                        "post_attention_layernorm"
+                    })?,
                     mlp: Mlp::new(
                         cfg,
                         l.pp("mlp"),
                         lora_l.as_ref().map(|(c, v)| (*c, v.pp("mlp"))),
                         quant,
                     )?,
+                    sandwich: match gemma {
+                        Some(_) => Some((
+                            norm("post_attention_layernorm")?,
+                            norm("post_feedforward_layernorm")?,
+                        )),
+                        None => None,
+                    },
+                    local: gemma.is_some_and(|g| g.is_local(i)),
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -591,12 +713,19 @@ impl Llama {
                 },
             )?)
         };
-        let rope = RopeTables::new(
-            cfg.rope_theta,
-            cfg.head_dim(),
-            cfg.max_position_embeddings,
-            vb.device(),
-        )?;
+        let tables = |theta: f64| {
+            RopeTables::new(
+                theta,
+                cfg.head_dim(),
+                cfg.max_position_embeddings,
+                vb.device(),
+            )
+        };
+        let rope = tables(cfg.rope_theta)?;
+        let rope_local = match &cfg.gemma {
+            Some(g) => Some(tables(g.rope_local_theta)?),
+            None => None,
+        };
         Ok(Llama {
             cfg: cfg.clone(),
             embed_tokens,
@@ -605,6 +734,7 @@ impl Llama {
             lm_head,
             lm_head_quantized: None,
             rope,
+            rope_local,
             // quantised kernels take f32 activations
             compute: if quant.is_some() {
                 DType::F32
@@ -638,11 +768,25 @@ impl Llama {
             .any(|l| matches!(l.mlp.down_proj.weight, ProjWeight::Quantized(_)))
     }
 
-    /// The embeddings of `ids` (any shape, flattened) in the compute dtype.
+    /// The embeddings of `ids` (any shape, flattened) in the compute dtype; Gemma scales
+    /// them by √d.
     fn embed(&self, ids: &Tensor) -> Result<Tensor> {
-        self.embed_tokens
+        let e = self
+            .embed_tokens
             .embedding(&ids.flatten_all()?)?
-            .to_dtype(self.compute)
+            .to_dtype(self.compute)?;
+        match self.cfg.gemma {
+            Some(_) => e.affine((self.cfg.hidden_size as f64).sqrt(), 0.0),
+            None => Ok(e),
+        }
+    }
+
+    /// A layer's rotary tables and attention window (Gemma's local layers differ).
+    fn rope_and_window(&self, layer: &Block) -> (&RopeTables, Option<usize>) {
+        match (&self.rope_local, &self.cfg.gemma) {
+            (Some(r), Some(g)) if layer.local => (r, Some(g.sliding_window)),
+            _ => (&self.rope, None),
+        }
     }
 
     /// The output projection `[vocab, d]` (the embedding matrix when tied).
@@ -656,10 +800,10 @@ impl Llama {
         let eps = self.cfg.rms_norm_eps;
         let mut x = self.embed(input_ids)?;
         for layer in &self.layers {
-            let h = ops::rms_norm(&x, &layer.input_layernorm, eps)?;
-            x = (x + layer.self_attn.forward(&h, b, t, &self.rope)?)?;
-            let h = ops::rms_norm(&x, &layer.post_attention_layernorm, eps)?;
-            x = (x + layer.mlp.forward(&h)?)?;
+            let (rope, window) = self.rope_and_window(layer);
+            x = layer.forward(x, eps, |h| {
+                layer.self_attn.forward(h, b, t, rope, window)
+            })?;
         }
         ops::rms_norm(&x, &self.norm, eps)
     }
@@ -709,34 +853,46 @@ impl Llama {
             .collect();
         let rep = self.cfg.num_attention_heads / self.cfg.num_key_value_heads;
         let cols = past + t;
-        let mut mask = vec![0f32; b * rep * t * cols];
-        for r in 0..b {
-            for g in 0..rep {
-                for i in 0..t {
-                    let row = &mut mask[((r * rep + g) * t + i) * cols..][..cols];
-                    for (c, m) in row.iter_mut().enumerate() {
-                        if c < pad[r] || c > past + i {
-                            *m = f32::NEG_INFINITY;
+        // additive mask: padding, the future and (local layers) what lies `window` or more back
+        let mask_of = |window: Option<usize>| -> Result<Tensor> {
+            let mut mask = vec![0f32; b * rep * t * cols];
+            for r in 0..b {
+                for g in 0..rep {
+                    for i in 0..t {
+                        let row = &mut mask[((r * rep + g) * t + i) * cols..][..cols];
+                        for (c, m) in row.iter_mut().enumerate() {
+                            let too_far = window.is_some_and(|w| c + w <= past + i);
+                            if c < pad[r] || c > past + i || too_far {
+                                *m = f32::NEG_INFINITY;
+                            }
                         }
-                    }
-                    // a row made only of padding sees itself, to keep softmax finite
-                    if pad[r] > past + i {
-                        row[past + i] = 0.0;
+                        // a row made only of padding sees itself, to keep softmax finite
+                        if pad[r] > past + i {
+                            row[past + i] = 0.0;
+                        }
                     }
                 }
             }
-        }
-        let mask =
-            Tensor::from_vec(mask, (b, 1, rep * t, cols), self.device())?.to_dtype(self.dtype())?;
+            Tensor::from_vec(mask, (b, 1, rep * t, cols), self.device())?.to_dtype(self.dtype())
+        };
+        let mask = mask_of(None)?;
+        let local_mask = match &self.cfg.gemma {
+            Some(g) if self.layers.iter().any(|l| l.local) => Some(mask_of(Some(g.sliding_window))?),
+            _ => None,
+        };
         let eps = self.cfg.rms_norm_eps;
         let mut x = self.embed(input_ids)?;
         for (layer, kv) in self.layers.iter().zip(cache.layers.iter_mut()) {
-            let h = ops::rms_norm(&x, &layer.input_layernorm, eps)?;
-            x = (x + layer
-                .self_attn
-                .forward_step(&h, b, t, &self.rope, &positions, &mask, kv)?)?;
-            let h = ops::rms_norm(&x, &layer.post_attention_layernorm, eps)?;
-            x = (x + layer.mlp.forward(&h)?)?;
+            let (rope, window) = self.rope_and_window(layer);
+            let mask = match (window, &local_mask) {
+                (Some(_), Some(m)) => m,
+                _ => &mask,
+            };
+            x = layer.forward(x, eps, |h| {
+                layer
+                    .self_attn
+                    .forward_step(h, b, t, rope, &positions, mask, kv)
+            })?;
         }
         cache.len += t;
         let last = x
@@ -754,14 +910,20 @@ impl Llama {
         )];
         for (i, l) in self.layers.iter().enumerate() {
             let p = format!("model.layers.{i}");
-            out.push((
-                format!("{p}.input_layernorm.weight"),
-                l.input_layernorm.clone(),
-            ));
-            out.push((
-                format!("{p}.post_attention_layernorm.weight"),
-                l.post_attention_layernorm.clone(),
-            ));
+            let mlp_norm = match &l.sandwich {
+                Some(_) => "pre_feedforward_layernorm",
+                None => "post_attention_layernorm",
+            };
+            out.push((format!("{p}.input_layernorm.weight"), l.attn_norm.clone()));
+            out.push((format!("{p}.{mlp_norm}.weight"), l.mlp_norm.clone()));
+            if let Some((a, m)) = &l.sandwich {
+                out.push((format!("{p}.post_attention_layernorm.weight"), a.clone()));
+                out.push((format!("{p}.post_feedforward_layernorm.weight"), m.clone()));
+            }
+            if let (Some(q), Some(k)) = (&l.self_attn.q_norm, &l.self_attn.k_norm) {
+                out.push((format!("{p}.self_attn.q_norm.weight"), q.clone()));
+                out.push((format!("{p}.self_attn.k_norm.weight"), k.clone()));
+            }
             let a = &l.self_attn;
             let m = &l.mlp;
             for (name, proj) in [

@@ -122,6 +122,13 @@ impl Student {
     ) -> Result<Self> {
         let cfg = weights.config.clone();
         let vars = VarMap::new();
+        if cfg.gemma.is_some() && tuning != Tuning::Frozen {
+            // its checkpoints would need Gemma's HF layout and norm parametrisation
+            candle_core::bail!(
+                "{}: Gemma 3 models run for inference (teacher, generate, serve, eval); training one as a student is not supported",
+                weights.source.display()
+            );
+        }
         if !weights.quantized.is_empty() && tuning != Tuning::Frozen {
             candle_core::bail!(
                 "{}: quantised weights are for inference only; read them with read_weights to train",

@@ -3,7 +3,10 @@
 //! From a Hugging Face `tokenizer.json` (+ `tokenizer_config.json` for the template and special
 //! tokens), or rebuilt from a GGUF file's metadata: GGUF stores the BPE vocabulary and merges and
 //! names its pre-tokenizer (`tokenizer.ggml.pre`); we write the equivalent `tokenizer.json` and
-//! load it with the `tokenizers` crate, so encoding is the reference implementation's. The chat
+//! load it with the `tokenizers` crate, so encoding is the reference implementation's.
+//! SentencePiece vocabularies (`tokenizer.ggml.model = "llama"`: Gemma) have scores instead of
+//! merges; the merges are derived from the scores as transformers' converter does (a piece's
+//! splits into two vocabulary pieces, ranked by the piece's score), with byte fallback. The chat
 //! template (Jinja) is rendered with minijinja, with Python string methods enabled as the HF
 //! templates expect.
 
@@ -29,6 +32,17 @@ fn err(m: impl std::fmt::Display) -> TokenizerError {
 /// Tokens that end an assistant turn in the chat formats we meet (ChatML, Llama 3, Gemma):
 /// generation stops on whichever the vocabulary has, besides its EOS token.
 const END_OF_TURN: &[&str] = &["<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<end_of_turn>"];
+
+/// Gemma's turn format, for a Gemma vocabulary whose file has no template (the base models):
+/// a system message opens the first user turn, the assistant is `model`.
+const GEMMA_TURNS: &str = concat!(
+    r#"{% set ns = namespace(sys="") %}{% for m in messages %}"#,
+    r#"{% if m.role == "system" %}{% set ns.sys = m.content ~ "\n\n" %}"#,
+    r#"{% else %}{{ "<start_of_turn>" ~ ("model" if m.role == "assistant" else m.role) ~ "\n" }}"#,
+    r#"{% if m.role == "user" %}{{ ns.sys }}{% set ns.sys = "" %}{% endif %}"#,
+    r#"{{ m.content ~ "<end_of_turn>\n" }}{% endif %}{% endfor %}"#,
+    r#"{% if add_generation_prompt %}{{ "<start_of_turn>model\n" }}{% endif %}"#
+);
 
 /// One chat message.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -108,6 +122,36 @@ fn pre_tokenizer_name(node: &Json) -> &'static str {
     } else {
         "gpt2"
     }
+}
+
+/// BPE merges equivalent to a SentencePiece vocabulary with `scores`: each piece's splits into
+/// two pieces of the vocabulary, the best-scored pieces' first (ties: by id), as transformers'
+/// `SentencePieceExtractor` derives them.
+fn spm_merges(tokens: &[String], scores: &[f32]) -> Vec<Json> {
+    let id: HashMap<&str, usize> = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.as_str(), i))
+        .collect();
+    let mut merges: Vec<(f32, usize, usize, usize)> = vec![];
+    for (i, t) in tokens.iter().enumerate() {
+        for (at, _) in t.char_indices().skip(1) {
+            if let (Some(&l), Some(&r)) = (id.get(&t[..at]), id.get(&t[at..])) {
+                merges.push((scores.get(i).copied().unwrap_or(0.0), i, l, r));
+            }
+        }
+    }
+    merges.sort_by(|a, b| {
+        b.0.total_cmp(&a.0)
+            .then(a.1.cmp(&b.1))
+            .then(a.2.cmp(&b.2))
+            .then(a.3.cmp(&b.3))
+    });
+    merges
+        .into_iter()
+        // pairs, not "a b" strings: a piece may hold a space
+        .map(|(_, _, l, r)| json!([tokens[l], tokens[r]]))
+        .collect()
 }
 
 impl TextTokenizer {
@@ -223,14 +267,16 @@ impl TextTokenizer {
         .expect("a valid byte-level tokenizer")
     }
 
-    /// Rebuilds the tokenizer from GGUF metadata (BPE "gpt2"-type vocabularies).
+    /// Rebuilds the tokenizer from GGUF metadata: byte-level BPE ("gpt2") or SentencePiece
+    /// ("llama") vocabularies.
     pub fn from_gguf(md: &HashMap<String, Value>) -> Result<Self> {
         let model = gguf_str(md, "tokenizer.ggml.model").unwrap_or_default();
-        if model != "gpt2" {
+        if model != "gpt2" && model != "llama" {
             return Err(err(format!(
-                "GGUF tokenizer model `{model}` is not supported (gpt2-style BPE only); pass tokenizer.json"
+                "GGUF tokenizer model `{model}` is not supported (gpt2, llama); pass tokenizer.json"
             )));
         }
+        let spm = model == "llama";
         let list = |key: &str| -> Result<Vec<Value>> {
             md.get(key)
                 .and_then(|v| v.to_vec().ok())
@@ -241,10 +287,18 @@ impl TextTokenizer {
             .iter()
             .map(|v| v.to_string().cloned().map_err(err))
             .collect::<Result<_>>()?;
-        let merges: Vec<String> = list("tokenizer.ggml.merges")?
-            .iter()
-            .map(|v| v.to_string().cloned().map_err(err))
-            .collect::<Result<_>>()?;
+        let merges: Vec<Json> = if spm {
+            let scores: Vec<f32> = list("tokenizer.ggml.scores")?
+                .iter()
+                .map(|v| v.to_f32().map_err(err))
+                .collect::<Result<_>>()?;
+            spm_merges(&tokens, &scores)
+        } else {
+            list("tokenizer.ggml.merges")?
+                .iter()
+                .map(|v| v.to_string().map(|m| json!(m)).map_err(err))
+                .collect::<Result<_>>()?
+        };
         let types: Vec<i32> = list("tokenizer.ggml.token_type")
             .unwrap_or_default()
             .iter()
@@ -266,7 +320,33 @@ impl TextTokenizer {
             })
             .collect();
         let pre = gguf_str(md, "tokenizer.ggml.pre").unwrap_or_default();
-        let doc = json!({
+        let doc = if spm {
+            let unk = gguf_u32(md, "tokenizer.ggml.unknown_token_id")
+                .and_then(|i| tokens.get(i as usize).cloned());
+            let prefix = md
+                .get("tokenizer.ggml.add_space_prefix")
+                .and_then(|v| v.to_bool().ok())
+                .unwrap_or(true);
+            let mut normalizers = vec![];
+            if prefix {
+                normalizers.push(json!({"type": "Prepend", "prepend": "▁"}));
+            }
+            normalizers.push(json!({"type": "Replace", "pattern": {"String": " "}, "content": "▁"}));
+            json!({
+                "version": "1.0", "truncation": null, "padding": null,
+                "added_tokens": added,
+                "normalizer": {"type": "Sequence", "normalizers": normalizers},
+                "pre_tokenizer": null,
+                "post_processor": null,
+                "decoder": {"type": "Sequence", "decoders": [
+                    {"type": "Replace", "pattern": {"String": "▁"}, "content": " "},
+                    {"type": "ByteFallback"}, {"type": "Fuse"}]},
+                "model": {"type": "BPE", "dropout": null, "unk_token": unk, "continuing_subword_prefix": null,
+                          "end_of_word_suffix": null, "fuse_unk": true, "byte_fallback": true,
+                          "ignore_merges": false, "vocab": vocab, "merges": merges}
+            })
+        } else {
+            json!({
             "version": "1.0", "truncation": null, "padding": null,
             "added_tokens": added,
             "normalizer": null,
@@ -276,7 +356,8 @@ impl TextTokenizer {
             "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
                       "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false,
                       "ignore_merges": false, "vocab": vocab, "merges": merges}
-        });
+            })
+        };
         let tok = |key: &str| gguf_u32(md, key).and_then(|i| tokens.get(i as usize).cloned());
         let eos = tok("tokenizer.ggml.eos_token_id")
             .ok_or_else(|| err("GGUF metadata lacks an EOS token"))?;
@@ -293,7 +374,12 @@ impl TextTokenizer {
             },
             eos,
             tok("tokenizer.ggml.padding_token_id"),
-            gguf_str(md, "tokenizer.chat_template"),
+            gguf_str(md, "tokenizer.chat_template").or_else(|| {
+                tokens
+                    .iter()
+                    .any(|t| t == "<start_of_turn>")
+                    .then(|| GEMMA_TURNS.to_string())
+            }),
             END_OF_TURN,
         )
     }
@@ -554,5 +640,73 @@ mod tests {
         assert!(ids.contains(&258));
         assert!(t.stop_ids.contains(&256) && t.stop_ids.contains(&258));
         assert_eq!(t.vocab_size(), 259);
+    }
+
+    #[test]
+    fn sentencepiece_gguf_merges_by_score_falls_back_to_bytes_and_speaks_gemma() {
+        let mut tokens: Vec<String> = ["<pad>", "<eos>", "<bos>", "<unk>"].map(String::from).to_vec();
+        let mut types = vec![3, 3, 3, 3];
+        tokens.extend((0..=255u8).map(|b| format!("<0x{b:02X}>")));
+        types.extend([6; 256]);
+        // pieces and their scores: a higher score merges first
+        let pieces = [
+            ("▁", 0.0), ("h", 0.0), ("e", 0.0), ("l", 0.0), ("o", 0.0), ("w", 0.0), ("r", 0.0),
+            ("d", 0.0), ("▁hello", -1.0), ("hello", -2.0), ("hell", -3.0), ("he", -4.0),
+            ("ll", -5.0), ("▁w", -7.0), ("or", -8.0),
+        ];
+        let mut scores = vec![0f32; tokens.len()];
+        for (p, sc) in pieces {
+            tokens.push(p.into());
+            types.push(1);
+            scores.push(sc);
+        }
+        for t in ["<start_of_turn>", "<end_of_turn>"] {
+            tokens.push(t.into());
+            types.push(3);
+            scores.push(0.0);
+        }
+        let arr = |v: Vec<Value>| Value::Array(v);
+        let md: HashMap<String, Value> = [
+            ("tokenizer.ggml.model", Value::String("llama".into())),
+            ("tokenizer.ggml.tokens", arr(tokens.iter().map(|t| Value::String(t.clone())).collect())),
+            ("tokenizer.ggml.scores", arr(scores.iter().map(|&s| Value::F32(s)).collect())),
+            ("tokenizer.ggml.token_type", arr(types.iter().map(|&t| Value::I32(t)).collect())),
+            ("tokenizer.ggml.bos_token_id", Value::U32(2)),
+            ("tokenizer.ggml.eos_token_id", Value::U32(1)),
+            ("tokenizer.ggml.unknown_token_id", Value::U32(3)),
+            ("tokenizer.ggml.add_bos_token", Value::Bool(true)),
+            ("tokenizer.ggml.add_space_prefix", Value::Bool(false)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let t = TextTokenizer::from_gguf(&md).unwrap();
+        let pieces_of = |text: &str| -> Vec<String> {
+            t.encode(text)
+                .unwrap()
+                .iter()
+                .map(|&i| tokens[i as usize].clone())
+                .collect()
+        };
+        // he, ll, hell, hello by score; "▁hello" cannot form (the space follows); then ▁w, or
+        assert_eq!(pieces_of("hello world"), ["<bos>", "hello", "▁w", "or", "l", "d"]);
+        assert_eq!(pieces_of(" hello"), ["<bos>", "▁hello"]);
+        // a character outside the vocabulary falls back to its UTF-8 bytes
+        assert_eq!(pieces_of("é"), ["<bos>", "<0xC3>", "<0xA9>"]);
+        for text in ["hello world", " hello", "é", "we hold  ore"] {
+            assert_eq!(t.decode(&t.encode(text).unwrap()).unwrap(), text);
+        }
+        // no template in the file, a Gemma vocabulary: Gemma's turns, the system text first
+        let chat = t
+            .apply_chat_template(
+                &[ChatMessage::new("system", "Be brief."), ChatMessage::new("user", "hi")],
+                true,
+            )
+            .unwrap();
+        assert_eq!(
+            chat,
+            "<start_of_turn>user\nBe brief.\n\nhi<end_of_turn>\n<start_of_turn>model\n"
+        );
+        assert!(t.stop_ids.contains(&t.token_to_id("<end_of_turn>").unwrap()));
     }
 }

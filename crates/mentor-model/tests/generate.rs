@@ -4,6 +4,7 @@
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 use mentor_model::{generate, FinishReason, Llama, LlamaConfig, SamplingParams, TextTokenizer};
+use mentor_model::GemmaConfig;
 
 /// Seeded weights: with fresh random ones per run, a near-tie between two logits once in a
 /// few dozen runs let float rounding (batched vs alone) pick another token.
@@ -294,5 +295,70 @@ fn rows_joining_and_leaving_a_running_batch_decode_as_they_would_alone() -> Resu
     for (i, (g, a)) in got.iter().zip(&alone).enumerate() {
         assert_eq!(g.as_ref(), Some(a), "request {i}");
     }
+    Ok(())
+}
+
+/// A tiny Gemma 3 (seeded): heads of 16 apart from hidden / heads, layer 0 local with a window
+/// of `window`, layer 1 global.
+fn tiny_gemma(window: usize) -> Llama {
+    let cfg = LlamaConfig {
+        rope_theta: 1_000_000.0,
+        gemma: Some(GemmaConfig {
+            head_dim: 16,
+            sliding_window: window,
+            sliding_window_pattern: 2,
+            rope_local_theta: 10_000.0,
+            query_pre_attn_scalar: 16.0,
+        }),
+        ..LlamaConfig::tiny(40)
+    };
+    mentor_model::load::Student::random(&cfg, &Device::Cpu, 23)
+        .unwrap()
+        .model
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> Result<f32> {
+    (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()
+}
+
+#[test]
+fn gemma_sliding_window_decodes_as_its_prefill_and_the_window_matters() -> Result<()> {
+    let dev = Device::Cpu;
+    let seq: Vec<u32> = (0..9).map(|i| (i * 7 % 39 + 1) as u32).collect();
+    let m = tiny_gemma(3);
+    // the whole sequence at once, one token at a time, and left-padded in a batch: the same
+    let mut c = m.new_cache(16);
+    let prefill = m.forward_step(&Tensor::new(seq.as_slice(), &dev)?.unsqueeze(0)?, &[0], &mut c)?;
+    let mut c = m.new_cache(16);
+    let mut stepped = None;
+    for &t in &seq {
+        stepped = Some(m.forward_step(&Tensor::new(&[[t]], &dev)?, &[0], &mut c)?);
+    }
+    assert!(max_diff(&prefill, &stepped.unwrap())? < 1e-4);
+    let mut padded = vec![0u32, 0];
+    padded.extend(&seq);
+    let mut other = seq.clone();
+    other.reverse();
+    other.extend([5, 6]);
+    let mut c = m.new_cache(16);
+    let batch = m.forward_step(
+        &Tensor::from_vec([other, padded].concat(), (2, 11), &dev)?,
+        &[0, 2],
+        &mut c,
+    )?;
+    assert!(max_diff(&batch.get(1)?.unsqueeze(0)?, &prefill)? < 1e-4);
+    // within the window, the training forward computes the same logits
+    let short = &seq[..3];
+    let mut c = m.new_cache(8);
+    let step = m.forward_step(&Tensor::new(short, &dev)?.unsqueeze(0)?, &[0], &mut c)?;
+    let full = m.forward(&Tensor::new(short, &dev)?.unsqueeze(0)?)?;
+    assert!(max_diff(&step, &full.get(0)?.get(2)?.unsqueeze(0)?)? < 1e-4);
+    // the same weights with a window wider than the sequence see more, and say otherwise
+    let wide = tiny_gemma(64);
+    let mut c = wide.new_cache(16);
+    let seen = wide.forward_step(&Tensor::new(seq.as_slice(), &dev)?.unsqueeze(0)?, &[0], &mut c)?;
+    assert!(max_diff(&seen, &prefill)? > 1e-3, "the window changed nothing");
+    // the training forward refuses sequences longer than the window rather than ignore it
+    assert!(m.forward(&Tensor::new(seq.as_slice(), &dev)?.unsqueeze(0)?).is_err());
     Ok(())
 }

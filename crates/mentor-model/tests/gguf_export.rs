@@ -57,6 +57,7 @@ fn tiny(tied: bool, qwen: bool) -> LlamaConfig {
         tie_word_embeddings: tied,
         attention_bias: qwen,
         max_position_embeddings: 128,
+        gemma: None,
         ..LlamaConfig::tiny(TextTokenizer::byte_level().vocab_size())
     }
 }

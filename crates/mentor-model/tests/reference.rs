@@ -135,7 +135,12 @@ fn logits_greedy_tokens_and_tokenizer_match_the_references() {
     let (mut vs_llama, mut vs_tf, mut n_llama) = (0, 0, 0);
     for r in rows {
         let text = r["text"].as_str().unwrap();
-        let ours = tok.encode(text).unwrap();
+        // the references tokenize without BOS; our encode adds it for models that want one
+        let mut ours = tok.encode(text).unwrap();
+        let bos = tok.bos_token.as_deref().and_then(|b| tok.token_to_id(b));
+        if bos.is_some() && ours.first().copied() == bos {
+            ours.remove(0);
+        }
         let ids = |k: &str| -> Option<Vec<u32>> {
             r.get(k).map(|v| {
                 v.as_array()
@@ -145,24 +150,27 @@ fn logits_greedy_tokens_and_tokenizer_match_the_references() {
                     .collect()
             })
         };
-        if let Some(l) = ids("llama_cpp") {
+        let llama_cpp = ids("llama_cpp");
+        if let Some(l) = &llama_cpp {
             n_llama += 1;
-            if l != ours {
+            if *l != ours {
                 vs_llama += 1;
                 eprintln!("llama.cpp differs on {text:?}: ours {ours:?} theirs {l:?}");
             }
         }
         if let Some(t) = ids("transformers").filter(|t| *t != ours) {
             vs_tf += 1;
-            // transformers' GGUF converter drops the `smollm` pre-tokenizer's digit split, which
-            // llama.cpp applies (llama-vocab.cpp: `\p{N}` before the GPT-2 regex); it differs
-            // from both only where whitespace precedes a digit
+            // Where llama.cpp tokenized the string it is the reference for a GGUF vocabulary:
+            // transformers' GGUF converter drops the `smollm` pre-tokenizer's digit split (which
+            // llama.cpp applies: `\p{N}` before the GPT-2 regex), and turns Gemma's SentencePiece
+            // vocabulary into a BPE without its merges (words fall apart into short pieces).
+            // Without llama.cpp, only the digit-split difference is tolerated.
             let ws_digit = text
                 .chars()
                 .zip(text.chars().skip(1))
                 .any(|(a, b)| a.is_whitespace() && b.is_numeric());
             assert!(
-                ws_digit,
+                ws_digit || llama_cpp.is_some(),
                 "differs from transformers on {text:?}: ours {ours:?} theirs {t:?}"
             );
             if vs_tf <= 5 {
