@@ -71,7 +71,7 @@ pub struct GemmaConfig {
 impl GemmaConfig {
     /// Whether layer `i` (from 0) is a local, sliding-window layer.
     pub fn is_local(&self, i: usize) -> bool {
-        (i + 1) % self.sliding_window_pattern != 0
+        !(i + 1).is_multiple_of(self.sliding_window_pattern)
     }
 }
 
