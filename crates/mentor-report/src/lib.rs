@@ -88,7 +88,12 @@ pub fn svg_line_chart(chart: &Chart) -> String {
         x0 -= 1.0;
         x1 += 1.0;
     }
-    let pad = ((y1 - y0) * 0.05).max(1e-6);
+    // a flat line gets a range a reader can see (±5 % of its value, at least ±1)
+    let pad = if y1 - y0 < 1e-12 {
+        (y0.abs() * 0.05).max(1.0)
+    } else {
+        (y1 - y0) * 0.05
+    };
     y0 -= pad;
     y1 += pad;
     let mut svg = String::new();

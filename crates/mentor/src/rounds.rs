@@ -81,7 +81,10 @@ pub fn run_rounds(r: &Run, rounds: u32, teacher: &dyn RoundTeacher) -> Result<Ro
     let recipe = &r.cfg.recipe;
     let mut students: Vec<Trained> = vec![];
     let mut points: Vec<RoundPoint> = vec![];
-    let mut stopped = format!("{rounds} rounds done");
+    let mut stopped = match rounds {
+        1 => "1 round done".to_string(),
+        n => format!("{n} rounds done"),
+    };
     let mut last_round = false;
     for round in 0..=rounds {
         if round > 0 && !round_done(r, round)? {
