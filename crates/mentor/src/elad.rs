@@ -167,11 +167,9 @@ fn select_round(
 }
 
 /// ELAD's teacher in the round loop.
-pub struct Elad<'a> {
-    pub teachers: &'a [Arc<Teacher>],
-}
+pub struct Elad;
 
-impl RoundTeacher for Elad<'_> {
+impl RoundTeacher for Elad {
     /// Scores the items not annotated yet with `model` and sends the top `round_budget` to the
     /// teacher (or the selection recorded before, on a rerun).
     fn annotate(&self, r: &Run, round: u32, model: &str) -> Result<Annotated> {
@@ -193,7 +191,9 @@ impl RoundTeacher for Elad<'_> {
             .iter()
             .filter_map(|(id, e)| by_id.get(id.as_str()).map(|x| ((*x).clone(), e.clone())))
             .collect();
-        let report = ask_teacher(r, self.teachers, &r.prompts()?, round, &chosen)?;
+        // built for this round only: an embedded teacher's model is freed before retraining
+        let teachers = crate::teachers::for_run(r)?;
+        let report = ask_teacher(r, &teachers, &r.prompts()?, round, &chosen)?;
         if report.stopped.as_deref() == Some("interrupted") {
             anyhow::bail!("interrupted in round {round}; rerun the same command to resume");
         }

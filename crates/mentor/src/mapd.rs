@@ -16,19 +16,18 @@ use anyhow::Result;
 use mentor_core::Split;
 use mentor_methods::annotate::mistakes;
 use mentor_methods::recipe::{FEEDBACK_STAGE, MINE_STAGE};
-use mentor_teacher::Teacher;
-use std::sync::Arc;
 
 /// MAPD's committee in the round loop.
-pub struct Mapd<'a> {
-    pub teachers: &'a [Arc<Teacher>],
-}
+pub struct Mapd;
 
-impl RoundTeacher for Mapd<'_> {
+impl RoundTeacher for Mapd {
     /// Mines `model`'s mistakes on the train split and runs the committee's stages on them.
     fn annotate(&self, r: &Run, round: u32, model: &str) -> Result<Annotated> {
         let items = r.ds.split(Split::Train);
-        let stages = annotate_round(r, self.teachers, items, round, model)?;
+        // built for this round only: embedded teachers' models are freed before retraining
+        let teachers = crate::teachers::for_run(r)?;
+        let stages = annotate_round(r, &teachers, items, round, model)?;
+        drop(teachers);
         if self.sent(r, round)? == 0 {
             return Ok(Annotated::Nothing(format!(
                 "the student made no mistake on the train split in round {round}"

@@ -32,6 +32,13 @@ pub fn budget(cfg: &Config, store: &SharedStore) -> Result<Arc<Budget>> {
     Ok(Arc::new(b))
 }
 
+/// All teachers of a run's config under the run's budget; an embedded teacher loads its model
+/// on its first call, and frees it when the last handle is dropped.
+pub fn for_run(r: &crate::run::Run) -> Result<Vec<Arc<Teacher>>> {
+    let budget = budget(&r.cfg, &r.store)?;
+    build(&r.cfg, &r.ds, &r.store, &budget)
+}
+
 /// All teachers of the config, in name order.
 pub fn build(
     cfg: &Config,

@@ -137,10 +137,10 @@ fn run_recipe(mut cfg: Config, run_dir: PathBuf, a: &Args) -> Result<Summary> {
         RecipeName::Mapd if r.cfg.recipe.mining_rounds > 1 => Some(r.cfg.recipe.mining_rounds - 1),
         _ => None,
     };
-    let mut teachers = vec![];
     if !r.cfg.recipe.teacher_stages().is_empty() {
-        let budget = teachers::budget(&r.cfg, &r.store)?;
-        teachers = teachers::build(&r.cfg, &r.ds, &r.store, &budget)?;
+        // dropped at the end of this block: an embedded teacher's model (GBs) is freed before
+        // the student trains (the rounds build their own)
+        let teachers = teachers::for_run(&r)?;
         // Round 0 is annotated here, once (a finished round is never asked again): ELAD's seed
         // set, MAPD's first mining pass; the later rounds ask in crate::rounds
         let items = if rounds.is_some() && crate::rounds::round_done(&r, 0)? {
@@ -164,10 +164,6 @@ fn run_recipe(mut cfg: Config, run_dir: PathBuf, a: &Args) -> Result<Summary> {
             teacher_stages.insert(stage, serde_json::to_value(rep.total())?);
         }
     }
-    if rounds.is_none() {
-        // an embedded teacher's model (GBs) is freed before the student trains
-        teachers.clear();
-    }
     lap("teachers");
     let mode = super::train::default_mode(&r);
     let before = if a.no_before {
@@ -181,9 +177,9 @@ fn run_recipe(mut cfg: Config, run_dir: PathBuf, a: &Args) -> Result<Summary> {
     let mut curve = None;
     let trained = if let Some(n) = rounds {
         let o = if elad {
-            crate::rounds::run_rounds(&r, n, &crate::elad::Elad { teachers: &teachers })?
+            crate::rounds::run_rounds(&r, n, &crate::elad::Elad)?
         } else {
-            crate::rounds::run_rounds(&r, n, &crate::mapd::Mapd { teachers: &teachers })?
+            crate::rounds::run_rounds(&r, n, &crate::mapd::Mapd)?
         };
         let mut c = json!({
             "recipe": r.cfg.recipe.name.as_str(),
