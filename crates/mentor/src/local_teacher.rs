@@ -1,6 +1,6 @@
 //! The embedded teacher: a [`Backend`] that answers from a local model in this process (any
-//! GGUF or HF directory the student engine loads: Qwen2.5, Llama, SmolLM2, Gemma 3), so a distillation
-//! needs no API key and no server.
+//! GGUF or HF directory the student engine loads: Qwen2.5, Llama, SmolLM2, Gemma 3), so a
+//! distillation needs no API key and no server.
 //!
 //! Requests arrive concurrently from the annotation stage (up to the teacher's `max_in_flight`);
 //! one worker thread owns the model, takes every request waiting (up to `batch`), and decodes
