@@ -252,8 +252,11 @@ impl Dataset {
             .iter()
             .map(|e| key(&e.question))
             .collect();
-        let train_ids: std::collections::HashSet<&str> =
-            self.split(Split::Train).iter().map(|e| e.id.as_str()).collect();
+        let train_ids: std::collections::HashSet<&str> = self
+            .split(Split::Train)
+            .iter()
+            .map(|e| e.id.as_str())
+            .collect();
         let mut dropped = 0;
         let mut splits = BTreeMap::new();
         for s in [Split::Valid, Split::Test] {

@@ -211,15 +211,30 @@ fn fair_svamp_is_scored_on_svamp_valid_and_test_without_its_own_questions() {
     // 82 of SVAMP's 200 test questions are among FAIR's train mistakes (measured); none is kept
     assert!(va < 80 && te < 200 && te > 100, "{:?}", ds.counts());
     assert_eq!(ds.task, TaskKind::Numeric);
-    let key = |q: &str| -> String { q.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect() };
-    let train: std::collections::HashSet<String> =
-        ds.split(Split::Train).iter().map(|e| key(&e.question)).collect();
+    let key = |q: &str| -> String {
+        q.chars()
+            .filter(|c| c.is_alphanumeric())
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    let train: std::collections::HashSet<String> = ds
+        .split(Split::Train)
+        .iter()
+        .map(|e| key(&e.question))
+        .collect();
     for s in [Split::Valid, Split::Test] {
-        assert!(ds.split(s).iter().all(|e| !train.contains(&key(&e.question))));
+        assert!(ds
+            .split(s)
+            .iter()
+            .all(|e| !train.contains(&key(&e.question))));
     }
     // gold equations became numbers: "( 10.0 * 45.0 )" → "450"
     let first = &ds.split(Split::Test)[0];
-    let orig = svamp.split(Split::Test).iter().find(|e| e.question == first.question).unwrap();
+    let orig = svamp
+        .split(Split::Test)
+        .iter()
+        .find(|e| e.question == first.question)
+        .unwrap();
     let v = mentor_core::equation::evaluate(&orig.answer).unwrap();
     assert_eq!(first.answer.parse::<f64>().unwrap(), v);
     assert!(ds.source.contains("also in train"), "{}", ds.source);

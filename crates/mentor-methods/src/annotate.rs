@@ -228,8 +228,7 @@ pub fn record_student_answers(
 /// The mistakes among `items`: stored student answers that are wrong or unparseable, by mining
 /// round, then in the order of `items`.
 pub fn mistakes(items: &[Example], mined: &[Annotation]) -> Vec<Mistake> {
-    let mut by_round: BTreeMap<u32, std::collections::HashMap<&str, &Annotation>> =
-        BTreeMap::new();
+    let mut by_round: BTreeMap<u32, std::collections::HashMap<&str, &Annotation>> = BTreeMap::new();
     for a in mined {
         by_round
             .entry(a.round)
@@ -731,7 +730,12 @@ mod tests {
             ("b", "It is 7.", num(7.0), true),
             ("c", "It is 9.", num(9.0), false),
         ] {
-            let mut x = ann(id, "student", text, serde_json::json!({"answer": answer, "correct": correct}));
+            let mut x = ann(
+                id,
+                "student",
+                text,
+                serde_json::json!({"answer": answer, "correct": correct}),
+            );
             x.round = 1;
             again.push(x);
         }
@@ -742,7 +746,12 @@ mod tests {
             .collect();
         assert_eq!(
             got,
-            [(0, "b", "8"), (0, "c", "unparseable"), (1, "a", "6"), (1, "c", "9")]
+            [
+                (0, "b", "8"),
+                (0, "c", "unparseable"),
+                (1, "a", "6"),
+                (1, "c", "9")
+            ]
         );
     }
 

@@ -498,10 +498,7 @@ fn build_mapd(recipe: &Recipe, kind: TaskKind, items: &[Example], stored: &Store
             let k = (m.round, ex.id.clone(), author.clone());
             let r = rationales[&k];
             calls += 1;
-            let sc = scores
-                .get(&k)
-                .cloned()
-                .unwrap_or_default();
+            let sc = scores.get(&k).cloned().unwrap_or_default();
             calls += sc.len();
             let valid: Vec<f64> = sc.iter().flatten().copied().collect();
             if valid.len() >= 2 {
@@ -870,21 +867,27 @@ mod tests {
             (1, "2", "It is 3.", 3.0, false),
         ] {
             let p = serde_json::json!({"answer": num(v), "correct": ok});
-            st.mined.push(at(ann(id, "mine", 0, text, p, true), round, "student"));
+            st.mined
+                .push(at(ann(id, "mine", 0, text, p, true), round, "student"));
         }
         for (round, id) in [(0, "1"), (0, "2"), (1, "2")] {
             for t in ["a", "b"] {
                 let fb = format!("{t} on round {round}");
-                st.feedback
-                    .push(at(ann(id, "feedback", 0, &fb, serde_json::json!({}), true), round, t));
+                st.feedback.push(at(
+                    ann(id, "feedback", 0, &fb, serde_json::json!({}), true),
+                    round,
+                    t,
+                ));
                 let rat = format!("{t} reasons. The answer is 7.");
                 let p = serde_json::json!({"correct": true});
-                st.cots.push(at(ann(id, "annotate", 0, &rat, p, true), round, t));
+                st.cots
+                    .push(at(ann(id, "annotate", 0, &rat, p, true), round, t));
                 // each rationale reviewed by the other teacher: a's accepted, b's not
                 let other = if t == "a" { "b" } else { "a" };
                 let score = if t == "a" { 5.0 } else { 1.0 };
                 let p = serde_json::json!({"score": score, "author": t});
-                st.reviews.push(at(ann(id, "review", 0, "[x]", p, true), round, other));
+                st.reviews
+                    .push(at(ann(id, "review", 0, "[x]", p, true), round, other));
             }
         }
         let recipe = Recipe {

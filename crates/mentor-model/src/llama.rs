@@ -147,7 +147,11 @@ impl LlamaConfig {
         let (d, i, hd) = (self.hidden_size, self.intermediate_size, self.head_dim());
         let (q, kv) = (self.num_attention_heads * hd, self.num_key_value_heads * hd);
         let bias = if self.attention_bias { q + 2 * kv } else { 0 };
-        let norms = if self.gemma.is_some() { 4 * d + 2 * hd } else { 2 * d };
+        let norms = if self.gemma.is_some() {
+            4 * d + 2 * hd
+        } else {
+            2 * d
+        };
         let layer = d * q * 2 + d * kv * 2 + bias + 3 * d * i + norms;
         let head = if self.tie_word_embeddings {
             0
@@ -801,9 +805,7 @@ impl Llama {
         let mut x = self.embed(input_ids)?;
         for layer in &self.layers {
             let (rope, window) = self.rope_and_window(layer);
-            x = layer.forward(x, eps, |h| {
-                layer.self_attn.forward(h, b, t, rope, window)
-            })?;
+            x = layer.forward(x, eps, |h| layer.self_attn.forward(h, b, t, rope, window))?;
         }
         ops::rms_norm(&x, &self.norm, eps)
     }
@@ -877,7 +879,9 @@ impl Llama {
         };
         let mask = mask_of(None)?;
         let local_mask = match &self.cfg.gemma {
-            Some(g) if self.layers.iter().any(|l| l.local) => Some(mask_of(Some(g.sliding_window))?),
+            Some(g) if self.layers.iter().any(|l| l.local) => {
+                Some(mask_of(Some(g.sliding_window))?)
+            }
             _ => None,
         };
         let eps = self.cfg.rms_norm_eps;

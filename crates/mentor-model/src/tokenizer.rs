@@ -331,7 +331,8 @@ impl TextTokenizer {
             if prefix {
                 normalizers.push(json!({"type": "Prepend", "prepend": "▁"}));
             }
-            normalizers.push(json!({"type": "Replace", "pattern": {"String": " "}, "content": "▁"}));
+            normalizers
+                .push(json!({"type": "Replace", "pattern": {"String": " "}, "content": "▁"}));
             json!({
                 "version": "1.0", "truncation": null, "padding": null,
                 "added_tokens": added,
@@ -644,15 +645,29 @@ mod tests {
 
     #[test]
     fn sentencepiece_gguf_merges_by_score_falls_back_to_bytes_and_speaks_gemma() {
-        let mut tokens: Vec<String> = ["<pad>", "<eos>", "<bos>", "<unk>"].map(String::from).to_vec();
+        let mut tokens: Vec<String> = ["<pad>", "<eos>", "<bos>", "<unk>"]
+            .map(String::from)
+            .to_vec();
         let mut types = vec![3, 3, 3, 3];
         tokens.extend((0..=255u8).map(|b| format!("<0x{b:02X}>")));
         types.extend([6; 256]);
         // pieces and their scores: a higher score merges first
         let pieces = [
-            ("▁", 0.0), ("h", 0.0), ("e", 0.0), ("l", 0.0), ("o", 0.0), ("w", 0.0), ("r", 0.0),
-            ("d", 0.0), ("▁hello", -1.0), ("hello", -2.0), ("hell", -3.0), ("he", -4.0),
-            ("ll", -5.0), ("▁w", -7.0), ("or", -8.0),
+            ("▁", 0.0),
+            ("h", 0.0),
+            ("e", 0.0),
+            ("l", 0.0),
+            ("o", 0.0),
+            ("w", 0.0),
+            ("r", 0.0),
+            ("d", 0.0),
+            ("▁hello", -1.0),
+            ("hello", -2.0),
+            ("hell", -3.0),
+            ("he", -4.0),
+            ("ll", -5.0),
+            ("▁w", -7.0),
+            ("or", -8.0),
         ];
         let mut scores = vec![0f32; tokens.len()];
         for (p, sc) in pieces {
@@ -668,9 +683,18 @@ mod tests {
         let arr = |v: Vec<Value>| Value::Array(v);
         let md: HashMap<String, Value> = [
             ("tokenizer.ggml.model", Value::String("llama".into())),
-            ("tokenizer.ggml.tokens", arr(tokens.iter().map(|t| Value::String(t.clone())).collect())),
-            ("tokenizer.ggml.scores", arr(scores.iter().map(|&s| Value::F32(s)).collect())),
-            ("tokenizer.ggml.token_type", arr(types.iter().map(|&t| Value::I32(t)).collect())),
+            (
+                "tokenizer.ggml.tokens",
+                arr(tokens.iter().map(|t| Value::String(t.clone())).collect()),
+            ),
+            (
+                "tokenizer.ggml.scores",
+                arr(scores.iter().map(|&s| Value::F32(s)).collect()),
+            ),
+            (
+                "tokenizer.ggml.token_type",
+                arr(types.iter().map(|&t| Value::I32(t)).collect()),
+            ),
             ("tokenizer.ggml.bos_token_id", Value::U32(2)),
             ("tokenizer.ggml.eos_token_id", Value::U32(1)),
             ("tokenizer.ggml.unknown_token_id", Value::U32(3)),
@@ -689,7 +713,10 @@ mod tests {
                 .collect()
         };
         // he, ll, hell, hello by score; "▁hello" cannot form (the space follows); then ▁w, or
-        assert_eq!(pieces_of("hello world"), ["<bos>", "hello", "▁w", "or", "l", "d"]);
+        assert_eq!(
+            pieces_of("hello world"),
+            ["<bos>", "hello", "▁w", "or", "l", "d"]
+        );
         assert_eq!(pieces_of(" hello"), ["<bos>", "▁hello"]);
         // a character outside the vocabulary falls back to its UTF-8 bytes
         assert_eq!(pieces_of("é"), ["<bos>", "<0xC3>", "<0xA9>"]);
@@ -699,7 +726,10 @@ mod tests {
         // no template in the file, a Gemma vocabulary: Gemma's turns, the system text first
         let chat = t
             .apply_chat_template(
-                &[ChatMessage::new("system", "Be brief."), ChatMessage::new("user", "hi")],
+                &[
+                    ChatMessage::new("system", "Be brief."),
+                    ChatMessage::new("user", "hi"),
+                ],
                 true,
             )
             .unwrap();
@@ -707,6 +737,8 @@ mod tests {
             chat,
             "<start_of_turn>user\nBe brief.\n\nhi<end_of_turn>\n<start_of_turn>model\n"
         );
-        assert!(t.stop_ids.contains(&t.token_to_id("<end_of_turn>").unwrap()));
+        assert!(t
+            .stop_ids
+            .contains(&t.token_to_id("<end_of_turn>").unwrap()));
     }
 }

@@ -3,8 +3,8 @@
 
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
-use mentor_model::{generate, FinishReason, Llama, LlamaConfig, SamplingParams, TextTokenizer};
 use mentor_model::GemmaConfig;
+use mentor_model::{generate, FinishReason, Llama, LlamaConfig, SamplingParams, TextTokenizer};
 
 /// Seeded weights: with fresh random ones per run, a near-tie between two logits once in a
 /// few dozen runs let float rounding (batched vs alone) pick another token.
@@ -328,7 +328,11 @@ fn gemma_sliding_window_decodes_as_its_prefill_and_the_window_matters() -> Resul
     let m = tiny_gemma(3);
     // the whole sequence at once, one token at a time, and left-padded in a batch: the same
     let mut c = m.new_cache(16);
-    let prefill = m.forward_step(&Tensor::new(seq.as_slice(), &dev)?.unsqueeze(0)?, &[0], &mut c)?;
+    let prefill = m.forward_step(
+        &Tensor::new(seq.as_slice(), &dev)?.unsqueeze(0)?,
+        &[0],
+        &mut c,
+    )?;
     let mut c = m.new_cache(16);
     let mut stepped = None;
     for &t in &seq {
@@ -356,9 +360,18 @@ fn gemma_sliding_window_decodes_as_its_prefill_and_the_window_matters() -> Resul
     // the same weights with a window wider than the sequence see more, and say otherwise
     let wide = tiny_gemma(64);
     let mut c = wide.new_cache(16);
-    let seen = wide.forward_step(&Tensor::new(seq.as_slice(), &dev)?.unsqueeze(0)?, &[0], &mut c)?;
-    assert!(max_diff(&seen, &prefill)? > 1e-3, "the window changed nothing");
+    let seen = wide.forward_step(
+        &Tensor::new(seq.as_slice(), &dev)?.unsqueeze(0)?,
+        &[0],
+        &mut c,
+    )?;
+    assert!(
+        max_diff(&seen, &prefill)? > 1e-3,
+        "the window changed nothing"
+    );
     // the training forward refuses sequences longer than the window rather than ignore it
-    assert!(m.forward(&Tensor::new(seq.as_slice(), &dev)?.unsqueeze(0)?).is_err());
+    assert!(m
+        .forward(&Tensor::new(seq.as_slice(), &dev)?.unsqueeze(0)?)
+        .is_err());
     Ok(())
 }

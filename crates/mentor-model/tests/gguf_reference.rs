@@ -19,7 +19,10 @@ fn asset_file(file: &str, name: &str) -> Option<PathBuf> {
     } else if std::env::var("MENTOR_REQUIRE_ASSETS").is_ok() {
         panic!("{} missing: run `mentor fetch-assets {name}`", p.display())
     } else {
-        eprintln!("SKIP: {} not fetched (mentor fetch-assets {name})", p.display());
+        eprintln!(
+            "SKIP: {} not fetched (mentor fetch-assets {name})",
+            p.display()
+        );
         None
     }
 }
@@ -90,10 +93,18 @@ fn gemma3_quantized_path_picks_the_dense_paths_next_tokens() -> candle_core::Res
     let w = gguf::load(&path, &dev)?;
     let g = w.config.gemma.clone().expect("a gemma3 config");
     assert_eq!(
-        (w.arch.as_str(), w.config.num_hidden_layers, g.head_dim, g.sliding_window),
+        (
+            w.arch.as_str(),
+            w.config.num_hidden_layers,
+            g.head_dim,
+            g.sliding_window
+        ),
         ("gemma3", 18, 256, 512)
     );
-    let dense = Llama::new(&w.config, VarBuilder::from_tensors(w.tensors, DType::F32, &dev))?;
+    let dense = Llama::new(
+        &w.config,
+        VarBuilder::from_tensors(w.tensors, DType::F32, &dev),
+    )?;
     let q = gguf::load_quantized(&path, &dev)?;
     let quant = Llama::quantized(
         &q.config,
@@ -121,7 +132,9 @@ fn gemma3_quantized_path_picks_the_dense_paths_next_tokens() -> candle_core::Res
         let diff = (&a - &b)?.abs()?.max(D::Minus1)?.to_scalar::<f32>()?;
         let scale = a.abs()?.max(D::Minus1)?.to_scalar::<f32>()?;
         worst_rel = worst_rel.max(diff / scale);
-        eprintln!("prompt {ids:?}: dense {ta}, quantised {tb}, max |Δlogit| {diff:.4} (of {scale:.2})");
+        eprintln!(
+            "prompt {ids:?}: dense {ta}, quantised {tb}, max |Δlogit| {diff:.4} (of {scale:.2})"
+        );
         assert_eq!(ta, tb, "next token differs");
     }
     // the quantised kernels also quantise activations (Q8): agreement is approximate

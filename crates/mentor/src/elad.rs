@@ -182,7 +182,9 @@ impl RoundTeacher for Elad {
             .collect();
         let selection = match recorded_selection(r, round)? {
             Some(s) => s,
-            None if remaining.is_empty() => return Ok(Annotated::Nothing("the pool is spent".into())),
+            None if remaining.is_empty() => {
+                return Ok(Annotated::Nothing("the pool is spent".into()))
+            }
             None => select_round(r, model, round, &remaining)?,
         };
         let by_id: std::collections::HashMap<&str, &Example> =

@@ -69,7 +69,11 @@ pub trait RoundTeacher {
 /// Whether `round` finished before (its point is recorded): a rerun neither asks its teacher
 /// again (a call that failed then would change the round's training set) nor retrains it.
 pub fn round_done(r: &Run, round: u32) -> Result<bool> {
-    Ok(r.store.lock().unwrap().meta(&point_key(r, round))?.is_some())
+    Ok(r.store
+        .lock()
+        .unwrap()
+        .meta(&point_key(r, round))?
+        .is_some())
 }
 
 fn point_key(r: &Run, round: u32) -> String {
