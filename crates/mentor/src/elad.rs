@@ -196,21 +196,7 @@ impl RoundTeacher for Elad {
         // built for this round only: an embedded teacher's model is freed before retraining
         let teachers = crate::teachers::for_run(r)?;
         let report = ask_teacher(r, &teachers, &r.prompts()?, round, &chosen)?;
-        if report.stopped.as_deref() == Some("interrupted") {
-            anyhow::bail!("interrupted in round {round}; rerun the same command to resume");
-        }
-        let t = report.total();
-        if t.done + t.already == 0 {
-            // nothing new to learn from (the budget was spent): no retraining
-            return Ok(Annotated::Nothing(
-                report
-                    .stopped
-                    .unwrap_or_else(|| "the teacher answered nothing".into()),
-            ));
-        }
-        Ok(Annotated::New {
-            stopped: report.stopped,
-        })
+        Annotated::from_reports(round, vec![("revise".into(), report)])
     }
 
     fn items_annotated(&self, r: &Run) -> Result<usize> {

@@ -33,28 +33,7 @@ impl RoundTeacher for Mapd {
                 "the student made no mistake on the train split in round {round}"
             )));
         }
-        let (mut answered, mut stopped) = (0, None);
-        for (stage, rep) in stages {
-            if rep.stopped.as_deref() == Some("interrupted") {
-                anyhow::bail!("interrupted in round {round}; rerun the same command to resume");
-            }
-            let t = rep.total();
-            if t.failed > 0 {
-                tracing::warn!(
-                    "mapd round {round}, stage {stage}: {} calls failed ({:?})",
-                    t.failed,
-                    rep.failures
-                );
-            }
-            answered += t.done + t.already;
-            stopped = stopped.or(rep.stopped);
-        }
-        if answered == 0 {
-            return Ok(Annotated::Nothing(
-                stopped.unwrap_or_else(|| "the committee answered nothing".into()),
-            ));
-        }
-        Ok(Annotated::New { stopped })
+        Annotated::from_reports(round, stages)
     }
 
     /// Train items with any committee feedback, over all rounds.

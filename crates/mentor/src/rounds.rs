@@ -56,6 +56,39 @@ pub enum Annotated {
     Nothing(String),
 }
 
+impl Annotated {
+    /// What a round's teacher stages (name, report) came back with: an interruption stops the
+    /// run (a rerun resumes the round), failed calls are logged, and a round whose teachers
+    /// answered nothing, stored before or now, has nothing new to train on.
+    pub fn from_reports(
+        round: u32,
+        stages: Vec<(String, mentor_methods::annotate::AnnotateReport)>,
+    ) -> Result<Annotated> {
+        let (mut answered, mut stopped) = (0, None);
+        for (stage, rep) in stages {
+            if rep.stopped.as_deref() == Some("interrupted") {
+                anyhow::bail!("interrupted in round {round}; rerun the same command to resume");
+            }
+            let t = rep.total();
+            if t.failed > 0 {
+                tracing::warn!(
+                    "round {round}, stage {stage}: {} calls failed ({:?})",
+                    t.failed,
+                    rep.failures
+                );
+            }
+            answered += t.done + t.already;
+            stopped = stopped.or(rep.stopped);
+        }
+        Ok(match answered {
+            0 => Annotated::Nothing(
+                stopped.unwrap_or_else(|| "the teachers answered nothing".into()),
+            ),
+            _ => Annotated::New { stopped },
+        })
+    }
+}
+
 /// A recipe's teacher work in rounds ≥ 1.
 pub trait RoundTeacher {
     /// Round `round`'s teacher stage, informed by `model`, the last round's best student.
