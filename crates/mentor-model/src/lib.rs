@@ -7,6 +7,7 @@
 //! as they are; [`gguf`] dequantises GGUF weights into those names; [`loss`] is the
 //! prompt-masked, task-weighted cross-entropy the recipes train with.
 
+pub mod cpu_train;
 pub mod generate;
 pub mod gguf;
 pub mod llama;

@@ -615,6 +615,37 @@ impl Cache {
     }
 }
 
+/// One layer's tensors in a [`DenseModel`].
+pub(crate) struct DenseLayer<'a> {
+    pub attn_norm: &'a Tensor,
+    /// q, k, v and o projections, `[out, in]`.
+    pub q: &'a Tensor,
+    pub k: &'a Tensor,
+    pub v: &'a Tensor,
+    pub o: &'a Tensor,
+    /// Qwen2's q, k and v biases.
+    pub qkv_bias: Option<(&'a Tensor, &'a Tensor, &'a Tensor)>,
+    pub mlp_norm: &'a Tensor,
+    pub gate: &'a Tensor,
+    pub up: &'a Tensor,
+    pub down: &'a Tensor,
+}
+
+/// The tensors of a plain decoder (Llama / SmolLM2 / Qwen2: no adapters, no quantised
+/// weights, not Gemma) computing in f32, as [`crate::cpu_train`] reads them.
+pub(crate) struct DenseModel<'a> {
+    pub cfg: &'a LlamaConfig,
+    pub embed: &'a Tensor,
+    pub layers: Vec<DenseLayer<'a>>,
+    pub norm: &'a Tensor,
+    /// `[vocab, d]`; the embedding matrix when `tied`.
+    pub lm_head: &'a Tensor,
+    pub tied: bool,
+    pub rope: &'a RopeTables,
+    /// Attention scores are multiplied by this.
+    pub scale: f64,
+}
+
 impl Llama {
     /// Builds the model from `vb` (HF names). With a fresh `VarMap` behind `vb` this is a random
     /// initialisation; with safetensors or GGUF weights it loads them.
@@ -791,6 +822,66 @@ impl Llama {
             (Some(r), Some(g)) if layer.local => (r, Some(g.sliding_window)),
             _ => (&self.rope, None),
         }
+    }
+
+    /// This model's tensors for [`crate::cpu_train`], or `None` when it is not a plain f32
+    /// decoder there (adapters, quantised weights, Gemma, another dtype).
+    pub(crate) fn dense(&self) -> Option<DenseModel<'_>> {
+        if self.cfg.gemma.is_some() || self.compute != DType::F32 || self.lm_head_quantized.is_some()
+        {
+            return None;
+        }
+        let dense = |p: &'_ Proj| -> Option<()> {
+            match (&p.weight, &p.lora) {
+                (ProjWeight::Dense(w), None) if w.dtype() == DType::F32 => Some(()),
+                _ => None,
+            }
+        };
+        fn w(p: &Proj) -> &Tensor {
+            match &p.weight {
+                ProjWeight::Dense(w) => w,
+                ProjWeight::Quantized(_) => unreachable!("checked dense"),
+            }
+        }
+        let mut layers = Vec::with_capacity(self.layers.len());
+        for l in &self.layers {
+            let (a, m) = (&l.self_attn, &l.mlp);
+            for p in [&a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj, &m.gate_proj, &m.up_proj, &m.down_proj]
+            {
+                dense(p)?;
+            }
+            let qkv_bias = match (&a.q_proj.bias, &a.k_proj.bias, &a.v_proj.bias) {
+                (Some(q), Some(k), Some(v)) => Some((q, k, v)),
+                (None, None, None) => None,
+                _ => return None,
+            };
+            if a.o_proj.bias.is_some() || m.gelu || l.sandwich.is_some() || a.q_norm.is_some() {
+                return None;
+            }
+            layers.push(DenseLayer {
+                attn_norm: &l.attn_norm,
+                q: w(&a.q_proj),
+                k: w(&a.k_proj),
+                v: w(&a.v_proj),
+                o: w(&a.o_proj),
+                qkv_bias,
+                mlp_norm: &l.mlp_norm,
+                gate: w(&m.gate_proj),
+                up: w(&m.up_proj),
+                down: w(&m.down_proj),
+            });
+        }
+        let scale = self.layers.first().map_or(1.0, |l| l.self_attn.scale);
+        Some(DenseModel {
+            cfg: &self.cfg,
+            embed: &self.embed_tokens,
+            layers,
+            norm: &self.norm,
+            lm_head: self.lm_head_weight(),
+            tied: self.lm_head.is_none(),
+            rope: &self.rope,
+            scale,
+        })
     }
 
     /// The output projection `[vocab, d]` (the embedding matrix when tied).

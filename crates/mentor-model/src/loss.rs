@@ -141,7 +141,7 @@ pub fn chunked_lm_loss(
 /// Per row of `logits` (`[rows, vocab]`): the nll of `targets[r]`, and with `scale` the
 /// gradient `(softmax − onehot) · scale[r]` — in one parallel pass over the host copy, which it
 /// overwrites (the elementwise tensor version makes eight passes, some single-threaded).
-fn xent_rows_cpu(
+pub(crate) fn xent_rows_cpu(
     mut logits: Vec<f32>,
     targets: &[u32],
     scale: Option<&[f32]>,

@@ -218,8 +218,8 @@ pub fn silu_mul_basic(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
 pub struct RopeTables {
     pub cos: Tensor,
     pub sin: Tensor,
-    cos_host: std::sync::Arc<Vec<f32>>,
-    sin_host: std::sync::Arc<Vec<f32>>,
+    pub(crate) cos_host: std::sync::Arc<Vec<f32>>,
+    pub(crate) sin_host: std::sync::Arc<Vec<f32>>,
     head_dim: usize,
 }
 

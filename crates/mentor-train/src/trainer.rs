@@ -11,8 +11,9 @@
 
 use crate::batch::{epoch_batches, Batch, TrainExample};
 use crate::optim::{clip_grad_norm, AdamW, AdamWConfig, Schedule, ScheduleKind};
-use candle_core::{Result, Tensor};
+use candle_core::{Result, Tensor, Var};
 use mentor_model::load::{write_atomic, Student};
+use mentor_model::cpu_train;
 use mentor_model::loss::chunked_lm_loss;
 use mentor_model::Llama;
 use serde::{Deserialize, Serialize};
@@ -217,7 +218,28 @@ pub fn optimizer_step(
             t = Instant::now();
         }
     };
+    // a plain f32 decoder on the CPU runs the written-out step (cpu_train's doc says why);
+    // MENTOR_AUTOGRAD=1 forces candle's autograd, for comparison
+    let direct = cpu_train::supported(model) && std::env::var_os("MENTOR_AUTOGRAD").is_none();
     for b in micro {
+        if direct {
+            let step = cpu_train::loss_and_grads(
+                model,
+                &b.input_ids,
+                b.rows,
+                b.width,
+                &b.targets,
+                &b.weights,
+                norm.max(f64::MIN_POSITIVE),
+                cfg.loss_chunk,
+            )?;
+            lap("forward, loss and backward");
+            weighted_nll += step.loss.weighted_nll;
+            out.tokens += b.tokens;
+            out.nll.push(step.loss.nll);
+            accumulate(&mut grads, &params, |v| step.grads.get(&v.id()))?;
+            continue;
+        }
         let ids = Tensor::from_vec(b.input_ids.clone(), (b.rows, b.width), &dev)?;
         let hidden = model.forward_hidden(&ids)?;
         lap("forward");
@@ -236,14 +258,7 @@ pub fn optimizer_step(
         if let Some(s) = loss.surrogate {
             let g = s.backward()?;
             lap("backward");
-            for (i, (_, var)) in params.iter().enumerate() {
-                if let Some(gi) = g.get(var) {
-                    grads[i] = Some(match grads[i].take() {
-                        Some(acc) => (acc + gi)?,
-                        None => gi.clone(),
-                    });
-                }
-            }
+            accumulate(&mut grads, &params, |v| g.get(v))?;
         }
     }
     if norm > 0.0 {
@@ -255,6 +270,23 @@ pub fn optimizer_step(
     opt.step(&grads, lr)?;
     lap("adamw");
     Ok(out)
+}
+
+/// Adds each parameter's gradient (`grad_of` it, if any) to its running sum in `grads`.
+fn accumulate<'a>(
+    grads: &mut [Option<Tensor>],
+    params: &[(String, Var)],
+    grad_of: impl Fn(&Var) -> Option<&'a Tensor>,
+) -> Result<()> {
+    for (i, (_, var)) in params.iter().enumerate() {
+        if let Some(gi) = grad_of(var) {
+            grads[i] = Some(match grads[i].take() {
+                Some(acc) => (acc + gi)?,
+                None => gi.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Trains `student` on `train`, validating on `valid`, checkpointing into `out_dir`; resumes

@@ -1,0 +1,887 @@
+//! The decoder's whole training step on CPU, written out: forward, chunked loss and backward
+//! with the GEMMs called directly, and no autograd graph.
+//!
+//! Why: through candle's autograd a step of SmolLM2-135M ran at about half of PyTorch's speed
+//! with the same GEMM throughput (BENCHMARKS.md). The time went around the GEMMs: every
+//! gradient zero-filled and then added, weight gradients transposed through a strided add, the
+//! attention's head transposes copied, serial bookkeeping between parallel kernels. Here each
+//! GEMM reads its operands through strides and writes, or accumulates (`dst += a·b`), straight
+//! into the buffer the next step reads: weight gradients sum into one buffer per weight, the
+//! residual adds are GEMMs that accumulate into a copy of the stream, the heads are strided
+//! views of the projections' outputs.
+//!
+//! It covers full fine-tuning of a plain decoder (Llama, SmolLM2, Qwen2 with its q/k/v biases)
+//! in f32, the CPU training case; [`Llama::dense`](crate::llama::Llama) says when it applies
+//! and the trainer falls back to autograd otherwise (adapters, bf16, GPU, Gemma).
+//! `tests/cpu_train.rs` checks the loss and every gradient against autograd.
+
+use std::collections::HashMap;
+
+use candle_core::{Device, Result, Storage, Tensor, TensorId};
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+use crate::llama::{DenseModel, Llama};
+use crate::loss::{xent_rows_cpu, LmLoss};
+
+/// Loss and gradients of one micro-batch.
+pub struct StepGrads {
+    /// As [`crate::loss::chunked_lm_loss`] reports it (no surrogate: the gradients are here).
+    pub loss: LmLoss,
+    /// The gradient of `Σ w·nll / norm` for every weight, by the weight tensor's id.
+    pub grads: HashMap<TensorId, Tensor>,
+}
+
+/// Whether [`loss_and_grads`] can run `model` (a plain f32 decoder on the CPU).
+pub fn supported(model: &Llama) -> bool {
+    model.device().is_cpu() && model.dense().is_some()
+}
+
+/// Forward, loss and backward of `ids` (`rows × width`, row-major) against `targets` with
+/// `weights` (per position, 0 = ignored), the gradients being those of `Σ w·nll / norm`. At most
+/// `chunk` rows of logits exist at a time.
+#[allow(clippy::too_many_arguments)]
+pub fn loss_and_grads(
+    model: &Llama,
+    ids: &[u32],
+    rows: usize,
+    width: usize,
+    targets: &[u32],
+    weights: &[f32],
+    norm: f64,
+    chunk: usize,
+) -> Result<StepGrads> {
+    let Some(m) = model.dense().filter(|_| model.device().is_cpu()) else {
+        candle_core::bail!("cpu_train: not a plain f32 decoder on the CPU");
+    };
+    let n = rows * width;
+    if ids.len() != n || targets.len() != n || weights.len() != n {
+        candle_core::bail!(
+            "cpu_train: {rows}×{width} positions but {} ids, {} targets, {} weights",
+            ids.len(),
+            targets.len(),
+            weights.len()
+        );
+    }
+    if width > m.rope.max_positions() {
+        candle_core::bail!(
+            "sequences of {width} tokens are longer than the model's {} positions",
+            m.rope.max_positions()
+        );
+    }
+    let cfg = m.cfg;
+    let vocab = cfg.vocab_size;
+    if let Some(&bad) = ids.iter().find(|&&i| i as usize >= vocab) {
+        candle_core::bail!("token id {bad} is outside the vocabulary ({vocab})");
+    }
+    let shape = Shape {
+        b: rows,
+        t: width,
+        d: cfg.hidden_size,
+        h: cfg.num_attention_heads,
+        kv: cfg.num_key_value_heads,
+        hd: cfg.head_dim(),
+        inter: cfg.intermediate_size,
+        eps: cfg.rms_norm_eps as f32,
+        scale: m.scale as f32,
+    };
+    let keep: Vec<usize> = (0..n).filter(|&i| weights[i] > 0.0).collect();
+    let mut loss = LmLoss {
+        weighted_nll: 0.0,
+        weight: keep.iter().map(|&i| weights[i] as f64).sum(),
+        nll: vec![0.0; n],
+        surrogate: None,
+    };
+    if keep.is_empty() {
+        // nothing to learn from: no gradients, as autograd gives none
+        return Ok(StepGrads {
+            loss,
+            grads: HashMap::new(),
+        });
+    }
+    let w = Weights::read(&m)?;
+    let mut g = Grads::new(&m);
+
+    // forward, keeping what the backward reads
+    let d = shape.d;
+    let mut x = vec![0f32; n * d];
+    x.par_chunks_mut(d).zip(ids).for_each(|(row, &id)| {
+        row.copy_from_slice(&w.embed[id as usize * d..][..d]);
+    });
+    let mut saved = Vec::with_capacity(w.layers.len());
+    for lw in &w.layers {
+        let (out, s) = layer_forward(&shape, lw, &m, x);
+        saved.push(s);
+        x = out;
+    }
+    let (hidden, final_rstd) = rms_norm(&x, w.norm, shape.eps);
+
+    // loss over the weighted positions, chunk by chunk
+    let mut d_hidden = vec![0f32; n * d];
+    for part in keep.chunks(chunk.max(1)) {
+        let c = part.len();
+        let mut h = vec![0f32; c * d];
+        for (dst, &i) in h.chunks_mut(d).zip(part) {
+            dst.copy_from_slice(&hidden[i * d..][..d]);
+        }
+        let mut logits = vec![0f32; c * vocab];
+        linear(&mut logits, &h, w.lm_head, c, d, vocab, false);
+        let tgt: Vec<u32> = part.iter().map(|&i| targets[i]).collect();
+        let scale: Vec<f32> = part
+            .iter()
+            .map(|&i| (weights[i] as f64 / norm) as f32)
+            .collect();
+        let (nll, dlogits) = xent_rows_cpu(logits, &tgt, Some(&scale));
+        let dlogits = dlogits.expect("asked for the gradient");
+        for (&i, v) in part.iter().zip(&nll) {
+            loss.nll[i] = *v;
+            loss.weighted_nll += (*v * weights[i]) as f64;
+        }
+        let mut dh = vec![0f32; c * d];
+        linear_dx(&mut dh, &dlogits, w.lm_head, c, d, vocab, false);
+        linear_dw(g.lm_head_mut(), &dlogits, &h, c, d, vocab);
+        for (src, &i) in dh.chunks(d).zip(part) {
+            d_hidden[i * d..][..d].copy_from_slice(src);
+        }
+    }
+    drop(hidden);
+
+    // backward
+    let mut dx = vec![0f32; n * d];
+    rms_norm_backward(&mut dx, &mut g.norm, &x, &final_rstd, w.norm, &d_hidden, false);
+    drop((d_hidden, x));
+    for (i, s) in saved.into_iter().enumerate().rev() {
+        dx = layer_backward(&shape, &w.layers[i], &mut g.layers[i], &m, s, dx);
+    }
+    let de = &mut g.embed;
+    for (row, &id) in dx.chunks(d).zip(ids) {
+        let dst = &mut de[id as usize * d..][..d];
+        dst.iter_mut().zip(row).for_each(|(a, b)| *a += b);
+    }
+    drop(w);
+    Ok(StepGrads {
+        loss,
+        grads: g.into_tensors(&m)?,
+    })
+}
+
+/// The step's sizes.
+struct Shape {
+    b: usize,
+    t: usize,
+    d: usize,
+    h: usize,
+    kv: usize,
+    hd: usize,
+    inter: usize,
+    eps: f32,
+    scale: f32,
+}
+
+impl Shape {
+    fn n(&self) -> usize {
+        self.b * self.t
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Weights and gradients as host slices
+
+struct LayerWeights<'a> {
+    attn_norm: &'a [f32],
+    q: &'a [f32],
+    k: &'a [f32],
+    v: &'a [f32],
+    o: &'a [f32],
+    qkv_bias: Option<(&'a [f32], &'a [f32], &'a [f32])>,
+    mlp_norm: &'a [f32],
+    gate: &'a [f32],
+    up: &'a [f32],
+    down: &'a [f32],
+}
+
+struct Weights<'a> {
+    embed: &'a [f32],
+    layers: Vec<LayerWeights<'a>>,
+    norm: &'a [f32],
+    lm_head: &'a [f32],
+}
+
+/// The contiguous f32 data of a CPU tensor. The slice outlives the read guard: the tensor
+/// keeps its storage alive, and nothing writes weights during a step (the optimiser runs after).
+fn host(t: &Tensor) -> Result<&[f32]> {
+    let (storage, layout) = t.storage_and_layout();
+    let (a, b) = layout.contiguous_offsets().ok_or_else(|| {
+        candle_core::Error::Msg("cpu_train: a weight is not contiguous".to_string())
+    })?;
+    let Storage::Cpu(cpu) = &*storage else {
+        candle_core::bail!("cpu_train: a weight is not on the CPU");
+    };
+    let s = &cpu.as_slice::<f32>()?[a..b];
+    // SAFETY: see the doc comment; the pointer stays valid while `t` lives, which bounds the
+    // returned lifetime.
+    Ok(unsafe { std::slice::from_raw_parts(s.as_ptr(), s.len()) })
+}
+
+impl<'a> Weights<'a> {
+    fn read(m: &'a DenseModel<'a>) -> Result<Self> {
+        let layers = m
+            .layers
+            .iter()
+            .map(|l| {
+                Ok(LayerWeights {
+                    attn_norm: host(l.attn_norm)?,
+                    q: host(l.q)?,
+                    k: host(l.k)?,
+                    v: host(l.v)?,
+                    o: host(l.o)?,
+                    qkv_bias: match l.qkv_bias {
+                        Some((q, k, v)) => Some((host(q)?, host(k)?, host(v)?)),
+                        None => None,
+                    },
+                    mlp_norm: host(l.mlp_norm)?,
+                    gate: host(l.gate)?,
+                    up: host(l.up)?,
+                    down: host(l.down)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Weights {
+            embed: host(m.embed)?,
+            layers,
+            norm: host(m.norm)?,
+            lm_head: host(m.lm_head)?,
+        })
+    }
+}
+
+#[derive(Default)]
+struct LayerGrads {
+    attn_norm: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    o: Vec<f32>,
+    qkv_bias: Option<(Vec<f32>, Vec<f32>, Vec<f32>)>,
+    mlp_norm: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    down: Vec<f32>,
+}
+
+struct Grads {
+    embed: Vec<f32>,
+    layers: Vec<LayerGrads>,
+    norm: Vec<f32>,
+    /// Untied output head; a tied one sums into `embed`.
+    lm_head: Option<Vec<f32>>,
+}
+
+impl Grads {
+    fn new(m: &DenseModel) -> Self {
+        let z = |t: &Tensor| vec![0f32; t.elem_count()];
+        Grads {
+            embed: z(m.embed),
+            layers: m
+                .layers
+                .iter()
+                .map(|l| LayerGrads {
+                    attn_norm: z(l.attn_norm),
+                    q: z(l.q),
+                    k: z(l.k),
+                    v: z(l.v),
+                    o: z(l.o),
+                    qkv_bias: l.qkv_bias.map(|(q, k, v)| (z(q), z(k), z(v))),
+                    mlp_norm: z(l.mlp_norm),
+                    gate: z(l.gate),
+                    up: z(l.up),
+                    down: z(l.down),
+                })
+                .collect(),
+            norm: z(m.norm),
+            lm_head: (!m.tied).then(|| z(m.lm_head)),
+        }
+    }
+
+    fn lm_head_mut(&mut self) -> &mut [f32] {
+        self.lm_head.as_mut().unwrap_or(&mut self.embed)
+    }
+
+    fn into_tensors(self, m: &DenseModel) -> Result<HashMap<TensorId, Tensor>> {
+        let mut out = HashMap::new();
+        let mut put = |t: &Tensor, g: Vec<f32>| -> Result<()> {
+            out.insert(t.id(), Tensor::from_vec(g, t.shape(), &Device::Cpu)?);
+            Ok(())
+        };
+        put(m.embed, self.embed)?;
+        put(m.norm, self.norm)?;
+        if let Some(gh) = self.lm_head {
+            put(m.lm_head, gh)?;
+        }
+        for (l, g) in m.layers.iter().zip(self.layers) {
+            put(l.attn_norm, g.attn_norm)?;
+            put(l.q, g.q)?;
+            put(l.k, g.k)?;
+            put(l.v, g.v)?;
+            put(l.o, g.o)?;
+            if let (Some((q, k, v)), Some((gq, gk, gv))) = (l.qkv_bias, g.qkv_bias) {
+                put(q, gq)?;
+                put(k, gk)?;
+                put(v, gv)?;
+            }
+            put(l.mlp_norm, g.mlp_norm)?;
+            put(l.gate, g.gate)?;
+            put(l.up, g.up)?;
+            put(l.down, g.down)?;
+        }
+        Ok(out)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One layer
+
+/// What a layer's backward reads: its input, the attention's q (roped), k (roped), v,
+/// probabilities and output, the stream after attention, the MLP's gate and up projections,
+/// and both norms' inverse RMS. The normed inputs and the MLP activation are recomputed.
+struct Saved {
+    x: Vec<f32>,
+    rstd_attn: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    probs: Vec<f32>,
+    attn: Vec<f32>,
+    mid: Vec<f32>,
+    rstd_mlp: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+}
+
+fn layer_forward(s: &Shape, w: &LayerWeights, m: &DenseModel, x: Vec<f32>) -> (Vec<f32>, Saved) {
+    let (n, d, hd) = (s.n(), s.d, s.hd);
+    let (qd, kvd) = (s.h * hd, s.kv * hd);
+    let (xn, rstd_attn) = rms_norm(&x, w.attn_norm, s.eps);
+    let mut q = vec![0f32; n * qd];
+    let mut k = vec![0f32; n * kvd];
+    let mut v = vec![0f32; n * kvd];
+    linear(&mut q, &xn, w.q, n, d, qd, false);
+    linear(&mut k, &xn, w.k, n, d, kvd, false);
+    linear(&mut v, &xn, w.v, n, d, kvd, false);
+    drop(xn);
+    if let Some((bq, bk, bv)) = w.qkv_bias {
+        add_rows(&mut q, bq);
+        add_rows(&mut k, bk);
+        add_rows(&mut v, bv);
+    }
+    rope(&mut q, s, s.h, m, false);
+    rope(&mut k, s, s.kv, m, false);
+    let (probs, attn) = attention_forward(s, &q, &k, &v);
+    // mid = x + attn·Woᵀ, accumulated onto a copy of the stream
+    let mut mid = x.clone();
+    linear(&mut mid, &attn, w.o, n, qd, d, true);
+    let (xn2, rstd_mlp) = rms_norm(&mid, w.mlp_norm, s.eps);
+    let mut gate = vec![0f32; n * s.inter];
+    let mut up = vec![0f32; n * s.inter];
+    linear(&mut gate, &xn2, w.gate, n, d, s.inter, false);
+    linear(&mut up, &xn2, w.up, n, d, s.inter, false);
+    drop(xn2);
+    let act = silu_mul(&gate, &up);
+    let mut out = mid.clone();
+    linear(&mut out, &act, w.down, n, s.inter, d, true);
+    (
+        out,
+        Saved {
+            x,
+            rstd_attn,
+            q,
+            k,
+            v,
+            probs,
+            attn,
+            mid,
+            rstd_mlp,
+            gate,
+            up,
+        },
+    )
+}
+
+/// The gradient w.r.t. the layer's input from `dout`, the one w.r.t. its output; weight
+/// gradients accumulate into `g`.
+fn layer_backward(
+    s: &Shape,
+    w: &LayerWeights,
+    g: &mut LayerGrads,
+    m: &DenseModel,
+    saved: Saved,
+    dout: Vec<f32>,
+) -> Vec<f32> {
+    let (n, d, hd, inter) = (s.n(), s.d, s.hd, s.inter);
+    let (qd, kvd) = (s.h * hd, s.kv * hd);
+    let Saved {
+        x,
+        rstd_attn,
+        q,
+        k,
+        v,
+        probs,
+        attn,
+        mid,
+        rstd_mlp,
+        mut gate,
+        mut up,
+    } = saved;
+
+    // MLP: out = mid + silu(gate)·up·Wdᵀ
+    let act = silu_mul(&gate, &up);
+    linear_dw(&mut g.down, &dout, &act, n, inter, d);
+    drop(act);
+    let mut dact = vec![0f32; n * inter];
+    linear_dx(&mut dact, &dout, w.down, n, inter, d, false);
+    silu_mul_backward(&mut gate, &mut up, &dact); // now d gate, d up
+    drop(dact);
+    let xn2 = normed(&mid, &rstd_mlp, w.mlp_norm);
+    linear_dw(&mut g.gate, &gate, &xn2, n, d, inter);
+    linear_dw(&mut g.up, &up, &xn2, n, d, inter);
+    drop(xn2);
+    let mut dxn2 = vec![0f32; n * d];
+    linear_dx(&mut dxn2, &gate, w.gate, n, d, inter, false);
+    linear_dx(&mut dxn2, &up, w.up, n, d, inter, true);
+    drop((gate, up));
+    // d mid = d out + the norm's backward, summed in place
+    let mut dmid = dout;
+    rms_norm_backward(&mut dmid, &mut g.mlp_norm, &mid, &rstd_mlp, w.mlp_norm, &dxn2, true);
+    drop((dxn2, mid));
+
+    // attention: mid = x + attn·Woᵀ
+    linear_dw(&mut g.o, &dmid, &attn, n, qd, d);
+    drop(attn);
+    let mut dattn = vec![0f32; n * qd];
+    linear_dx(&mut dattn, &dmid, w.o, n, qd, d, false);
+    let (mut dq, mut dk, dv) = attention_backward(s, &q, &k, &v, &probs, &dattn);
+    drop((q, k, v, probs, dattn));
+    rope(&mut dq, s, s.h, m, true);
+    rope(&mut dk, s, s.kv, m, true);
+    if let Some((bq, bk, bv)) = g.qkv_bias.as_mut() {
+        column_sums(bq, &dq);
+        column_sums(bk, &dk);
+        column_sums(bv, &dv);
+    }
+    let xn = normed(&x, &rstd_attn, w.attn_norm);
+    linear_dw(&mut g.q, &dq, &xn, n, d, qd);
+    linear_dw(&mut g.k, &dk, &xn, n, d, kvd);
+    linear_dw(&mut g.v, &dv, &xn, n, d, kvd);
+    drop(xn);
+    let mut dxn = vec![0f32; n * d];
+    linear_dx(&mut dxn, &dq, w.q, n, d, qd, false);
+    linear_dx(&mut dxn, &dk, w.k, n, d, kvd, true);
+    linear_dx(&mut dxn, &dv, w.v, n, d, kvd, true);
+    drop((dq, dk, dv));
+    let mut dx = dmid;
+    rms_norm_backward(&mut dx, &mut g.attn_norm, &x, &rstd_attn, w.attn_norm, &dxn, true);
+    dx
+}
+
+// ---------------------------------------------------------------------------------------------
+// GEMM
+
+/// `c (+)= a·b`, `a` m×k and `b` k×n read through strides (element (i, j) of `a` at
+/// `a[i·a_rs + j·a_cs]`), `c` row-major with row stride `c_rs`.
+///
+/// # Safety
+/// Every element the strides reach must lie in the buffers, and `c`'s must not be written by
+/// anyone else during the call.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_raw(
+    (m, n, k): (usize, usize, usize),
+    c: *mut f32,
+    c_rs: usize,
+    accumulate: bool,
+    (a, a_rs, a_cs): (*const f32, usize, usize),
+    (b, b_rs, b_cs): (*const f32, usize, usize),
+    parallel: bool,
+) {
+    let par = if parallel {
+        Parallelism::Rayon(rayon::current_num_threads())
+    } else {
+        Parallelism::None
+    };
+    gemm::gemm(
+        m,
+        n,
+        k,
+        c,
+        1,
+        c_rs as isize,
+        accumulate,
+        a,
+        a_cs as isize,
+        a_rs as isize,
+        b,
+        b_cs as isize,
+        b_rs as isize,
+        1.0,
+        1.0,
+        false,
+        false,
+        false,
+        par,
+    );
+}
+
+/// `y[n, out] (+)= x[n, in] · wᵀ` for a weight `w[out, in]`.
+fn linear(y: &mut [f32], x: &[f32], w: &[f32], n: usize, inp: usize, out: usize, acc: bool) {
+    assert!(y.len() == n * out && x.len() == n * inp && w.len() == out * inp);
+    // SAFETY: the sizes are checked above; `y` is borrowed mutably.
+    unsafe {
+        gemm_raw(
+            (n, out, inp),
+            y.as_mut_ptr(),
+            out,
+            acc,
+            (x.as_ptr(), inp, 1),
+            (w.as_ptr(), 1, inp),
+            true,
+        )
+    }
+}
+
+/// `dx[n, in] (+)= dy[n, out] · w`.
+fn linear_dx(dx: &mut [f32], dy: &[f32], w: &[f32], n: usize, inp: usize, out: usize, acc: bool) {
+    assert!(dx.len() == n * inp && dy.len() == n * out && w.len() == out * inp);
+    // SAFETY: as in `linear`.
+    unsafe {
+        gemm_raw(
+            (n, inp, out),
+            dx.as_mut_ptr(),
+            inp,
+            acc,
+            (dy.as_ptr(), out, 1),
+            (w.as_ptr(), inp, 1),
+            true,
+        )
+    }
+}
+
+/// `dw[out, in] += dyᵀ · x`.
+fn linear_dw(dw: &mut [f32], dy: &[f32], x: &[f32], n: usize, inp: usize, out: usize) {
+    assert!(dw.len() == out * inp && dy.len() == n * out && x.len() == n * inp);
+    // SAFETY: as in `linear`.
+    unsafe {
+        gemm_raw(
+            (out, inp, n),
+            dw.as_mut_ptr(),
+            inp,
+            true,
+            (dy.as_ptr(), 1, out),
+            (x.as_ptr(), inp, 1),
+            true,
+        )
+    }
+}
+
+/// A raw pointer that parallel tasks share; each writes a disjoint set of elements.
+#[derive(Clone, Copy)]
+struct Shared(*mut f32);
+unsafe impl Send for Shared {}
+unsafe impl Sync for Shared {}
+
+// ---------------------------------------------------------------------------------------------
+// Attention
+
+/// Causal attention of every head. q is `[n, h·hd]`, k and v `[n, kv·hd]` (token-major, as the
+/// projections wrote them); query head `j` reads kv head `j / (h / kv)`. Returns the
+/// probabilities `[b, h, t, t]` and the output `[n, h·hd]`.
+fn attention_forward(s: &Shape, q: &[f32], k: &[f32], v: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let (t, hd, h, kv) = (s.t, s.hd, s.h, s.kv);
+    let rep = h / kv;
+    let (qd, kvd) = (h * hd, kv * hd);
+    let mut probs = vec![0f32; s.b * h * t * t];
+    let mut out = vec![0f32; s.n() * qd];
+    let o = Shared(out.as_mut_ptr());
+    // one task per (row, kv head): its query heads' probabilities are one contiguous block
+    probs
+        .par_chunks_mut(rep * t * t)
+        .enumerate()
+        .for_each(|(task, p_group)| {
+            let o = o;
+            let (bi, g) = (task / kv, task % kv);
+            let kg = &k[bi * t * kvd + g * hd..];
+            let vg = &v[bi * t * kvd + g * hd..];
+            for r in 0..rep {
+                let head = g * rep + r;
+                let p = &mut p_group[r * t * t..][..t * t];
+                let qh = &q[bi * t * qd + head * hd..];
+                // SAFETY: rows of t and hd elements at the strides stay inside q, k, v, p and
+                // out; this task alone writes head `head` of row `bi` in `out`.
+                unsafe {
+                    gemm_raw(
+                        (t, t, hd),
+                        p.as_mut_ptr(),
+                        t,
+                        false,
+                        (qh.as_ptr(), qd, 1),
+                        (kg.as_ptr(), 1, kvd),
+                        false,
+                    );
+                }
+                causal_softmax_rows(p, t, s.scale);
+                unsafe {
+                    gemm_raw(
+                        (t, hd, t),
+                        o.0.add(bi * t * qd + head * hd),
+                        qd,
+                        false,
+                        (p.as_ptr(), t, 1),
+                        (vg.as_ptr(), kvd, 1),
+                        false,
+                    );
+                }
+            }
+        });
+    (probs, out)
+}
+
+/// In place: row `i` of the `t × t` scores becomes `softmax(scale · s[i, ..=i])`, zeros after.
+fn causal_softmax_rows(p: &mut [f32], t: usize, scale: f32) {
+    for (i, row) in p.chunks_mut(t).enumerate() {
+        let (seen, future) = row.split_at_mut(i + 1);
+        let max = seen
+            .iter()
+            .fold(f32::NEG_INFINITY, |m, &v| m.max(v * scale));
+        let mut sum = 0f32;
+        for v in seen.iter_mut() {
+            *v = (*v * scale - max).exp();
+            sum += *v;
+        }
+        let inv = 1.0 / sum;
+        seen.iter_mut().for_each(|v| *v *= inv);
+        future.fill(0.0);
+    }
+}
+
+/// Gradients of q, k and v (their forward layouts) from the attention output's gradient.
+fn attention_backward(
+    s: &Shape,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    probs: &[f32],
+    dout: &[f32],
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let (t, hd, h, kv) = (s.t, s.hd, s.h, s.kv);
+    let rep = h / kv;
+    let (qd, kvd) = (h * hd, kv * hd);
+    let n = s.n();
+    let (mut dq, mut dk, mut dv) = (
+        vec![0f32; n * qd],
+        vec![0f32; n * kvd],
+        vec![0f32; n * kvd],
+    );
+    let (dqp, dkp, dvp) = (
+        Shared(dq.as_mut_ptr()),
+        Shared(dk.as_mut_ptr()),
+        Shared(dv.as_mut_ptr()),
+    );
+    (0..s.b * kv).into_par_iter().for_each(|task| {
+        let (dqp, dkp, dvp) = (dqp, dkp, dvp);
+        let (bi, g) = (task / kv, task % kv);
+        let kv_at = bi * t * kvd + g * hd;
+        let (kg, vg) = (&k[kv_at..], &v[kv_at..]);
+        let mut ds = vec![0f32; t * t];
+        for r in 0..rep {
+            let head = g * rep + r;
+            let q_at = bi * t * qd + head * hd;
+            let p = &probs[((bi * h) + head) * t * t..][..t * t];
+            let doh = &dout[q_at..];
+            // SAFETY: as in `attention_forward`; this task alone writes kv head `g` of row
+            // `bi` in dk and dv, and its query heads in dq.
+            unsafe {
+                // dP = dO·Vᵀ
+                gemm_raw(
+                    (t, t, hd),
+                    ds.as_mut_ptr(),
+                    t,
+                    false,
+                    (doh.as_ptr(), qd, 1),
+                    (vg.as_ptr(), 1, kvd),
+                    false,
+                );
+                // dV += Pᵀ·dO
+                gemm_raw(
+                    (t, hd, t),
+                    dvp.0.add(kv_at),
+                    kvd,
+                    true,
+                    (p.as_ptr(), 1, t),
+                    (doh.as_ptr(), qd, 1),
+                    false,
+                );
+            }
+            // dS = scale · P ⊙ (dP − Σ_j dP⊙P); zero where P is (the future)
+            for (drow, prow) in ds.chunks_mut(t).zip(p.chunks(t)) {
+                let dot: f32 = drow.iter().zip(prow).map(|(a, b)| a * b).sum();
+                for (dv, &pv) in drow.iter_mut().zip(prow) {
+                    *dv = s.scale * pv * (*dv - dot);
+                }
+            }
+            unsafe {
+                // dQ = dS·K
+                gemm_raw(
+                    (t, hd, t),
+                    dqp.0.add(q_at),
+                    qd,
+                    false,
+                    (ds.as_ptr(), t, 1),
+                    (kg.as_ptr(), kvd, 1),
+                    false,
+                );
+                // dK += dSᵀ·Q
+                gemm_raw(
+                    (t, hd, t),
+                    dkp.0.add(kv_at),
+                    kvd,
+                    true,
+                    (ds.as_ptr(), 1, t),
+                    (q[q_at..].as_ptr(), qd, 1),
+                    false,
+                );
+            }
+        }
+    });
+    (dq, dk, dv)
+}
+
+/// Rotary embedding in place on `x: [n, heads·hd]`, token `i` of a row at position `i`
+/// (`inverse`: the transposed rotation, for gradients).
+fn rope(x: &mut [f32], s: &Shape, heads: usize, m: &DenseModel, inverse: bool) {
+    let (t, hd) = (s.t, s.hd);
+    let half = hd / 2;
+    let (cos, sin) = (&m.rope.cos_host, &m.rope.sin_host);
+    x.par_chunks_mut(heads * hd)
+        .enumerate()
+        .for_each(|(token, row)| {
+            let pos = token % t;
+            let (c, sn) = (&cos[pos * hd..][..hd], &sin[pos * hd..][..hd]);
+            for head in row.chunks_mut(hd) {
+                for i in 0..half {
+                    let (x1, x2) = (head[i], head[i + half]);
+                    let sn = if inverse { -sn[i] } else { sn[i] };
+                    head[i] = x1 * c[i] - x2 * sn;
+                    head[i + half] = x2 * c[i] + x1 * sn;
+                }
+            }
+        });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Elementwise
+
+/// RMSNorm of every row: `(x · rstd · w, rstd)`.
+fn rms_norm(x: &[f32], w: &[f32], eps: f32) -> (Vec<f32>, Vec<f32>) {
+    let d = w.len();
+    let rstd: Vec<f32> = x
+        .par_chunks(d)
+        .map(|row| 1.0 / (row.iter().map(|v| v * v).sum::<f32>() / d as f32 + eps).sqrt())
+        .collect();
+    (normed(x, &rstd, w), rstd)
+}
+
+/// `x · rstd · w` per row, from a norm's saved `rstd`.
+fn normed(x: &[f32], rstd: &[f32], w: &[f32]) -> Vec<f32> {
+    let d = w.len();
+    let mut out = vec![0f32; x.len()];
+    out.par_chunks_mut(d)
+        .zip(x.par_chunks(d).zip(rstd))
+        .for_each(|(o, (row, &r))| {
+            for i in 0..d {
+                o[i] = row[i] * r * w[i];
+            }
+        });
+    out
+}
+
+/// RMSNorm backward: `dx (+)= r·(g·w − x̂·mean(g·w·x̂))` per row (x̂ = x·r), `dw += Σ g·x̂`.
+fn rms_norm_backward(
+    dx: &mut [f32],
+    dw: &mut [f32],
+    x: &[f32],
+    rstd: &[f32],
+    w: &[f32],
+    g: &[f32],
+    acc: bool,
+) {
+    let d = w.len();
+    let partial = dx
+        .par_chunks_mut(d)
+        .zip(x.par_chunks(d).zip(g.par_chunks(d)).zip(rstd))
+        .fold(
+            || vec![0f32; d],
+            |mut gw, (dxr, ((xr, gr), &r))| {
+                let mut dot = 0f32;
+                for i in 0..d {
+                    let xh = xr[i] * r;
+                    dot += gr[i] * w[i] * xh;
+                    gw[i] += gr[i] * xh;
+                }
+                let mean = dot / d as f32;
+                for i in 0..d {
+                    let v = r * (gr[i] * w[i] - xr[i] * r * mean);
+                    dxr[i] = if acc { dxr[i] + v } else { v };
+                }
+                gw
+            },
+        )
+        .reduce(
+            || vec![0f32; d],
+            |mut a, b| {
+                a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
+                a
+            },
+        );
+    dw.iter_mut().zip(partial).for_each(|(a, b)| *a += b);
+}
+
+fn sigmoid(v: f32) -> f32 {
+    1.0 / (1.0 + (-v).exp())
+}
+
+fn silu_mul(gate: &[f32], up: &[f32]) -> Vec<f32> {
+    let mut out = vec![0f32; gate.len()];
+    out.par_chunks_mut(4096)
+        .zip(gate.par_chunks(4096).zip(up.par_chunks(4096)))
+        .for_each(|(o, (g, u))| {
+            for i in 0..o.len() {
+                o[i] = g[i] * sigmoid(g[i]) * u[i];
+            }
+        });
+    out
+}
+
+/// In place: `gate` and `up` become their gradients from `d`, that of `silu(gate)·up`.
+fn silu_mul_backward(gate: &mut [f32], up: &mut [f32], d: &[f32]) {
+    gate.par_chunks_mut(4096)
+        .zip(up.par_chunks_mut(4096).zip(d.par_chunks(4096)))
+        .for_each(|(g, (u, d))| {
+            for i in 0..g.len() {
+                let (gv, uv) = (g[i], u[i]);
+                let sg = sigmoid(gv);
+                u[i] = d[i] * gv * sg;
+                g[i] = d[i] * uv * sg * (1.0 + gv * (1.0 - sg));
+            }
+        });
+}
+
+fn add_rows(x: &mut [f32], bias: &[f32]) {
+    x.par_chunks_mut(bias.len()).for_each(|row| {
+        row.iter_mut().zip(bias).for_each(|(a, b)| *a += b);
+    });
+}
+
+/// `acc += Σ_rows x` for `x: [rows, acc.len()]`.
+fn column_sums(acc: &mut [f32], x: &[f32]) {
+    for row in x.chunks(acc.len()) {
+        acc.iter_mut().zip(row).for_each(|(a, b)| *a += b);
+    }
+}
