@@ -101,6 +101,7 @@ pub fn loss_and_grads(
     }
     let w = Weights::read(&m)?;
     let mut g = Grads::new(&m);
+    let mut lap = lap_timer();
 
     // forward, keeping what the backward reads
     let d = shape.d;
@@ -115,6 +116,7 @@ pub fn loss_and_grads(
         x = out;
     }
     let (hidden, final_rstd) = rms_norm(&x, w.norm, shape.eps);
+    lap("forward");
 
     // loss over the weighted positions, chunk by chunk
     let mut d_hidden = vec![0f32; n * d];
@@ -145,6 +147,7 @@ pub fn loss_and_grads(
         }
     }
     drop(hidden);
+    lap("loss");
 
     // backward
     let mut dx = vec![0f32; n * d];
@@ -159,10 +162,23 @@ pub fn loss_and_grads(
         dst.iter_mut().zip(row).for_each(|(a, b)| *a += b);
     }
     drop(w);
+    lap("backward");
     Ok(StepGrads {
         loss,
         grads: g.into_tensors(&m)?,
     })
+}
+
+/// With `MENTOR_TRACE_STEP` set, a closure that prints the time since its last call.
+fn lap_timer() -> impl FnMut(&str) {
+    let trace = std::env::var_os("MENTOR_TRACE_STEP").is_some();
+    let mut t = std::time::Instant::now();
+    move |what| {
+        if trace {
+            eprintln!("    {what}: {:.2}s", t.elapsed().as_secs_f64());
+            t = std::time::Instant::now();
+        }
+    }
 }
 
 /// The step's sizes.
