@@ -8,6 +8,7 @@
 //! prompt-masked, task-weighted cross-entropy the recipes train with.
 
 pub mod cpu_train;
+pub mod fastmath;
 pub mod generate;
 pub mod gguf;
 pub mod llama;

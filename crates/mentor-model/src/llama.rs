@@ -827,7 +827,9 @@ impl Llama {
     /// This model's tensors for [`crate::cpu_train`], or `None` when it is not a plain f32
     /// decoder there (adapters, quantised weights, Gemma, another dtype).
     pub(crate) fn dense(&self) -> Option<DenseModel<'_>> {
-        if self.cfg.gemma.is_some() || self.compute != DType::F32 || self.lm_head_quantized.is_some()
+        if self.cfg.gemma.is_some()
+            || self.compute != DType::F32
+            || self.lm_head_quantized.is_some()
         {
             return None;
         }
@@ -846,8 +848,15 @@ impl Llama {
         let mut layers = Vec::with_capacity(self.layers.len());
         for l in &self.layers {
             let (a, m) = (&l.self_attn, &l.mlp);
-            for p in [&a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj, &m.gate_proj, &m.up_proj, &m.down_proj]
-            {
+            for p in [
+                &a.q_proj,
+                &a.k_proj,
+                &a.v_proj,
+                &a.o_proj,
+                &m.gate_proj,
+                &m.up_proj,
+                &m.down_proj,
+            ] {
                 dense(p)?;
             }
             let qkv_bias = match (&a.q_proj.bias, &a.k_proj.bias, &a.v_proj.bias) {

@@ -146,25 +146,40 @@ pub(crate) fn xent_rows_cpu(
     targets: &[u32],
     scale: Option<&[f32]>,
 ) -> (Vec<f32>, Option<Vec<f32>>) {
+    use crate::fastmath;
     use rayon::prelude::*;
     let vocab = logits.len() / targets.len().max(1);
     let nll: Vec<f32> = logits
         .par_chunks_mut(vocab)
         .enumerate()
         .map(|(r, row)| {
-            let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-            let sum: f32 = row.iter().map(|&v| (v - max).exp()).sum();
-            let lse = sum.ln() + max;
             let t = targets[r] as usize;
-            let nll = lse - row[t];
-            if let Some(s) = scale {
-                let s = s[r];
-                for v in row.iter_mut() {
-                    *v = (*v - lse).exp() * s;
+            let (max, picked) = (fastmath::max(row), row[t]);
+            match scale {
+                // the gradient needs each e^(v − max): computed once, in place
+                Some(s) => {
+                    row.iter_mut().for_each(|v| *v = fastmath::exp(*v - max));
+                    let sum = fastmath::sum(row);
+                    let k = s[r] / sum;
+                    row.iter_mut().for_each(|v| *v *= k);
+                    row[t] -= s[r];
+                    sum.ln() + max - picked
                 }
-                row[t] -= s;
+                None => {
+                    let sum: f32 = row
+                        .chunks(4096)
+                        .map(|c| {
+                            let mut e = [0f32; 4096];
+                            let e = &mut e[..c.len()];
+                            e.iter_mut()
+                                .zip(c)
+                                .for_each(|(e, &v)| *e = fastmath::exp(v - max));
+                            fastmath::sum(e)
+                        })
+                        .sum();
+                    sum.ln() + max - picked
+                }
             }
-            nll
         })
         .collect();
     (nll, scale.map(|_| logits))

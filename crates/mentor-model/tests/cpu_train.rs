@@ -115,8 +115,7 @@ fn a_batch_without_weighted_positions_has_no_gradients() -> Result<()> {
     let cfg = config(true, false, 2);
     let student = Student::random(&cfg, &Device::Cpu, 3)?;
     let (ids, targets, _) = batch(2, 6, cfg.vocab_size as u32);
-    let out =
-        cpu_train::loss_and_grads(&student.model, &ids, 2, 6, &targets, &[0.0; 12], 1.0, 4)?;
+    let out = cpu_train::loss_and_grads(&student.model, &ids, 2, 6, &targets, &[0.0; 12], 1.0, 4)?;
     assert!(out.grads.is_empty());
     assert_eq!(out.loss.weight, 0.0);
     Ok(())

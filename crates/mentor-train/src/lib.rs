@@ -2,7 +2,8 @@
 //!
 //! [`batch`] turns tokenised (prompt, target, task weight) examples into right-padded,
 //! length-bucketed batches; [`optim`] holds AdamW (with state that checkpoints) and the
-//! warm-up + cosine/linear/constant schedule; [`trainer`] is the loop — chunked loss, gradient
+//! warm-up + cosine/linear/constant schedule; [`trainer`] is the loop — chunked loss (or the
+//! written-out CPU step of `mentor_model::cpu_train`), gradient
 //! accumulation and clipping, validation every N steps with best-checkpoint selection on the
 //! validation split, and atomic, resumable checkpoints.
 
@@ -12,6 +13,6 @@ pub mod trainer;
 
 pub use batch::{Batch, TrainExample};
 pub use trainer::{
-    eval_loss, optimizer_step, train, EvalLog, Hooks, Quiet, StepLog, StepOutcome, TrainConfig,
-    TrainReport,
+    eval_loss, optimizer_step, train, written_out_step, EvalLog, Hooks, Quiet, StepLog,
+    StepOutcome, TrainConfig, TrainReport,
 };

@@ -73,8 +73,20 @@ impl AdamW {
             let Some(g) = &grads[i] else { continue };
             let decay = if p.rank() >= 2 { c.weight_decay } else { 0.0 };
             if in_place(&[p.as_tensor(), g, &self.m[i], &self.v[i]]) {
-                self.m[i].inplace_op2(g, &Ema { beta: c.beta1 as f32, square: false })?;
-                self.v[i].inplace_op2(g, &Ema { beta: c.beta2 as f32, square: true })?;
+                self.m[i].inplace_op2(
+                    g,
+                    &Ema {
+                        beta: c.beta1 as f32,
+                        square: false,
+                    },
+                )?;
+                self.v[i].inplace_op2(
+                    g,
+                    &Ema {
+                        beta: c.beta2 as f32,
+                        square: true,
+                    },
+                )?;
                 let update = Update {
                     lr: lr as f32,
                     bc1: bc1 as f32,
@@ -166,7 +178,13 @@ impl InplaceOp2 for Ema {
         "mentor-adamw-moment"
     }
 
-    fn cpu_fwd(&self, s1: &mut CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<()> {
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<()> {
         let (m, g) = (f32s_mut(s1, l1)?, f32s(s2, l2)?);
         let (b, a) = (self.beta, 1.0 - self.beta);
         m.par_chunks_mut(CHUNK)
@@ -221,7 +239,20 @@ impl InplaceOp3 for Update {
 pub fn clip_grad_norm(grads: &mut [Option<Tensor>], max_norm: f64) -> Result<f64> {
     let mut sq = 0f64;
     for g in grads.iter().flatten() {
-        sq += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+        sq += match in_place(&[g]) {
+            // read where it lies: `sqr()` would allocate a copy of every gradient
+            true => {
+                let (storage, layout) = g.storage_and_layout();
+                let candle_core::Storage::Cpu(cpu) = &*storage else {
+                    unreachable!("checked on the CPU")
+                };
+                f32s(cpu, layout)?
+                    .par_chunks(CHUNK)
+                    .map(|c| c.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>())
+                    .sum()
+            }
+            false => g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64,
+        };
     }
     let norm = sq.sqrt();
     if max_norm > 0.0 && norm > max_norm {
@@ -319,7 +350,11 @@ mod tests {
     fn in_place_update_follows_the_formula() -> Result<()> {
         let dev = candle_core::Device::Cpu;
         let w0 = [0.5f32, -1.0, 2.0, 0.25];
-        let gs = [[0.1f32, -0.2, 0.3, 0.0], [0.4, 0.1, -0.5, 0.2], [-0.3, 0.2, 0.1, 0.1]];
+        let gs = [
+            [0.1f32, -0.2, 0.3, 0.0],
+            [0.4, 0.1, -0.5, 0.2],
+            [-0.3, 0.2, 0.1, 0.1],
+        ];
         let cfg = AdamWConfig {
             weight_decay: 0.1,
             ..AdamWConfig::default()
@@ -336,7 +371,10 @@ mod tests {
             let gt = Tensor::new(g, &dev)?.reshape((2, 2))?;
             opt.step(&[Some(gt.clone())], lr)?;
             reference.step(&[Some(gt)], lr)?;
-            let (bc1, bc2) = (1.0 - 0.9f64.powi(t as i32 + 1), 1.0 - 0.999f64.powi(t as i32 + 1));
+            let (bc1, bc2) = (
+                1.0 - 0.9f64.powi(t as i32 + 1),
+                1.0 - 0.999f64.powi(t as i32 + 1),
+            );
             for i in 0..4 {
                 let gi = g[i] as f64;
                 m[i] = 0.9 * m[i] + 0.1 * gi;

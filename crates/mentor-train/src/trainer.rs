@@ -12,8 +12,8 @@
 use crate::batch::{epoch_batches, Batch, TrainExample};
 use crate::optim::{clip_grad_norm, AdamW, AdamWConfig, Schedule, ScheduleKind};
 use candle_core::{Result, Tensor, Var};
-use mentor_model::load::{write_atomic, Student};
 use mentor_model::cpu_train;
+use mentor_model::load::{write_atomic, Student};
 use mentor_model::loss::chunked_lm_loss;
 use mentor_model::Llama;
 use serde::{Deserialize, Serialize};
@@ -186,6 +186,13 @@ pub struct StepOutcome {
     pub tokens: usize,
 }
 
+/// Whether [`optimizer_step`] runs `model` through the written-out CPU step
+/// ([`cpu_train`], whose doc says why) rather than candle's autograd: for a plain f32 decoder
+/// on the CPU, unless `MENTOR_AUTOGRAD` is set (for comparison).
+pub fn written_out_step(model: &Llama) -> bool {
+    cpu_train::supported(model) && std::env::var_os("MENTOR_AUTOGRAD").is_none()
+}
+
 /// One optimiser step over `micro` (the accumulated micro-batches): forward, chunked loss,
 /// backward per micro-batch with gradients summed, clipping, AdamW at `lr`.
 pub fn optimizer_step(
@@ -218,9 +225,7 @@ pub fn optimizer_step(
             t = Instant::now();
         }
     };
-    // a plain f32 decoder on the CPU runs the written-out step (cpu_train's doc says why);
-    // MENTOR_AUTOGRAD=1 forces candle's autograd, for comparison
-    let direct = cpu_train::supported(model) && std::env::var_os("MENTOR_AUTOGRAD").is_none();
+    let direct = written_out_step(model);
     for b in micro {
         if direct {
             let step = cpu_train::loss_and_grads(

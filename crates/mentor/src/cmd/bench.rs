@@ -280,6 +280,12 @@ fn train(a: Args) -> Result<Summary> {
     let n = batch.tokens;
     let cfg = TrainConfig::default();
     let mut opt = AdamW::new(student.trainable(), AdamWConfig::default())?;
+    // which training step optimizer_step takes for this model (see cpu_train)
+    let step_kind = if mentor_train::written_out_step(&student.model) {
+        "written-out"
+    } else {
+        "autograd"
+    };
     let mut times = vec![];
     for i in 0..a.warmup + a.steps {
         let t = Instant::now();
@@ -311,7 +317,7 @@ fn train(a: Args) -> Result<Summary> {
     let threads = std::env::var("RAYON_NUM_THREADS").ok();
     Ok(Summary {
         human: format!(
-            "train step {} × {} tokens, {} on {:?} in {:?}: median {median:.3}s → {tokens_per_s:.1} tokens/s, {tflops:.2} TFLOP/s{}, peak RSS {:.0} MiB (load {load_s:.1}s)",
+            "train step {} × {} tokens, {} ({step_kind}) on {:?} in {:?}: median {median:.3}s → {tokens_per_s:.1} tokens/s, {tflops:.2} TFLOP/s{}, peak RSS {:.0} MiB (load {load_s:.1}s)",
             batch_size,
             a.seq,
             a.tuning,
@@ -323,6 +329,7 @@ fn train(a: Args) -> Result<Summary> {
         json: json!({
             "bench": "train",
             "impl": "mentor",
+            "step": step_kind,
             "model": a.model,
             "device": format!("{:?}", place.device),
             "dtype": format!("{:?}", place.dtype),
