@@ -650,6 +650,13 @@ struct Shared(*mut f32);
 unsafe impl Send for Shared {}
 unsafe impl Sync for Shared {}
 
+impl Shared {
+    /// Through a method, so closures capture the `Send` wrapper rather than its field.
+    fn ptr(self) -> *mut f32 {
+        self.0
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Attention
 
@@ -668,7 +675,6 @@ fn attention_forward(s: &Shape, q: &[f32], k: &[f32], v: &[f32]) -> (Vec<f32>, V
         .par_chunks_mut(rep * t * t)
         .enumerate()
         .for_each(|(task, p_group)| {
-            let o = o;
             let (bi, g) = (task / kv, task % kv);
             let kg = &k[bi * t * kvd + g * hd..];
             let vg = &v[bi * t * kvd + g * hd..];
@@ -693,7 +699,7 @@ fn attention_forward(s: &Shape, q: &[f32], k: &[f32], v: &[f32]) -> (Vec<f32>, V
                 unsafe {
                     gemm_raw(
                         (t, hd, t),
-                        o.0.add(bi * t * qd + head * hd),
+                        o.ptr().add(bi * t * qd + head * hd),
                         qd,
                         false,
                         (p.as_ptr(), t, 1),
@@ -739,7 +745,6 @@ fn attention_backward(
         Shared(dv.as_mut_ptr()),
     );
     (0..s.b * kv).into_par_iter().for_each(|task| {
-        let (dqp, dkp, dvp) = (dqp, dkp, dvp);
         let (bi, g) = (task / kv, task % kv);
         let kv_at = bi * t * kvd + g * hd;
         let (kg, vg) = (&k[kv_at..], &v[kv_at..]);
@@ -765,7 +770,7 @@ fn attention_backward(
                 // dV += Pᵀ·dO
                 gemm_raw(
                     (t, hd, t),
-                    dvp.0.add(kv_at),
+                    dvp.ptr().add(kv_at),
                     kvd,
                     true,
                     (p.as_ptr(), 1, t),
@@ -784,7 +789,7 @@ fn attention_backward(
                 // dQ = dS·K
                 gemm_raw(
                     (t, hd, t),
-                    dqp.0.add(q_at),
+                    dqp.ptr().add(q_at),
                     qd,
                     false,
                     (ds.as_ptr(), t, 1),
@@ -794,7 +799,7 @@ fn attention_backward(
                 // dK += dSᵀ·Q
                 gemm_raw(
                     (t, hd, t),
-                    dkp.0.add(kv_at),
+                    dkp.ptr().add(kv_at),
                     kvd,
                     true,
                     (ds.as_ptr(), 1, t),
