@@ -682,40 +682,54 @@ fn attention_forward(s: &Shape, q: &[f32], k: &[f32], v: &[f32]) -> (Vec<f32>, V
                 let head = g * rep + r;
                 let p = &mut p_group[r * t * t..][..t * t];
                 let qh = &q[bi * t * qd + head * hd..];
-                // SAFETY: rows of t and hd elements at the strides stay inside q, k, v, p and
-                // out; this task alone writes head `head` of row `bi` in `out`.
-                unsafe {
-                    gemm_raw(
-                        (t, t, hd),
-                        p.as_mut_ptr(),
-                        t,
-                        false,
-                        (qh.as_ptr(), qd, 1),
-                        (kg.as_ptr(), 1, kvd),
-                        false,
-                    );
-                }
-                causal_softmax_rows(p, t, s.scale);
-                unsafe {
-                    gemm_raw(
-                        (t, hd, t),
-                        o.ptr().add(bi * t * qd + head * hd),
-                        qd,
-                        false,
-                        (p.as_ptr(), t, 1),
-                        (vg.as_ptr(), kvd, 1),
-                        false,
-                    );
+                // queries q0..q1 see keys 0..q1: the masked upper blocks are never computed
+                for (q0, q1) in causal_blocks(t) {
+                    let rows = q1 - q0;
+                    // SAFETY: rows of t and hd elements at the strides stay inside q, k, v, p
+                    // and out; this task alone writes head `head` of row `bi` in `out`.
+                    unsafe {
+                        gemm_raw(
+                            (rows, q1, hd),
+                            p[q0 * t..].as_mut_ptr(),
+                            t,
+                            false,
+                            (qh[q0 * qd..].as_ptr(), qd, 1),
+                            (kg.as_ptr(), 1, kvd),
+                            false,
+                        );
+                    }
+                    causal_softmax_rows(&mut p[q0 * t..q1 * t], t, q0, s.scale);
+                    unsafe {
+                        gemm_raw(
+                            (rows, hd, q1),
+                            o.ptr().add((bi * t + q0) * qd + head * hd),
+                            qd,
+                            false,
+                            (p[q0 * t..].as_ptr(), t, 1),
+                            (vg.as_ptr(), kvd, 1),
+                            false,
+                        );
+                    }
                 }
             }
         });
     (probs, out)
 }
 
-/// In place: row `i` of the `t × t` scores becomes `softmax(scale · s[i, ..=i])`, zeros after.
-fn causal_softmax_rows(p: &mut [f32], t: usize, scale: f32) {
-    for (i, row) in p.chunks_mut(t).enumerate() {
-        let (seen, future) = row.split_at_mut(i + 1);
+/// Query blocks `(q0, q1)` of a causal `t × t` attention: block rows see keys `0..q1`. 64-row
+/// blocks skip ~3/8 of the square at t = 256 and keep the GEMMs large enough to run well.
+fn causal_blocks(t: usize) -> impl Iterator<Item = (usize, usize)> {
+    const BLOCK: usize = 64;
+    (0..t)
+        .step_by(BLOCK)
+        .map(move |q0| (q0, (q0 + BLOCK).min(t)))
+}
+
+/// In place on rows `first..` of a `t`-column score matrix: row `i` becomes
+/// `softmax(scale · s[i, ..=i])`, zeros after (including columns never computed).
+fn causal_softmax_rows(p: &mut [f32], t: usize, first: usize, scale: f32) {
+    for (r, row) in p.chunks_mut(t).enumerate() {
+        let (seen, future) = row.split_at_mut(first + r + 1);
         let max = fastmath::max(seen) * scale;
         seen.iter_mut()
             .for_each(|v| *v = fastmath::exp(*v * scale - max));
@@ -754,58 +768,66 @@ fn attention_backward(
             let q_at = bi * t * qd + head * hd;
             let p = &probs[((bi * h) + head) * t * t..][..t * t];
             let doh = &dout[q_at..];
-            // SAFETY: as in `attention_forward`; this task alone writes kv head `g` of row
-            // `bi` in dk and dv, and its query heads in dq.
-            unsafe {
-                // dP = dO·Vᵀ
-                gemm_raw(
-                    (t, t, hd),
-                    ds.as_mut_ptr(),
-                    t,
-                    false,
-                    (doh.as_ptr(), qd, 1),
-                    (vg.as_ptr(), 1, kvd),
-                    false,
-                );
-                // dV += Pᵀ·dO
-                gemm_raw(
-                    (t, hd, t),
-                    dvp.ptr().add(kv_at),
-                    kvd,
-                    true,
-                    (p.as_ptr(), 1, t),
-                    (doh.as_ptr(), qd, 1),
-                    false,
-                );
-            }
-            // dS = scale · P ⊙ (dP − Σ_j dP⊙P); zero where P is (the future)
-            for (drow, prow) in ds.chunks_mut(t).zip(p.chunks(t)) {
-                let dot: f32 = drow.iter().zip(prow).map(|(a, b)| a * b).sum();
-                for (dv, &pv) in drow.iter_mut().zip(prow) {
-                    *dv = s.scale * pv * (*dv - dot);
+            for (q0, q1) in causal_blocks(t) {
+                let rows = q1 - q0;
+                let (p, ds) = (&p[q0 * t..q1 * t], &mut ds[q0 * t..q1 * t]);
+                let (dob, qb) = (&doh[q0 * qd..], &q[q_at + q0 * qd..]);
+                // SAFETY: as in `attention_forward`; this task alone writes kv head `g` of row
+                // `bi` in dk and dv, and its query heads in dq.
+                unsafe {
+                    // dP = dO·Vᵀ (keys 0..q1)
+                    gemm_raw(
+                        (rows, q1, hd),
+                        ds.as_mut_ptr(),
+                        t,
+                        false,
+                        (dob.as_ptr(), qd, 1),
+                        (vg.as_ptr(), 1, kvd),
+                        false,
+                    );
+                    // dV[..q1] += Pᵀ·dO
+                    gemm_raw(
+                        (q1, hd, rows),
+                        dvp.ptr().add(kv_at),
+                        kvd,
+                        true,
+                        (p.as_ptr(), 1, t),
+                        (dob.as_ptr(), qd, 1),
+                        false,
+                    );
                 }
-            }
-            unsafe {
-                // dQ = dS·K
-                gemm_raw(
-                    (t, hd, t),
-                    dqp.ptr().add(q_at),
-                    qd,
-                    false,
-                    (ds.as_ptr(), t, 1),
-                    (kg.as_ptr(), kvd, 1),
-                    false,
-                );
-                // dK += dSᵀ·Q
-                gemm_raw(
-                    (t, hd, t),
-                    dkp.ptr().add(kv_at),
-                    kvd,
-                    true,
-                    (ds.as_ptr(), 1, t),
-                    (q[q_at..].as_ptr(), qd, 1),
-                    false,
-                );
+                // dS = scale · P ⊙ (dP − Σ_j dP⊙P) over the seen keys; zero after, up to q1
+                for (r, (drow, prow)) in ds.chunks_mut(t).zip(p.chunks(t)).enumerate() {
+                    let seen = q0 + r + 1;
+                    let (drow, prow) = (&mut drow[..q1], &prow[..q1]);
+                    let dot: f32 = drow[..seen].iter().zip(prow).map(|(a, b)| a * b).sum();
+                    for (dv, &pv) in drow[..seen].iter_mut().zip(prow) {
+                        *dv = s.scale * pv * (*dv - dot);
+                    }
+                    drow[seen..].fill(0.0);
+                }
+                unsafe {
+                    // dQ = dS·K
+                    gemm_raw(
+                        (rows, hd, q1),
+                        dqp.ptr().add(q_at + q0 * qd),
+                        qd,
+                        false,
+                        (ds.as_ptr(), t, 1),
+                        (kg.as_ptr(), kvd, 1),
+                        false,
+                    );
+                    // dK[..q1] += dSᵀ·Q
+                    gemm_raw(
+                        (q1, hd, rows),
+                        dkp.ptr().add(kv_at),
+                        kvd,
+                        true,
+                        (ds.as_ptr(), 1, t),
+                        (qb.as_ptr(), qd, 1),
+                        false,
+                    );
+                }
             }
         }
     });

@@ -1,7 +1,7 @@
 //! The written-out CPU training step (`cpu_train`) computes what autograd computes: the same
 //! per-position losses and the same gradient for every weight, on tiny models of each
 //! supported shape (tied and untied head, Qwen2's biases, grouped and plain attention), with
-//! ignored positions and several loss chunks.
+//! ignored positions, several loss chunks and more than one causal attention block.
 
 use candle_core::{Device, Result, Tensor};
 use mentor_model::load::{Student, Tuning};
@@ -13,6 +13,7 @@ fn config(tied: bool, bias: bool, kv_heads: usize) -> LlamaConfig {
         tie_word_embeddings: tied,
         attention_bias: bias,
         num_key_value_heads: kv_heads,
+        max_position_embeddings: 128,
         ..LlamaConfig::tiny(40)
     }
 }
@@ -51,10 +52,11 @@ fn written_out_step_matches_autograd() -> Result<()> {
         let student = Student::random(&cfg, &dev, 11)?;
         assert_eq!(student.tuning, Tuning::Full);
         assert!(cpu_train::supported(&student.model));
-        let (rows, width) = (3, 12);
+        // 70 positions: the attention's causal blocks are 64 queries, so a second, partial one
+        let (rows, width) = (3, 70);
         let (ids, targets, weights) = batch(rows, width, cfg.vocab_size as u32);
         let norm = 7.5; // as if other micro-batches shared the step
-        let chunk = 5; // several loss chunks
+        let chunk = 50; // several loss chunks
 
         let direct = cpu_train::loss_and_grads(
             &student.model,
