@@ -21,9 +21,9 @@ use candle_core::{Device, Result, Storage, Tensor, TensorId};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use crate::fastmath;
 use crate::llama::{DenseModel, Llama};
 use crate::loss::{xent_rows_cpu, LmLoss};
+use crate::ops::slices::{self, normed, rms_norm, rms_norm_backward, silu_mul, silu_mul_backward};
 
 /// Loss and gradients of one micro-batch.
 pub struct StepGrads {
@@ -729,13 +729,7 @@ fn causal_blocks(t: usize) -> impl Iterator<Item = (usize, usize)> {
 /// `softmax(scale · s[i, ..=i])`, zeros after (including columns never computed).
 fn causal_softmax_rows(p: &mut [f32], t: usize, first: usize, scale: f32) {
     for (r, row) in p.chunks_mut(t).enumerate() {
-        let (seen, future) = row.split_at_mut(first + r + 1);
-        let max = fastmath::max(seen) * scale;
-        seen.iter_mut()
-            .for_each(|v| *v = fastmath::exp(*v * scale - max));
-        let inv = 1.0 / fastmath::sum(seen);
-        seen.iter_mut().for_each(|v| *v *= inv);
-        future.fill(0.0);
+        slices::softmax_prefix(row, first + r + 1, scale);
     }
 }
 
@@ -857,98 +851,7 @@ fn rope(x: &mut [f32], s: &Shape, heads: usize, m: &DenseModel, inverse: bool) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Elementwise
-
-/// RMSNorm of every row: `(x · rstd · w, rstd)`.
-fn rms_norm(x: &[f32], w: &[f32], eps: f32) -> (Vec<f32>, Vec<f32>) {
-    let d = w.len();
-    let rstd: Vec<f32> = x
-        .par_chunks(d)
-        .map(|row| 1.0 / (row.iter().map(|v| v * v).sum::<f32>() / d as f32 + eps).sqrt())
-        .collect();
-    (normed(x, &rstd, w), rstd)
-}
-
-/// `x · rstd · w` per row, from a norm's saved `rstd`.
-fn normed(x: &[f32], rstd: &[f32], w: &[f32]) -> Vec<f32> {
-    let d = w.len();
-    let mut out = vec![0f32; x.len()];
-    out.par_chunks_mut(d)
-        .zip(x.par_chunks(d).zip(rstd))
-        .for_each(|(o, (row, &r))| {
-            for i in 0..d {
-                o[i] = row[i] * r * w[i];
-            }
-        });
-    out
-}
-
-/// RMSNorm backward: `dx (+)= r·(g·w − x̂·mean(g·w·x̂))` per row (x̂ = x·r), `dw += Σ g·x̂`.
-fn rms_norm_backward(
-    dx: &mut [f32],
-    dw: &mut [f32],
-    x: &[f32],
-    rstd: &[f32],
-    w: &[f32],
-    g: &[f32],
-    acc: bool,
-) {
-    let d = w.len();
-    let partial = dx
-        .par_chunks_mut(d)
-        .zip(x.par_chunks(d).zip(g.par_chunks(d)).zip(rstd))
-        .fold(
-            || vec![0f32; d],
-            |mut gw, (dxr, ((xr, gr), &r))| {
-                let mut dot = 0f32;
-                for i in 0..d {
-                    let xh = xr[i] * r;
-                    dot += gr[i] * w[i] * xh;
-                    gw[i] += gr[i] * xh;
-                }
-                let mean = dot / d as f32;
-                for i in 0..d {
-                    let v = r * (gr[i] * w[i] - xr[i] * r * mean);
-                    dxr[i] = if acc { dxr[i] + v } else { v };
-                }
-                gw
-            },
-        )
-        .reduce(
-            || vec![0f32; d],
-            |mut a, b| {
-                a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
-                a
-            },
-        );
-    dw.iter_mut().zip(partial).for_each(|(a, b)| *a += b);
-}
-
-fn silu_mul(gate: &[f32], up: &[f32]) -> Vec<f32> {
-    let mut out = vec![0f32; gate.len()];
-    out.par_chunks_mut(4096)
-        .zip(gate.par_chunks(4096).zip(up.par_chunks(4096)))
-        .for_each(|(o, (g, u))| {
-            for i in 0..o.len() {
-                o[i] = g[i] * fastmath::sigmoid(g[i]) * u[i];
-            }
-        });
-    out
-}
-
-/// In place: `gate` and `up` become their gradients from `d`, that of `silu(gate)·up`.
-fn silu_mul_backward(gate: &mut [f32], up: &mut [f32], d: &[f32]) {
-    gate.par_chunks_mut(4096)
-        .zip(up.par_chunks_mut(4096).zip(d.par_chunks(4096)))
-        .for_each(|(g, (u, d))| {
-            for i in 0..g.len() {
-                let (gv, uv) = (g[i], u[i]);
-                let sg = fastmath::sigmoid(gv);
-                u[i] = d[i] * gv * sg;
-                g[i] = d[i] * uv * sg * (1.0 + gv * (1.0 - sg));
-            }
-        });
-}
+// Elementwise (norms and SwiGLU are `ops::slices`, shared with the autograd kernels)
 
 fn add_rows(x: &mut [f32], bias: &[f32]) {
     x.par_chunks_mut(bias.len()).for_each(|row| {

@@ -39,11 +39,6 @@ struct RmsNorm {
     eps: f32,
 }
 
-fn inv_rms(row: &[f32], eps: f32) -> f32 {
-    let ms = row.iter().map(|v| v * v).sum::<f32>() / row.len() as f32;
-    1.0 / (ms + eps).sqrt()
-}
-
 impl CustomOp2 for RmsNorm {
     fn name(&self) -> &'static str {
         "mentor-rms-norm"
@@ -57,16 +52,7 @@ impl CustomOp2 for RmsNorm {
         wl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (x, w) = (slice(xs, xl, self.name())?, slice(ws, wl, self.name())?);
-        let d = w.len();
-        let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(d)
-            .zip(x.par_chunks(d))
-            .for_each(|(o, row)| {
-                let r = inv_rms(row, self.eps);
-                for i in 0..d {
-                    o[i] = row[i] * r * w[i];
-                }
-            });
+        let (out, _) = slices::rms_norm(x, w, self.eps);
         Ok((CpuStorage::F32(out), xl.shape().clone()))
     }
 
@@ -78,35 +64,9 @@ impl CustomOp2 for RmsNorm {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let (xv, wv, gv) = (host(x)?, host(w)?, host(grad)?);
-        let d = wv.len();
-        let mut gx = vec![0f32; xv.len()];
-        // Per row: x̂ = x·r, gx = r·(g·w − x̂·mean(g·w·x̂)), gw = Σ_rows g·x̂.
-        let gw = gx
-            .par_chunks_mut(d)
-            .zip(xv.par_chunks(d).zip(gv.par_chunks(d)))
-            .fold(
-                || vec![0f32; d],
-                |mut gw, (gxr, (xr, gr))| {
-                    let r = inv_rms(xr, self.eps);
-                    let mut dot = 0f32;
-                    for i in 0..d {
-                        dot += gr[i] * wv[i] * xr[i] * r;
-                        gw[i] += gr[i] * xr[i] * r;
-                    }
-                    let mean = dot / d as f32;
-                    for i in 0..d {
-                        gxr[i] = r * (gr[i] * wv[i] - xr[i] * r * mean);
-                    }
-                    gw
-                },
-            )
-            .reduce(
-                || vec![0f32; d],
-                |mut a, b| {
-                    a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
-                    a
-                },
-            );
+        let (mut gx, mut gw) = (vec![0f32; xv.len()], vec![0f32; wv.len()]);
+        let rstd = slices::rstd(&xv, wv.len(), self.eps);
+        slices::rms_norm_backward(&mut gx, &mut gw, &xv, &rstd, &wv, &gv, false);
         Ok((
             Some(tensor(gx, x.shape(), x.device())?),
             Some(tensor(gw, w.shape(), w.device())?),
@@ -138,10 +98,6 @@ pub fn rms_norm_basic(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
 
 struct SiluMul;
 
-fn sigmoid(v: f32) -> f32 {
-    1.0 / (1.0 + (-v).exp())
-}
-
 impl CustomOp2 for SiluMul {
     fn name(&self) -> &'static str {
         "mentor-silu-mul"
@@ -155,14 +111,7 @@ impl CustomOp2 for SiluMul {
         ul: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (g, u) = (slice(gs, gl, self.name())?, slice(us, ul, self.name())?);
-        let mut out = vec![0f32; g.len()];
-        out.par_chunks_mut(4096)
-            .zip(g.par_chunks(4096).zip(u.par_chunks(4096)))
-            .for_each(|(o, (g, u))| {
-                for i in 0..o.len() {
-                    o[i] = g[i] * sigmoid(g[i]) * u[i];
-                }
-            });
+        let out = slices::silu_mul(g, u);
         Ok((CpuStorage::F32(out), gl.shape().clone()))
     }
 
@@ -173,22 +122,9 @@ impl CustomOp2 for SiluMul {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let (gv, uv, dv) = (host(gate)?, host(up)?, host(grad)?);
-        let mut dg = vec![0f32; gv.len()];
-        let mut du = vec![0f32; gv.len()];
-        // d silu(g)/dg = σ(g)·(1 + g·(1 − σ(g)))
-        dg.par_chunks_mut(4096)
-            .zip(du.par_chunks_mut(4096))
-            .enumerate()
-            .for_each(|(c, (dg, du))| {
-                let o = c * 4096;
-                for i in 0..dg.len() {
-                    let (g, u, d) = (gv[o + i], uv[o + i], dv[o + i]);
-                    let s = sigmoid(g);
-                    du[i] = d * g * s;
-                    dg[i] = d * u * s * (1.0 + g * (1.0 - s));
-                }
-            });
+        // the host copies of gate and up become their gradients in place
+        let (mut dg, mut du, dv) = (host(gate)?, host(up)?, host(grad)?);
+        slices::silu_mul_backward(&mut dg, &mut du, &dv);
         Ok((
             Some(tensor(dg, gate.shape(), gate.device())?),
             Some(tensor(du, up.shape(), up.device())?),
@@ -373,25 +309,10 @@ impl CustomOp1 for CausalSoftmax {
         let x = slice(s, l, self.name())?;
         let cols = *l.shape().dims().last().unwrap();
         let past = cols - self.t_q;
-        let mut out = vec![0f32; x.len()];
+        let mut out = x.to_vec();
         out.par_chunks_mut(cols)
-            .zip(x.par_chunks(cols))
             .enumerate()
-            .for_each(|(r, (o, row))| {
-                let visible = past + r % self.t_q + 1;
-                let max = row[..visible]
-                    .iter()
-                    .fold(f32::NEG_INFINITY, |m, &v| m.max(v * self.scale));
-                let mut sum = 0f32;
-                for j in 0..visible {
-                    let e = (row[j] * self.scale - max).exp();
-                    o[j] = e;
-                    sum += e;
-                }
-                for v in &mut o[..visible] {
-                    *v /= sum;
-                }
-            });
+            .for_each(|(r, row)| slices::softmax_prefix(row, past + r % self.t_q + 1, self.scale));
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
 
@@ -436,4 +357,117 @@ pub fn causal_softmax_basic(scores: &Tensor, scale: f64, t_q: usize) -> Result<T
     let dt = scores.dtype();
     let s = (scores.to_dtype(DType::F32)? * scale)?.broadcast_add(&mask)?;
     candle_nn::ops::softmax(&s, D::Minus1)?.to_dtype(dt)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The row kernels on host slices: the custom ops above and `cpu_train` both run these.
+
+pub(crate) mod slices {
+    use crate::fastmath;
+    use rayon::prelude::*;
+
+    /// In place: `row[..visible]` becomes `softmax(scale · row[..visible])`, the rest zeros.
+    pub(crate) fn softmax_prefix(row: &mut [f32], visible: usize, scale: f32) {
+        let (seen, future) = row.split_at_mut(visible);
+        let max = fastmath::max(seen) * scale;
+        seen.iter_mut()
+            .for_each(|v| *v = fastmath::exp(*v * scale - max));
+        let inv = 1.0 / fastmath::sum(seen);
+        seen.iter_mut().for_each(|v| *v *= inv);
+        future.fill(0.0);
+    }
+
+    /// The inverse RMS of every `d`-wide row: `1 / sqrt(mean(x²) + eps)`.
+    pub(crate) fn rstd(x: &[f32], d: usize, eps: f32) -> Vec<f32> {
+        x.par_chunks(d)
+            .map(|row| 1.0 / (row.iter().map(|v| v * v).sum::<f32>() / d as f32 + eps).sqrt())
+            .collect()
+    }
+
+    /// RMSNorm of every row: `(x · rstd · w, rstd)`.
+    pub(crate) fn rms_norm(x: &[f32], w: &[f32], eps: f32) -> (Vec<f32>, Vec<f32>) {
+        let rstd = rstd(x, w.len(), eps);
+        (normed(x, &rstd, w), rstd)
+    }
+
+    /// `x · rstd · w` per row, from a norm's saved `rstd`.
+    pub(crate) fn normed(x: &[f32], rstd: &[f32], w: &[f32]) -> Vec<f32> {
+        let d = w.len();
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(d)
+            .zip(x.par_chunks(d).zip(rstd))
+            .for_each(|(o, (row, &r))| {
+                for i in 0..d {
+                    o[i] = row[i] * r * w[i];
+                }
+            });
+        out
+    }
+
+    /// RMSNorm backward: `dx (+)= r·(g·w − x̂·mean(g·w·x̂))` per row (x̂ = x·r), `dw += Σ g·x̂`.
+    pub(crate) fn rms_norm_backward(
+        dx: &mut [f32],
+        dw: &mut [f32],
+        x: &[f32],
+        rstd: &[f32],
+        w: &[f32],
+        g: &[f32],
+        acc: bool,
+    ) {
+        let d = w.len();
+        let partial = dx
+            .par_chunks_mut(d)
+            .zip(x.par_chunks(d).zip(g.par_chunks(d)).zip(rstd))
+            .fold(
+                || vec![0f32; d],
+                |mut gw, (dxr, ((xr, gr), &r))| {
+                    let mut dot = 0f32;
+                    for i in 0..d {
+                        let xh = xr[i] * r;
+                        dot += gr[i] * w[i] * xh;
+                        gw[i] += gr[i] * xh;
+                    }
+                    let mean = dot / d as f32;
+                    for i in 0..d {
+                        let v = r * (gr[i] * w[i] - xr[i] * r * mean);
+                        dxr[i] = if acc { dxr[i] + v } else { v };
+                    }
+                    gw
+                },
+            )
+            .reduce(
+                || vec![0f32; d],
+                |mut a, b| {
+                    a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
+                    a
+                },
+            );
+        dw.iter_mut().zip(partial).for_each(|(a, b)| *a += b);
+    }
+
+    pub(crate) fn silu_mul(gate: &[f32], up: &[f32]) -> Vec<f32> {
+        let mut out = vec![0f32; gate.len()];
+        out.par_chunks_mut(4096)
+            .zip(gate.par_chunks(4096).zip(up.par_chunks(4096)))
+            .for_each(|(o, (g, u))| {
+                for i in 0..o.len() {
+                    o[i] = g[i] * fastmath::sigmoid(g[i]) * u[i];
+                }
+            });
+        out
+    }
+
+    /// In place: `gate` and `up` become their gradients from `d`, that of `silu(gate)·up`.
+    pub(crate) fn silu_mul_backward(gate: &mut [f32], up: &mut [f32], d: &[f32]) {
+        gate.par_chunks_mut(4096)
+            .zip(up.par_chunks_mut(4096).zip(d.par_chunks(4096)))
+            .for_each(|(g, (u, d))| {
+                for i in 0..g.len() {
+                    let (gv, uv) = (g[i], u[i]);
+                    let sg = fastmath::sigmoid(gv);
+                    u[i] = d[i] * gv * sg;
+                    g[i] = d[i] * uv * sg * (1.0 + gv * (1.0 - sg));
+                }
+            });
+    }
 }
