@@ -3,6 +3,7 @@
 //! `benches/gemm_torch.py` runs the same shapes through PyTorch (MKL):
 //! `RAYON_NUM_THREADS=2 cargo run --release -p mentor-model --example gemm_probe`.
 use candle_core::{Device, Tensor};
+use mentor_model::few_rows;
 use std::time::Instant;
 
 fn rate(flops: f64, f: impl Fn() -> candle_core::Result<Tensor>) -> candle_core::Result<f64> {
@@ -25,6 +26,10 @@ fn main() -> candle_core::Result<()> {
         ("decode-up", 16, 576, 1536),
         ("decode-head", 16, 576, 49152),
         ("decode-1-up", 1, 576, 1536),
+        ("decode-1-head", 1, 576, 49152),
+        ("decode-8-up", 8, 576, 1536),
+        ("d32-up", 32, 576, 1536),
+        ("d32-head", 32, 576, 49152),
     ] {
         let x = Tensor::randn(0f32, 1., (m, k), &dev)?;
         let w = Tensor::randn(0f32, 1., (o, k), &dev)?;
@@ -34,6 +39,10 @@ fn main() -> candle_core::Result<()> {
         let gx = rate(flops, || g.matmul(&w))?;
         let gw = rate(flops, || g.t()?.matmul(&x))?;
         println!("{name} [{m}x{k}]·[{o}x{k}]ᵀ: x·wᵀ {fwd:.1}, g·w {gx:.1}, gᵀ·x {gw:.1} GFLOP/s");
+        if few_rows::applies(&x, &w)? {
+            let dots = rate(flops, || few_rows::matmul_t(&x, &w))?;
+            println!("{name}: few_rows x·wᵀ {dots:.1} GFLOP/s");
+        }
     }
     Ok(())
 }

@@ -9,6 +9,7 @@
 
 pub mod cpu_train;
 pub mod fastmath;
+pub mod few_rows;
 pub mod generate;
 pub mod gguf;
 pub mod llama;

@@ -19,6 +19,7 @@
 //! projections in their quantised blocks and multiplies with candle's quantised kernels: a
 //! quarter of f32's memory traffic per decoded token. Such a model has no gradients.
 
+use crate::few_rows;
 use crate::ops::{self, RopeTables};
 use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Result, Tensor};
@@ -277,7 +278,7 @@ impl Proj {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut y = match &self.weight {
             // mixed precision: f32 master weights are cast to the activations' dtype here
-            ProjWeight::Dense(w) => x.matmul(&w.to_dtype(x.dtype())?.t()?)?,
+            ProjWeight::Dense(w) => few_rows::matmul_t(x, &w.to_dtype(x.dtype())?)?,
             // Prefill: many rows make the product compute-bound, where the f32 GEMM is ~3×
             // faster than the quantised dot products; dequantising the weight costs less.
             ProjWeight::Quantized(QMatMul::QTensor(q)) if x.dim(0)? >= DEQUANTIZE_ROWS => {
@@ -923,8 +924,7 @@ impl Llama {
     fn head(&self, h: &Tensor) -> Result<Tensor> {
         match &self.lm_head_quantized {
             Some(q) => q.forward(h),
-            None => h
-                .matmul(&self.lm_head_weight().to_dtype(h.dtype())?.t()?)?
+            None => few_rows::matmul_t(h, &self.lm_head_weight().to_dtype(h.dtype())?)?
                 .to_dtype(DType::F32),
         }
     }
