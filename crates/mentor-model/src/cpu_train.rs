@@ -185,7 +185,10 @@ pub fn loss_and_grads(
 /// Asks glibc's allocator to keep freed memory for reuse. A step allocates and frees the same
 /// gigabytes of activations and gradients each time; by default glibc maps buffers of a few MB
 /// and more afresh and hands freed heap tops back to the kernel, so every step paid for ~10⁵
-/// page faults and the TLB shootdowns of unmapping them (~5 % of a step's samples).
+/// page faults and the TLB shootdowns of unmapping them (~5 % of a step's samples). Trimming is
+/// off, not just raised: the ~2 GB of activations freed by a backward exceed any threshold, and
+/// were handed back (then faulted in again, 5·10⁵ faults per step) whenever nothing else held
+/// the heap's top, as with MKL's GEMMs.
 fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
@@ -194,7 +197,7 @@ fn keep_freed_memory() {
             // SAFETY: mallopt only changes the allocator's thresholds.
             unsafe {
                 libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20); // glibc's maximum
-                libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+                libc::mallopt(libc::M_TRIM_THRESHOLD, -1); // never trim the heap top
             }
         });
     }
@@ -582,6 +585,45 @@ unsafe fn gemm_raw(
     (b, b_rs, b_cs): (*const f32, usize, usize),
     parallel: bool,
 ) {
+    if parallel {
+        if let Some(mkl) = crate::mkl::mkl() {
+            // MKL runs sequentially in each of our threads, on its share of c's rows (or
+            // columns, when c is wide: then each packs only its part of b)
+            let threads = rayon::current_num_threads().max(1);
+            let by_rows = m >= n;
+            let len = if by_rows { m } else { n };
+            let per = len.div_ceil(threads).max(1);
+            let (c, a_ptr, b_ptr) = (Shared(c), Shared(a as *mut f32), Shared(b as *mut f32));
+            (0..len.div_ceil(per)).into_par_iter().for_each(|part| {
+                let (i0, count) = (part * per, per.min(len - part * per));
+                // SAFETY: rows (or columns) i0..i0+count of c, with a's rows (b's columns),
+                // are a part of what the caller vouched for; parts are disjoint.
+                unsafe {
+                    let (a_at, b_at) = (a_ptr.ptr() as *const f32, b_ptr.ptr() as *const f32);
+                    if by_rows {
+                        mkl.sgemm(
+                            (count, n, k),
+                            c.ptr().add(i0 * c_rs),
+                            c_rs,
+                            accumulate,
+                            (a_at.add(i0 * a_rs), a_rs, a_cs),
+                            (b_at, b_rs, b_cs),
+                        )
+                    } else {
+                        mkl.sgemm(
+                            (m, count, k),
+                            c.ptr().add(i0),
+                            c_rs,
+                            accumulate,
+                            (a_at, a_rs, a_cs),
+                            (b_at.add(i0 * b_cs), b_rs, b_cs),
+                        )
+                    }
+                }
+            });
+            return;
+        }
+    }
     let par = if parallel {
         Parallelism::Rayon(rayon::current_num_threads())
     } else {

@@ -120,7 +120,10 @@ impl CustomOp2 for FewRows {
         let (wa, wb) = wl.contiguous_offsets().expect("checked contiguous");
         let mut y = vec![0f32; m * n];
         let isa = isa().expect("checked by `applies`");
-        let (xs, ws) = (&xs.as_slice::<f32>()?[xa..xb], &ws.as_slice::<f32>()?[wa..wb]);
+        let (xs, ws) = (
+            &xs.as_slice::<f32>()?[xa..xb],
+            &ws.as_slice::<f32>()?[wa..wb],
+        );
         x_wt(isa, xs, ws, m, k, n, &mut y);
         Ok((CpuStorage::F32(y), Shape::from((m, n))))
     }
@@ -374,7 +377,13 @@ mod tests {
         if isas.is_empty() {
             eprintln!("no kernel runs on this CPU: products go to the GEMM");
         }
-        let shapes = [(1, 5, 3), (16, 576, 130), (7, 37, 9), (13, 100, 67), (4, 8, 4)];
+        let shapes = [
+            (1, 5, 3),
+            (16, 576, 130),
+            (7, 37, 9),
+            (13, 100, 67),
+            (4, 8, 4),
+        ];
         for (isa, (m, k, n)) in isas.iter().flat_map(|&i| shapes.map(|s| (i, s))) {
             let x: Vec<f32> = (0..m * k)
                 .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)

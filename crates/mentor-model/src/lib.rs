@@ -15,6 +15,7 @@ pub mod gguf;
 pub mod llama;
 pub mod load;
 pub mod loss;
+pub mod mkl;
 pub mod ops;
 pub mod tokenizer;
 

@@ -281,10 +281,10 @@ fn train(a: Args) -> Result<Summary> {
     let cfg = TrainConfig::default();
     let mut opt = AdamW::new(student.trainable(), AdamWConfig::default())?;
     // which training step optimizer_step takes for this model (see cpu_train)
-    let step_kind = if mentor_train::written_out_step(&student.model) {
-        "written-out"
-    } else {
-        "autograd"
+    let step_kind = match mentor_train::written_out_step(&student.model) {
+        true if mentor_model::mkl::mkl().is_some() => "written-out, MKL sgemm",
+        true => "written-out",
+        false => "autograd",
     };
     let mut times = vec![];
     for i in 0..a.warmup + a.steps {
