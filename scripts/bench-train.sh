@@ -3,6 +3,7 @@
 # mentor vs PyTorch (transformers LlamaForCausalLM, same config and thread count), one after the
 # other on this machine, ROUNDS times alternating. Prints each JSON line with the share of CPU
 # time the hypervisor stole from this VM while it ran (`"steal_pct"`, scripts/lib/steal.sh).
+# With MENTOR_MKL set (scripts/setup-mkl.sh), each round also runs mentor with MKL's sgemm.
 # Usage: scripts/bench-train.sh [STEPS] [THREADS] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,9 @@ py="$(scripts/setup-torch.sh | tail -1)"
 source scripts/lib/steal.sh
 
 for _ in $(seq "$rounds"); do
-  with_steal ./target/release/mentor bench train --model smollm2-135m --batch 8 --seq 256 --steps "$steps" --threads "$threads" --json
+  MENTOR_MKL= with_steal ./target/release/mentor bench train --model smollm2-135m --batch 8 --seq 256 --steps "$steps" --threads "$threads" --json
+  if [ -n "${MENTOR_MKL:-}" ]; then
+    with_steal ./target/release/mentor bench train --model smollm2-135m --batch 8 --seq 256 --steps "$steps" --threads "$threads" --json
+  fi
   with_steal "$py" benches/train_step_torch.py --gguf "$gguf" --batch 8 --seq 256 --steps "$steps" --threads "$threads"
 done

@@ -43,17 +43,27 @@ pub struct Mkl {
 ///
 /// # Panics
 /// When `MENTOR_MKL` is set but the library or its symbols do not load: the user asked for it.
+/// Programs call [`load_requested`] first to report that as an error instead.
 pub fn mkl() -> Option<&'static Mkl> {
-    static LOADED: OnceLock<Option<Mkl>> = OnceLock::new();
+    match load_requested() {
+        Ok(m) => m,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Loads the library `MENTOR_MKL` names (once); `Ok(None)` when it is unset or empty.
+pub fn load_requested() -> Result<Option<&'static Mkl>, String> {
+    static LOADED: OnceLock<Result<Option<Mkl>, String>> = OnceLock::new();
     LOADED
-        .get_or_init(|| {
-            let path = std::env::var("MENTOR_MKL").ok().filter(|p| !p.is_empty())?;
-            match load(&path) {
-                Ok(m) => Some(m),
-                Err(e) => panic!("MENTOR_MKL={path}: {e}"),
-            }
+        .get_or_init(|| match std::env::var("MENTOR_MKL") {
+            Ok(path) if !path.is_empty() => load(&path)
+                .map(Some)
+                .map_err(|e| format!("MENTOR_MKL={path}: {e}")),
+            _ => Ok(None),
         })
         .as_ref()
+        .map(Option::as_ref)
+        .map_err(Clone::clone)
 }
 
 fn load(path: &str) -> Result<Mkl, String> {

@@ -34,7 +34,8 @@ use std::process::ExitCode;
         mentor distill exp.toml      # the whole loop\n\n\
         Every command prints progress on stderr; --json prints one JSON summary line on stdout.\n\
         Environment: MENTOR_HOME (assets; default: your cache dir + /mentor), MENTOR_SHARED_DATA \
-        (recorded reference data), MENTOR_LOG (log filter, e.g. debug).",
+        (recorded reference data), MENTOR_LOG (log filter, e.g. debug), MENTOR_MKL (optional: a \
+        libmkl_rt.so for the CPU training step's GEMMs; scripts/setup-mkl.sh installs one from PyPI).",
     propagate_version = true
 )]
 struct Cli {
@@ -81,23 +82,29 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     progress::init_logging(cli.quiet);
     let out = Output { json: cli.json };
-    let result = models::set_placement(&cli.device, &cli.dtype).and_then(|()| match cli.command {
-        Command::FetchAssets(a) => cmd::fetch_assets::run(a),
-        Command::Init(a) => cmd::init::run(a),
-        Command::Distill(a) => cmd::distill::run(a),
-        Command::Score(a) => cmd::score::run(a),
-        Command::Data(c) => cmd::data::run(c),
-        Command::Ledger(a) => cmd::ledger::run(a),
-        Command::Annotate(a) => cmd::annotate::run(a),
-        Command::Train(a) => cmd::train::run(a),
-        Command::Eval(a) => cmd::eval::run(a),
-        Command::Generate(a) => cmd::generate::run(a),
-        Command::Report(a) => cmd::report::run(a),
-        Command::Export(a) => cmd::export::run(a),
-        Command::Import(a) => cmd::import::run(a),
-        Command::Serve(a) => cmd::serve::run(a),
-        Command::Bench(a) => cmd::bench::run(a),
-    });
+    let result = models::set_placement(&cli.device, &cli.dtype)
+        .and_then(|()| {
+            // a MENTOR_MKL that does not load is an error now, not a panic mid-training
+            mentor_model::mkl::load_requested().map_err(anyhow::Error::msg)?;
+            Ok(())
+        })
+        .and_then(|()| match cli.command {
+            Command::FetchAssets(a) => cmd::fetch_assets::run(a),
+            Command::Init(a) => cmd::init::run(a),
+            Command::Distill(a) => cmd::distill::run(a),
+            Command::Score(a) => cmd::score::run(a),
+            Command::Data(c) => cmd::data::run(c),
+            Command::Ledger(a) => cmd::ledger::run(a),
+            Command::Annotate(a) => cmd::annotate::run(a),
+            Command::Train(a) => cmd::train::run(a),
+            Command::Eval(a) => cmd::eval::run(a),
+            Command::Generate(a) => cmd::generate::run(a),
+            Command::Report(a) => cmd::report::run(a),
+            Command::Export(a) => cmd::export::run(a),
+            Command::Import(a) => cmd::import::run(a),
+            Command::Serve(a) => cmd::serve::run(a),
+            Command::Bench(a) => cmd::bench::run(a),
+        });
     match result {
         Ok(summary) => {
             out.finish(&summary);
