@@ -24,6 +24,7 @@ use rayon::prelude::*;
 use crate::llama::{DenseModel, Llama};
 use crate::loss::{xent_rows_cpu, LmLoss};
 use crate::ops::slices::{self, normed, rms_norm, rms_norm_backward, silu_mul, silu_mul_backward};
+use crate::ops::Shared;
 
 /// Loss and gradients of one micro-batch.
 pub struct StepGrads {
@@ -700,19 +701,6 @@ fn linear_dw(dw: &mut [f32], dy: &[f32], x: &[f32], n: usize, inp: usize, out: u
             (x.as_ptr(), inp, 1),
             true,
         )
-    }
-}
-
-/// A raw pointer that parallel tasks share; each writes a disjoint set of elements.
-#[derive(Clone, Copy)]
-struct Shared(*mut f32);
-unsafe impl Send for Shared {}
-unsafe impl Sync for Shared {}
-
-impl Shared {
-    /// Through a method, so closures capture the `Send` wrapper rather than its field.
-    fn ptr(self) -> *mut f32 {
-        self.0
     }
 }
 

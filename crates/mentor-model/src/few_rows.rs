@@ -10,6 +10,8 @@
 use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use crate::ops::Shared;
+
 /// Up to this many rows the dot products beat packing the weight: at 16 rows ~2× the gemm
 /// crate, at 32 about even on a 576 × 1536 weight, at 64 slower (`examples/gemm_probe.rs`).
 /// Prefill and training products are larger and go to the GEMM.
@@ -137,19 +139,6 @@ impl CustomOp2 for FewRows {
         g: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         Ok((Some(g.matmul(w)?), Some(g.t()?.matmul(x)?)))
-    }
-}
-
-/// A raw pointer that parallel tasks share; each writes a disjoint set of elements.
-#[derive(Clone, Copy)]
-struct Shared(*mut f32);
-unsafe impl Send for Shared {}
-unsafe impl Sync for Shared {}
-
-impl Shared {
-    /// Through a method, so closures capture the `Send` wrapper rather than its field.
-    fn ptr(self) -> *mut f32 {
-        self.0
     }
 }
 

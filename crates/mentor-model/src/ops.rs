@@ -359,6 +359,20 @@ pub fn causal_softmax_basic(scores: &Tensor, scale: f64, t_q: usize) -> Result<T
     candle_nn::ops::softmax(&s, D::Minus1)?.to_dtype(dt)
 }
 
+/// A raw pointer that parallel tasks share; each writes a disjoint set of elements (the host
+/// kernels of `cpu_train` and `few_rows`).
+#[derive(Clone, Copy)]
+pub(crate) struct Shared(pub(crate) *mut f32);
+unsafe impl Send for Shared {}
+unsafe impl Sync for Shared {}
+
+impl Shared {
+    /// Through a method, so closures capture the `Send` wrapper rather than its field.
+    pub(crate) fn ptr(self) -> *mut f32 {
+        self.0
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The row kernels on host slices: the custom ops above and `cpu_train` both run these.
 
