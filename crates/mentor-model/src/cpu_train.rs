@@ -600,26 +600,20 @@ unsafe fn gemm_raw(
                 // SAFETY: rows (or columns) i0..i0+count of c, with a's rows (b's columns),
                 // are a part of what the caller vouched for; parts are disjoint.
                 unsafe {
-                    let (a_at, b_at) = (a_ptr.ptr() as *const f32, b_ptr.ptr() as *const f32);
-                    if by_rows {
-                        mkl.sgemm(
-                            (count, n, k),
-                            c.ptr().add(i0 * c_rs),
-                            c_rs,
-                            accumulate,
-                            (a_at.add(i0 * a_rs), a_rs, a_cs),
-                            (b_at, b_rs, b_cs),
-                        )
+                    let (a, b) = (a_ptr.ptr() as *const f32, b_ptr.ptr() as *const f32);
+                    let (shape, c_at, a_at, b_at) = if by_rows {
+                        ((count, n, k), c.ptr().add(i0 * c_rs), a.add(i0 * a_rs), b)
                     } else {
-                        mkl.sgemm(
-                            (m, count, k),
-                            c.ptr().add(i0),
-                            c_rs,
-                            accumulate,
-                            (a_at, a_rs, a_cs),
-                            (b_at.add(i0 * b_cs), b_rs, b_cs),
-                        )
-                    }
+                        ((m, count, k), c.ptr().add(i0), a, b.add(i0 * b_cs))
+                    };
+                    mkl.sgemm(
+                        shape,
+                        c_at,
+                        c_rs,
+                        accumulate,
+                        (a_at, a_rs, a_cs),
+                        (b_at, b_rs, b_cs),
+                    )
                 }
             });
             return;
