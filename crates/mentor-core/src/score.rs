@@ -46,8 +46,9 @@ pub struct ScoreSummary {
     pub unparseable: usize,
     /// Gold labels that could not be parsed (a dataset problem; those rows count as wrong).
     pub bad_gold: usize,
-    /// Half-width of the 95% Wilson interval around `accuracy`.
-    pub ci95: f64,
+    /// The 95% Wilson score interval of `accuracy`, `[lo, hi]`. It is not centred on the
+    /// accuracy (7/40 = 17.5% has [8.7%, 32.0%]), so it is never printed as ± a half-width.
+    pub ci95: [f64; 2],
 }
 
 impl ScoreSummary {
@@ -61,22 +62,30 @@ impl ScoreSummary {
         }
         if s.n > 0 {
             s.accuracy = s.correct as f64 / s.n as f64;
-            s.ci95 = wilson_half_width(s.correct, s.n);
+            s.ci95 = wilson_interval(s.correct, s.n);
         }
         s
     }
 }
 
-/// Half-width of the 95% Wilson score interval: honest error bars for small eval sets.
-pub fn wilson_half_width(correct: usize, n: usize) -> f64 {
+/// The 95% Wilson score interval `[lo, hi]` of `correct / n`: honest error bars for small eval
+/// sets. Its centre is pulled towards ½, so it is not accuracy ± a half-width. `[0, 1]` for n = 0.
+pub fn wilson_interval(correct: usize, n: usize) -> [f64; 2] {
     if n == 0 {
-        return 0.0;
+        return [0.0, 1.0];
     }
-    let z = 1.959_964f64;
+    let z = 1.959_963_984_540_054f64;
     let n = n as f64;
     let p = correct as f64 / n;
     let denom = 1.0 + z * z / n;
-    (z / denom) * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt()
+    let centre = (p + z * z / (2.0 * n)) / denom;
+    let half = (z / denom) * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt();
+    [(centre - half).max(0.0), (centre + half).min(1.0)]
+}
+
+/// `[lo, hi]` as percentages: `[8.7, 32.0]`.
+pub fn format_interval(ci: [f64; 2]) -> String {
+    format!("[{:.1}, {:.1}]", 100.0 * ci[0], 100.0 * ci[1])
 }
 
 #[cfg(test)]
@@ -104,14 +113,33 @@ mod tests {
         let s = ScoreSummary::from_scores(&scores);
         assert_eq!((s.n, s.correct, s.unparseable, s.bad_gold), (3, 1, 1, 0));
         assert!((s.accuracy - 1.0 / 3.0).abs() < 1e-12);
-        assert!(s.ci95 > 0.2 && s.ci95 < 0.5, "{}", s.ci95);
+        // Wilson 95% for 1/3: [0.0615, 0.7923]
+        assert!((s.ci95[0] - 0.061_5).abs() < 5e-4, "{:?}", s.ci95);
+        assert!((s.ci95[1] - 0.792_3).abs() < 5e-4, "{:?}", s.ci95);
     }
 
     #[test]
-    fn wilson_interval_is_sane() {
-        assert_eq!(wilson_half_width(0, 0), 0.0);
-        let w = wilson_half_width(50, 100);
-        assert!((w - 0.0962).abs() < 0.002, "{w}");
-        assert!(wilson_half_width(500, 1000) < w);
+    fn wilson_interval_matches_hand_worked_values() {
+        // statsmodels proportion_confint(7, 40, method="wilson") = (0.08745, 0.31950): the interval
+        // is not 17.5 ± 11.6 (5.9–29.1), which printing a half-width used to suggest.
+        let [lo, hi] = wilson_interval(7, 40);
+        assert!(
+            (lo - 0.087_4).abs() < 5e-4 && (hi - 0.319_6).abs() < 5e-4,
+            "{lo} {hi}"
+        );
+        assert_eq!(format_interval([lo, hi]), "[8.7, 31.9]");
+        let [lo, hi] = wilson_interval(50, 100);
+        assert!(
+            (lo - 0.403_8).abs() < 5e-4 && (hi - 0.596_2).abs() < 5e-4,
+            "{lo} {hi}"
+        );
+        assert_eq!(wilson_interval(0, 0), [0.0, 1.0]);
+        let [lo, hi] = wilson_interval(0, 10);
+        assert!(lo == 0.0 && (hi - 0.277_5).abs() < 5e-4, "{hi}");
+        let [lo, hi] = wilson_interval(10, 10);
+        assert!(
+            (hi - 1.0).abs() < 1e-12 && (lo - 0.722_5).abs() < 5e-4,
+            "{lo}"
+        );
     }
 }

@@ -86,6 +86,16 @@ pub struct DatasetSpec {
     /// Keep at most this many examples per split (the first ones of the seeded order).
     #[serde(default)]
     pub limit: Option<usize>,
+    /// Keep at most this many train examples (overrides `limit` for train): a train-size curve
+    /// keeps one fixed test set.
+    #[serde(default)]
+    pub train_limit: Option<usize>,
+    /// Keep at most this many valid examples (overrides `limit` for valid).
+    #[serde(default)]
+    pub valid_limit: Option<usize>,
+    /// Keep at most this many test examples (overrides `limit` for test).
+    #[serde(default)]
+    pub test_limit: Option<usize>,
     /// Count and skip malformed rows instead of stopping at the first one.
     #[serde(default)]
     pub skip_bad_rows: bool,
@@ -113,6 +123,9 @@ impl Default for DatasetSpec {
             seed: default_seed(),
             fractions: default_fractions(),
             limit: None,
+            train_limit: None,
+            valid_limit: None,
+            test_limit: None,
             skip_bad_rows: false,
             eval_dataset: None,
         }
@@ -298,11 +311,20 @@ impl Dataset {
         Ok(())
     }
 
-    fn apply_limit(&mut self, limit: Option<usize>) {
-        if let Some(n) = limit {
-            for v in self.splits.values_mut() {
+    fn apply_limits(&mut self, spec: &DatasetSpec) {
+        let mut any = false;
+        for (split, v) in self.splits.iter_mut() {
+            let own = match split {
+                Split::Train => spec.train_limit,
+                Split::Valid => spec.valid_limit,
+                Split::Test => spec.test_limit,
+            };
+            if let Some(n) = own.or(spec.limit) {
                 v.truncate(n);
+                any = true;
             }
+        }
+        if any {
             let keep: std::collections::HashSet<&str> = self
                 .splits
                 .values()
@@ -363,12 +385,15 @@ pub fn load_dataset(spec: &DatasetSpec) -> Result<Dataset> {
             task: None,
             fields: FieldMap::default(),
             limit: None,
+            train_limit: None,
+            valid_limit: None,
+            test_limit: None,
             eval_dataset: None,
             ..spec.clone()
         })?;
         ds.take_eval_splits(o)?;
     }
-    ds.apply_limit(spec.limit);
+    ds.apply_limits(spec);
     Ok(ds)
 }
 

@@ -33,6 +33,39 @@ fn jsonl_with_default_fields_splits_by_seed() {
     assert_eq!((e.question.as_str(), e.answer.as_str()), ("2+1?", "3"));
 }
 
+/// `limit` cuts every split; `train_limit` / `valid_limit` / `test_limit` cut one, so a
+/// train-size curve keeps one fixed test set.
+#[test]
+fn per_split_limits_keep_the_test_set_fixed() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows: String = (0..200)
+        .map(|i| format!("{{\"question\": \"{i}+1?\", \"answer\": {}}}\n", i + 1))
+        .collect();
+    let p = write(&dir, "toy.jsonl", &rows);
+    let ids = |ds: &mentor_data::Dataset, s: Split| -> Vec<String> {
+        ds.split(s).iter().map(|e| e.id.clone()).collect()
+    };
+    let full = load_dataset(&file_spec(&p, TaskKind::Numeric)).unwrap();
+    assert_eq!(full.counts(), [160, 20, 20]);
+    let small = load_dataset(&DatasetSpec {
+        train_limit: Some(10),
+        ..file_spec(&p, TaskKind::Numeric)
+    })
+    .unwrap();
+    assert_eq!(small.counts(), [10, 20, 20]);
+    assert_eq!(ids(&small, Split::Test), ids(&full, Split::Test));
+    assert_eq!(ids(&small, Split::Train), ids(&full, Split::Train)[..10]);
+    // `limit` applies where no per-split limit is given
+    let mixed = load_dataset(&DatasetSpec {
+        limit: Some(8),
+        test_limit: Some(15),
+        ..file_spec(&p, TaskKind::Numeric)
+    })
+    .unwrap();
+    assert_eq!(mixed.counts(), [8, 8, 15]);
+    assert_eq!(ids(&mixed, Split::Test), ids(&full, Split::Test)[..15]);
+}
+
 #[test]
 fn malformed_jsonl_row_names_file_and_line() {
     let dir = tempfile::tempdir().unwrap();

@@ -13,7 +13,7 @@ use crate::student::prompt_ids;
 use crate::trainset::{student_prompt, StudentTask};
 use candle_core::Result;
 use mentor_core::extract::{answers_match, gold_answer, Answer};
-use mentor_core::score::wilson_half_width;
+use mentor_core::score::wilson_interval;
 use mentor_core::text::{truncate_at_follow_on, FOLLOW_ON_MARKERS};
 use mentor_core::{extract, parse_verdict, Example, NumericRule, TaskKind, Verdict};
 use mentor_model::{generate, Llama, SamplingParams, TextTokenizer};
@@ -35,6 +35,17 @@ impl InferenceMode {
             InferenceMode::Cot => "cot",
             InferenceMode::Vote => "vote",
             InferenceMode::SelfEvalVote => "self-eval-vote",
+        }
+    }
+}
+
+impl InferenceMode {
+    /// The student tasks this mode prompts.
+    pub fn tasks(self) -> &'static [StudentTask] {
+        match self {
+            InferenceMode::Label => &[StudentTask::Label],
+            InferenceMode::Cot | InferenceMode::Vote => &[StudentTask::Cot],
+            InferenceMode::SelfEvalVote => &[StudentTask::Cot, StudentTask::SelfEval],
         }
     }
 }
@@ -109,8 +120,8 @@ pub struct EvalReport {
     pub correct: usize,
     pub unparseable: usize,
     pub accuracy: f64,
-    /// Half-width of the 95% Wilson interval of `accuracy`.
-    pub ci95: f64,
+    /// The 95% Wilson interval of `accuracy`, `[lo, hi]`.
+    pub ci95: [f64; 2],
     pub new_tokens: usize,
     pub items: Vec<ItemResult>,
 }
@@ -267,7 +278,7 @@ pub fn evaluate(
         } else {
             0.0
         },
-        ci95: wilson_half_width(correct, n),
+        ci95: wilson_interval(correct, n),
         new_tokens,
         items: results,
     })

@@ -2,6 +2,8 @@
 //! with different teacher stages ([`Recipe::teacher_stages`]) and training pairs
 //! ([`crate::trainset::build`]).
 
+use crate::evaluate::InferenceMode;
+use crate::trainset::StudentTask;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +60,19 @@ pub enum PairsPerMistake {
     All,
 }
 
+/// What Mind's Mirror's student learns from each chain of thought.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CotTargets {
+    /// `solve:` → the whole chain of thought, ending in the teacher's own answer (right or
+    /// wrong unless `filter_correct`); scored with `cot` / `vote` / `self-eval-vote`.
+    Cot,
+    /// The authors' release: per chain of thought, `predict:` → the gold answer (weight α) and
+    /// `explain:` → its rationale (1 − α), step-by-step's two tasks over K rationales; scored
+    /// with the label head (`label`).
+    LabelRationale,
+}
+
 /// How Mind's Mirror's two tasks are trained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -75,7 +90,8 @@ pub struct Recipe {
     pub name: RecipeName,
     /// Weight of the label task (step-by-step) or feedback task (MAPD); 1 − α goes to rationales.
     pub alpha: f64,
-    /// Standard recipe: learn the gold labels or the teacher's.
+    /// Standard and step-by-step: learn the gold labels or the teacher's (the step-by-step
+    /// paper's `label_type llm`).
     pub label_source: LabelSource,
     /// Keep only teacher chains of thought whose parsed answer matches the gold label.
     pub filter_correct: bool,
@@ -85,6 +101,9 @@ pub struct Recipe {
     pub cot_temperature: f64,
     /// Self-evaluations per chain of thought (Mind's Mirror M; 0 = none, "K CoTs" only).
     pub evals_per_cot: u32,
+    /// Mind's Mirror: `cot` (solve: → the chain of thought) or `label-rationale` (the release's
+    /// predict: → gold label, explain: → each chain of thought's rationale).
+    pub targets: CotTargets,
     /// Mind's Mirror: `two-stage` (self-evaluation, then CoT) or `mixed`.
     pub schedule: TaskSchedule,
     /// Mind's Mirror `mixed`: weight of the self-evaluation task; 1 − it goes to CoTs.
@@ -101,6 +120,11 @@ pub struct Recipe {
     pub mining_rounds: u32,
     /// Seeds the recipe's random draws (MAPD's pair per mistake, ELAD's random baseline).
     pub seed: u64,
+    /// Seeds the teacher's sampling (the seed sent with each chain-of-thought sample). Apart
+    /// from the training seed on purpose: `mentor distill --seed` leaves it alone, so the seeds
+    /// of an experiment ask the teacher the same requests (one teacher run, cached) and their
+    /// spread measures training, not the teacher's draws.
+    pub teacher_seed: u64,
     /// ELAD: share of the train pool annotated up front (the seed set), at least one item.
     pub seed_fraction: f64,
     /// ELAD: selection rounds after the seed round.
@@ -142,6 +166,7 @@ impl Default for Recipe {
             cots_per_question: 5,
             cot_temperature: 0.7,
             evals_per_cot: 5,
+            targets: CotTargets::Cot,
             schedule: TaskSchedule::TwoStage,
             self_eval_weight: 0.5,
             review_threshold: 3.0,
@@ -149,6 +174,7 @@ impl Default for Recipe {
             pairs_per_mistake: PairsPerMistake::One,
             mining_rounds: 1,
             seed: 0,
+            teacher_seed: 0,
             seed_fraction: 0.05,
             rounds: 3,
             round_budget: 16,
@@ -215,6 +241,74 @@ impl Recipe {
             // The seed set's chains of thought; the rounds' revisions are driven per round.
             RecipeName::Elad => vec![TeacherStage::Cots { samples: 1 }],
         }
+    }
+
+    /// The student tasks this recipe's training set can hold.
+    pub fn trained_tasks(&self) -> Vec<StudentTask> {
+        match self.name {
+            RecipeName::Standard => vec![StudentTask::Label],
+            RecipeName::StepByStep => vec![StudentTask::Label, StudentTask::Rationale],
+            RecipeName::MindsMirror => {
+                let mut v = match self.targets {
+                    CotTargets::Cot => vec![StudentTask::Cot],
+                    CotTargets::LabelRationale => vec![StudentTask::Label, StudentTask::Rationale],
+                };
+                if self.evals_per_cot > 0 {
+                    v.push(StudentTask::SelfEval);
+                }
+                v
+            }
+            RecipeName::Elad => vec![StudentTask::Cot],
+            RecipeName::Mapd => vec![StudentTask::Feedback, StudentTask::Cot],
+        }
+    }
+
+    /// The inference mode the student is scored in unless `[eval] mode` says otherwise: the
+    /// label head where the recipe trains one, else its chain of thought.
+    pub fn default_mode(&self) -> InferenceMode {
+        if self.trained_tasks().contains(&StudentTask::Label) {
+            InferenceMode::Label
+        } else {
+            InferenceMode::Cot
+        }
+    }
+
+    /// Refuses an inference mode that prompts the student with a task this recipe never trains
+    /// (MAPD scored with `predict:` would measure the untrained prompt, not the recipe).
+    pub fn check_mode(&self, mode: InferenceMode) -> Result<(), String> {
+        let trained = self.trained_tasks();
+        let missing: Vec<&str> = mode
+            .tasks()
+            .iter()
+            .filter(|t| !trained.contains(t))
+            .map(|t| t.prompt_prefix())
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let modes: Vec<&str> = [
+            InferenceMode::Label,
+            InferenceMode::Cot,
+            InferenceMode::Vote,
+            InferenceMode::SelfEvalVote,
+        ]
+        .into_iter()
+        .filter(|m| m.tasks().iter().all(|t| trained.contains(t)))
+        .map(|m| m.as_str())
+        .collect();
+        Err(format!(
+            "inference mode `{}` prompts the student with `{}:`, which recipe `{}` does not train \
+             (it trains {}); use one of: {}",
+            mode.as_str(),
+            missing.join(":`, `"),
+            self.name.as_str(),
+            trained
+                .iter()
+                .map(|t| format!("`{}:`", t.prompt_prefix()))
+                .collect::<Vec<_>>()
+                .join(", "),
+            modes.join(", ")
+        ))
     }
 
     /// The teacher's sampling temperature for chains of thought (None = the teacher's default).

@@ -3,7 +3,7 @@
 //! them for a student is [`crate::student`]'s job.
 
 use crate::annotate::JudgedCot;
-use crate::recipe::{LabelSource, Recipe, RecipeName, TaskSchedule};
+use crate::recipe::{CotTargets, LabelSource, Recipe, RecipeName, TaskSchedule};
 use mentor_core::prompt::{answer_sentence, question_block};
 use mentor_core::text::{split_rationale, truncate_at_follow_on, FOLLOW_ON_MARKERS};
 use mentor_core::{Example, TaskKind, Verdict};
@@ -37,6 +37,11 @@ impl StudentTask {
             StudentTask::SelfEval => "self-eval",
             StudentTask::Feedback => "feedback",
         }
+    }
+
+    /// The prompt's prefix (`predict`, `explain`, `solve`, `evaluate`, `feedback`).
+    pub fn prompt_prefix(self) -> &'static str {
+        self.prefix()
     }
 
     fn prefix(self) -> &'static str {
@@ -301,14 +306,16 @@ pub fn build(recipe: &Recipe, kind: TaskKind, items: &[Example], stored: &Stored
         }
         RecipeName::StepByStep => {
             for ex in items {
-                pairs.push(pair(
-                    ex,
-                    StudentTask::Label,
-                    "",
-                    answer_sentence(kind, ex),
-                    recipe.alpha,
-                    0,
-                ));
+                let label = match recipe.label_source {
+                    LabelSource::Gold => Some(answer_sentence(kind, ex)),
+                    // the paper's `label_type llm`: the teacher's answer, as it wrote it
+                    LabelSource::Teacher => kept_by_item
+                        .get(ex.id.as_str())
+                        .and_then(|c| teacher_answer_sentence(&c[0].text)),
+                };
+                if let Some(label) = label {
+                    pairs.push(pair(ex, StudentTask::Label, "", label, recipe.alpha, 0));
+                }
                 if let Some(c) = kept_by_item.get(ex.id.as_str()) {
                     let rationale = split_rationale(&c[0].text).rationale.to_string();
                     if !rationale.is_empty() {
@@ -332,15 +339,43 @@ pub fn build(recipe: &Recipe, kind: TaskKind, items: &[Example], stored: &Stored
                 (1.0 - recipe.self_eval_weight, recipe.self_eval_weight)
             };
             let (eval_stage, cot_stage) = if two_stage { (0, 1) } else { (0, 0) };
-            for c in &kept {
-                pairs.push(pair(
-                    &c.example,
-                    StudentTask::Cot,
-                    "",
-                    c.text.clone(),
-                    cot_w,
-                    cot_stage,
-                ));
+            match recipe.targets {
+                CotTargets::Cot => {
+                    for c in &kept {
+                        pairs.push(pair(
+                            &c.example,
+                            StudentTask::Cot,
+                            "",
+                            c.text.clone(),
+                            cot_w,
+                            cot_stage,
+                        ));
+                    }
+                }
+                // The release: each chain of thought is a step-by-step example, the gold label
+                // (never the teacher's answer) and the rationale; an item none of whose chains
+                // survived still learns its label.
+                CotTargets::LabelRationale => {
+                    for ex in items {
+                        let label = || answer_sentence(kind, ex);
+                        let cots = kept_by_item.get(ex.id.as_str());
+                        let rationales: Vec<String> = cots
+                            .into_iter()
+                            .flatten()
+                            .map(|c| split_rationale(&c.text).rationale.trim().to_string())
+                            .filter(|r| !r.is_empty())
+                            .collect();
+                        if rationales.is_empty() {
+                            let w = cot_w * recipe.alpha;
+                            pairs.push(pair(ex, StudentTask::Label, "", label(), w, cot_stage));
+                        }
+                        for r in rationales {
+                            let (wl, wr) = (cot_w * recipe.alpha, cot_w * (1.0 - recipe.alpha));
+                            pairs.push(pair(ex, StudentTask::Label, "", label(), wl, cot_stage));
+                            pairs.push(pair(ex, StudentTask::Rationale, "", r, wr, cot_stage));
+                        }
+                    }
+                }
             }
             // Self-evaluations of every distinct CoT, kept or not: judging wrong reasoning is
             // exactly what this task teaches.
@@ -816,6 +851,116 @@ mod tests {
             .pairs
             .iter()
             .all(|p| p.stage == (p.task == StudentTask::Cot) as u32));
+    }
+
+    /// The release's format: per distinct CoT, `predict:` → the *gold* label (α) and `explain:`
+    /// → its rationale (1 − α); a wrong CoT's answer is never a target.
+    #[test]
+    fn minds_mirror_release_format_trains_gold_labels_and_rationales() {
+        let items = [
+            ex("1", "3 + 4?", "( 3 + 4 )"),
+            ex("2", "5 - 1?", "( 5 - 1 )"),
+        ];
+        let ok = serde_json::json!({"correct": true});
+        let bad = serde_json::json!({"correct": false});
+        let cots = [
+            ann(
+                "1",
+                "annotate",
+                0,
+                "3 + 4 = 7. The answer is (3 + 4).",
+                ok.clone(),
+                true,
+            ),
+            ann(
+                "1",
+                "annotate",
+                1,
+                "3 * 4 = 12. The answer is (3 * 4).",
+                bad.clone(),
+                true,
+            ),
+            ann(
+                "2",
+                "annotate",
+                0,
+                "5 + 1 = 6. The answer is (5 + 1).",
+                bad,
+                true,
+            ),
+        ];
+        let mut r = Recipe {
+            name: RecipeName::MindsMirror,
+            targets: CotTargets::LabelRationale,
+            evals_per_cot: 0,
+            alpha: 0.4,
+            ..Recipe::default()
+        };
+        let stored = Stored {
+            cots: cots.to_vec(),
+            ..Default::default()
+        };
+        let t = build(&r, TaskKind::Equation, &items, &stored);
+        assert_eq!((t.stats.pairs["label"], t.stats.pairs["rationale"]), (3, 3));
+        assert!(!t.stats.pairs.contains_key("cot"));
+        for p in t.pairs.iter().filter(|p| p.task == StudentTask::Label) {
+            let gold = if p.example_id == "1" {
+                "(3 + 4)"
+            } else {
+                "(5 - 1)"
+            };
+            assert_eq!(p.target, format!("The answer is {gold}."));
+            assert!((p.weight - 0.4).abs() < 1e-12);
+        }
+        let rationales: Vec<&str> = t
+            .pairs
+            .iter()
+            .filter(|p| p.task == StudentTask::Rationale)
+            .map(|p| p.target.as_str())
+            .collect();
+        assert_eq!(rationales, ["3 + 4 = 7.", "3 * 4 = 12.", "5 + 1 = 6."]);
+        assert_eq!(r.default_mode().as_str(), "label");
+        assert!(r.check_mode(crate::evaluate::InferenceMode::Cot).is_err());
+        // gold-reaching CoTs only: item 2 keeps its label, item 1 one rationale
+        r.filter_correct = true;
+        let t = build(&r, TaskKind::Equation, &items, &stored);
+        assert_eq!((t.stats.pairs["label"], t.stats.pairs["rationale"]), (2, 1));
+    }
+
+    /// Step-by-step with the teacher's labels (the paper's `label_type llm`).
+    #[test]
+    fn step_by_step_with_teacher_labels() {
+        let items = [
+            ex("1", "3 + 4?", "( 3 + 4 )"),
+            ex("2", "5 - 1?", "( 5 - 1 )"),
+        ];
+        let cots = [ann(
+            "1",
+            "annotate",
+            0,
+            "It is 7. So the answer is (4 + 3).",
+            serde_json::json!({"correct": true}),
+            true,
+        )];
+        let r = Recipe {
+            name: RecipeName::StepByStep,
+            label_source: LabelSource::Teacher,
+            ..Recipe::default()
+        };
+        let stored = Stored {
+            cots: cots.to_vec(),
+            ..Default::default()
+        };
+        let t = build(&r, TaskKind::Equation, &items, &stored);
+        let labels: Vec<(&str, &str)> = t
+            .pairs
+            .iter()
+            .filter(|p| p.task == StudentTask::Label)
+            .map(|p| (p.example_id.as_str(), p.target.as_str()))
+            .collect();
+        // item 2 has no teacher answer: no label to learn
+        assert_eq!(labels, [("1", "The answer is (4 + 3).")]);
+        assert_eq!(t.stats.pairs["rationale"], 1);
     }
 
     #[test]

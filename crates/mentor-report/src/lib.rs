@@ -385,8 +385,8 @@ not json
             "teacher": {"calls": 40, "tokens": 9000, "cost_usd": 0.0},
             "teacher_stages": {"cots": {"done": 40, "correct": 22, "unparseable": 3}},
             "training_set": {"cots_kept": 22, "cots_wrong": 15, "pairs": {"label": 22, "rationale": 22}},
-            "accuracy_before": {"n": 30, "correct": 6, "accuracy": 0.2, "ci95": 0.14},
-            "accuracy_after": {"n": 30, "correct": 9, "accuracy": 0.3, "ci95": 0.16},
+            "accuracy_before": {"n": 30, "correct": 6, "accuracy": 0.2, "ci95": [0.0951, 0.3731]},
+            "accuracy_after": {"n": 30, "correct": 9, "accuracy": 0.3, "ci95": [0.1667, 0.4788]},
             "eval_mode": "label",
             "review": {"accepted": 12},
         });
@@ -415,8 +415,8 @@ not json
         for want in [
             "step-by-step",
             "csqa",
-            "20.0",
-            "30.0",
+            "20.0% [9.5, 37.3] (6/30)",
+            "30.0% [16.7, 47.9] (9/30)",
             "cots_kept",
             "pairs.rationale",
             "review.accepted",

@@ -80,7 +80,7 @@ pub struct StepLog {
     pub step: u64,
     pub epoch: f64,
     pub lr: f64,
-    /// Σ w·nll / Σ w over the step's batches.
+    /// Σ w·nll / examples over the step's batches: each example weighs its task weight.
     pub loss: f64,
     /// Mean nll per task over the step's target tokens.
     pub task_loss: BTreeMap<String, f64>,
@@ -178,7 +178,7 @@ pub fn eval_loss(
 
 /// What one optimiser step did.
 pub struct StepOutcome {
-    /// Σ w·nll / Σ w over the step's micro-batches.
+    /// Σ w·nll / examples over the step's micro-batches (an example weighs its task weight).
     pub loss: f64,
     /// Per micro-batch, per position: the nll (0 where unweighted).
     pub nll: Vec<Vec<f32>>,
@@ -203,11 +203,11 @@ pub fn optimizer_step(
     cfg: &TrainConfig,
 ) -> Result<StepOutcome> {
     let dev = model.device().clone();
-    let norm: f64 = micro
-        .iter()
-        .flat_map(|b| &b.weights)
-        .map(|&w| w as f64)
-        .sum();
+    // The loss is the mean over the step's examples of Σ token weight × nll: an example's token
+    // weights sum to its task weight, so a batch of one task at weight α counts α, not 1.
+    // (Dividing by Σ weight instead cancelled α inside every single-task batch, and length
+    // bucketing makes most batches single-task.)
+    let norm: f64 = micro.iter().map(|b| b.rows as f64).sum();
     let params = opt.params().to_vec();
     let mut grads: Vec<Option<Tensor>> = vec![None; params.len()];
     let mut out = StepOutcome {

@@ -188,3 +188,37 @@ fn mixed_precision_bf16_tracks_f32_and_learns() -> Result<()> {
     assert!(s.trainable().iter().all(|(_, v)| v.dtype() == DType::F32));
     Ok(())
 }
+
+/// α means α: a step over a batch of one task at weight α has α times the loss and gradient of
+/// the same batch at weight 1. (Normalising by the batch's total weight cancelled α in every
+/// single-task batch, and length bucketing makes most batches single-task.)
+#[test]
+fn task_weight_scales_a_single_task_batch() -> Result<()> {
+    use mentor_train::optim::{AdamW, AdamWConfig};
+    use mentor_train::{optimizer_step, Batch};
+    let at = |alpha: f32| -> Result<(f64, f64)> {
+        let s = student(5)?;
+        let examples: Vec<TrainExample> = data(8)
+            .into_iter()
+            .map(|mut e| {
+                // the task weight spread over the target's tokens, as `encode_pair` does
+                e.weight = alpha / e.target.len() as f32;
+                e
+            })
+            .collect();
+        let b = Batch::new(&examples, &(0..8).collect::<Vec<_>>(), 64, 0);
+        let mut opt = AdamW::new(s.trainable(), AdamWConfig::default())?;
+        let cfg = TrainConfig {
+            max_grad_norm: 1e9,
+            ..TrainConfig::default()
+        };
+        let out = optimizer_step(&s.model, &mut opt, &[b], 0.0, &cfg)?;
+        Ok((out.loss, out.grad_norm))
+    };
+    let (l1, g1) = at(1.0)?;
+    let (la, ga) = at(0.2)?;
+    assert!(l1 > 0.0 && g1 > 0.0);
+    assert!((la / l1 - 0.2).abs() < 1e-4, "loss ratio {}", la / l1);
+    assert!((ga / g1 - 0.2).abs() < 1e-3, "gradient ratio {}", ga / g1);
+    Ok(())
+}

@@ -214,6 +214,11 @@ impl Config {
         if let Err((key, msg)) = self.recipe.validate() {
             return bad(key, msg);
         }
+        if let Some(mode) = self.eval.mode {
+            if let Err(msg) = self.recipe.check_mode(mode) {
+                return bad("eval.mode", msg);
+            }
+        }
         for (name, t) in &self.teachers {
             if t.kind == TeacherKind::Openai || t.kind == TeacherKind::Anthropic {
                 if t.model.is_none() {
@@ -285,6 +290,8 @@ dataset = "svamp"            # built-in: svamp cqa anli1 gsm8k csqa strategyqa l
 seed = 0                     # seeded train/valid/test split where the source has none
 fractions = [0.8, 0.1, 0.1]
 # limit = 200                # at most this many examples per split
+# train_limit = 200          # at most this many train examples (also valid_limit, test_limit):
+#                            # a train-size curve keeps one fixed test set
 # eval_dataset = "svamp"     # valid + test from this built-in instead (minus questions in train)
 
 [teachers.palm]              # any number of named teachers
@@ -438,6 +445,39 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("teachers.g.model"), "{err}");
+    }
+
+    /// MAPD trains `feedback:` and `solve:`: scoring it with `predict:` is refused, naming the
+    /// key and the modes that would measure what it trained.
+    #[test]
+    fn an_inference_mode_the_recipe_never_trains_is_refused() {
+        let cfg = |recipe: &str, mode: &str| {
+            parse(&format!(
+                "[data]\ndataset = \"x\"\n[recipe]\nname = \"{recipe}\"\n[eval]\nmode = \"{mode}\"\n"
+            ))
+        };
+        let err = cfg("mapd", "label").unwrap_err().to_string();
+        assert!(
+            err.contains("key `eval.mode`") && err.contains("`predict:`") && err.contains("mapd"),
+            "{err}"
+        );
+        assert!(err.contains("use one of: cot, vote"), "{err}");
+        cfg("mapd", "cot").unwrap();
+        cfg("step-by-step", "label").unwrap();
+        assert!(cfg("step-by-step", "cot").is_err());
+        assert!(cfg("standard", "vote").is_err());
+        assert!(cfg("elad", "label").is_err());
+        // self-eval-vote needs the self-evaluation task: Mind's Mirror with M = 0 has none
+        cfg("minds-mirror", "self-eval-vote").unwrap();
+        let err = parse("[data]\ndataset = \"x\"\n[recipe]\nname = \"minds-mirror\"\nevals_per_cot = 0\n[eval]\nmode = \"self-eval-vote\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`evaluate:`"), "{err}");
+        // the default is a trained mode
+        assert_eq!(
+            cfg("mapd", "cot").unwrap().recipe.default_mode().as_str(),
+            "cot"
+        );
     }
 
     #[test]

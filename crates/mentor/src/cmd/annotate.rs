@@ -42,6 +42,25 @@ pub struct Args {
     limit: Option<usize>,
 }
 
+/// What MAPD's mining asks the student in `round`: the teacher's chain-of-thought request for
+/// the untrained student of round 0, the `solve:` prompt it was trained on after that.
+pub fn mining_prompt(
+    prompts: &mentor_core::prompt::Prompts,
+    kind: mentor_core::TaskKind,
+    e: &mentor_core::Example,
+    round: u32,
+) -> Result<String> {
+    use mentor_methods::trainset::{student_prompt, StudentTask};
+    if round == 0 {
+        let (_, user) = prompts
+            .cot(kind, e)
+            .map_err(|e| anyhow::anyhow!("prompt template `cot`: {e}"))?;
+        Ok(user)
+    } else {
+        Ok(student_prompt(StudentTask::Cot, kind, e, ""))
+    }
+}
+
 /// The request settings shared by a recipe's teacher stages.
 pub fn base_spec(cfg: &crate::config::Config) -> AnnotateSpec {
     let temperature = cfg.teachers.values().find_map(|t| t.temperature);
@@ -53,7 +72,7 @@ pub fn base_spec(cfg: &crate::config::Config) -> AnnotateSpec {
     AnnotateSpec {
         temperature,
         max_tokens,
-        seed: cfg.train.seed,
+        seed: cfg.recipe.teacher_seed,
         ..AnnotateSpec::default()
     }
 }
@@ -154,13 +173,13 @@ pub fn mine(
         MistakesFrom::Student => {
             use mentor_model::SamplingParams;
             let loaded = crate::models::load_for_inference(student)?;
-            // the student answers the bare request: few-shot examples are for teachers
+            // Round 0's untrained student answers the bare request (few-shot examples are for
+            // teachers); a trained student is asked with `solve:`, the prompt it was trained on
+            // and is scored with.
             let prompts = r.cfg.prompts()?;
             let mut reqs = vec![];
             for (i, e) in todo.iter().enumerate() {
-                let (_, user) = prompts
-                    .cot(r.ds.task, e)
-                    .map_err(|e| anyhow::anyhow!("prompt template `cot`: {e}"))?;
+                let user = mining_prompt(&prompts, r.ds.task, e, round)?;
                 let ids = mentor_methods::student::prompt_ids(&loaded.tokenizer, &user)?;
                 let params = SamplingParams {
                     max_new_tokens: r.cfg.eval.max_new_tokens,
@@ -509,4 +528,32 @@ fn dry_run(
         human,
         json: json!({ "dry_run": true, "teachers": rows, "max_cost_usd": total_usd }),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rounds after the first mine the trained student with `solve:`, the prompt it learned
+    /// and is scored with, not the teacher's request.
+    #[test]
+    fn later_mining_rounds_ask_with_the_trained_prompt() {
+        let prompts = mentor_core::prompt::Prompts::default();
+        let e = mentor_core::Example {
+            id: "1".into(),
+            question: "Tom has 3 apples and eats 1. How many are left?".into(),
+            answer: "2".into(),
+            choices: vec![],
+            explanation: None,
+        };
+        let kind = mentor_core::TaskKind::Numeric;
+        let first = mining_prompt(&prompts, kind, &e, 0).unwrap();
+        let later = mining_prompt(&prompts, kind, &e, 1).unwrap();
+        assert!(!first.starts_with("solve:"), "{first}");
+        assert!(
+            later.starts_with("solve: ") && later.contains("3 apples"),
+            "{later}"
+        );
+        assert_eq!(later, mining_prompt(&prompts, kind, &e, 4).unwrap());
+    }
 }

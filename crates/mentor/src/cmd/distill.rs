@@ -242,9 +242,9 @@ fn run_recipe(mut cfg: Config, run_dir: PathBuf, a: &Args) -> Result<Summary> {
     let report = super::report::write_report(&run_dir)?;
     let pct = |e: &mentor_methods::evaluate::EvalReport| {
         format!(
-            "{:.1}% ± {:.1} (n={})",
+            "{:.1}% {} (n={})",
             100.0 * e.accuracy,
-            100.0 * e.ci95,
+            mentor_core::score::format_interval(e.ci95),
             e.n
         )
     };

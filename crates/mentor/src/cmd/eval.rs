@@ -76,6 +76,13 @@ pub fn run(a: Args) -> Result<Summary> {
         r.cfg.eval.samples = s;
     }
     let mode = a.mode.unwrap_or_else(|| super::train::default_mode(&r));
+    if a.model.is_none() {
+        // the run's own student: only the tasks its recipe trained mean anything
+        r.cfg
+            .recipe
+            .check_mode(mode)
+            .map_err(|e| anyhow::anyhow!("--mode: {e}"))?;
+    }
     let model = match &a.model {
         Some(m) => m.clone(),
         None => {
@@ -85,13 +92,13 @@ pub fn run(a: Args) -> Result<Summary> {
     };
     let (rep, file, secs) = eval_model(&r, &model, a.split, mode, a.limit)?;
     let human = format!(
-        "{model} on {} {} ({} items, mode {}): accuracy {:.1}% ± {:.1} ({} correct, {} unparseable), {} new tokens in {secs:.0}s\npredictions: {}",
+        "{model} on {} {} ({} items, mode {}): accuracy {:.1}% {} ({} correct, {} unparseable), {} new tokens in {secs:.0}s\npredictions: {}",
         r.ds.name,
         a.split,
         rep.n,
         mode.as_str(),
         100.0 * rep.accuracy,
-        100.0 * rep.ci95,
+        mentor_core::score::format_interval(rep.ci95),
         rep.correct,
         rep.unparseable,
         rep.new_tokens,

@@ -70,9 +70,10 @@ pub fn run(a: Args) -> Result<Summary> {
     let sum = ScoreSummary::from_scores(&scores);
     let missing = gold.len().saturating_sub(seen.len());
     let human = format!(
-        "task {task}: accuracy {:.4} ± {:.4} (95% CI), {} / {} correct, {} unparseable{}{}",
+        "task {task}: accuracy {:.4}, 95% Wilson interval [{:.4}, {:.4}], {} / {} correct, {} unparseable{}{}",
         sum.accuracy,
-        sum.ci95,
+        sum.ci95[0],
+        sum.ci95[1],
         sum.correct,
         sum.n,
         sum.unparseable,

@@ -98,10 +98,7 @@ pub fn stored(r: &Run) -> Result<Stored> {
 
 /// The inference mode a recipe's student is scored in unless `[eval] mode` says otherwise.
 pub fn default_mode(r: &Run) -> InferenceMode {
-    r.cfg.eval.mode.unwrap_or(match r.cfg.recipe.name {
-        RecipeName::Standard | RecipeName::StepByStep => InferenceMode::Label,
-        _ => InferenceMode::Cot,
-    })
+    r.cfg.eval.mode.unwrap_or(r.cfg.recipe.default_mode())
 }
 
 pub struct Trained {
