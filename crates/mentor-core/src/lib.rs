@@ -2,7 +2,7 @@
 //!
 //! Nothing here does I/O: the types ([`Example`], [`TaskKind`]), answer extraction per task kind
 //! ([`extract`]), safe arithmetic for equation labels ([`equation`]), completion clean-up
-//! ([`text`]), scoring ([`score`]), prompt templates ([`prompt`]), self-evaluation verdicts ([`verdict`]) and
+//! ([`text`]), scoring ([`score`]), paired statistics between students ([`stats`]), prompt templates ([`prompt`]), self-evaluation verdicts ([`verdict`]) and
 //! peer-review scores ([`review`]). Every other crate builds on these.
 
 pub mod equation;
@@ -11,6 +11,7 @@ pub mod extract;
 pub mod prompt;
 pub mod review;
 pub mod score;
+pub mod stats;
 pub mod task;
 pub mod text;
 pub mod verdict;

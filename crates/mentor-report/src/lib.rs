@@ -4,6 +4,9 @@
 //!
 //! This crate knows nothing of stores or models: the `mentor report` command gathers the inputs
 //! ([`ReportInput`]) and this crate only draws them, so a report can be rebuilt at any time.
+//! [`compare`] is the same for several runs: their paired statistics as tables.
+
+pub mod compare;
 
 use plotters::prelude::*;
 use serde::Serialize;

@@ -16,6 +16,14 @@ mod run;
 mod teachers;
 
 use clap::{Parser, Subcommand};
+
+/// The version and commit this binary was built from, as recorded in every run's summary.
+pub fn build_info() -> serde_json::Value {
+    serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "commit": env!("MENTOR_GIT_COMMIT"),
+    })
+}
 use output::Output;
 use std::process::ExitCode;
 
@@ -72,6 +80,8 @@ enum Command {
     Ledger(cmd::ledger::Args),
     Generate(cmd::generate::Args),
     Report(cmd::report::Args),
+    Compare(cmd::compare::Args),
+    Sweep(cmd::sweep::Args),
     Export(cmd::export::Args),
     Import(cmd::import::Args),
     Serve(cmd::serve::Args),
@@ -100,6 +110,8 @@ fn main() -> ExitCode {
             Command::Eval(a) => cmd::eval::run(a),
             Command::Generate(a) => cmd::generate::run(a),
             Command::Report(a) => cmd::report::run(a),
+            Command::Compare(a) => cmd::compare::run(a),
+            Command::Sweep(a) => cmd::sweep::run(a),
             Command::Export(a) => cmd::export::run(a),
             Command::Import(a) => cmd::import::run(a),
             Command::Serve(a) => cmd::serve::run(a),

@@ -1,6 +1,11 @@
-//! Logging and progress bars, both on stderr.
+//! Logging and progress bars, both on stderr. On a terminal the bars draw; when stderr is a
+//! file (a run in the background, `> log 2>&1`) they cannot, so every bar prints a plain line at
+//! a steady interval instead (`MENTOR_PROGRESS_SECS`, default 30): done / total, rate, ETA and
+//! the bar's message (training puts the loss and learning rate there).
 
 use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+use std::time::Duration;
 use tracing_subscriber::EnvFilter;
 
 pub fn init_logging(quiet: bool) {
@@ -25,6 +30,7 @@ pub fn bytes_bar(total: u64, label: &str) -> ProgressBar {
         .progress_chars("=> "),
     );
     pb.set_message(label.to_string());
+    plain_lines(&pb, label);
     pb
 }
 
@@ -37,5 +43,82 @@ pub fn items_bar(total: u64, label: &str) -> ProgressBar {
             .progress_chars("=> "),
     );
     pb.set_prefix(label.to_string());
+    plain_lines(&pb, label);
     pb
+}
+
+/// Seconds between plain progress lines (`MENTOR_PROGRESS_SECS`, default 30).
+fn plain_interval() -> Duration {
+    let secs = std::env::var("MENTOR_PROGRESS_SECS")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .unwrap_or(30.0);
+    Duration::from_secs_f64(secs)
+}
+
+/// When stderr is not a terminal, a thread prints `bar`'s state every interval until the bar
+/// is finished or dropped (it holds only a weak reference).
+fn plain_lines(pb: &ProgressBar, label: &str) {
+    if std::io::stderr().is_terminal() {
+        return;
+    }
+    let weak = pb.downgrade();
+    let label = label.to_string();
+    let every = plain_interval();
+    std::thread::spawn(move || loop {
+        std::thread::sleep(every);
+        let Some(pb) = weak.upgrade() else { return };
+        if pb.is_finished() {
+            return;
+        }
+        eprintln!("{}", plain_line(&label, &pb));
+    });
+}
+
+/// `train stage 0: 120/450 (26.7%) 0.41/s eta 13m 25s · loss 1.2345 lr 4.1e-5 2.4s/step`
+pub fn plain_line(label: &str, pb: &ProgressBar) -> String {
+    let pos = pb.position();
+    let mut line = format!("{label}: {pos}");
+    if let Some(len) = pb.length().filter(|&l| l > 0) {
+        line += &format!("/{len} ({:.1}%)", 100.0 * pos as f64 / len as f64);
+        let rate = pb.per_sec();
+        if rate > 0.0 {
+            let left = (len.saturating_sub(pos)) as f64 / rate;
+            line += &format!(" {rate:.2}/s eta {}", human_secs(left));
+        }
+    }
+    let msg = pb.message();
+    if !msg.is_empty() && msg != label {
+        line += &format!(" · {msg}");
+    }
+    line
+}
+
+fn human_secs(s: f64) -> String {
+    let s = s.round() as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m {:02}s", s / 60, s % 60),
+        _ => format!("{}h {:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plain_line_says_done_total_and_the_message() {
+        let pb = ProgressBar::hidden();
+        pb.set_length(450);
+        pb.set_position(120);
+        pb.set_message("loss 1.2345 lr 4.10e-5");
+        let line = plain_line("train stage 0", &pb);
+        assert!(line.starts_with("train stage 0: 120/450 (26.7%)"), "{line}");
+        assert!(line.ends_with("· loss 1.2345 lr 4.10e-5"), "{line}");
+        assert_eq!(human_secs(59.4), "59s");
+        assert_eq!(human_secs(805.0), "13m 25s");
+        assert_eq!(human_secs(7300.0), "2h 01m");
+    }
 }

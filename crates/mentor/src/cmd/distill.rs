@@ -230,6 +230,10 @@ fn run_recipe(mut cfg: Config, run_dir: PathBuf, a: &Args) -> Result<Summary> {
         "accuracy_after": acc(&after),
         "predictions": predictions,
         "rounds": curve,
+        // what `mentor compare` and `mentor sweep` read: the exact config and the code
+        "seed": r.cfg.train.seed,
+        "config": serde_json::from_str::<serde_json::Value>(&config_json)?,
+        "mentor": crate::build_info(),
     });
     lap("eval_after");
     let examples = side_by_side(&r, &model, &trained.set.pairs, 3)?;

@@ -2,6 +2,7 @@
 
 pub mod annotate;
 pub mod bench;
+pub mod compare;
 pub mod data;
 pub mod distill;
 pub mod eval;
@@ -14,4 +15,5 @@ pub mod ledger;
 pub mod report;
 pub mod score;
 pub mod serve;
+pub mod sweep;
 pub mod train;

@@ -1,0 +1,590 @@
+//! Comparing students scored on the same test questions: per run its accuracy and Wilson
+//! interval; per variant (runs grouped over seeds) mean ± sd; per pair of variants the paired
+//! numbers a claim needs — the 2×2 table and McNemar's exact p per seed, and the mean paired
+//! difference with a bootstrap interval over questions and a t-interval over seeds. Knows no
+//! store: the caller hands it per-question correctness.
+
+use mentor_core::score::wilson_interval;
+use mentor_core::stats::{
+    mcnemar_exact, mean_sd, paired_bootstrap, t_interval, Interval, PairTable,
+};
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// One scored run: its per-question correctness, by question id.
+#[derive(Debug, Clone)]
+pub struct RunScores {
+    /// The run's name (its directory).
+    pub name: String,
+    /// The variant it belongs to (runs of one variant differ only in seed).
+    pub variant: String,
+    pub seed: Option<u64>,
+    pub ids: Vec<String>,
+    pub correct: Vec<bool>,
+    /// Validation accuracy of the selected checkpoint, where the run has one.
+    pub valid_accuracy: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRow {
+    pub name: String,
+    pub variant: String,
+    pub seed: Option<u64>,
+    pub n: usize,
+    pub correct: usize,
+    pub accuracy: f64,
+    pub wilson95: [f64; 2],
+    pub valid_accuracy: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VariantRow {
+    pub variant: String,
+    pub runs: usize,
+    pub seeds: Vec<Option<u64>>,
+    pub accuracies: Vec<f64>,
+    pub mean: f64,
+    pub sd: f64,
+    pub valid_mean: Option<f64>,
+}
+
+/// Two runs (one seed) of two variants on the same questions.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeedPair {
+    pub seed: Option<u64>,
+    pub run_a: String,
+    pub run_b: String,
+    pub table: PairTable,
+    /// Accuracy of B − accuracy of A.
+    pub diff: f64,
+    pub mcnemar_p: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VariantPair {
+    pub a: String,
+    pub b: String,
+    pub per_seed: Vec<SeedPair>,
+    /// Mean over seeds of B − A, with the paired bootstrap over questions (one resample of
+    /// question indices applied to every seed).
+    pub bootstrap95: Interval,
+    /// Mean over seeds of B − A with the t-interval over the per-seed differences (NaN bounds
+    /// with one seed).
+    pub t95: Interval,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    pub n: usize,
+    pub resamples: usize,
+    pub bootstrap_seed: u64,
+    pub runs: Vec<RunRow>,
+    pub variants: Vec<VariantRow>,
+    pub pairs: Vec<VariantPair>,
+}
+
+/// Why runs cannot be compared.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CompareError {
+    #[error("nothing to compare: give at least two runs")]
+    TooFew,
+    #[error("run {run} was scored on {n} questions, {first} on {n0}: compare runs scored on the same test questions")]
+    DifferentCount {
+        run: String,
+        n: usize,
+        first: String,
+        n0: usize,
+    },
+    #[error("run {run} has no answer for question `{id}`, which {first} was scored on: compare runs scored on the same test questions")]
+    DifferentQuestions {
+        run: String,
+        id: String,
+        first: String,
+    },
+    #[error("run {run} lists question `{id}` twice")]
+    Duplicate { run: String, id: String },
+    #[error("variant `{variant}` has two runs with seed {seed}: {a} and {b}")]
+    SameSeed {
+        variant: String,
+        seed: u64,
+        a: String,
+        b: String,
+    },
+    #[error("baseline variant `{0}` is not among the runs")]
+    NoBaseline(String),
+}
+
+/// Compares `runs`; `baseline` (a variant) limits the pairs to baseline vs each other variant,
+/// otherwise every pair of variants in order of first appearance.
+pub fn compare(
+    runs: &[RunScores],
+    baseline: Option<&str>,
+    resamples: usize,
+    bootstrap_seed: u64,
+) -> Result<Comparison, CompareError> {
+    if runs.len() < 2 {
+        return Err(CompareError::TooFew);
+    }
+    // every run's correctness in the first run's question order
+    let first = &runs[0];
+    let order: HashMap<&str, usize> = first
+        .ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
+    let mut aligned: Vec<Vec<bool>> = vec![];
+    for r in runs {
+        if r.ids.len() != first.ids.len() {
+            return Err(CompareError::DifferentCount {
+                run: r.name.clone(),
+                n: r.ids.len(),
+                first: first.name.clone(),
+                n0: first.ids.len(),
+            });
+        }
+        let by_id: HashMap<&str, bool> = r
+            .ids
+            .iter()
+            .map(String::as_str)
+            .zip(r.correct.iter().copied())
+            .collect();
+        if by_id.len() != r.ids.len() {
+            let mut seen = std::collections::HashSet::new();
+            let dup = r.ids.iter().find(|id| !seen.insert(id.as_str())).unwrap();
+            return Err(CompareError::Duplicate {
+                run: r.name.clone(),
+                id: dup.clone(),
+            });
+        }
+        let mut v = vec![false; first.ids.len()];
+        for id in &first.ids {
+            let Some(&c) = by_id.get(id.as_str()) else {
+                return Err(CompareError::DifferentQuestions {
+                    run: r.name.clone(),
+                    id: id.clone(),
+                    first: first.name.clone(),
+                });
+            };
+            v[order[id.as_str()]] = c;
+        }
+        aligned.push(v);
+    }
+    let n = first.ids.len();
+    let rows: Vec<RunRow> = runs
+        .iter()
+        .zip(&aligned)
+        .map(|(r, v)| {
+            let correct = v.iter().filter(|&&c| c).count();
+            RunRow {
+                name: r.name.clone(),
+                variant: r.variant.clone(),
+                seed: r.seed,
+                n,
+                correct,
+                accuracy: correct as f64 / n.max(1) as f64,
+                wilson95: wilson_interval(correct, n),
+                valid_accuracy: r.valid_accuracy,
+            }
+        })
+        .collect();
+    // variants in order of first appearance
+    let mut names: Vec<&str> = vec![];
+    for r in runs {
+        if !names.contains(&r.variant.as_str()) {
+            names.push(&r.variant);
+        }
+    }
+    let members =
+        |v: &str| -> Vec<usize> { (0..runs.len()).filter(|&i| runs[i].variant == v).collect() };
+    for v in &names {
+        let m = members(v);
+        for (x, &i) in m.iter().enumerate() {
+            for &j in &m[x + 1..] {
+                if let (Some(s), Some(t)) = (runs[i].seed, runs[j].seed) {
+                    if s == t {
+                        return Err(CompareError::SameSeed {
+                            variant: v.to_string(),
+                            seed: s,
+                            a: runs[i].name.clone(),
+                            b: runs[j].name.clone(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    let variants: Vec<VariantRow> = names
+        .iter()
+        .map(|v| {
+            let m = members(v);
+            let accs: Vec<f64> = m.iter().map(|&i| rows[i].accuracy).collect();
+            let (mean, sd) = mean_sd(&accs);
+            let valid: Vec<f64> = m.iter().filter_map(|&i| runs[i].valid_accuracy).collect();
+            VariantRow {
+                variant: v.to_string(),
+                runs: m.len(),
+                seeds: m.iter().map(|&i| runs[i].seed).collect(),
+                accuracies: accs,
+                mean,
+                sd,
+                valid_mean: (!valid.is_empty()).then(|| mean_sd(&valid).0),
+            }
+        })
+        .collect();
+    let pair_list: Vec<(&str, &str)> = match baseline {
+        Some(b) => {
+            if !names.contains(&b) {
+                return Err(CompareError::NoBaseline(b.to_string()));
+            }
+            names.iter().filter(|v| **v != b).map(|v| (b, *v)).collect()
+        }
+        None => {
+            let mut p = vec![];
+            for (x, a) in names.iter().enumerate() {
+                for b in &names[x + 1..] {
+                    p.push((*a, *b));
+                }
+            }
+            p
+        }
+    };
+    let mut pairs = vec![];
+    for (a, b) in pair_list {
+        let (ma, mb) = (members(a), members(b));
+        // runs are paired by seed; two single runs without a shared seed pair with each other
+        let mut matched: Vec<(usize, usize)> = vec![];
+        for &i in &ma {
+            if let Some(&j) = mb
+                .iter()
+                .find(|&&j| runs[i].seed.is_some() && runs[j].seed == runs[i].seed)
+            {
+                matched.push((i, j));
+            }
+        }
+        if matched.is_empty() && ma.len() == 1 && mb.len() == 1 {
+            matched.push((ma[0], mb[0]));
+        }
+        let per_seed: Vec<SeedPair> = matched
+            .iter()
+            .map(|&(i, j)| {
+                let table = PairTable::new(&aligned[i], &aligned[j]);
+                SeedPair {
+                    seed: runs[i].seed,
+                    run_a: runs[i].name.clone(),
+                    run_b: runs[j].name.clone(),
+                    table,
+                    diff: (table.only_b as f64 - table.only_a as f64) / n.max(1) as f64,
+                    mcnemar_p: mcnemar_exact(table.only_a, table.only_b),
+                }
+            })
+            .collect();
+        let vecs: Vec<(&[bool], &[bool])> = matched
+            .iter()
+            .map(|&(i, j)| (aligned[i].as_slice(), aligned[j].as_slice()))
+            .collect();
+        let diffs: Vec<f64> = per_seed.iter().map(|s| s.diff).collect();
+        pairs.push(VariantPair {
+            a: a.to_string(),
+            b: b.to_string(),
+            per_seed,
+            bootstrap95: paired_bootstrap(&vecs, resamples, bootstrap_seed),
+            t95: t_interval(&diffs),
+        });
+    }
+    Ok(Comparison {
+        n,
+        resamples,
+        bootstrap_seed,
+        runs: rows,
+        variants,
+        pairs,
+    })
+}
+
+fn pct(x: f64) -> String {
+    if x.is_nan() {
+        "–".into()
+    } else {
+        format!("{:.1}", 100.0 * x)
+    }
+}
+
+fn signed_pct(x: f64) -> String {
+    if x.is_nan() {
+        "–".into()
+    } else {
+        format!("{:+.1}", 100.0 * x)
+    }
+}
+
+fn p_value(p: f64) -> String {
+    if p >= 0.001 {
+        format!("{p:.3}")
+    } else {
+        format!("{p:.1e}")
+    }
+}
+
+/// A table as aligned plain text (`markdown = false`) or a Markdown table.
+pub fn render_table(headers: &[&str], rows: &[Vec<String>], markdown: bool) -> String {
+    let width: Vec<usize> = (0..headers.len())
+        .map(|c| {
+            rows.iter()
+                .map(|r| r[c].chars().count())
+                .chain([headers[c].chars().count()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: Vec<String>| -> String {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&width)
+            .map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count())))
+            .collect();
+        if markdown {
+            format!("| {} |", padded.join(" | "))
+        } else {
+            padded.join("  ").trim_end().to_string()
+        }
+    };
+    let mut out = vec![line(headers.iter().map(|h| h.to_string()).collect())];
+    out.push(if markdown {
+        format!(
+            "|{}|",
+            width
+                .iter()
+                .map(|w| "-".repeat(w + 2))
+                .collect::<Vec<_>>()
+                .join("|")
+        )
+    } else {
+        width
+            .iter()
+            .map(|w| "-".repeat(*w))
+            .collect::<Vec<_>>()
+            .join("  ")
+    });
+    out.extend(rows.iter().map(|r| line(r.clone())));
+    out.join("\n") + "\n"
+}
+
+impl Comparison {
+    /// The three tables (runs, variants, paired differences) as plain text or Markdown.
+    pub fn render(&self, markdown: bool) -> String {
+        let seed = |s: Option<u64>| s.map_or("–".into(), |s| s.to_string());
+        let runs: Vec<Vec<String>> = self
+            .runs
+            .iter()
+            .map(|r| {
+                vec![
+                    r.name.clone(),
+                    r.variant.clone(),
+                    seed(r.seed),
+                    format!("{} / {}", r.correct, r.n),
+                    pct(r.accuracy),
+                    format!("[{}, {}]", pct(r.wilson95[0]), pct(r.wilson95[1])),
+                    r.valid_accuracy.map_or("–".into(), pct),
+                ]
+            })
+            .collect();
+        let mut out = String::new();
+        let h = |t: &str| {
+            if markdown {
+                format!("**{t}**\n\n")
+            } else {
+                format!("{t}\n")
+            }
+        };
+        out += &h(&format!(
+            "Runs (test, n = {}; accuracy in %, 95% Wilson interval)",
+            self.n
+        ));
+        out += &render_table(
+            &[
+                "run",
+                "variant",
+                "seed",
+                "correct",
+                "acc",
+                "wilson 95%",
+                "valid",
+            ],
+            &runs,
+            markdown,
+        );
+        if self.variants.iter().any(|v| v.runs > 1) {
+            let rows: Vec<Vec<String>> = self
+                .variants
+                .iter()
+                .map(|v| {
+                    vec![
+                        v.variant.clone(),
+                        v.accuracies
+                            .iter()
+                            .map(|a| pct(*a))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        format!("{} ± {}", pct(v.mean), pct(v.sd)),
+                        v.valid_mean.map_or("–".into(), pct),
+                    ]
+                })
+                .collect();
+            out += "\n";
+            out += &h("Variants over seeds (test accuracy %, mean ± sd)");
+            out += &render_table(
+                &["variant", "per seed", "mean ± sd", "valid mean"],
+                &rows,
+                markdown,
+            );
+        }
+        let rows: Vec<Vec<String>> = self
+            .pairs
+            .iter()
+            .map(|p| {
+                let tables: Vec<String> = p
+                    .per_seed
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "{}/{}/{}/{}",
+                            s.table.both_right, s.table.only_a, s.table.only_b, s.table.both_wrong
+                        )
+                    })
+                    .collect();
+                let ps: Vec<String> = p.per_seed.iter().map(|s| p_value(s.mcnemar_p)).collect();
+                vec![
+                    format!("{} − {}", p.b, p.a),
+                    p.per_seed.len().to_string(),
+                    signed_pct(p.bootstrap95.estimate),
+                    format!(
+                        "[{}, {}]",
+                        signed_pct(p.bootstrap95.lo),
+                        signed_pct(p.bootstrap95.hi)
+                    ),
+                    if p.per_seed.len() >= 2 {
+                        format!("[{}, {}]", signed_pct(p.t95.lo), signed_pct(p.t95.hi))
+                    } else {
+                        "–".into()
+                    },
+                    tables.join(" "),
+                    ps.join(", "),
+                ]
+            })
+            .collect();
+        out += "\n";
+        out += &h(&format!(
+            "Paired differences (points; bootstrap: {} resamples of questions, seed {}, all seeds at once; t: over seeds)",
+            self.resamples, self.bootstrap_seed
+        ));
+        out += &render_table(
+            &[
+                "B − A",
+                "seeds",
+                "mean diff",
+                "bootstrap 95%",
+                "t 95%",
+                "both/onlyA/onlyB/neither",
+                "McNemar p",
+            ],
+            &rows,
+            markdown,
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(name: &str, variant: &str, seed: u64, bits: &str) -> RunScores {
+        RunScores {
+            name: name.into(),
+            variant: variant.into(),
+            seed: Some(seed),
+            ids: (0..bits.len()).map(|i| format!("q{i}")).collect(),
+            correct: bits.chars().map(|c| c == '1').collect(),
+            valid_accuracy: None,
+        }
+    }
+
+    #[test]
+    fn variants_pair_by_seed_with_exact_numbers() {
+        let runs = [
+            run("std-0", "standard", 0, "1100000000"),
+            run("std-1", "standard", 1, "1000000000"),
+            run("sbs-1", "step-by-step", 1, "1111100000"),
+            run("sbs-0", "step-by-step", 0, "1111110000"),
+        ];
+        let c = compare(&runs, None, 2000, 0).unwrap();
+        assert_eq!(c.n, 10);
+        assert_eq!(c.variants.len(), 2);
+        assert!((c.variants[0].mean - 0.15).abs() < 1e-12);
+        assert!((c.variants[1].mean - 0.55).abs() < 1e-12);
+        let p = &c.pairs[0];
+        assert_eq!((p.a.as_str(), p.b.as_str()), ("standard", "step-by-step"));
+        // seed 0: 2 both, 0 only-standard, 4 only-sbs, 4 neither → p = 2/16
+        let s0 = p.per_seed.iter().find(|s| s.seed == Some(0)).unwrap();
+        assert_eq!(s0.run_b, "sbs-0");
+        assert_eq!(
+            (
+                s0.table.both_right,
+                s0.table.only_a,
+                s0.table.only_b,
+                s0.table.both_wrong
+            ),
+            (2, 0, 4, 4)
+        );
+        assert!((s0.mcnemar_p - 0.125).abs() < 1e-15);
+        assert!((s0.diff - 0.4).abs() < 1e-12);
+        // seeds differ by 0.4 each: mean 0.4, t-interval of zero width
+        assert!((p.t95.estimate - 0.4).abs() < 1e-12 && (p.t95.hi - p.t95.lo).abs() < 1e-12);
+        assert!((p.bootstrap95.estimate - 0.4).abs() < 1e-12);
+        assert!(p.bootstrap95.lo < 0.4 && p.bootstrap95.hi > 0.4);
+        let text = c.render(true);
+        assert!(text.contains("| step-by-step − standard |"), "{text}");
+        assert!(text.contains("15.0 ± 7.1"), "{text}");
+    }
+
+    #[test]
+    fn different_question_sets_are_refused_by_name() {
+        let mut b = run("b", "y", 0, "1010");
+        b.ids[3] = "other".into();
+        let err = compare(&[run("a", "x", 0, "1100"), b], None, 100, 0).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "run b has no answer for question `q3`, which a was scored on: compare runs scored on the same test questions"
+        );
+        let err = compare(
+            &[run("a", "x", 0, "1100"), run("c", "y", 0, "110")],
+            None,
+            100,
+            0,
+        )
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            CompareError::DifferentCount { n: 3, n0: 4, .. }
+        ));
+        let err = compare(
+            &[run("a", "x", 0, "1100"), run("c", "x", 0, "1100")],
+            None,
+            100,
+            0,
+        )
+        .unwrap_err();
+        assert!(matches!(err, CompareError::SameSeed { seed: 0, .. }));
+    }
+
+    #[test]
+    fn question_order_does_not_matter() {
+        let a = run("a", "x", 0, "1100");
+        let mut b = run("b", "y", 0, "0011");
+        b.ids.reverse(); // q3 q2 q1 q0 → correct on q1, q0
+        let c = compare(&[a, b], None, 100, 0).unwrap();
+        let t = c.pairs[0].per_seed[0].table;
+        assert_eq!((t.both_right, t.only_a, t.only_b), (2, 0, 0));
+    }
+}

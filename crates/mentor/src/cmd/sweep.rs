@@ -1,0 +1,620 @@
+//! `mentor sweep`: a grid of runs (variants × seeds) that survives being stopped.
+
+use crate::output::Summary;
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+/// Run a grid of experiments (variants × seeds), one run at a time, resumably.
+///
+/// GRID.toml names a base config, the variants (named overrides of it) and the seeds:
+///
+///   base = "svamp-base.toml"        # relative to GRID.toml
+///   seeds = [0, 1, 2]
+///   dir = "runs/row1"               # default: runs/<grid name>
+///   baseline = "standard"           # compare every variant with this one
+///   [variants.standard]
+///   recipe = { name = "standard" }
+///   [variants.step-by-step]
+///   recipe = { name = "step-by-step", alpha = 0.5 }
+///
+/// Each cell is `mentor distill` of the merged config with --seed, in DIR/<variant>-s<seed>, its
+/// output in that directory's `log`. Cells run seed by seed (every variant of seed 0 first), so
+/// what has finished is already a paired comparison. Stop it at any moment (Ctrl-C, a kill, the
+/// end of a session) and run the same command again: finished cells are skipped, an unfinished
+/// one resumes stage by stage and training from its last checkpoint ([train] save_every bounds
+/// what a kill loses). The training seed varies; the teacher's seed ([recipe] teacher_seed)
+/// does not, so every seed asks the teacher the same requests.
+///
+/// The grid runs with a copy of the mentor binary taken at its first start (DIR/.bin/mentor), so
+/// rebuilding mentor while it runs changes nothing; each cell records the version and commit
+/// that ran it. --new-binary switches to the running binary (later cells then differ in code
+/// from earlier ones, which the table notes).
+///
+/// After every finished cell it writes DIR/results.md and DIR/results.json (`mentor compare`
+/// over the finished cells).
+///
+/// Examples: mentor sweep examples/grids/svamp-row1.toml
+///           mentor sweep examples/grids/svamp-row1.toml --status
+///           nohup mentor sweep grid.toml > runs/row1.log 2>&1 &
+#[derive(clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// The grid file (TOML).
+    grid: PathBuf,
+    /// Print each cell's state (done / partial / not started), time spent and an estimate of
+    /// what is left; run nothing.
+    #[arg(long)]
+    status: bool,
+    /// Run the remaining cells with this binary instead of the copy taken at the grid's start.
+    #[arg(long)]
+    new_binary: bool,
+    /// Bootstrap resamples for the results table.
+    #[arg(long, default_value_t = 10_000)]
+    resamples: usize,
+}
+
+/// What a grid cell's directory says about it (DIR/<cell>/cell.json).
+pub const CELL_FILE: &str = "cell.json";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GridFile {
+    base: PathBuf,
+    seeds: Vec<u64>,
+    #[serde(default)]
+    dir: Option<PathBuf>,
+    #[serde(default)]
+    baseline: Option<String>,
+    variants: toml::Table,
+}
+
+/// A loaded grid: its cells in run order.
+pub struct Grid {
+    pub dir: PathBuf,
+    pub baseline: Option<String>,
+    pub cells: Vec<Cell>,
+}
+
+pub struct Cell {
+    pub variant: String,
+    pub seed: u64,
+    pub dir: PathBuf,
+    /// The merged config, as TOML.
+    pub config: String,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct CellRecord {
+    variant: String,
+    seed: u64,
+    /// Seconds spent in finished invocations of the cell.
+    seconds: f64,
+    attempts: u32,
+    /// Commits of the binaries that ran it (one unless --new-binary was used mid-cell).
+    commits: Vec<String>,
+    #[serde(default)]
+    last_error: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SweepRecord {
+    version: String,
+    commit: String,
+}
+
+/// Merges `over` into `base`: tables key by key, anything else replaced.
+fn merge(base: &mut toml::Value, over: &toml::Value) {
+    match (base, over) {
+        (toml::Value::Table(b), toml::Value::Table(o)) => {
+            for (k, v) in o {
+                match b.get_mut(k) {
+                    Some(bv) => merge(bv, v),
+                    None => {
+                        b.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o.clone(),
+    }
+}
+
+/// Makes the config's file paths absolute against `dir` (the base config's directory), since the
+/// merged config is written elsewhere.
+fn rebase_paths(cfg: &mut toml::Value, dir: &Path) {
+    for (table, key) in [
+        ("data", "path"),
+        ("prompts", "cot"),
+        ("prompts", "self_eval"),
+    ] {
+        if let Some(toml::Value::String(p)) = cfg.get_mut(table).and_then(|t| t.get_mut(key)) {
+            if Path::new(p.as_str()).is_relative() {
+                *p = dir.join(&*p).display().to_string();
+            }
+        }
+    }
+}
+
+pub fn load_grid(path: &Path) -> Result<Grid> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read grid {}", path.display()))?;
+    let g: GridFile = toml::from_str(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let here = path.parent().unwrap_or(Path::new("."));
+    let base_path = here.join(&g.base);
+    let base_text = std::fs::read_to_string(&base_path).with_context(|| {
+        format!(
+            "{}: key `base`: cannot read {}",
+            path.display(),
+            base_path.display()
+        )
+    })?;
+    let mut base: toml::Value =
+        toml::from_str(&base_text).map_err(|e| anyhow!("{}: {e}", base_path.display()))?;
+    let base_dir = match base_path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => std::path::absolute(p)?,
+        _ => std::env::current_dir()?,
+    };
+    rebase_paths(&mut base, &base_dir);
+    if g.seeds.is_empty() {
+        bail!("{}: key `seeds`: give at least one seed", path.display());
+    }
+    if g.variants.is_empty() {
+        bail!("{}: no [variants.NAME] tables", path.display());
+    }
+    if let Some(b) = &g.baseline {
+        if !g.variants.contains_key(b) {
+            bail!("{}: key `baseline`: no variant `{b}`", path.display());
+        }
+    }
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_else(|| "grid".into());
+    let dir = g
+        .dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(&name));
+    let mut configs = vec![];
+    for (variant, over) in &g.variants {
+        if variant.is_empty()
+            || !variant
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        {
+            bail!(
+                "{}: variant `{variant}`: use letters, digits, '-', '_' or '.' (it names directories)",
+                path.display()
+            );
+        }
+        let mut cfg = base.clone();
+        merge(&mut cfg, over);
+        let text = toml::to_string(&cfg)?;
+        // refuse a bad variant now, not hours into the grid
+        crate::config::Config::parse(
+            &text,
+            Path::new(&format!("{}: variant {variant}", path.display())),
+        )?;
+        configs.push((variant.clone(), text));
+    }
+    let mut cells = vec![];
+    for &seed in &g.seeds {
+        for (variant, config) in &configs {
+            cells.push(Cell {
+                variant: variant.clone(),
+                seed,
+                dir: dir.join(format!("{variant}-s{seed}")),
+                config: config.clone(),
+            });
+        }
+    }
+    Ok(Grid {
+        dir,
+        baseline: g.baseline,
+        cells,
+    })
+}
+
+impl Cell {
+    pub fn done(&self) -> bool {
+        self.dir.join("summary.json").is_file()
+    }
+
+    fn record(&self) -> CellRecord {
+        std::fs::read_to_string(self.dir.join(CELL_FILE))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_else(|| CellRecord {
+                variant: self.variant.clone(),
+                seed: self.seed,
+                ..Default::default()
+            })
+    }
+
+    fn save_record(&self, r: &CellRecord) -> Result<()> {
+        write_atomic(&self.dir.join(CELL_FILE), &serde_json::to_string_pretty(r)?)
+    }
+}
+
+fn write_atomic(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// The last non-empty line of a cell's log (its latest progress line).
+fn last_log_line(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join("log")).ok()?;
+    let line = text.lines().rev().find(|l| !l.trim().is_empty())?;
+    let line: String = line.chars().filter(|c| !c.is_control()).collect();
+    Some(line.chars().take(120).collect())
+}
+
+fn human(secs: f64) -> String {
+    let s = secs.round() as u64;
+    if s >= 3600 {
+        format!("{}h {:02}m", s / 3600, (s % 3600) / 60)
+    } else {
+        format!("{}m {:02}s", s / 60, s % 60)
+    }
+}
+
+pub fn run(a: Args) -> Result<Summary> {
+    let grid = load_grid(&a.grid)?;
+    if a.status {
+        return status(&grid);
+    }
+    std::fs::create_dir_all(&grid.dir)
+        .with_context(|| format!("cannot create {}", grid.dir.display()))?;
+    // one sweep per grid directory at a time
+    let lock = std::fs::File::create(grid.dir.join(".lock"))?;
+    if lock.try_lock().is_err() {
+        bail!(
+            "another `mentor sweep` is running on {}; wait for it or stop it first",
+            grid.dir.display()
+        );
+    }
+    let bin = binary(&grid.dir, a.new_binary)?;
+    let total = grid.cells.len();
+    let todo: Vec<&Cell> = grid.cells.iter().filter(|c| !c.done()).collect();
+    tracing::info!(
+        "sweep {}: {total} cells, {} done, {} to run, binary {}",
+        grid.dir.display(),
+        total - todo.len(),
+        todo.len(),
+        bin.display()
+    );
+    let bar = crate::progress::items_bar(total as u64, "sweep");
+    bar.set_position((total - todo.len()) as u64);
+    let mut failed = vec![];
+    for cell in todo {
+        std::fs::create_dir_all(&cell.dir)?;
+        let config = cell.dir.join("config.toml");
+        write_atomic(&config, &cell.config)?;
+        let mut rec = cell.record();
+        let commit = binary_commit(&bin);
+        if !rec.commits.contains(&commit) {
+            rec.commits.push(commit);
+        }
+        rec.attempts += 1;
+        cell.save_record(&rec)?;
+        bar.set_message(format!("{}-s{}", cell.variant, cell.seed));
+        tracing::info!(
+            "sweep: cell {}-s{} (log: {})",
+            cell.variant,
+            cell.seed,
+            cell.dir.join("log").display()
+        );
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(cell.dir.join("log"))?;
+        let started = Instant::now();
+        let mut cmd = Command::new(&bin);
+        cmd.arg("distill")
+            .arg(&config)
+            .arg("--run-dir")
+            .arg(&cell.dir)
+            .arg("--seed")
+            .arg(cell.seed.to_string())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        die_with_parent(&mut cmd);
+        let status = cmd
+            .status()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
+        rec.seconds += started.elapsed().as_secs_f64();
+        if status.success() && cell.done() {
+            rec.last_error = None;
+            cell.save_record(&rec)?;
+            bar.inc(1);
+            if let Err(e) = write_results(&grid, a.resamples) {
+                tracing::warn!("sweep: results table not written: {e:#}");
+            }
+            continue;
+        }
+        let why = match status.code() {
+            Some(c) => format!("exited with status {c}"),
+            None => "was stopped by a signal".into(),
+        };
+        rec.last_error = Some(format!("{why}; see {}", cell.dir.join("log").display()));
+        cell.save_record(&rec)?;
+        if status.code().is_none() {
+            bail!(
+                "cell {}-s{} {why}; run the same command to resume",
+                cell.variant,
+                cell.seed
+            );
+        }
+        tracing::warn!(
+            "sweep: cell {}-s{} {why}; going on with the others",
+            cell.variant,
+            cell.seed
+        );
+        failed.push(format!("{}-s{}", cell.variant, cell.seed));
+    }
+    bar.finish_and_clear();
+    let results = write_results(&grid, a.resamples)?;
+    if !failed.is_empty() {
+        bail!(
+            "{} cell(s) failed: {} (their logs say why); rerun to retry them",
+            failed.len(),
+            failed.join(", ")
+        );
+    }
+    let done = grid.cells.iter().filter(|c| c.done()).count();
+    Ok(Summary {
+        human: format!(
+            "sweep {}: {done}/{total} cells done\n{}",
+            grid.dir.display(),
+            results
+                .as_ref()
+                .map_or(String::new(), |(text, _)| text.clone())
+        ),
+        json: json!({
+            "dir": grid.dir, "cells": total, "done": done,
+            "results": results.map(|(_, j)| j),
+        }),
+    })
+}
+
+/// The finished cells' comparison, written to DIR/results.md and DIR/results.json; None when
+/// fewer than two cells have finished.
+fn write_results(grid: &Grid, resamples: usize) -> Result<Option<(String, serde_json::Value)>> {
+    let done: Vec<PathBuf> = grid
+        .cells
+        .iter()
+        .filter(|c| c.done())
+        .map(|c| c.dir.clone())
+        .collect();
+    if done.len() < 2 {
+        return Ok(None);
+    }
+    let baseline = grid
+        .baseline
+        .as_deref()
+        .filter(|b| grid.cells.iter().any(|c| c.done() && c.variant == *b));
+    let c = super::compare::compare_runs(&done, None, baseline, resamples, 0)?;
+    let mut commits: Vec<String> = grid
+        .cells
+        .iter()
+        .filter(|c| c.done())
+        .flat_map(|c| c.record().commits)
+        .collect();
+    commits.sort();
+    commits.dedup();
+    let mut md = format!(
+        "# {}\n\n{} of {} cells finished; code: {}{}\n\n",
+        grid.dir.display(),
+        done.len(),
+        grid.cells.len(),
+        commits.join(", "),
+        if commits.len() > 1 {
+            " (**cells ran with different code**)"
+        } else {
+            ""
+        }
+    );
+    md += &c.render(true);
+    let j = json!({ "commits": commits, "comparison": c });
+    write_atomic(&grid.dir.join("results.md"), &md)?;
+    write_atomic(
+        &grid.dir.join("results.json"),
+        &serde_json::to_string_pretty(&j)?,
+    )?;
+    Ok(Some((c.render(false), j)))
+}
+
+fn status(grid: &Grid) -> Result<Summary> {
+    let mut rows = vec![];
+    let mut cells_json = vec![];
+    let (mut spent, mut done_secs, mut done_n, mut left_n) = (0.0, 0.0, 0usize, 0usize);
+    for c in &grid.cells {
+        let rec = c.record();
+        spent += rec.seconds;
+        let state = if c.done() {
+            done_secs += rec.seconds;
+            done_n += 1;
+            let s: serde_json::Value = std::fs::read_to_string(c.dir.join("summary.json"))
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or_default();
+            match s["accuracy_after"]["accuracy"].as_f64() {
+                Some(a) => format!("done: test {:.1}%", 100.0 * a),
+                None => "done".into(),
+            }
+        } else if c.dir.join("log").is_file() {
+            left_n += 1;
+            let last = last_log_line(&c.dir).unwrap_or_default();
+            match &rec.last_error {
+                Some(e) => format!("partial ({e}): {last}"),
+                None => format!("partial: {last}"),
+            }
+        } else {
+            left_n += 1;
+            "not started".into()
+        };
+        rows.push(vec![
+            format!("{}-s{}", c.variant, c.seed),
+            human(rec.seconds),
+            state.clone(),
+        ]);
+        cells_json.push(json!({"variant": c.variant, "seed": c.seed, "dir": c.dir, "state": state, "seconds": rec.seconds}));
+    }
+    let estimate = (done_n > 0).then(|| done_secs / done_n as f64 * left_n as f64);
+    let mut text = mentor_report::compare::render_table(&["cell", "time", "state"], &rows, false);
+    text += &format!(
+        "\n{done_n}/{} done, {} spent{}\n",
+        grid.cells.len(),
+        human(spent),
+        match estimate {
+            Some(e) => format!(", about {} left (mean of the finished cells)", human(e)),
+            None => String::new(),
+        }
+    );
+    Ok(Summary {
+        human: text,
+        json: json!({"dir": grid.dir, "cells": cells_json, "done": done_n, "seconds": spent, "estimate_left_seconds": estimate}),
+    })
+}
+
+/// The binary the grid's cells run: DIR/.bin/mentor, copied from this one at the first start
+/// (or now, with `new_binary`).
+fn binary(dir: &Path, new_binary: bool) -> Result<PathBuf> {
+    let bin_dir = dir.join(".bin");
+    let bin = bin_dir.join("mentor");
+    let record = dir.join("sweep.json");
+    let this = crate::build_info();
+    let this_commit = this["commit"].as_str().unwrap_or("unknown").to_string();
+    if bin.is_file() && !new_binary {
+        if let Some(r) = std::fs::read_to_string(&record)
+            .ok()
+            .and_then(|t| serde_json::from_str::<SweepRecord>(&t).ok())
+        {
+            if r.commit != this_commit {
+                tracing::warn!(
+                    "sweep: the grid runs with the binary copied at its start (commit {}); this mentor is commit {this_commit}. Pass --new-binary to switch (later cells would then differ in code).",
+                    r.commit
+                );
+            }
+        }
+        return Ok(bin);
+    }
+    std::fs::create_dir_all(&bin_dir)?;
+    let exe = std::env::current_exe().context("cannot find the running mentor binary")?;
+    let tmp = bin_dir.join("mentor.tmp");
+    std::fs::copy(&exe, &tmp)
+        .with_context(|| format!("cannot copy {} to {}", exe.display(), tmp.display()))?;
+    std::fs::rename(&tmp, &bin)?;
+    write_atomic(
+        &record,
+        &serde_json::to_string_pretty(&SweepRecord {
+            version: this["version"].as_str().unwrap_or("?").into(),
+            commit: this_commit,
+        })?,
+    )?;
+    Ok(bin)
+}
+
+/// The commit a grid's binary was built from (as its sweep.json recorded it).
+fn binary_commit(bin: &Path) -> String {
+    let record = bin
+        .parent()
+        .and_then(|d| d.parent())
+        .map(|d| d.join("sweep.json"));
+    record
+        .and_then(|r| std::fs::read_to_string(r).ok())
+        .and_then(|t| serde_json::from_str::<SweepRecord>(&t).ok())
+        .map(|r| r.commit)
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// A cell's process ends when the sweep does (Linux: the parent-death signal), so a killed
+/// sweep leaves no run writing behind a relaunched one.
+fn die_with_parent(cmd: &mut Command) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = cmd;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variants_override_the_base_key_by_key() {
+        let mut base: toml::Value =
+            toml::from_str("[recipe]\nname = \"standard\"\nalpha = 0.5\n[train]\nlr = 1e-4\n")
+                .unwrap();
+        let over: toml::Value = toml::from_str("[recipe]\nname = \"step-by-step\"\n").unwrap();
+        merge(&mut base, &over);
+        assert_eq!(base["recipe"]["name"].as_str(), Some("step-by-step"));
+        assert_eq!(base["recipe"]["alpha"].as_float(), Some(0.5));
+        assert_eq!(base["train"]["lr"].as_float(), Some(1e-4));
+    }
+
+    #[test]
+    fn a_grid_runs_seed_by_seed_and_refuses_bad_variants_up_front() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("base.toml"),
+            "[data]\npath = \"toy.jsonl\"\ntask = \"numeric\"\n[recipe]\nname = \"standard\"\n",
+        )
+        .unwrap();
+        let grid = d.path().join("g.toml");
+        std::fs::write(
+            &grid,
+            "base = \"base.toml\"\nseeds = [0, 1]\nbaseline = \"a\"\n[variants.a]\n[variants.b]\ntrain = { lr = 1e-3 }\n",
+        )
+        .unwrap();
+        let g = load_grid(&grid).unwrap();
+        let names: Vec<String> = g
+            .cells
+            .iter()
+            .map(|c| format!("{}-s{}", c.variant, c.seed))
+            .collect();
+        assert_eq!(names, ["a-s0", "b-s0", "a-s1", "b-s1"]);
+        assert_eq!(g.dir, PathBuf::from("runs/g"));
+        // the data path is absolute: the merged config lives in the cell's directory
+        let cfg: toml::Value = toml::from_str(&g.cells[1].config).unwrap();
+        let p = cfg["data"]["path"].as_str().unwrap();
+        assert!(
+            Path::new(p).is_absolute() && p.ends_with("toy.jsonl"),
+            "{p}"
+        );
+        assert_eq!(cfg["train"]["lr"].as_float(), Some(1e-3));
+        std::fs::write(
+            &grid,
+            "base = \"base.toml\"\nseeds = [0]\n[variants.a]\nrecipe = { alpha = 3.0 }\n",
+        )
+        .unwrap();
+        let err = load_grid(&grid).err().unwrap().to_string();
+        assert!(
+            err.contains("variant a") && err.contains("recipe.alpha"),
+            "{err}"
+        );
+        std::fs::write(
+            &grid,
+            "base = \"base.toml\"\nseeds = [0]\nbaseline = \"z\"\n[variants.a]\n",
+        )
+        .unwrap();
+        let err = load_grid(&grid).err().unwrap().to_string();
+        assert!(err.contains("no variant `z`"), "{err}");
+    }
+}

@@ -1,0 +1,196 @@
+//! `mentor sweep` and `mentor compare` end to end on a tiny grid (two variants × two seeds of a
+//! tiny random student on toy sums): a sweep killed with SIGKILL twice and relaunched ends with
+//! the same table as one that ran straight through, and compare refuses runs it cannot pair.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const BASE: &str = "[data]\npath = \"toy.jsonl\"\ntask = \"numeric\"\n\n\
+    [student]\nmodel = \"student\"\n\n[recipe]\nname = \"standard\"\n\n\
+    [train]\nepochs = 6\nbatch_size = 4\nmax_len = 128\nsave_every = 1\neval_every = 4\n\n\
+    [eval]\nmax_new_tokens = 6\nvalid_limit = 3\nbatch = 8\n";
+
+const GRID: &str = "base = \"base.toml\"\nseeds = [0, 1]\ndir = \"grid\"\nbaseline = \"slow\"\n\n\
+    [variants.slow]\ntrain = { lr = 1e-4 }\n\n[variants.fast]\ntrain = { lr = 3e-3 }\n";
+
+fn setup() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    common::tiny_student(&d.path().join("student"), 256, 3);
+    common::write_sums_dataset(d.path(), 40);
+    std::fs::write(d.path().join("base.toml"), BASE).unwrap();
+    std::fs::write(d.path().join("grid.toml"), GRID).unwrap();
+    d
+}
+
+fn sweep(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_mentor"));
+    c.args(["sweep", "grid.toml", "--resamples", "500", "--json"])
+        .current_dir(dir)
+        .env("MENTOR_LOG", "warn")
+        .env("RAYON_NUM_THREADS", "1")
+        .env("CANDLE_NUM_THREADS", "1");
+    c
+}
+
+fn run_to_end(dir: &Path) -> serde_json::Value {
+    let out = sweep(dir).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(s.lines().last().unwrap()).unwrap()
+}
+
+/// The parts of the results that must not depend on how the sweep was interrupted.
+fn table(dir: &Path) -> serde_json::Value {
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("grid/results.json")).unwrap())
+            .unwrap();
+    let c = &j["comparison"];
+    serde_json::json!({ "runs": c["runs"], "variants": c["variants"], "pairs": c["pairs"] })
+}
+
+#[test]
+fn a_sweep_killed_twice_ends_with_the_same_table_as_one_run_straight() {
+    let straight = setup();
+    let t0 = Instant::now();
+    let j = run_to_end(straight.path());
+    let whole = t0.elapsed();
+    assert_eq!(
+        (j["cells"].as_u64(), j["done"].as_u64()),
+        (Some(4), Some(4)),
+        "{j}"
+    );
+    // cells ran seed by seed, in the grid's order, each with its seed
+    for (cell, seed) in [
+        ("slow-s0", 0),
+        ("fast-s0", 0),
+        ("slow-s1", 1),
+        ("fast-s1", 1),
+    ] {
+        let s: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(straight.path().join("grid").join(cell).join("summary.json"))
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(s["seed"], seed, "{cell}");
+        assert!(s["mentor"]["commit"].is_string());
+    }
+    let md = std::fs::read_to_string(straight.path().join("grid/results.md")).unwrap();
+    assert!(
+        md.contains("| fast − slow |") && md.contains("4 of 4 cells finished"),
+        "{md}"
+    );
+
+    let killed = setup();
+    let grid = killed.path().join("grid");
+    // first kill: mid-training of the first cell, once it has written a checkpoint; second: in
+    // the first cell of seed 1, after seed 0's cells finished
+    let kill_points = [
+        grid.join("slow-s0/student/stage-0/checkpoint"),
+        grid.join("slow-s1/log"),
+    ];
+    for at in &kill_points {
+        let mut child = sweep(killed.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + whole * 4 + Duration::from_secs(30);
+        while !at.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(at.exists(), "{} never appeared", at.display());
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the sweep ended before the kill"
+        );
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        // the cell that was running dies with the sweep: nothing holds the grid's lock
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(!grid.join("slow-s1/summary.json").exists());
+    let status = Command::new(env!("CARGO_BIN_EXE_mentor"))
+        .args(["sweep", "grid.toml", "--status"])
+        .current_dir(killed.path())
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.contains("slow-s0") && status.contains("/4 done"),
+        "{status}"
+    );
+    let j = run_to_end(killed.path());
+    assert_eq!(j["done"].as_u64(), Some(4), "{j}");
+    assert_eq!(table(killed.path()), table(straight.path()));
+}
+
+#[test]
+fn compare_refuses_runs_scored_on_different_questions_and_pairs_the_rest() {
+    let d = setup();
+    run_to_end(d.path());
+    let grid = d.path().join("grid");
+    let out = Command::new(env!("CARGO_BIN_EXE_mentor"))
+        .args([
+            "compare",
+            "slow-s0",
+            "fast-s0",
+            "slow-s1",
+            "fast-s1",
+            "--markdown",
+        ])
+        .current_dir(&grid)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("| fast − slow | 2 "), "{text}");
+    // grouping by a config key: both variants share recipe.name, so every run is one variant
+    let out = Command::new(env!("CARGO_BIN_EXE_mentor"))
+        .args([
+            "compare",
+            "slow-s0",
+            "fast-s0",
+            "--group-by",
+            "train.lr",
+            "--json",
+        ])
+        .current_dir(&grid)
+        .output()
+        .unwrap();
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["variants"][0]["variant"], "0.0001", "{j}");
+
+    // a run scored on fewer questions is refused, naming both runs
+    let preds = grid.join("fast-s1/eval");
+    let file = std::fs::read_dir(&preds)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("best"))
+        .unwrap();
+    let text = std::fs::read_to_string(&file).unwrap();
+    let fewer: String = text.lines().skip(1).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&file, fewer).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mentor"))
+        .args(["compare", "slow-s0", "fast-s1"])
+        .current_dir(&grid)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("fast-s1") && err.contains("slow-s0") && err.contains("same test questions"),
+        "{err}"
+    );
+}
