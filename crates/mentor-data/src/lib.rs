@@ -104,6 +104,21 @@ pub struct DatasetSpec {
     /// dropped from them, and counted.
     #[serde(default)]
     pub eval_dataset: Option<String>,
+    /// Which of `eval_dataset`'s questions score: `splits` (its valid and test splits) or `all`
+    /// (its valid split for validation, and every other question — its train split too — for
+    /// test). Questions in this dataset's train split are dropped either way, so `all` is the
+    /// larger test set without leakage (SVAMP beside `fair-svamp`: 564 test questions, not 118).
+    #[serde(default)]
+    pub eval_pool: EvalPool,
+}
+
+/// Which questions of an `eval_dataset` are scored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EvalPool {
+    #[default]
+    Splits,
+    All,
 }
 
 fn default_seed() -> u64 {
@@ -128,6 +143,7 @@ impl Default for DatasetSpec {
             test_limit: None,
             skip_bad_rows: false,
             eval_dataset: None,
+            eval_pool: EvalPool::Splits,
         }
     }
 }
@@ -229,7 +245,7 @@ impl Dataset {
     /// Replaces the valid and test splits with `other`'s, without the questions this train
     /// split has (compared letters and digits only, case-folded). An equation task's gold
     /// answers become numbers for a numeric one (SVAMP's equations for `fair-svamp`).
-    fn take_eval_splits(&mut self, mut other: Dataset) -> Result<()> {
+    fn take_eval_splits(&mut self, mut other: Dataset, pool: EvalPool) -> Result<()> {
         match (other.task, self.task) {
             (a, b) if a == b => {}
             (TaskKind::Equation, TaskKind::Numeric) => {
@@ -272,10 +288,14 @@ impl Dataset {
             .collect();
         let mut dropped = 0;
         let mut splits = BTreeMap::new();
+        let [tr, va, te] = other.counts();
         for s in [Split::Valid, Split::Test] {
-            let kept: Vec<Example> = other
-                .split(s)
-                .iter()
+            let mut source: Vec<&Example> = other.split(s).iter().collect();
+            if pool == EvalPool::All && s == Split::Test {
+                source.extend(other.split(Split::Train));
+            }
+            let kept: Vec<Example> = source
+                .into_iter()
                 .filter(|e| {
                     let seen = train.contains(&key(&e.question));
                     dropped += seen as usize;
@@ -293,7 +313,6 @@ impl Dataset {
                 .collect();
             splits.insert(s, kept);
         }
-        let [_, va, te] = other.counts();
         if va + te == 0 {
             return Err(DataError::Invalid(format!(
                 "[data] eval_dataset = {:?} has no valid or test split",
@@ -301,12 +320,13 @@ impl Dataset {
             )));
         }
         self.splits.extend(splits);
+        let (what, n) = match pool {
+            EvalPool::Splits => ("valid + test", va + te),
+            EvalPool::All => ("valid + test + train", va + te + tr),
+        };
         self.source = format!(
-            "{}; valid and test from {} ({} of its {} valid + test questions dropped: also in train)",
-            self.source,
-            other.name,
-            dropped,
-            va + te
+            "{}; valid and test from {} ({dropped} of its {n} {what} questions dropped: also in train)",
+            self.source, other.name,
         );
         Ok(())
     }
@@ -391,7 +411,7 @@ pub fn load_dataset(spec: &DatasetSpec) -> Result<Dataset> {
             eval_dataset: None,
             ..spec.clone()
         })?;
-        ds.take_eval_splits(o)?;
+        ds.take_eval_splits(o, spec.eval_pool)?;
     }
     ds.apply_limits(spec);
     Ok(ds)

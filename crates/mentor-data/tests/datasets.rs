@@ -271,6 +271,31 @@ fn fair_svamp_is_scored_on_svamp_valid_and_test_without_its_own_questions() {
     let v = mentor_core::equation::evaluate(&orig.answer).unwrap();
     assert_eq!(first.answer.parse::<f64>().unwrap(), v);
     assert!(ds.source.contains("also in train"), "{}", ds.source);
+    // `eval_pool = "all"`: SVAMP's train questions that are not FAIR mistakes score too
+    let all = load_dataset(&DatasetSpec {
+        eval_pool: mentor_data::EvalPool::All,
+        ..spec.clone()
+    })
+    .unwrap();
+    let [_, va_all, te_all] = all.counts();
+    assert_eq!(va_all, va);
+    assert!(te_all > 500 && va_all + te_all <= 613, "{:?}", all.counts());
+    for s in [Split::Valid, Split::Test] {
+        assert!(all
+            .split(s)
+            .iter()
+            .all(|e| !train.contains(&key(&e.question))));
+    }
+    let ids: std::collections::HashSet<&str> = all
+        .split(Split::Test)
+        .iter()
+        .map(|e| e.id.as_str())
+        .collect();
+    assert_eq!(ids.len(), te_all, "test ids are unique");
+    assert!(ds
+        .split(Split::Test)
+        .iter()
+        .all(|e| ids.contains(e.id.as_str())));
     // a task that cannot be converted is refused
     let bad = DatasetSpec {
         eval_dataset: Some("cqa".into()),

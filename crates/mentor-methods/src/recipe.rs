@@ -114,6 +114,16 @@ pub struct Recipe {
     pub mistakes_from: MistakesFrom,
     /// MAPD: feedback and rationale pairs per mistake.
     pub pairs_per_mistake: PairsPerMistake,
+    /// MAPD: the teachers explain each mistake (the feedback task). Off: rationales only (the
+    /// ablations without feedback).
+    pub feedback: bool,
+    /// MAPD: the teachers peer-review each other's rationales and only those above
+    /// `review_threshold` are kept. Off: every rationale is kept (one teacher, or the committee
+    /// without review).
+    pub review: bool,
+    /// MAPD: keep a mistake's feedback when none of its rationales was accepted. The release
+    /// drops the whole mistake (off, the default).
+    pub keep_unaccepted_feedback: bool,
     /// MAPD: rounds of mistake mining. 1 is the authors' single pass; each further round has
     /// the last round's student answer the train split again, the committee works on its new
     /// mistakes, and the student retrains on every round's pairs.
@@ -172,6 +182,9 @@ impl Default for Recipe {
             review_threshold: 3.0,
             mistakes_from: MistakesFrom::Student,
             pairs_per_mistake: PairsPerMistake::One,
+            feedback: true,
+            review: true,
+            keep_unaccepted_feedback: false,
             mining_rounds: 1,
             seed: 0,
             teacher_seed: 0,
@@ -233,11 +246,17 @@ impl Recipe {
                 }
                 v
             }
-            RecipeName::Mapd => vec![
-                TeacherStage::Feedback,
-                TeacherStage::MistakeRationales,
-                TeacherStage::Reviews,
-            ],
+            RecipeName::Mapd => {
+                let mut v = vec![];
+                if self.feedback {
+                    v.push(TeacherStage::Feedback);
+                }
+                v.push(TeacherStage::MistakeRationales);
+                if self.review {
+                    v.push(TeacherStage::Reviews);
+                }
+                v
+            }
             // The seed set's chains of thought; the rounds' revisions are driven per round.
             RecipeName::Elad => vec![TeacherStage::Cots { samples: 1 }],
         }
@@ -259,7 +278,8 @@ impl Recipe {
                 v
             }
             RecipeName::Elad => vec![StudentTask::Cot],
-            RecipeName::Mapd => vec![StudentTask::Feedback, StudentTask::Cot],
+            RecipeName::Mapd if self.feedback => vec![StudentTask::Feedback, StudentTask::Cot],
+            RecipeName::Mapd => vec![StudentTask::Cot],
         }
     }
 

@@ -544,8 +544,10 @@ fn build_mapd(recipe: &Recipe, kind: TaskKind, items: &[Example], stored: &Store
                     .count();
                 agree += (above == 0 || above == valid.len()) as usize;
             }
-            let ok = accepted(&sc, recipe.review_threshold);
             let correct = r.parsed.as_ref().and_then(|p| p["correct"].as_bool()) == Some(true);
+            // without review every rationale is kept; `filter_correct` keeps those reaching gold
+            let ok = (!recipe.review || accepted(&sc, recipe.review_threshold))
+                && (!recipe.filter_correct || correct);
             let t = rv.per_teacher.entry(author.clone()).or_default();
             t.rationales += 1;
             if ok {
@@ -557,7 +559,7 @@ fn build_mapd(recipe: &Recipe, kind: TaskKind, items: &[Example], stored: &Store
             }
         }
         rv.mistakes_with_accepted += !accepted_here.is_empty() as usize;
-        let fbs = feedback
+        let mut fbs = feedback
             .get(&(m.round, ex.id.clone()))
             .cloned()
             .unwrap_or_default();
@@ -573,6 +575,15 @@ fn build_mapd(recipe: &Recipe, kind: TaskKind, items: &[Example], stored: &Store
             weight: recipe.alpha,
             stage: 0,
         };
+        // The release drops a mistake none of whose rationales was accepted, feedback and all.
+        if !recipe.feedback || (accepted_here.is_empty() && !recipe.keep_unaccepted_feedback) {
+            fbs.clear();
+        }
+        let rationale_weight = if recipe.feedback {
+            1.0 - recipe.alpha
+        } else {
+            1.0
+        };
         let rat_pair = |r: &Annotation| TrainPair {
             example_id: ex.id.clone(),
             task: StudentTask::Cot,
@@ -580,7 +591,7 @@ fn build_mapd(recipe: &Recipe, kind: TaskKind, items: &[Example], stored: &Store
             target: truncate_at_follow_on(&r.text, FOLLOW_ON_MARKERS)
                 .trim()
                 .to_string(),
-            weight: 1.0 - recipe.alpha,
+            weight: rationale_weight,
             stage: 0,
         };
         match recipe.pairs_per_mistake {
@@ -994,8 +1005,9 @@ mod tests {
         assert_eq!(t.pairs[0].target, "The answer is (4 + 3).");
     }
 
-    #[test]
-    fn mapd_pairs_come_from_each_mining_round_separately() {
+    /// Two items mined over two rounds, a committee of `a` and `b` whose rationales `score_a`
+    /// and `score_b` (each by the other); item 2's round-1 rationales are both wrong.
+    fn mapd_store(score_a: f64, score_b: f64) -> ([Example; 2], Stored) {
         let items = [ex("1", "3 + 4?", "7"), ex("2", "5 - 1?", "4")];
         let num = |v: f64| serde_json::json!({"type": "number", "value": {"value": v, "text": v.to_string()}});
         let at = |mut a: Annotation, round: u32, source: &str| {
@@ -1024,17 +1036,24 @@ mod tests {
                     t,
                 ));
                 let rat = format!("{t} reasons. The answer is 7.");
-                let p = serde_json::json!({"correct": true});
+                let p = serde_json::json!({"correct": round == 0});
                 st.cots
                     .push(at(ann(id, "annotate", 0, &rat, p, true), round, t));
-                // each rationale reviewed by the other teacher: a's accepted, b's not
+                // each rationale reviewed by the other teacher
                 let other = if t == "a" { "b" } else { "a" };
-                let score = if t == "a" { 5.0 } else { 1.0 };
+                let score = if t == "a" { score_a } else { score_b };
                 let p = serde_json::json!({"score": score, "author": t});
                 st.reviews
                     .push(at(ann(id, "review", 0, "[x]", p, true), round, other));
             }
         }
+        (items, st)
+    }
+
+    #[test]
+    fn mapd_pairs_come_from_each_mining_round_separately() {
+        // a's rationales accepted, b's not
+        let (items, st) = mapd_store(5.0, 1.0);
         let recipe = Recipe {
             name: RecipeName::Mapd,
             pairs_per_mistake: crate::recipe::PairsPerMistake::All,
@@ -1069,5 +1088,57 @@ mod tests {
         // each round's feedback pair shows that round's wrong answer
         assert!(set.pairs[3].prompt.contains("Student answer: It is 5."));
         assert!(set.pairs[6].prompt.contains("Student answer: It is 3."));
+    }
+
+    /// The ablation switches: no review keeps every rationale, no feedback trains rationales
+    /// alone at full weight, and a mistake with no accepted rationale is dropped whole (the
+    /// release) unless `keep_unaccepted_feedback`.
+    #[test]
+    fn mapd_switches_review_feedback_and_unaccepted_mistakes() {
+        use StudentTask::{Cot, Feedback};
+        let count =
+            |set: &TrainingSet, t: StudentTask| set.pairs.iter().filter(|p| p.task == t).count();
+        let all = |r: Recipe| Recipe {
+            name: RecipeName::Mapd,
+            pairs_per_mistake: crate::recipe::PairsPerMistake::All,
+            ..r
+        };
+        // nobody accepted: the release drops all three mistakes
+        let (items, st) = mapd_store(1.0, 2.0);
+        let set = build(&all(Recipe::default()), TaskKind::Numeric, &items, &st);
+        assert_eq!((count(&set, Feedback), count(&set, Cot)), (0, 0));
+        let keep = all(Recipe {
+            keep_unaccepted_feedback: true,
+            ..Recipe::default()
+        });
+        let set = build(&keep, TaskKind::Numeric, &items, &st);
+        assert_eq!((count(&set, Feedback), count(&set, Cot)), (6, 0));
+        // no review: both teachers' rationales for each of the 3 mistakes
+        let no_review = all(Recipe {
+            review: false,
+            ..Recipe::default()
+        });
+        assert_eq!(no_review.teacher_stages().len(), 2);
+        let set = build(&no_review, TaskKind::Numeric, &items, &st);
+        assert_eq!((count(&set, Feedback), count(&set, Cot)), (6, 6));
+        // ... and with filter_correct only the round-0 ones, which reach gold
+        let gold = Recipe {
+            filter_correct: true,
+            ..no_review.clone()
+        };
+        let set = build(&gold, TaskKind::Numeric, &items, &st);
+        assert_eq!((count(&set, Feedback), count(&set, Cot)), (4, 4));
+        // no feedback: rationales alone, weight 1, scored in cot
+        let no_feedback = Recipe {
+            feedback: false,
+            ..no_review
+        };
+        assert_eq!(no_feedback.trained_tasks(), [Cot]);
+        assert!(!no_feedback
+            .teacher_stages()
+            .contains(&crate::recipe::TeacherStage::Feedback));
+        let set = build(&no_feedback, TaskKind::Numeric, &items, &st);
+        assert_eq!((count(&set, Feedback), count(&set, Cot)), (0, 6));
+        assert!(set.pairs.iter().all(|p| p.weight == 1.0));
     }
 }

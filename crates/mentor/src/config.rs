@@ -8,7 +8,6 @@ use anyhow::{anyhow, Context, Result};
 use mentor_data::DatasetSpec;
 pub use mentor_methods::evaluate::EvalConfig;
 pub use mentor_methods::recipe::Recipe;
-#[cfg(test)]
 use mentor_methods::recipe::RecipeName;
 pub use mentor_train::TrainConfig;
 use serde::{Deserialize, Serialize};
@@ -213,6 +212,14 @@ impl Config {
         let bad = |key: &str, msg: String| Err(anyhow!("{}: key `{key}`: {msg}", file.display()));
         if let Err((key, msg)) = self.recipe.validate() {
             return bad(key, msg);
+        }
+        if self.recipe.name == RecipeName::Mapd && self.recipe.review && self.teachers.len() == 1 {
+            return bad(
+                "recipe.review",
+                "MAPD with one teacher has no peer to review its rationales, so none would be \
+                 accepted; set `review = false` to keep them all (or add a teacher)"
+                    .into(),
+            );
         }
         if let Some(mode) = self.eval.mode {
             if let Err(msg) = self.recipe.check_mode(mode) {
@@ -478,6 +485,18 @@ mod tests {
             cfg("mapd", "cot").unwrap().recipe.default_mode().as_str(),
             "cot"
         );
+    }
+
+    /// One teacher cannot peer-review itself: refused unless review is off.
+    #[test]
+    fn mapd_with_one_teacher_needs_review_off() {
+        let one = "[data]\ndataset = \"x\"\n[teachers.g]\nkind = \"replay\"\nsource = \"fair:gpt\"\n[recipe]\nname = \"mapd\"\n";
+        let err = parse(one).unwrap_err().to_string();
+        assert!(
+            err.contains("key `recipe.review`") && err.contains("review = false"),
+            "{err}"
+        );
+        parse(&format!("{one}review = false\n")).unwrap();
     }
 
     #[test]

@@ -82,7 +82,9 @@ pub fn plain_line(label: &str, pb: &ProgressBar) -> String {
     let mut line = format!("{label}: {pos}");
     if let Some(len) = pb.length().filter(|&l| l > 0) {
         line += &format!("/{len} ({:.1}%)", 100.0 * pos as f64 / len as f64);
-        let rate = pb.per_sec();
+        // the mean rate since the bar started: steady where positions arrive in jumps
+        let secs = pb.elapsed().as_secs_f64();
+        let rate = if secs > 0.0 { pos as f64 / secs } else { 0.0 };
         if rate > 0.0 {
             let left = (len.saturating_sub(pos)) as f64 / rate;
             line += &format!(" {rate:.2}/s eta {}", human_secs(left));

@@ -351,10 +351,11 @@ fn mapd_replay_of_the_fair_committee_reproduces_its_peer_review_outcome() {
     // 3 feedback + 3 rationales + 6 reviews a mistake: the paper's 12 calls.
     assert_eq!(rv["teacher_calls_per_mistake"], 12.0);
     assert_eq!(rv["reviews"], 2322);
-    // one feedback and one accepted rationale per mistake
+    // one feedback and one accepted rationale per mistake; the 22 mistakes with no accepted
+    // rationale are dropped whole, as the release does (365 + 365)
     assert_eq!(
         j["training_set"]["pairs"],
-        serde_json::json!({ "feedback": 387, "cot": 365 })
+        serde_json::json!({ "feedback": 365, "cot": 365 })
     );
     // Replayed for free, and a rerun pays nothing again.
     assert_eq!(j["stages"]["reviews"]["total"]["done"], 2322);
@@ -440,7 +441,11 @@ async fn mapd_mines_the_students_mistakes_and_trains_on_peer_accepted_rationales
     assert_eq!(rv["per_teacher"]["big"]["rejected_correct"], 0);
     // every accepted rationale is a right one, and every right one with a valid score is accepted
     assert_eq!(rv["per_teacher"]["big"]["accepted_correct"], accepted);
-    assert_eq!(j["training_set"]["pairs"]["feedback"], 2 * m);
+    // a mistake none of whose rationales was accepted is dropped whole (the release)
+    // (both teachers reason alike, so a mistake keeps both rationales or neither)
+    assert_eq!(rv["mistakes_with_accepted"], accepted);
+    assert!(accepted > 0 && accepted < m, "{accepted} of {m}");
+    assert_eq!(j["training_set"]["pairs"]["feedback"], 2 * accepted);
     assert_eq!(
         j["training_set"]["pairs"]["cot"].as_u64().unwrap_or(0),
         2 * accepted

@@ -16,6 +16,7 @@ use std::time::Instant;
 ///   seeds = [0, 1, 2]
 ///   dir = "runs/row1"               # default: runs/<grid name>
 ///   baseline = "standard"           # compare every variant with this one
+///   distill_args = ["--no-before"]  # more `mentor distill` arguments for every cell
 ///   [variants.standard]
 ///   recipe = { name = "standard" }
 ///   [variants.step-by-step]
@@ -69,6 +70,9 @@ struct GridFile {
     dir: Option<PathBuf>,
     #[serde(default)]
     baseline: Option<String>,
+    /// More `mentor distill` arguments for every cell (e.g. ["--no-before"]).
+    #[serde(default)]
+    distill_args: Vec<String>,
     variants: toml::Table,
 }
 
@@ -76,6 +80,7 @@ struct GridFile {
 pub struct Grid {
     pub dir: PathBuf,
     pub baseline: Option<String>,
+    pub distill_args: Vec<String>,
     pub cells: Vec<Cell>,
 }
 
@@ -211,9 +216,20 @@ pub fn load_grid(path: &Path) -> Result<Grid> {
             });
         }
     }
+    if let Some(bad) = g
+        .distill_args
+        .iter()
+        .find(|a| ["--run-dir", "--seed"].contains(&a.split('=').next().unwrap_or("")))
+    {
+        bail!(
+            "{}: key `distill_args`: {bad} is the sweep's to set",
+            path.display()
+        );
+    }
     Ok(Grid {
         dir,
         baseline: g.baseline,
+        distill_args: g.distill_args,
         cells,
     })
 }
@@ -321,6 +337,7 @@ pub fn run(a: Args) -> Result<Summary> {
             .arg(&cell.dir)
             .arg("--seed")
             .arg(cell.seed.to_string())
+            .args(&grid.distill_args)
             .stdout(log.try_clone()?)
             .stderr(log);
         die_with_parent(&mut cmd);
@@ -616,5 +633,22 @@ mod tests {
         .unwrap();
         let err = load_grid(&grid).err().unwrap().to_string();
         assert!(err.contains("no variant `z`"), "{err}");
+    }
+
+    /// Every shipped grid loads: its base parses and every variant is a valid config.
+    #[test]
+    fn every_shipped_grid_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/grids");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            let text = std::fs::read_to_string(&p).unwrap();
+            if p.extension().is_some_and(|x| x == "toml") && text.contains("[variants.") {
+                let g = load_grid(&p).unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
+                assert!(g.cells.len() >= 2);
+                n += 1;
+            }
+        }
+        assert!(n >= 2, "{n} grids");
     }
 }
