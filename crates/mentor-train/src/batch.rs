@@ -47,23 +47,12 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// Builds the batch of `examples` (indices into `all`), truncated to `max_len` tokens (the
-    /// prompt's start is cut first: the target is what is learned).
+    /// Builds the batch of `examples` (indices into `all`), each cut to `max_len` tokens by
+    /// [`fit`].
     pub fn new(all: &[TrainExample], examples: &[usize], max_len: usize, pad_id: u32) -> Batch {
         let seqs: Vec<(Vec<u32>, usize)> = examples
             .iter()
-            .map(|&i| {
-                let e = &all[i];
-                let mut seq: Vec<u32> = e.prompt.iter().chain(&e.target).copied().collect();
-                let mut n_prompt = e.prompt.len();
-                if seq.len() > max_len + 1 {
-                    let cut = (seq.len() - max_len - 1).min(n_prompt);
-                    seq.drain(..cut);
-                    n_prompt -= cut;
-                    seq.truncate(max_len + 1);
-                }
-                (seq, n_prompt)
-            })
+            .map(|&i| fit(&all[i], max_len + 1))
             .collect();
         let width = seqs
             .iter()
@@ -94,6 +83,41 @@ impl Batch {
         }
         b
     }
+}
+
+/// An example as one sequence of at most `limit` tokens, and how many of them are prompt.
+///
+/// A long example never loses the start of its prompt, where the task prefix and the question
+/// are: the prompt keeps up to ¾ of `limit` — its head and its last sixth (the chat template's
+/// turn markers, and in MAPD's feedback prompt the gold answer), its middle cut (the student's
+/// long answer) — and the target's end goes. A prompt short enough keeps all of itself and the
+/// target gets the rest.
+pub fn fit(e: &TrainExample, limit: usize) -> (Vec<u32>, usize) {
+    let (p, t) = (e.prompt.len(), e.target.len());
+    if p + t <= limit {
+        return (e.prompt.iter().chain(&e.target).copied().collect(), p);
+    }
+    let prompt_room = (limit * 3 / 4).max(limit.saturating_sub(t));
+    let prompt: Vec<u32> = if p <= prompt_room {
+        e.prompt.clone()
+    } else {
+        let tail = prompt_room / 6;
+        let head = prompt_room - tail;
+        e.prompt[..head]
+            .iter()
+            .chain(&e.prompt[p - tail..])
+            .copied()
+            .collect()
+    };
+    let n_prompt = prompt.len();
+    let mut seq = prompt;
+    seq.extend(e.target.iter().take(limit - n_prompt));
+    (seq, n_prompt)
+}
+
+/// How many of `examples` are longer than `max_len` tokens (and so cut by [`fit`]).
+pub fn count_truncated(examples: &[TrainExample], max_len: usize) -> usize {
+    examples.iter().filter(|e| e.len() > max_len + 1).count()
 }
 
 /// The order examples are visited in epoch `epoch`: shuffled by `(seed, epoch)`, then cut into
@@ -144,11 +168,11 @@ mod tests {
     }
 
     #[test]
-    fn long_examples_lose_prompt_tokens_first() {
+    fn long_examples_keep_the_prompts_start() {
         let all = vec![ex(&[1, 2, 3, 4, 5], &[6, 7], 1.0)];
         let b = Batch::new(&all, &[0], 4, 0);
-        assert_eq!(b.input_ids, vec![3, 4, 5, 6]);
-        assert_eq!(b.targets, vec![4, 5, 6, 7]);
+        assert_eq!(b.input_ids, vec![1, 2, 3, 6]);
+        assert_eq!(b.targets, vec![2, 3, 6, 7]);
         assert_eq!(b.weights, vec![0.0, 0.0, 1.0, 1.0]);
     }
 
@@ -172,5 +196,38 @@ mod tests {
             })
             .sum();
         assert!(spread / a.len() < 10, "mean spread {}", spread / a.len());
+    }
+
+    /// A long example keeps its prompt's head (the question) and tail, loses the prompt's
+    /// middle, then the target's end; a short prompt keeps all of itself.
+    #[test]
+    fn a_long_example_never_loses_its_question() {
+        let prompt: Vec<u32> = (100..180).collect(); // 80 tokens
+        let target: Vec<u32> = (500..540).collect(); // 40 tokens
+        let e = ex(&prompt, &target, 1.0);
+        let (seq, n) = fit(&e, 64);
+        assert_eq!(seq.len(), 64);
+        assert_eq!(n, 48); // ¾ of 64
+        assert_eq!(seq[..40], prompt[..40]); // the head: task prefix and question
+        assert_eq!(seq[40..48], prompt[72..]); // the last sixth of the prompt's room
+        assert_eq!(seq[48..], target[..16]); // the target's start
+                                             // a prompt that fits keeps all of itself; the target's end goes
+        let e = ex(&prompt[..20], &target, 1.0);
+        let (seq, n) = fit(&e, 50);
+        assert_eq!((seq.len(), n), (50, 20));
+        assert_eq!(seq[..20], prompt[..20]);
+        assert_eq!(seq[20..], target[..30]);
+        // short enough: untouched
+        let (seq, n) = fit(&e, 100);
+        assert_eq!((seq.len(), n), (60, 20));
+        assert_eq!(
+            count_truncated(&[e.clone(), ex(&prompt, &target, 1.0)], 63),
+            1
+        );
+        // the batch uses it: the first token learned is the target's first
+        let b = Batch::new(&[ex(&prompt, &target, 1.0)], &[0], 63, 0);
+        assert_eq!(b.input_ids[..40], prompt[..40]);
+        let first = b.weights.iter().position(|&w| w > 0.0).unwrap();
+        assert_eq!(b.targets[first], 500);
     }
 }

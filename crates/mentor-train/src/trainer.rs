@@ -42,7 +42,8 @@ pub struct TrainConfig {
     pub max_grad_norm: f64,
     pub weight_decay: f64,
     pub seed: u64,
-    /// Longest sequence (prompt + target) in tokens; longer prompts lose their start.
+    /// Longest sequence (prompt + target) in tokens; a longer example loses its prompt's middle,
+    /// then its target's end, never the prompt's start ([`crate::batch::fit`]).
     pub max_len: usize,
     /// Validate every this many optimiser steps (0 = only at the end).
     pub eval_every: u64,
@@ -143,6 +144,8 @@ pub struct TrainReport {
     pub final_train_loss: Option<f64>,
     pub final_valid_loss: Option<f64>,
     pub best_dir: Option<PathBuf>,
+    /// Training examples longer than `max_len`, cut to fit.
+    pub truncated_examples: usize,
 }
 
 fn msg(e: impl std::fmt::Display) -> candle_core::Error {
@@ -387,7 +390,16 @@ pub fn train(
         final_train_loss: None,
         final_valid_loss: None,
         best_dir: None,
+        truncated_examples: crate::batch::count_truncated(train, cfg.max_len),
     };
+    if report.truncated_examples > 0 {
+        tracing::warn!(
+            "{} of {} training examples are longer than max_len = {} tokens and are cut (the prompt's middle, then the target's end)",
+            report.truncated_examples,
+            train.len(),
+            cfg.max_len
+        );
+    }
     let mut epoch_order = epoch_batches(train, cfg.batch_size.max(1), cfg.seed, state.epoch);
     while state.step < total_steps {
         if hooks.should_stop() {

@@ -346,7 +346,7 @@ epochs = 3
 lr = 2e-4                    # peak; warm-up (warmup_ratio) then cosine to min_lr_ratio × lr
 batch_size = 8
 # grad_accum = 1
-# max_len = 512              # tokens of prompt + target; prompts lose their start first
+# max_len = 512              # tokens of prompt + target; longer: the prompt's middle, then the target's end go
 # eval_every = 0             # validate every N optimiser steps (0 = at the end)
 # seed = 0
 

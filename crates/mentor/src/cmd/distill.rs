@@ -215,6 +215,7 @@ fn run_recipe(mut cfg: Config, run_dir: PathBuf, a: &Args) -> Result<Summary> {
     let stages: Vec<_> = trained.stages.iter().map(|s| json!({
         "stage": s.stage, "examples": s.examples, "steps": s.report.steps, "best_step": s.report.best_step,
         "best_valid_metric": s.report.best_metric, "final_train_loss": s.report.final_train_loss, "final_valid_loss": s.report.final_valid_loss,
+        "truncated_examples": s.report.truncated_examples,
     })).collect();
     let summary = json!({
         "run_dir": run_dir, "recipe": r.cfg.recipe.name.as_str(), "dataset": r.ds.name, "task": r.ds.task,
