@@ -213,10 +213,17 @@ fn normalize_words(s: &str) -> String {
 /// or the text of an option (longest option text found wins, so "bank" loses to "river bank").
 pub fn extract_choice(text: &str, choices: &[crate::example::Choice]) -> Extracted {
     let text = truncate_at_follow_on(text, FOLLOW_ON_MARKERS);
-    let span = split_rationale(text).answer_span.unwrap_or(text).trim();
+    let answer_span = split_rationale(text).answer_span;
+    let span = answer_span.unwrap_or(text).trim();
     let by_label = |l: &str| choices.iter().position(|c| c.label.eq_ignore_ascii_case(l));
-    let letter = PAREN_LETTER
-        .captures(span)
+    // After "the answer is" the first "(x)" is the answer; in text with no answer sentence the
+    // last one is (reasoning mentions options on the way: "(a) is wrong, so (c)").
+    let paren = if answer_span.is_some() {
+        PAREN_LETTER.captures(span)
+    } else {
+        PAREN_LETTER.captures_iter(span).last()
+    };
+    let letter = paren
         .or_else(|| LEAD_LETTER.captures(span))
         .and_then(|c| by_label(c.get(1).unwrap().as_str()));
     if let Some(i) = letter {

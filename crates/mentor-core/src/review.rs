@@ -8,12 +8,17 @@ static BRACKET: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\[([^\[\]]*)\]")
 static LEADING_NUMBER: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*\d+(?:\.\d+)?)?\s*$").unwrap());
 
-/// The score of a review: the number in the *last* bracketed group ("[4]", "[4/5]", "[ 3 ]").
-/// None when there is no bracket, the group is not a number, or the number is outside 1–5
-/// (the caller keeps the raw text and counts it invalid).
+static LAST_INTEGER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\d+").unwrap());
+
+/// The score of a review: the number in the *last* bracketed group ("[4]", "[4/5]", "[ 3 ]");
+/// with no bracket at all, the last integer of the reply, as FAIR's code falls back to ("I give
+/// it a 4."). None when the bracketed group is not a number, or the number is outside 1–5 (the
+/// caller keeps the raw text and counts it invalid).
 pub fn parse_review_score(text: &str) -> Option<f64> {
-    let last = BRACKET.captures_iter(text).last()?;
-    let n: f64 = LEADING_NUMBER.captures(&last[1])?[1].parse().ok()?;
+    let n: f64 = match BRACKET.captures_iter(text).last() {
+        Some(last) => LEADING_NUMBER.captures(&last[1])?[1].parse().ok()?,
+        None => LAST_INTEGER.find_iter(text).last()?.as_str().parse().ok()?,
+    };
     (1.0..=5.0).contains(&n).then_some(n)
 }
 
@@ -38,7 +43,11 @@ mod tests {
         );
         assert_eq!(parse_review_score("[83]"), None);
         assert_eq!(parse_review_score("[0]"), None);
-        assert_eq!(parse_review_score("I give it a 4."), None);
+        // no bracket: the last integer, as FAIR falls back to
+        assert_eq!(parse_review_score("I give it a 4."), Some(4.0));
+        assert_eq!(parse_review_score("Steps 1 and 2 are fine: 3"), Some(3.0));
+        assert_eq!(parse_review_score("Out of 10, a 7"), None);
+        assert_eq!(parse_review_score("no score at all"), None);
         assert_eq!(parse_review_score("[good]"), None);
     }
 

@@ -290,6 +290,12 @@ fn choice_from_parenthesised_letter() {
         Some(3)
     );
     assert_eq!(choice("The answer is (B).", &CQA), Some(1));
+    // after "the answer is", the first letter; with no answer sentence, the last one
+    assert_eq!(choice("The answer is (c), not (a).", &CQA), Some(2));
+    assert_eq!(
+        choice("(a) does not fit and neither does (b); (e) does.", &CQA),
+        Some(4)
+    );
 }
 
 #[test]

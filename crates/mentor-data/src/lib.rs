@@ -9,6 +9,7 @@ pub mod assets;
 mod builtin;
 pub mod recorded;
 mod rows;
+pub mod skip;
 mod split;
 
 pub use builtin::{builtin_names, shared_subdir, BuiltinInfo, BUILTINS, FAIR_STUDENT};

@@ -202,7 +202,11 @@ fn missing_asset_says_how_to_fetch_it() {
 fn shared() -> bool {
     let ok = shared_data_dir().is_some_and(|d| d.join("dss").is_dir());
     if !ok {
-        eprintln!("SKIP: shared reference data (dss/) not found; set MENTOR_SHARED_DATA");
+        mentor_data::skip::skip_test(
+            "datasets",
+            "shared reference data (dss/) not found; set MENTOR_SHARED_DATA",
+            "MENTOR_REQUIRE_SHARED_DATA",
+        );
     }
     ok
 }

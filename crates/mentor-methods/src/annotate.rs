@@ -154,6 +154,9 @@ pub struct JudgedCot {
     pub cot_index: u32,
     pub text: String,
     pub correct: bool,
+    /// An answer could be read from it (false: no answer sentence, often a reply cut at the
+    /// token limit).
+    pub parsed: bool,
 }
 
 /// `per_cot` self-evaluations of each chain of thought (Mind's Mirror's M).
@@ -329,6 +332,24 @@ pub fn feedback_parser() -> Parser {
     Arc::new(|_, text| (serde_json::json!({}), !text.trim().is_empty()))
 }
 
+/// The request `teacher` is sent for one unit: the stage's request with the teacher's own
+/// sampling settings applied — except that a stage drawing several samples an item keeps its
+/// temperature, since a teacher set to (say) 0 would give K identical chains of thought that
+/// deduplicate into one.
+pub fn teacher_request(
+    teacher: &Teacher,
+    job: &Job,
+    dataset: &str,
+    spec: &AnnotateSpec,
+) -> ChatRequest {
+    let seeded = teacher.backend().capabilities().seed;
+    let mut req = teacher.configure(request_for(job, dataset, spec, seeded));
+    if spec.samples > 1 && spec.temperature.is_some() {
+        req.temperature = spec.temperature;
+    }
+    req
+}
+
 /// The request for one unit.
 pub fn request_for(job: &Job, dataset: &str, spec: &AnnotateSpec, seeded: bool) -> ChatRequest {
     ChatRequest {
@@ -438,8 +459,7 @@ pub async fn annotate(
             };
             let teacher = teachers[ti].clone();
             let job = jobs[ji].clone();
-            let seeded = teacher.backend().capabilities().seed;
-            let req = teacher.configure(request_for(&job, dataset, spec, seeded));
+            let req = teacher_request(&teacher, &job, dataset, spec);
             let (store, budget_hit, spec, dataset, parser) = (
                 store.clone(),
                 budget_hit.clone(),
@@ -777,5 +797,42 @@ mod tests {
         assert_eq!(jobs[2].context["author"], "small");
         assert_eq!(review_parser()(&ex("a"), "ok [4/5]").0["score"], 4.0);
         assert!(!review_parser()(&ex("a"), "ok [9]").1);
+    }
+
+    /// A teacher's own temperature applies to single-sample stages; a stage sampling K chains
+    /// of thought keeps its temperature, or K samples at 0 collapse into one.
+    #[test]
+    fn sampling_stages_keep_their_temperature_over_the_teachers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(std::sync::Mutex::new(
+            mentor_store::Store::open(dir.path().join("s.sqlite")).unwrap(),
+        ));
+        let mut opts = mentor_teacher::TeacherOptions::new("cold");
+        opts.temperature = Some(0.0);
+        let cold = Teacher::new(
+            opts,
+            Arc::new(mentor_teacher::replay::ReplayBackend::new("r")),
+            store,
+            Arc::new(mentor_teacher::Budget::default()),
+        );
+        let job = Job {
+            example: ex("1"),
+            sample: 2,
+            system: "s".into(),
+            user: "u".into(),
+            teacher: None,
+            context: serde_json::Value::Null,
+        };
+        let k = AnnotateSpec {
+            samples: 5,
+            temperature: Some(0.7),
+            ..AnnotateSpec::default()
+        };
+        assert_eq!(teacher_request(&cold, &job, "d", &k).temperature, Some(0.7));
+        let one = AnnotateSpec { samples: 1, ..k };
+        assert_eq!(
+            teacher_request(&cold, &job, "d", &one).temperature,
+            Some(0.0)
+        );
     }
 }

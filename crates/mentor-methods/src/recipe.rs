@@ -95,6 +95,9 @@ pub struct Recipe {
     pub label_source: LabelSource,
     /// Keep only teacher chains of thought whose parsed answer matches the gold label.
     pub filter_correct: bool,
+    /// Train on teacher chains of thought from which no answer could be read (often replies cut
+    /// at the token limit). Off by default: they are counted and left out.
+    pub keep_unparseable_cots: bool,
     /// Chains of thought per question (Mind's Mirror K).
     pub cots_per_question: u32,
     /// Sampling temperature of the teacher's chains of thought when K > 1 (diversity).
@@ -173,6 +176,7 @@ impl Default for Recipe {
             alpha: 0.5,
             label_source: LabelSource::Gold,
             filter_correct: false,
+            keep_unparseable_cots: false,
             cots_per_question: 5,
             cot_temperature: 0.7,
             evals_per_cot: 5,

@@ -217,6 +217,7 @@ pub fn distinct_cots(items: &[Example], cots: &[Annotation]) -> (Vec<JudgedCot>,
                 cot_index: seen.len() as u32 - 1,
                 text,
                 correct: correct && a.parse_ok,
+                parsed: a.parse_ok,
             });
         }
     }
@@ -258,8 +259,11 @@ pub fn build(recipe: &Recipe, kind: TaskKind, items: &[Example], stored: &Stored
     let (distinct, dups) = distinct_cots(items, &cots);
     st.cots_duplicate = dups;
     st.cots_wrong = distinct.iter().filter(|c| !c.correct).count();
+    // A chain of thought with no readable answer (often cut at the teacher's token limit) is
+    // not trained on unless asked; it is counted in `cots_unparseable` either way.
     let kept: Vec<&JudgedCot> = distinct
         .iter()
+        .filter(|c| c.parsed || recipe.keep_unparseable_cots)
         .filter(|c| c.correct || !recipe.filter_correct)
         .collect();
     st.cots_kept = kept.len();
@@ -936,6 +940,51 @@ mod tests {
         r.filter_correct = true;
         let t = build(&r, TaskKind::Equation, &items, &stored);
         assert_eq!((t.stats.pairs["label"], t.stats.pairs["rationale"]), (2, 1));
+    }
+
+    /// A chain of thought with no readable answer (cut at the token limit) is counted and left
+    /// out unless `keep_unparseable_cots`.
+    #[test]
+    fn unparseable_cots_are_left_out_by_default() {
+        let items = [
+            ex("1", "3 + 4?", "( 3 + 4 )"),
+            ex("2", "5 - 1?", "( 5 - 1 )"),
+        ];
+        let cots = [
+            ann(
+                "1",
+                "annotate",
+                0,
+                "3 + 4 = 7. The answer is (3 + 4).",
+                serde_json::json!({"correct": true}),
+                true,
+            ),
+            ann(
+                "2",
+                "annotate",
+                0,
+                "First, 5 minus 1 is",
+                serde_json::json!({"correct": false}),
+                false,
+            ),
+        ];
+        let mut r = Recipe {
+            name: RecipeName::StepByStep,
+            ..Recipe::default()
+        };
+        let stored = Stored {
+            cots: cots.to_vec(),
+            ..Default::default()
+        };
+        let t = build(&r, TaskKind::Equation, &items, &stored);
+        assert_eq!((t.stats.pairs["label"], t.stats.pairs["rationale"]), (2, 1));
+        assert_eq!(
+            (t.stats.cots_unparseable, t.stats.items_without_cot),
+            (1, 1)
+        );
+        r.keep_unparseable_cots = true;
+        let t = build(&r, TaskKind::Equation, &items, &stored);
+        assert_eq!(t.stats.pairs["rationale"], 2);
     }
 
     /// Step-by-step with the teacher's labels (the paper's `label_type llm`).

@@ -16,12 +16,11 @@ fn asset_file(file: &str, name: &str) -> Option<PathBuf> {
     let p = home.join("models").join(file);
     if p.is_file() {
         Some(p)
-    } else if std::env::var("MENTOR_REQUIRE_ASSETS").is_ok() {
-        panic!("{} missing: run `mentor fetch-assets {name}`", p.display())
     } else {
-        eprintln!(
-            "SKIP: {} not fetched (mentor fetch-assets {name})",
-            p.display()
+        mentor_data::skip::skip_test(
+            "gguf_reference",
+            &format!("{} not fetched (mentor fetch-assets {name})", p.display()),
+            "MENTOR_REQUIRE_ASSETS",
         );
         None
     }

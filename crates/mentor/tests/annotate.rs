@@ -335,7 +335,11 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 fn replay_of_palm_over_svamp_train_reproduces_its_label_accuracy() {
     let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
     if !shared.join("dss/svamp").is_dir() {
-        eprintln!("SKIP: shared reference data not found");
+        mentor_data::skip::skip_test(
+            "replay_of_palm_over_svamp_train_reproduces_its_label_accuracy",
+            "shared reference data not found",
+            "MENTOR_REQUIRE_SHARED_DATA",
+        );
         return;
     }
     let d = tempfile::tempdir().unwrap();

@@ -33,7 +33,11 @@ fn shared_data() -> Option<std::path::PathBuf> {
     if p.join("dss").is_dir() {
         Some(p.canonicalize().unwrap())
     } else {
-        eprintln!("SKIP: shared reference data not found next to the repo");
+        mentor_data::skip::skip_test(
+            "cli",
+            "shared reference data not found next to the repo",
+            "MENTOR_REQUIRE_SHARED_DATA",
+        );
         None
     }
 }

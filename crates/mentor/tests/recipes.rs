@@ -65,7 +65,11 @@ fn shared_data() -> Option<std::path::PathBuf> {
     if shared.join("dss/svamp").is_dir() {
         Some(shared)
     } else {
-        eprintln!("SKIP: shared reference data not found");
+        mentor_data::skip::skip_test(
+            "recipes",
+            "shared reference data not found",
+            "MENTOR_REQUIRE_SHARED_DATA",
+        );
         None
     }
 }
@@ -74,7 +78,11 @@ fn shared_data() -> Option<std::path::PathBuf> {
 fn annotate_example(name: &str, needs: &str) -> Option<serde_json::Value> {
     let shared = shared_data()?;
     if !shared.join(needs).is_dir() {
-        eprintln!("SKIP: shared/data/{needs} not found");
+        mentor_data::skip::skip_test(
+            "recipes",
+            &format!("shared/data/{needs} not found"),
+            "MENTOR_REQUIRE_SHARED_DATA",
+        );
         return None;
     }
     let d = tempfile::tempdir().unwrap();

@@ -5,9 +5,7 @@ use crate::progress::items_bar;
 use crate::{run, teachers};
 use anyhow::{bail, Result};
 use mentor_core::Split;
-use mentor_methods::annotate::{
-    annotate_recipe, cot_jobs, request_for, AnnotateReport, AnnotateSpec,
-};
+use mentor_methods::annotate::{annotate_recipe, cot_jobs, AnnotateReport, AnnotateSpec};
 use mentor_methods::recipe::COT_STAGE;
 use serde_json::json;
 use std::path::PathBuf;
@@ -486,12 +484,7 @@ fn dry_run(
             if done.contains(&(t.name().to_string(), job.example.id.clone(), job.sample)) {
                 continue;
             }
-            let req = t.configure(request_for(
-                job,
-                &r.ds.name,
-                &spec,
-                t.backend().capabilities().seed,
-            ));
+            let req = mentor_methods::annotate::teacher_request(t, job, &r.ds.name, &spec);
             if t.cached(&req)?.is_some() {
                 cached += 1;
                 continue;
