@@ -20,4 +20,4 @@ pub use example::{Choice, Example, Split};
 pub use extract::{extract, Extracted, NumericRule};
 pub use score::{score_prediction, Score, ScoreSummary};
 pub use task::TaskKind;
-pub use verdict::{parse_verdict, Verdict};
+pub use verdict::{normalise_self_eval, parse_verdict, Verdict};

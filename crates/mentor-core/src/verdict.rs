@@ -69,6 +69,43 @@ pub fn parse_verdict(text: &str) -> Option<Verdict> {
         .map(|c| word_verdict(&c[1]))
 }
 
+/// A self-evaluation as a training target: the critique with its verdict written as the one
+/// canonical last line (`verdict.sentence()`), whatever phrase or line the teacher ended with,
+/// so the student learns a single format that [`parse_verdict`] reads without guessing. Trailing
+/// verdict lines ("Evaluation result: …", "Verdict: wrong", a bare "Correct.") are replaced;
+/// prose that mentions a verdict stays as written.
+pub fn normalise_self_eval(text: &str, verdict: Verdict) -> String {
+    let is_verdict_line = |line: &str| {
+        let Some(m) = VERDICT_PHRASE
+            .find_iter(line)
+            .last()
+            .or_else(|| VERDICT_WORD.find_iter(line).last())
+        else {
+            return false;
+        };
+        let before = line[..m.start()].trim().to_lowercase();
+        let after = line[m.end()..].trim();
+        before.starts_with("evaluation result")
+            || before.starts_with("verdict")
+            || before.split_whitespace().count() <= 3 && after.len() <= 2
+    };
+    let mut lines: Vec<&str> = text.trim_end().lines().collect();
+    while let Some(last) = lines.last() {
+        if last.trim().is_empty() || is_verdict_line(last) {
+            lines.pop();
+        } else {
+            break;
+        }
+    }
+    let body = lines.join("\n");
+    let body = body.trim_end();
+    if body.is_empty() {
+        verdict.sentence()
+    } else {
+        format!("{body}\n\n{}", verdict.sentence())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,5 +144,33 @@ mod tests {
         for v in [Verdict::Correct, Verdict::Wrong, Verdict::Uncertain] {
             assert_eq!(parse_verdict(&v.sentence()), Some(v));
         }
+    }
+
+    #[test]
+    fn normalised_targets_end_in_one_canonical_verdict_line() {
+        let canonical =
+            "The reasoning divides 84 by 2.\n\nEvaluation result: the given answer is correct.";
+        assert_eq!(normalise_self_eval(canonical, Verdict::Correct), canonical);
+        assert_eq!(
+            normalise_self_eval("The steps add instead of multiplying.\nVerdict: WRONG\n\n", Verdict::Wrong),
+            "The steps add instead of multiplying.\n\nEvaluation result: the given answer is wrong."
+        );
+        // prose that mentions a verdict stays; the canonical line follows it
+        assert_eq!(
+            normalise_self_eval("It checks out, so the answer is correct.", Verdict::Correct),
+            "It checks out, so the answer is correct.\n\nEvaluation result: the given answer is correct."
+        );
+        assert_eq!(
+            normalise_self_eval("Step 2 is off by one.\nIncorrect.", Verdict::Wrong),
+            "Step 2 is off by one.\n\nEvaluation result: the given answer is wrong."
+        );
+        // the gold verdict replaces the teacher's
+        let t = normalise_self_eval(canonical, Verdict::Wrong);
+        assert_eq!(parse_verdict(&t), Some(Verdict::Wrong));
+        assert!(t.starts_with("The reasoning divides 84 by 2."));
+        assert_eq!(
+            normalise_self_eval("", Verdict::Uncertain),
+            "Evaluation result: the given answer is uncertain."
+        );
     }
 }

@@ -16,7 +16,7 @@ use mentor_core::extract::{answers_match, gold_answer, Answer};
 use mentor_core::score::wilson_interval;
 use mentor_core::text::{truncate_at_follow_on, FOLLOW_ON_MARKERS};
 use mentor_core::{extract, parse_verdict, Example, NumericRule, TaskKind, Verdict};
-use mentor_model::{generate, Llama, SamplingParams, TextTokenizer};
+use mentor_model::{generate, FinishReason, Llama, SamplingParams, TextTokenizer};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +72,9 @@ pub struct EvalConfig {
     pub temperature: f64,
     pub top_p: f64,
     pub max_new_tokens: usize,
+    /// `self-eval-vote`: new tokens of each judgement. A judgement cut at this limit counts as
+    /// `uncertain`, whatever verdict words its text held.
+    pub judge_max_new_tokens: usize,
     /// Prompts decoded together.
     pub batch: usize,
     pub seed: u64,
@@ -87,6 +90,7 @@ impl Default for EvalConfig {
             temperature: 0.7,
             top_p: 0.95,
             max_new_tokens: 256,
+            judge_max_new_tokens: 320,
             batch: 16,
             seed: 0,
             valid_limit: 64,
@@ -230,13 +234,17 @@ pub fn evaluate(
         for (ex, vs) in items.iter().zip(&votes) {
             for v in vs {
                 let p = student_prompt(StudentTask::SelfEval, kind, ex, &v.output);
-                judge.push((prompt_ids(tok, &p)?, greedy(cfg.max_new_tokens)));
+                judge.push((prompt_ids(tok, &p)?, greedy(cfg.judge_max_new_tokens)));
             }
         }
         let verdicts = generate(model, tok, &judge, cfg.batch, on_done)?;
         new_tokens += verdicts.iter().map(|g| g.token_ids.len()).sum::<usize>();
         for (v, g) in votes.iter_mut().flatten().zip(&verdicts) {
-            v.verdict = parse_verdict(&g.text);
+            // a judgement cut mid-way has not reached its verdict line
+            v.verdict = match g.finish_reason {
+                FinishReason::Stop => parse_verdict(&g.text),
+                FinishReason::Length => None,
+            };
             v.weight = v.verdict.unwrap_or(Verdict::Uncertain).vote_weight();
         }
     }

@@ -73,6 +73,19 @@ pub enum CotTargets {
     LabelRationale,
 }
 
+/// What Mind's Mirror's student learns to say when it judges a chain of thought.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SelfEvalTargets {
+    /// The teacher's judgement, its verdict line made canonical (the paper).
+    Teacher,
+    /// Only the teacher's judgements whose verdict agrees with the chain of thought's gold
+    /// correctness (ours, a departure: a weak teacher's verdicts are often wrong).
+    GoldAgreeing,
+    /// The teacher's critique with the verdict set to the gold correctness (ours, a departure).
+    Gold,
+}
+
 /// How Mind's Mirror's two tasks are trained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -107,6 +120,9 @@ pub struct Recipe {
     /// Mind's Mirror: `cot` (solve: → the chain of thought) or `label-rationale` (the release's
     /// predict: → gold label, explain: → each chain of thought's rationale).
     pub targets: CotTargets,
+    /// Mind's Mirror: which judgements the self-evaluation task learns (`teacher`,
+    /// `gold-agreeing`, `gold`).
+    pub self_eval_targets: SelfEvalTargets,
     /// Mind's Mirror: `two-stage` (self-evaluation, then CoT) or `mixed`.
     pub schedule: TaskSchedule,
     /// Mind's Mirror `mixed`: weight of the self-evaluation task; 1 − it goes to CoTs.
@@ -181,6 +197,7 @@ impl Default for Recipe {
             cot_temperature: 0.7,
             evals_per_cot: 5,
             targets: CotTargets::Cot,
+            self_eval_targets: SelfEvalTargets::Teacher,
             schedule: TaskSchedule::TwoStage,
             self_eval_weight: 0.5,
             review_threshold: 3.0,
@@ -300,6 +317,19 @@ impl Recipe {
     /// Refuses an inference mode that prompts the student with a task this recipe never trains
     /// (MAPD scored with `predict:` would measure the untrained prompt, not the recipe).
     pub fn check_mode(&self, mode: InferenceMode) -> Result<(), String> {
+        if mode == InferenceMode::SelfEvalVote
+            && self.name == RecipeName::MindsMirror
+            && self.schedule == TaskSchedule::TwoStage
+            && self.evals_per_cot > 0
+        {
+            return Err(
+                "inference mode `self-eval-vote` needs the student's judging skill, which \
+                 `schedule = \"two-stage\"` trains first and then overwrites with chains of \
+                 thought (the release's order; it never judged at inference); use \
+                 `schedule = \"mixed\"`"
+                    .into(),
+            );
+        }
         let trained = self.trained_tasks();
         let missing: Vec<&str> = mode
             .tasks()

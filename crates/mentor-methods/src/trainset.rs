@@ -3,10 +3,10 @@
 //! them for a student is [`crate::student`]'s job.
 
 use crate::annotate::JudgedCot;
-use crate::recipe::{CotTargets, LabelSource, Recipe, RecipeName, TaskSchedule};
+use crate::recipe::{CotTargets, LabelSource, Recipe, RecipeName, SelfEvalTargets, TaskSchedule};
 use mentor_core::prompt::{answer_sentence, question_block};
 use mentor_core::text::{split_rationale, truncate_at_follow_on, FOLLOW_ON_MARKERS};
-use mentor_core::{Example, TaskKind, Verdict};
+use mentor_core::{normalise_self_eval, Example, TaskKind, Verdict};
 use mentor_store::Annotation;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -416,6 +416,12 @@ pub fn build(recipe: &Recipe, kind: TaskKind, items: &[Example], stored: &Stored
                     continue;
                 };
                 parsed += 1;
+                let gold = if c.correct {
+                    Verdict::Correct
+                } else {
+                    Verdict::Wrong
+                };
+                let agrees = v == gold;
                 *st.verdicts.entry(v.as_str().into()).or_default() += 1;
                 *st.verdict_vs_gold
                     .entry(format!(
@@ -424,16 +430,19 @@ pub fn build(recipe: &Recipe, kind: TaskKind, items: &[Example], stored: &Stored
                         if c.correct { "right" } else { "wrong" }
                     ))
                     .or_default() += 1;
-                agree += matches!(
-                    (v, c.correct),
-                    (Verdict::Correct, true) | (Verdict::Wrong, false)
-                ) as usize;
+                agree += agrees as usize;
+                let target = match recipe.self_eval_targets {
+                    SelfEvalTargets::Teacher => normalise_self_eval(&a.text, v),
+                    SelfEvalTargets::GoldAgreeing if agrees => normalise_self_eval(&a.text, v),
+                    SelfEvalTargets::GoldAgreeing => continue,
+                    SelfEvalTargets::Gold => normalise_self_eval(&a.text, gold),
+                };
                 let ex = &c.example;
                 pairs.push(pair(
                     ex,
                     StudentTask::SelfEval,
                     &c.text,
-                    a.text.trim().to_string(),
+                    target,
                     eval_w,
                     eval_stage,
                 ));
@@ -940,6 +949,88 @@ mod tests {
         r.filter_correct = true;
         let t = build(&r, TaskKind::Equation, &items, &stored);
         assert_eq!((t.stats.pairs["label"], t.stats.pairs["rationale"]), (2, 1));
+    }
+
+    /// Self-evaluation targets end in the canonical verdict line; `gold-agreeing` keeps only
+    /// the teacher's verdicts that match the CoT's gold correctness, `gold` writes the gold one.
+    #[test]
+    fn self_evaluation_targets_teacher_gold_agreeing_or_gold() {
+        let items = [ex("1", "3 + 4?", "( 3 + 4 )")];
+        let cots = [
+            ann(
+                "1",
+                "annotate",
+                0,
+                "3 + 4 = 7. The answer is (3 + 4).",
+                serde_json::json!({"correct": true}),
+                true,
+            ),
+            ann(
+                "1",
+                "annotate",
+                1,
+                "3 * 4 = 12. The answer is (3 * 4).",
+                serde_json::json!({"correct": false}),
+                true,
+            ),
+        ];
+        let v = |s: &str| serde_json::json!({"verdict": s});
+        let evals = [
+            // CoT 0 (right) judged wrong; CoT 1 (wrong) judged wrong
+            ann(
+                "1",
+                "self-eval",
+                0,
+                "Looks off.\nVerdict: wrong",
+                v("wrong"),
+                true,
+            ),
+            ann(
+                "1",
+                "self-eval",
+                1000,
+                "It multiplies.\nEvaluation result: the given answer is wrong.",
+                v("wrong"),
+                true,
+            ),
+        ];
+        let stored = Stored {
+            cots: cots.to_vec(),
+            self_evals: evals.to_vec(),
+            ..Default::default()
+        };
+        let targets = |t: SelfEvalTargets| -> Vec<String> {
+            let r = Recipe {
+                name: RecipeName::MindsMirror,
+                self_eval_targets: t,
+                ..Recipe::default()
+            };
+            build(&r, TaskKind::Equation, &items, &stored)
+                .pairs
+                .into_iter()
+                .filter(|p| p.task == StudentTask::SelfEval)
+                .map(|p| p.target)
+                .collect()
+        };
+        let wrong = "Evaluation result: the given answer is wrong.";
+        assert_eq!(
+            targets(SelfEvalTargets::Teacher),
+            [
+                format!("Looks off.\n\n{wrong}"),
+                format!("It multiplies.\n\n{wrong}")
+            ]
+        );
+        assert_eq!(
+            targets(SelfEvalTargets::GoldAgreeing),
+            [format!("It multiplies.\n\n{wrong}")]
+        );
+        assert_eq!(
+            targets(SelfEvalTargets::Gold),
+            [
+                "Looks off.\n\nEvaluation result: the given answer is correct.".to_string(),
+                format!("It multiplies.\n\n{wrong}")
+            ]
+        );
     }
 
     /// A chain of thought with no readable answer (cut at the token limit) is counted and left

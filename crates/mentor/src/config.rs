@@ -474,9 +474,14 @@ mod tests {
         assert!(cfg("step-by-step", "cot").is_err());
         assert!(cfg("standard", "vote").is_err());
         assert!(cfg("elad", "label").is_err());
-        // self-eval-vote needs the self-evaluation task: Mind's Mirror with M = 0 has none
-        cfg("minds-mirror", "self-eval-vote").unwrap();
-        let err = parse("[data]\ndataset = \"x\"\n[recipe]\nname = \"minds-mirror\"\nevals_per_cot = 0\n[eval]\nmode = \"self-eval-vote\"\n")
+        // self-eval-vote needs the self-evaluation task, trained last: Mind's Mirror's default
+        // two-stage schedule trains CoTs after it, and M = 0 has none
+        let err = cfg("minds-mirror", "self-eval-vote")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("schedule = \"mixed\""), "{err}");
+        parse("[data]\ndataset = \"x\"\n[recipe]\nname = \"minds-mirror\"\nschedule = \"mixed\"\n[eval]\nmode = \"self-eval-vote\"\n").unwrap();
+        let err = parse("[data]\ndataset = \"x\"\n[recipe]\nname = \"minds-mirror\"\nevals_per_cot = 0\nschedule = \"mixed\"\n[eval]\nmode = \"self-eval-vote\"\n")
             .unwrap_err()
             .to_string();
         assert!(err.contains("`evaluate:`"), "{err}");
