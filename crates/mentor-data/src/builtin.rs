@@ -41,7 +41,7 @@ pub const BUILTINS: &[BuiltinInfo] = &[
         name: "anli1",
         task: TaskKind::Nli,
         source: "shared data: dss/anli1 (+ PaLM-540B CoTs)",
-        splits: "train/valid = seeded 80/20 of the 1000 dev rows; test given (1000)",
+        splits: "train/valid = seeded 80/20 of the 1000 dev rows, not the paper's train_r1 (16,946 rows, absent from the shared data: results do not compare with the paper's); test given (1000)",
     },
     BuiltinInfo {
         name: "fair-svamp",

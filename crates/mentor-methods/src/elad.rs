@@ -182,16 +182,19 @@ pub fn select(
     budget: usize,
     seed: u64,
 ) -> Vec<String> {
+    // A seeded shuffle first: the random baseline's order, and for the rankings the order among
+    // equal scores (small K gives many ties; breaking them by pool order would select by
+    // position, the same items for every seed).
     let mut order: Vec<usize> = (0..scored.len()).collect();
-    if strategy == SelectionStrategy::Random {
-        order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
-    } else {
+    order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
+    if strategy != SelectionStrategy::Random {
+        // stable: ties keep the shuffled order
         order.sort_by(|&a, &b| {
             let (sa, sb) = (
                 scored[a].uncertainty.score(strategy),
                 scored[b].uncertainty.score(strategy),
             );
-            sb.total_cmp(&sa).then(a.cmp(&b))
+            sb.total_cmp(&sa)
         });
     }
     order
@@ -491,9 +494,18 @@ mod tests {
             item("d", 0.5, 0.5, 0.3),
         ];
         assert_eq!(select(&pool, SelectionStrategy::Elad, 2, 0), ["b", "d"]);
+        // b and d tie on entropy (0.5): the seed, not their position, breaks the tie
+        let second: std::collections::BTreeSet<String> = (0..16)
+            .map(|seed| {
+                let s = select(&pool, SelectionStrategy::AnswerEntropy, 2, seed);
+                assert_eq!(s[0], "a");
+                s[1].clone()
+            })
+            .collect();
+        assert_eq!(second, ["b".to_string(), "d".to_string()].into());
         assert_eq!(
-            select(&pool, SelectionStrategy::AnswerEntropy, 2, 0),
-            ["a", "b"]
+            select(&pool, SelectionStrategy::AnswerEntropy, 2, 5),
+            select(&pool, SelectionStrategy::AnswerEntropy, 2, 5)
         );
         assert_eq!(
             select(&pool, SelectionStrategy::LeastConfidence, 1, 0),
