@@ -5,7 +5,7 @@ use crate::trainset::TrainPair;
 use candle_core::Result;
 use mentor_model::load::Student;
 use mentor_model::{ChatMessage, TextTokenizer};
-use mentor_train::{train, Hooks, TrainConfig, TrainExample, TrainReport};
+use mentor_train::{train, EpochUnit, Hooks, TrainConfig, TrainExample, TrainReport};
 use std::path::{Path, PathBuf};
 
 fn user(prompt: &str) -> Vec<ChatMessage> {
@@ -59,6 +59,18 @@ pub fn encode_pairs(tok: &TextTokenizer, pairs: &[TrainPair]) -> Result<Vec<Trai
     pairs.iter().map(|p| encode_pair(tok, p)).collect()
 }
 
+/// A stage's training config: with `epoch_unit = "questions"`, its epochs become the steps that
+/// one pass over its distinct questions takes, however many pairs each has.
+pub fn stage_config(cfg: &TrainConfig, pairs: &[TrainPair]) -> TrainConfig {
+    let mut c = cfg.clone();
+    if c.epoch_unit == EpochUnit::Questions && c.max_steps.is_none() {
+        let questions: std::collections::HashSet<&str> =
+            pairs.iter().map(|p| p.example_id.as_str()).collect();
+        c.max_steps = Some(c.steps_for(pairs.len(), questions.len()));
+    }
+    c
+}
+
 /// One stage's outcome: where it trained and what the loop reported.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct StageReport {
@@ -90,6 +102,7 @@ pub fn train_stages<'h>(
         let examples = encode_pairs(tok, &these)?;
         let dir = out_dir.join(format!("stage-{stage}"));
         let mut h = hooks(stage);
+        let cfg = &stage_config(cfg, &these);
         let report = train(student, &examples, &valid, cfg, tok.pad_id, &dir, &mut *h)?;
         if report.stopped_early {
             out.push(StageReport {
@@ -113,4 +126,52 @@ pub fn train_stages<'h>(
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trainset::StudentTask;
+
+    /// The equal-steps control: step-by-step's two pairs a question take the steps one pair a
+    /// question would.
+    #[test]
+    fn questions_as_the_epoch_unit_equalise_steps() {
+        let pair = |id: &str, task| TrainPair {
+            example_id: id.into(),
+            task,
+            prompt: "p".into(),
+            target: "t".into(),
+            weight: 0.5,
+            stage: 0,
+        };
+        let sbs: Vec<TrainPair> = (0..40)
+            .flat_map(|i| {
+                let id = format!("q{i}");
+                [
+                    pair(&id, StudentTask::Label),
+                    pair(&id, StudentTask::Rationale),
+                ]
+            })
+            .collect();
+        let cfg = TrainConfig {
+            epochs: 3.0,
+            batch_size: 8,
+            ..TrainConfig::default()
+        };
+        // by pairs: 80 × 3 / 8
+        assert_eq!(stage_config(&cfg, &sbs).max_steps, None);
+        assert_eq!(cfg.steps_for(80, 40), 30);
+        let by_q = TrainConfig {
+            epoch_unit: EpochUnit::Questions,
+            ..cfg.clone()
+        };
+        assert_eq!(stage_config(&by_q, &sbs).max_steps, Some(15));
+        // an explicit max_steps wins
+        let fixed = TrainConfig {
+            max_steps: Some(7),
+            ..by_q
+        };
+        assert_eq!(stage_config(&fixed, &sbs).max_steps, Some(7));
+    }
 }

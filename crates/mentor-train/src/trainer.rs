@@ -21,6 +21,31 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+/// What [`TrainConfig::epochs`] counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EpochUnit {
+    #[default]
+    Pairs,
+    Questions,
+}
+
+impl TrainConfig {
+    /// The optimiser steps of `epochs` over `pairs` examples that cover `questions` questions:
+    /// `max_steps` when set, else epochs in the configured unit.
+    pub fn steps_for(&self, pairs: usize, questions: usize) -> u64 {
+        if let Some(s) = self.max_steps {
+            return s;
+        }
+        let per_step = (self.batch_size.max(1) * self.grad_accum.max(1)) as f64;
+        let n = match self.epoch_unit {
+            EpochUnit::Pairs => pairs,
+            EpochUnit::Questions => questions,
+        };
+        ((n as f64 * self.epochs) / per_step).ceil().max(1.0) as u64
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
@@ -32,6 +57,11 @@ pub struct TrainConfig {
     /// The schedule's floor, as a fraction of `lr`.
     pub min_lr_ratio: f64,
     pub epochs: f64,
+    /// What an epoch counts: every training pair (`pairs`), or every question once
+    /// (`questions`: a recipe with several pairs a question — step-by-step's two tasks, K chains
+    /// of thought — then takes as many optimiser steps as one pair a question would; the
+    /// equal-steps control).
+    pub epoch_unit: EpochUnit,
     /// Stop after this many optimiser steps (overrides `epochs`).
     pub max_steps: Option<u64>,
     /// Examples per micro-batch.
@@ -61,6 +91,7 @@ impl Default for TrainConfig {
             warmup_ratio: 0.05,
             min_lr_ratio: 0.1,
             epochs: 3.0,
+            epoch_unit: EpochUnit::Pairs,
             max_steps: None,
             batch_size: 8,
             grad_accum: 1,
@@ -325,6 +356,11 @@ pub fn train(
             ..AdamWConfig::default()
         },
     )?;
+    if cfg.epoch_unit == EpochUnit::Questions && cfg.max_steps.is_none() {
+        candle_core::bail!(
+            "epoch_unit = \"questions\": the caller must turn epochs into max_steps (TrainConfig::steps_for); the loop sees pairs, not questions"
+        );
+    }
     let batches_per_epoch = train.len().div_ceil(cfg.batch_size.max(1));
     let accum = cfg.grad_accum.max(1);
     let total_steps = cfg.max_steps.unwrap_or_else(|| {

@@ -343,6 +343,8 @@ alpha = 0.5                  # label weight; rationale weight is 1 - alpha
 
 [train]
 epochs = 3
+# epoch_unit = "pairs"       # or "questions": steps of one pass over the questions however many
+#                            # pairs each has (the equal-steps control for step-by-step, K CoTs)
 lr = 2e-4                    # peak; warm-up (warmup_ratio) then cosine to min_lr_ratio × lr
 batch_size = 8
 # grad_accum = 1
