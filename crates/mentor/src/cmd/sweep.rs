@@ -103,6 +103,15 @@ struct CellRecord {
     commits: Vec<String>,
     #[serde(default)]
     last_error: Option<String>,
+    /// Unix seconds when the running invocation started (None when none runs).
+    #[serde(default)]
+    running_since: Option<u64>,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -317,6 +326,7 @@ pub fn run(a: Args) -> Result<Summary> {
             rec.commits.push(commit);
         }
         rec.attempts += 1;
+        rec.running_since = Some(unix_now());
         cell.save_record(&rec)?;
         bar.set_message(format!("{}-s{}", cell.variant, cell.seed));
         tracing::info!(
@@ -345,6 +355,7 @@ pub fn run(a: Args) -> Result<Summary> {
             .status()
             .with_context(|| format!("cannot start {}", bin.display()))?;
         rec.seconds += started.elapsed().as_secs_f64();
+        rec.running_since = None;
         if status.success() && cell.done() {
             rec.last_error = None;
             cell.save_record(&rec)?;
@@ -447,11 +458,21 @@ fn write_results(grid: &Grid, resamples: usize) -> Result<Option<(String, serde_
 }
 
 fn status(grid: &Grid) -> Result<Summary> {
+    // a sweep holds the lock while it runs; a stale `running_since` is a killed one
+    let running = std::fs::File::open(grid.dir.join(".lock"))
+        .map(|f| f.try_lock().is_err())
+        .unwrap_or(false);
+    // cells run in order: the running one is the first unfinished cell
+    let current = grid.cells.iter().position(|c| !c.done());
     let mut rows = vec![];
     let mut cells_json = vec![];
     let (mut spent, mut done_secs, mut done_n, mut left_n) = (0.0, 0.0, 0usize, 0usize);
-    for c in &grid.cells {
-        let rec = c.record();
+    for (i, c) in grid.cells.iter().enumerate() {
+        let mut rec = c.record();
+        let now_running = running && current == Some(i);
+        if let Some(since) = rec.running_since.filter(|_| now_running) {
+            rec.seconds += unix_now().saturating_sub(since) as f64;
+        }
         spent += rec.seconds;
         let state = if c.done() {
             done_secs += rec.seconds;
@@ -467,9 +488,10 @@ fn status(grid: &Grid) -> Result<Summary> {
         } else if c.dir.join("log").is_file() {
             left_n += 1;
             let last = last_log_line(&c.dir).unwrap_or_default();
-            match &rec.last_error {
-                Some(e) => format!("partial ({e}): {last}"),
-                None => format!("partial: {last}"),
+            match (&rec.last_error, now_running) {
+                (_, true) => format!("running: {last}"),
+                (Some(e), _) => format!("partial ({e}): {last}"),
+                (None, _) => format!("partial (stopped): {last}"),
             }
         } else {
             left_n += 1;
