@@ -57,5 +57,13 @@ mod tests {
         assert!(!accepted(&[Some(4.0), Some(2.0)], 3.0));
         assert!(accepted(&[Some(4.0), None], 3.0));
         assert!(!accepted(&[None, None], 3.0));
+        // a mean exactly at the threshold is not above it
+        assert!(!accepted(&[Some(3.0), Some(3.0)], 3.0));
+        assert!(!accepted(&[Some(4.0), Some(2.0)], 3.0));
+        assert!(accepted(&[Some(4.0), Some(3.0)], 3.0));
+        // another threshold moves the line
+        assert!(!accepted(&[Some(4.0), Some(4.0)], 4.0));
+        assert!(accepted(&[Some(5.0), Some(4.0)], 4.0));
+        assert!(accepted(&[Some(3.0)], 2.5));
     }
 }

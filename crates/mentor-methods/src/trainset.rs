@@ -1243,6 +1243,16 @@ mod tests {
             pairs_per_mistake: crate::recipe::PairsPerMistake::All,
             ..r
         };
+        // the threshold is the recipe's: a's 5s are above 4.9, not above 5
+        let (items, st) = mapd_store(5.0, 1.0);
+        for (threshold, kept) in [(4.9, 3), (5.0, 0)] {
+            let r = all(Recipe {
+                review_threshold: threshold,
+                ..Recipe::default()
+            });
+            let set = build(&r, TaskKind::Numeric, &items, &st);
+            assert_eq!(count(&set, Cot), kept, "threshold {threshold}");
+        }
         // nobody accepted: the release drops all three mistakes
         let (items, st) = mapd_store(1.0, 2.0);
         let set = build(&all(Recipe::default()), TaskKind::Numeric, &items, &st);

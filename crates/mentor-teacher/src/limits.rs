@@ -224,18 +224,40 @@ mod tests {
         }
     }
 
+    /// When each of `tokens.len()` requests got through a limiter (virtual seconds since start).
+    async fn admitted_at(r: RateLimiter, tokens: &[u64]) -> Vec<f64> {
+        let t0 = Instant::now();
+        let mut at = vec![];
+        for &t in tokens {
+            r.acquire(t).await;
+            at.push(t0.elapsed().as_secs_f64());
+        }
+        at
+    }
+
+    // Paused time: sleeps are virtual and the runtime jumps to the next timer, so the admission
+    // times are exact. A limiter that does nothing admits everything at 0 and fails these.
     #[tokio::test(start_paused = true)]
     async fn rpm_limit_spaces_requests() {
-        let r = RateLimiter::new(2, 0);
-        let t0 = tokio::time::Instant::now();
-        r.acquire(1).await;
-        r.acquire(1).await;
-        assert!(t0.elapsed() < Duration::from_secs(1));
-        // the third waits for the window; with paused time the sleep is virtual
-        let h = tokio::spawn(async move {
-            r.acquire(1).await;
-        });
-        tokio::time::advance(Duration::from_secs(61)).await;
-        h.await.unwrap();
+        let at = admitted_at(RateLimiter::new(2, 0), &[1, 1, 1, 1, 1]).await;
+        // two a minute: the third waits until the first leaves the 60 s window
+        assert_eq!(at[..2], [0.0, 0.0]);
+        assert!((60.0..60.1).contains(&at[2]), "{at:?}");
+        assert!((60.0..60.1).contains(&at[3]), "{at:?}");
+        assert!((120.0..120.2).contains(&at[4]), "{at:?}");
+        // no limit: nobody waits
+        let free = admitted_at(RateLimiter::new(0, 0), &[1; 5]).await;
+        assert!(free.iter().all(|&t| t == 0.0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tpm_limit_waits_for_tokens_to_leave_the_window() {
+        let at = admitted_at(RateLimiter::new(0, 100), &[60, 30, 20, 50, 500]).await;
+        // 60 + 30 fit; 20 more would make 110: wait until both leave the window (t = 60), then
+        // 20 + 50 fit; the 500, larger than the limit, goes alone once the window is empty
+        assert_eq!(at[..2], [0.0, 0.0]);
+        assert!((60.0..60.1).contains(&at[2]), "{at:?}");
+        assert!((60.0..60.1).contains(&at[3]), "{at:?}");
+        assert!((120.0..120.2).contains(&at[4]), "{at:?}");
     }
 }

@@ -78,6 +78,41 @@ fn tiny_model_learns_and_validation_selects_the_best() -> Result<()> {
             .count(),
         240
     );
+    // `best/` is the validation with the lowest loss (no task metric: loss selects), and
+    // reloading it reproduces that loss
+    let evals: Vec<(u64, f64, bool)> = log
+        .lines()
+        .filter(|l| l.contains("\"kind\":\"eval\""))
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let e = &v["log"];
+            (
+                e["step"].as_u64().unwrap(),
+                e["loss"].as_f64().unwrap(),
+                e["best"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(evals.len(), 12, "every 20 of 240 steps");
+    let (best_step, best_loss, _) = evals
+        .iter()
+        .copied()
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap();
+    assert_eq!(r.best_step, Some(best_step));
+    // the log marks a new best exactly where the running minimum falls
+    let mut low = f64::INFINITY;
+    for &(step, loss, best) in &evals {
+        assert_eq!(best, loss < low, "step {step}");
+        low = low.min(loss);
+    }
+    let w = mentor_model::load::read_weights(&dir.path().join("best"), &Device::Cpu)?;
+    let reloaded = Student::new(w, mentor_model::load::Tuning::Frozen, &Device::Cpu, 0)?;
+    let again = mentor_train::eval_loss(&reloaded.model, &va, &cfg, 0)?;
+    assert!(
+        (again - best_loss).abs() < 1e-4,
+        "best/ gives {again}, logged {best_loss}"
+    );
     Ok(())
 }
 

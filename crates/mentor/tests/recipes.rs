@@ -364,8 +364,8 @@ fn mapd_replay_of_the_fair_committee_reproduces_its_peer_review_outcome() {
 
 /// A committee member on the loopback server: feedback, a rationale (right for even a), and a
 /// review score ("[4]" for right rationales, "[2]" for wrong, "no score" once in a while).
-fn committee_teacher() -> mentor_teacher::loopback::Answerer {
-    Arc::new(|p: &str| {
+fn committee_teacher(unratable: i64) -> mentor_teacher::loopback::Answerer {
+    Arc::new(move |p: &str| {
         let nums: Vec<i64> = p
             .split(|c: char| !c.is_ascii_digit())
             .filter_map(|s| s.parse().ok())
@@ -374,7 +374,7 @@ fn committee_teacher() -> mentor_teacher::loopback::Answerer {
         let (a, b) = (nums[0], nums[1]);
         if p.contains("Rate the proposed solution") {
             let right = p.contains(&format!("The answer is {}.", a + b));
-            if a == 3 {
+            if a == unratable {
                 "I cannot rate this.".into()
             } else if right {
                 "Clear and right. [4]".into()
@@ -392,14 +392,30 @@ fn committee_teacher() -> mentor_teacher::loopback::Answerer {
 
 /// A MAPD run over 10 sums (6 train) with a committee of two loopback teachers, `big` and
 /// `small`, and `recipe` lines added to its `[recipe]` table.
-async fn committee_run(recipe: &str) -> (LoopbackServer, tempfile::TempDir) {
+/// Also returns `a` of the question whose reviews carry no score.
+async fn committee_run(recipe: &str) -> (LoopbackServer, tempfile::TempDir, i64) {
+    let d = sums_run(10, 2);
+    // the reviews of the first train question ("What is a plus …") carry no score
+    let split = mentor_data::load_dataset(&mentor_data::DatasetSpec {
+        path: Some(d.path().join("toy.jsonl")),
+        task: Some(mentor_core::TaskKind::Numeric),
+        fractions: [0.6, 0.2, 0.2],
+        ..Default::default()
+    })
+    .unwrap();
+    let first = &split.split(mentor_core::Split::Train)[0];
+    let unratable: i64 = first.question["What is ".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     let server = LoopbackServer::start(LoopbackConfig {
-        answer: committee_teacher(),
+        answer: committee_teacher(unratable),
         ..Default::default()
     })
     .await
     .unwrap();
-    let d = sums_run(10, 2);
     let teacher = |name: &str| {
         format!("[teachers.{name}]\nkind = \"openai\"\nbase_url = \"{}\"\nmodel = \"{name}\"\nmax_in_flight = 2\n", server.base_url)
     };
@@ -413,12 +429,12 @@ async fn committee_run(recipe: &str) -> (LoopbackServer, tempfile::TempDir) {
         ),
     )
     .unwrap();
-    (server, d)
+    (server, d, unratable)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mapd_mines_the_students_mistakes_and_trains_on_peer_accepted_rationales() {
-    let (_server, d) = committee_run("alpha = 0.4").await;
+    let (_server, d, unratable) = committee_run("alpha = 0.4").await;
     let dir = d.path().to_path_buf();
     let j = tokio::task::spawn_blocking(move || distill(&dir, &[]))
         .await
@@ -431,7 +447,7 @@ async fn mapd_mines_the_students_mistakes_and_trains_on_peer_accepted_rationales
     assert_eq!(j["teacher"]["calls"], 6 * m);
     assert_eq!(rv["teacher_calls_per_mistake"], 6.0);
     // Train items are 6 of q0..q9; rationales for even `a` are right ([4]), odd wrong ([2/5]),
-    // q3's reviews have no score (invalid, kept raw) so its rationales are not accepted.
+    // the first train question's reviews have no score (invalid, kept raw): not accepted.
     let invalid = rv["reviews_invalid"].as_u64().unwrap();
     assert_eq!(rv["reviews"], 2 * m);
     let accepted = rv["per_teacher"]["big"]["accepted"].as_u64().unwrap();
@@ -439,7 +455,11 @@ async fn mapd_mines_the_students_mistakes_and_trains_on_peer_accepted_rationales
         accepted,
         rv["per_teacher"]["small"]["accepted"].as_u64().unwrap()
     );
-    assert_eq!(rv["per_teacher"]["big"]["rejected_correct"], 0);
+    // a right rationale is rejected only where its review had no score (even `a`)
+    assert_eq!(
+        rv["per_teacher"]["big"]["rejected_correct"],
+        (unratable % 2 == 0) as u64
+    );
     // every accepted rationale is a right one, and every right one with a valid score is accepted
     assert_eq!(rv["per_teacher"]["big"]["accepted_correct"], accepted);
     // a mistake none of whose rationales was accepted is dropped whole (the release)
@@ -451,14 +471,15 @@ async fn mapd_mines_the_students_mistakes_and_trains_on_peer_accepted_rationales
         j["training_set"]["pairs"]["cot"].as_u64().unwrap_or(0),
         2 * accepted
     );
-    assert!(invalid == 0 || invalid == 2);
+    // the first train question's two reviews had no score: invalid, kept raw, counted
+    assert_eq!(invalid, 2);
     assert_eq!(j["eval_mode"], "cot");
     assert_eq!(j["accuracy_after"]["n"], 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mapd_mines_again_after_training_and_pays_only_for_new_feedback() {
-    let (_server, d) = committee_run("mining_rounds = 2\nretrain = \"continue\"").await;
+    let (_server, d, _) = committee_run("mining_rounds = 2\nretrain = \"continue\"").await;
     let dir = d.path().to_path_buf();
     let j = tokio::task::spawn_blocking(move || distill(&dir, &[]))
         .await
