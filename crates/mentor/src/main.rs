@@ -1,29 +1,16 @@
 //! `mentor`: distil reasoning from teacher LLMs into small student models.
 //!
 //! This file is the command-line surface: argument definitions (whose doc comments are the
-//! `--help` text), output conventions and exit codes. Each subcommand lives in `cmd/`.
+//! `--help` text), output conventions and exit codes. Each subcommand lives in `cmd/`; what a
+//! run does is `mentor-pipeline`'s.
 
 mod cmd;
-mod config;
-mod elad;
-mod local_teacher;
-mod mapd;
-mod models;
 mod output;
-mod progress;
-mod rounds;
-mod run;
-mod teachers;
+
+// the pipeline's modules under the names the subcommands use
+use mentor_pipeline::{build_info, config, models, progress, run, teachers};
 
 use clap::{Parser, Subcommand};
-
-/// The version and commit this binary was built from, as recorded in every run's summary.
-pub fn build_info() -> serde_json::Value {
-    serde_json::json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "commit": env!("MENTOR_GIT_COMMIT"),
-    })
-}
 use output::Output;
 use std::process::ExitCode;
 

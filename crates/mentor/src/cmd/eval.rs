@@ -2,16 +2,13 @@
 
 use crate::config::Config;
 use crate::output::Summary;
-use crate::progress::items_bar;
-use crate::run::{self, Run};
-use anyhow::{bail, Context, Result};
+use crate::run::{self};
+use anyhow::{bail, Result};
 use mentor_core::Split;
 use mentor_data::DatasetSpec;
-use mentor_methods::evaluate::{evaluate, EvalReport, InferenceMode};
+use mentor_methods::evaluate::InferenceMode;
 use serde_json::json;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::path::PathBuf;
 
 /// Evaluate a student: it answers a split's questions and its parsed answers are scored.
 ///
@@ -75,7 +72,9 @@ pub fn run(a: Args) -> Result<Summary> {
     if let Some(s) = a.samples {
         r.cfg.eval.samples = s;
     }
-    let mode = a.mode.unwrap_or_else(|| super::train::default_mode(&r));
+    let mode = a
+        .mode
+        .unwrap_or_else(|| mentor_pipeline::train::default_mode(&r));
     if a.model.is_none() {
         // the run's own student: only the tasks its recipe trained mean anything
         r.cfg
@@ -86,11 +85,11 @@ pub fn run(a: Args) -> Result<Summary> {
     let model = match &a.model {
         Some(m) => m.clone(),
         None => {
-            let dir = trained_model(&r)?;
+            let dir = mentor_pipeline::eval::trained_model(&r)?;
             dir.display().to_string()
         }
     };
-    let (rep, file, secs) = eval_model(&r, &model, a.split, mode, a.limit)?;
+    let (rep, file, secs) = mentor_pipeline::eval::eval_model(&r, &model, a.split, mode, a.limit)?;
     let human = format!(
         "{model} on {} {} ({} items, mode {}): accuracy {:.1}% {} ({} correct, {} unparseable), {} new tokens in {secs:.0}s\npredictions: {}",
         r.ds.name,
@@ -111,92 +110,4 @@ pub fn run(a: Args) -> Result<Summary> {
                       "unparseable": rep.unparseable, "new_tokens": rep.new_tokens, "seconds": secs,
                       "predictions": file }),
     })
-}
-
-/// The run's trained student: the last training stage's `best/`.
-pub fn trained_model(r: &Run) -> Result<PathBuf> {
-    crate::models::run_student(&r.dir)
-}
-
-/// Scores `model` on `split` of the run's dataset; predictions are written to RUN/eval/ and the
-/// accuracy to the store. Returns the report, the predictions file and the seconds taken.
-pub fn eval_model(
-    r: &Run,
-    model: &str,
-    split: Split,
-    mode: InferenceMode,
-    limit: Option<usize>,
-) -> Result<(EvalReport, PathBuf, f64)> {
-    let mut items = r.ds.split(split).to_vec();
-    if let Some(n) = limit {
-        items.truncate(n);
-    }
-    if items.is_empty() {
-        bail!("the {split} split of `{}` is empty", r.ds.name);
-    }
-    let loaded = crate::models::load_for_inference(model)?;
-    let per_item = match mode {
-        InferenceMode::Label | InferenceMode::Cot => 1,
-        InferenceMode::Vote => r.cfg.eval.samples,
-        InferenceMode::SelfEvalVote => 2 * r.cfg.eval.samples,
-    };
-    let bar = items_bar(
-        (items.len() * per_item) as u64,
-        &format!("eval {}", mode.as_str()),
-    );
-    let started = Instant::now();
-    let rep = evaluate(
-        &loaded.model,
-        &loaded.tokenizer,
-        r.ds.task,
-        &items,
-        mode,
-        &r.cfg.eval,
-        &mut |n| bar.inc(n as u64),
-    )?;
-    bar.finish_and_clear();
-    let secs = started.elapsed().as_secs_f64();
-    let file = write_predictions(&r.dir, model, split, mode, &rep)?;
-    let mut s = r.store.lock().unwrap();
-    s.log_metric(
-        None,
-        None,
-        Some(split.as_str()),
-        &format!("eval/{}/{}", mode.as_str(), tag(model)),
-        rep.accuracy,
-    )?;
-    Ok((rep, file, secs))
-}
-
-fn tag(model: &str) -> String {
-    model
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
-fn write_predictions(
-    dir: &Path,
-    model: &str,
-    split: Split,
-    mode: InferenceMode,
-    rep: &EvalReport,
-) -> Result<PathBuf> {
-    let eval_dir = dir.join("eval");
-    std::fs::create_dir_all(&eval_dir)?;
-    let file = eval_dir.join(format!("{}.{}.{}.jsonl", tag(model), split, mode.as_str()));
-    let mut f = std::io::BufWriter::new(
-        std::fs::File::create(&file).with_context(|| file.display().to_string())?,
-    );
-    for it in &rep.items {
-        writeln!(f, "{}", serde_json::to_string(it)?)?;
-    }
-    f.flush()?;
-    Ok(file)
 }

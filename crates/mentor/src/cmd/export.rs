@@ -83,14 +83,14 @@ pub fn run(a: Args) -> Result<Summary> {
         .clone()
         .unwrap_or_else(|| a.run.join("export").join(&fmt_name));
     std::fs::create_dir_all(&out).with_context(|| out.display().to_string())?;
-    let set = super::train::training_set(&r, r.ds.split(Split::Train))?;
+    let set = mentor_pipeline::train::training_set(&r, r.ds.split(Split::Train))?;
     let written = match a.format {
         Format::Hf => {
-            let model = super::eval::trained_model(&r)?;
+            let model = mentor_pipeline::eval::trained_model(&r)?;
             copy_dir(&model, &out)?
         }
         Format::Gguf => {
-            let model = super::eval::trained_model(&r)?;
+            let model = mentor_pipeline::eval::trained_model(&r)?;
             let name = r
                 .dir
                 .file_name()

@@ -30,7 +30,7 @@ pub fn run(a: Args) -> Result<Summary> {
         bail!("{} exists; pass --force to overwrite it", a.path.display());
     }
     let text = if a.quickstart {
-        super::distill::QUICKSTART
+        mentor_pipeline::distill::QUICKSTART
     } else {
         EXAMPLE
     };

@@ -11,7 +11,7 @@
 //! Resumable inside a round: its selection (every score, and which items were chosen) is in the
 //! store's `selections` table before any revision is asked for, and a rerun reuses it.
 
-use crate::cmd::annotate::{annotate_jobs, base_spec};
+use crate::annotate::{annotate_jobs, base_spec};
 use crate::progress::items_bar;
 use crate::rounds::{Annotated, RoundTeacher};
 use crate::run::Run;

@@ -15,8 +15,8 @@
 //! teacher budget runs out, when the recipe has nothing left to ask, or after `patience` rounds
 //! without a better validation accuracy.
 
-use crate::cmd::train::{stored, train_set, Trained};
 use crate::run::Run;
+use crate::train::{stored, train_set, Trained};
 use anyhow::Result;
 use mentor_core::Split;
 use mentor_methods::recipe::Retrain;

@@ -9,7 +9,7 @@
 //! rationales and reviews repeat their requests, so a question wrong again costs only its new
 //! feedback: the rest is answered from the teacher cache.
 
-use crate::cmd::annotate::annotate_round;
+use crate::annotate::annotate_round;
 use crate::rounds::{Annotated, RoundTeacher};
 use crate::run::Run;
 use anyhow::Result;

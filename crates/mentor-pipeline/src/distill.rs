@@ -1,0 +1,325 @@
+//! The whole loop of a recipe as the pipeline runs it — data, teacher stages (or rounds), the
+//! untrained student scored, training, the trained student scored, examples, summary and report —
+//! each stage resumable, everything left in the run directory.
+
+use crate::config::Config;
+use crate::{run, teachers};
+use anyhow::{Context, Result};
+use mentor_core::{extract::extract, score_prediction, ScoreSummary, Split};
+use mentor_data::Dataset;
+use mentor_methods::recipe::RecipeName;
+use mentor_methods::trainset::{StudentTask, TrainPair};
+use mentor_store::{Annotation, Store};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+/// What `mentor distill` may change about a configured run.
+#[derive(Debug, Clone, Default)]
+pub struct DistillOptions {
+    /// Override the config's seeds (training, recipe draws, sampling); the teacher's stays.
+    pub seed: Option<u64>,
+    /// Skip scoring the untrained student.
+    pub no_before: bool,
+    /// Score at most this many test items (before and after).
+    pub eval_limit: Option<usize>,
+}
+
+/// A finished run: its summary (also RUN/summary.json) and a few lines for a person.
+pub struct Distilled {
+    pub summary: serde_json::Value,
+    pub human: String,
+}
+
+/// The quickstart's config (also shipped as `examples/quickstart.toml`).
+pub const QUICKSTART: &str = include_str!("../../../examples/quickstart.toml");
+
+/// The quickstart's config, resized: `--quick` takes a quarter of the questions, `--scale`
+/// multiplies them.
+pub fn quickstart_config(quick: bool, scale: f64) -> Result<Config> {
+    if !(scale.is_finite() && scale > 0.0) {
+        anyhow::bail!("--scale must be a positive number, not {scale}");
+    }
+    let mut cfg = Config::parse(QUICKSTART, Path::new("examples/quickstart.toml"))?;
+    let base = cfg.data.limit.unwrap_or(40) as f64 * if quick { 0.25 } else { 1.0 };
+    cfg.data.limit = Some((base * scale).round().max(4.0) as usize);
+    if quick {
+        cfg.train.epochs = 1.0;
+        cfg.train.eval_every = 2;
+        cfg.eval.valid_limit = cfg.eval.valid_limit.min(12);
+    }
+    Ok(cfg)
+}
+
+/// The whole loop of a configured recipe in `run_dir`; rerun, it resumes.
+pub fn distill(mut cfg: Config, run_dir: PathBuf, a: &DistillOptions) -> Result<Distilled> {
+    if let Some(seed) = a.seed {
+        cfg.train.seed = seed;
+        cfg.recipe.seed = seed;
+        cfg.eval.seed = seed;
+    }
+    let config_json = serde_json::to_string(&cfg)?;
+    let r = run::open_with(cfg, run_dir.clone(), &config_json)?;
+    // wall-clock seconds per stage of this invocation (a resumed stage counts what it redid)
+    let mut timings = serde_json::Map::new();
+    let mut clock = std::time::Instant::now();
+    let mut lap = |name: &str| {
+        timings.insert(name.into(), json!(clock.elapsed().as_secs_f64()));
+        clock = std::time::Instant::now();
+    };
+    let recorded = import_recorded(&mut r.store.lock().unwrap(), &r.ds)?;
+    let mut teacher_stages = serde_json::Map::new();
+    let elad = r.cfg.recipe.name == RecipeName::Elad;
+    // rounds after round 0, where the student feeds the next annotation (crate::rounds)
+    let rounds = match r.cfg.recipe.name {
+        RecipeName::Elad => Some(r.cfg.recipe.rounds),
+        RecipeName::Mapd if r.cfg.recipe.mining_rounds > 1 => Some(r.cfg.recipe.mining_rounds - 1),
+        _ => None,
+    };
+    if !r.cfg.recipe.teacher_stages().is_empty() {
+        // dropped at the end of this block: an embedded teacher's model (GBs) is freed before
+        // the student trains (the rounds build their own)
+        let teachers = teachers::for_run(&r)?;
+        // Round 0 is annotated here, once (a finished round is never asked again): ELAD's seed
+        // set, MAPD's first mining pass; the later rounds ask in crate::rounds
+        let items = if rounds.is_some() && crate::rounds::round_done(&r, 0)? {
+            vec![]
+        } else if elad {
+            crate::elad::seed_items(&r)
+        } else {
+            r.ds.split(Split::Train).to_vec()
+        };
+        for (stage, rep) in crate::annotate::annotate_items(&r, &teachers, &items)? {
+            if let Some(why) = &rep.stopped {
+                anyhow::bail!("teacher stage {stage} stopped early ({why}); rerun to resume");
+            }
+            if rep.total().failed > 0 {
+                tracing::warn!(
+                    "teacher stage {stage}: {} calls failed ({:?}); they are retried on rerun",
+                    rep.total().failed,
+                    rep.failures
+                );
+            }
+            teacher_stages.insert(stage, serde_json::to_value(rep.total())?);
+        }
+    }
+    lap("teachers");
+    let mode = crate::train::default_mode(&r);
+    let before = if a.no_before {
+        None
+    } else {
+        let (rep, _, _) =
+            crate::eval::eval_model(&r, &r.cfg.student.model, Split::Test, mode, a.eval_limit)?;
+        Some(rep)
+    };
+    lap("eval_before");
+    let mut curve = None;
+    let trained = if let Some(n) = rounds {
+        let o = if elad {
+            crate::rounds::run_rounds(&r, n, &crate::elad::Elad)?
+        } else {
+            crate::rounds::run_rounds(&r, n, &crate::mapd::Mapd)?
+        };
+        let mut c = json!({
+            "recipe": r.cfg.recipe.name.as_str(),
+            "best_round": o.best_round,
+            "stopped": o.stopped,
+            "points": o.points,
+        });
+        if elad {
+            c["selection"] = json!(r.cfg.recipe.selection.as_str());
+            c["revise"] = json!(r.cfg.recipe.revise);
+        }
+        curve = Some(c);
+        o.best
+    } else {
+        crate::train::train_student(&r)?
+    };
+    if trained.stopped_early {
+        anyhow::bail!("training interrupted; rerun the same command to resume");
+    }
+    let model = trained.model_dir.display().to_string();
+    lap("train");
+    let (after, predictions, _) =
+        crate::eval::eval_model(&r, &model, Split::Test, mode, a.eval_limit)?;
+    let ledger = r.store.lock().unwrap().ledger()?;
+    let (calls, tokens, cost) = ledger.iter().fold((0, 0, 0.0), |(c, t, d), l| {
+        (
+            c + l.calls_ok + l.calls_failed,
+            t + l.prompt_tokens + l.completion_tokens,
+            d + l.cost_usd,
+        )
+    });
+    let acc = |e: &mentor_methods::evaluate::EvalReport| json!({ "n": e.n, "correct": e.correct, "accuracy": e.accuracy, "ci95": e.ci95, "unparseable": e.unparseable });
+    let stages: Vec<_> = trained.stages.iter().map(|s| json!({
+        "stage": s.stage, "examples": s.examples, "steps": s.report.steps, "best_step": s.report.best_step,
+        "best_valid_metric": s.report.best_metric, "final_train_loss": s.report.final_train_loss, "final_valid_loss": s.report.final_valid_loss,
+        "truncated_examples": s.report.truncated_examples,
+    })).collect();
+    let summary = json!({
+        "run_dir": run_dir, "recipe": r.cfg.recipe.name.as_str(), "dataset": r.ds.name, "task": r.ds.task,
+        "splits": { "train": r.ds.counts()[0], "valid": r.ds.counts()[1], "test": r.ds.counts()[2] },
+        "recorded_teacher": recorded,
+        "teacher_stages": teacher_stages,
+        "teacher": { "calls": calls, "tokens": tokens, "cost_usd": cost },
+        "training_set": trained.set.stats,
+        "training": stages,
+        "student": model,
+        "eval_mode": mode,
+        "accuracy_before": before.as_ref().map(acc),
+        "accuracy_after": acc(&after),
+        "predictions": predictions,
+        "rounds": curve,
+        // what `mentor compare` and `mentor sweep` read: the exact config and the code
+        "seed": r.cfg.train.seed,
+        "config": serde_json::from_str::<serde_json::Value>(&config_json)?,
+        "mentor": crate::build_info(),
+    });
+    lap("eval_after");
+    let examples = side_by_side(&r, &model, &trained.set.pairs, 3)?;
+    let mut summary = summary;
+    summary["examples"] = json!(examples.len());
+    lap("examples");
+    summary["seconds"] = json!(timings);
+    summary["report"] = json!(run_dir.join("report.html"));
+    write_summary(&run_dir, &summary)?;
+    let report = crate::report::write_report(&run_dir)?;
+    let pct = |e: &mentor_methods::evaluate::EvalReport| {
+        format!(
+            "{:.1}% {} (n={})",
+            100.0 * e.accuracy,
+            mentor_core::score::format_interval(e.ci95),
+            e.n
+        )
+    };
+    let human = format!(
+        "run {}: {} on {} ({})\nteacher: {calls} calls, {tokens} tokens, ${cost:.4}\ntraining set: {:?}\ntest accuracy ({}): before {} → after {}\nstudent: {model}\nsummary: {}\nreport: {}",
+        run_dir.display(),
+        r.cfg.recipe.name.as_str(),
+        r.ds.name,
+        r.ds.task,
+        trained.set.stats.pairs,
+        mode.as_str(),
+        before.as_ref().map_or("not measured".into(), pct),
+        pct(&after),
+        run_dir.join("summary.json").display(),
+        report.display()
+    );
+    Ok(Distilled { summary, human })
+}
+
+/// Teacher and trained student side by side on up to `n` training questions (the only ones with
+/// a teacher text): the student answers each pair's prompt greedily. Written to
+/// `RUN/examples.jsonl` for the report.
+fn side_by_side(
+    r: &run::Run,
+    model: &str,
+    pairs: &[TrainPair],
+    n: usize,
+) -> Result<Vec<mentor_report::SideBySide>> {
+    // prefer what the teacher wrote (rationales, chains of thought) over labels
+    let rank = |t: StudentTask| match t {
+        StudentTask::Rationale | StudentTask::Cot => 0,
+        StudentTask::Feedback => 1,
+        _ => 2,
+    };
+    let mut picked: Vec<&TrainPair> = vec![];
+    for want in 0..3 {
+        for p in pairs.iter().filter(|p| rank(p.task) == want) {
+            if picked.len() < n && !picked.iter().any(|q| q.example_id == p.example_id) {
+                picked.push(p);
+            }
+        }
+    }
+    if picked.is_empty() {
+        return Ok(vec![]);
+    }
+    let loaded = crate::models::load_for_inference(model)?;
+    let reqs = picked
+        .iter()
+        .map(|p| {
+            let ids = mentor_methods::student::prompt_ids(&loaded.tokenizer, &p.prompt)?;
+            let params = mentor_model::SamplingParams {
+                max_new_tokens: r.cfg.eval.max_new_tokens,
+                temperature: 0.0,
+                ..Default::default()
+            };
+            Ok((ids, params))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let gens = mentor_model::generate(
+        &loaded.model,
+        &loaded.tokenizer,
+        &reqs,
+        reqs.len(),
+        &mut |_| {},
+    )?;
+    let by_id: std::collections::HashMap<&str, &mentor_core::Example> =
+        r.ds.iter().map(|(_, e)| (e.id.as_str(), e)).collect();
+    let mut out = vec![];
+    let mut lines = String::new();
+    for (p, g) in picked.iter().zip(gens) {
+        let ex = by_id.get(p.example_id.as_str());
+        let e = mentor_report::SideBySide {
+            id: p.example_id.clone(),
+            question: p.prompt.clone(),
+            gold: ex.map(|e| e.answer.to_string()).unwrap_or_default(),
+            teacher: p.target.clone(),
+            student: g.text,
+        };
+        lines += &serde_json::to_string(&e)?;
+        lines.push('\n');
+        out.push(e);
+    }
+    mentor_model::load::write_atomic(&r.dir.join("examples.jsonl"), lines.as_bytes())?;
+    Ok(out)
+}
+
+/// Stores recorded teacher outputs as annotations (parsed answer, correctness) and returns the
+/// recorded teacher's accuracy per split.
+fn import_recorded(store: &mut Store, ds: &Dataset) -> Result<serde_json::Value> {
+    if ds.recorded.is_empty() {
+        return Ok(json!({}));
+    }
+    let split_of: std::collections::HashMap<&str, (Split, &mentor_core::Example)> =
+        ds.iter().map(|(s, e)| (e.id.as_str(), (s, e))).collect();
+    let mut per_split: std::collections::BTreeMap<Split, Vec<mentor_core::Score>> =
+        Default::default();
+    for r in &ds.recorded {
+        let Some(&(split, ex)) = split_of.get(r.example_id.as_str()) else {
+            continue;
+        };
+        let score = score_prediction(ds.task, ex, &r.text, Default::default());
+        let extracted = extract(ds.task, &r.text, ex, Default::default());
+        store.add_annotation(&Annotation {
+            dataset: ds.name.clone(),
+            example_id: ex.id.clone(),
+            stage: "recorded".into(),
+            kind: "rationale".into(),
+            source: format!("recorded:{}", r.source),
+            round: 0,
+            sample_index: 0,
+            call_id: None,
+            text: r.text.clone(),
+            parsed: Some(json!({ "answer": extracted.answer, "correct": score.correct })),
+            parse_ok: score.parsed,
+        })?;
+        per_split.entry(split).or_default().push(score);
+    }
+    let mut out = serde_json::Map::new();
+    for (split, scores) in per_split {
+        let s = ScoreSummary::from_scores(&scores);
+        out.insert(
+            split.to_string(),
+            json!({ "n": s.n, "accuracy": s.accuracy, "unparseable": s.unparseable }),
+        );
+    }
+    Ok(serde_json::Value::Object(out))
+}
+
+fn write_summary(run_dir: &Path, summary: &serde_json::Value) -> Result<()> {
+    let path = run_dir.join("summary.json");
+    let tmp = run_dir.join("summary.json.tmp");
+    std::fs::write(&tmp, serde_json::to_string_pretty(summary)?)?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}

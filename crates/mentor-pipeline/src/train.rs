@@ -1,0 +1,303 @@
+//! Training as the pipeline runs it: the recipe's training set from the run store, the student
+//! trained on it stage by stage (resumable, validation-selected, Ctrl-C saves a checkpoint), with
+//! progress, metrics into the store and validation accuracy in the recipe's inference mode.
+
+use crate::progress::items_bar;
+use crate::run::Run;
+use anyhow::{anyhow, bail, Context, Result};
+use indicatif::ProgressBar;
+use mentor_core::{Example, Split};
+use mentor_methods::evaluate::{evaluate, InferenceMode};
+use mentor_methods::recipe::{
+    RecipeName, COT_STAGE, FEEDBACK_STAGE, MINE_STAGE, REVIEW_STAGE, REVISE_STAGE, SELF_EVAL_STAGE,
+};
+use mentor_methods::student::{train_stages, StageReport};
+use mentor_methods::trainset::{self, Stored, StudentTask, TrainingSet};
+use mentor_model::{Llama, TextTokenizer};
+use mentor_train::{EvalLog, Hooks, StepLog};
+use serde_json::json;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// The recipe's training set over `items`, from the teachers' annotations in the run store.
+pub fn training_set(r: &Run, items: &[Example]) -> Result<TrainingSet> {
+    Ok(trainset::build(
+        &r.cfg.recipe,
+        r.ds.task,
+        items,
+        &stored(r)?,
+    ))
+}
+
+/// Everything the teachers (and the mined student) said, from the run store.
+pub fn stored(r: &Run) -> Result<Stored> {
+    let store = r.store.lock().unwrap();
+    let get = |(stage, kind): (&str, &str)| store.annotations(stage, kind);
+    Ok(Stored {
+        cots: get(COT_STAGE)?,
+        self_evals: get(SELF_EVAL_STAGE)?,
+        mined: get(MINE_STAGE)?,
+        feedback: get(FEEDBACK_STAGE)?,
+        reviews: get(REVIEW_STAGE)?,
+        revisions: get(REVISE_STAGE)?,
+    })
+}
+
+/// The inference mode a recipe's student is scored in unless `[eval] mode` says otherwise.
+pub fn default_mode(r: &Run) -> InferenceMode {
+    r.cfg.eval.mode.unwrap_or(r.cfg.recipe.default_mode())
+}
+
+pub struct Trained {
+    pub set: TrainingSet,
+    pub stages: Vec<StageReport>,
+    /// The validation-selected model of the last stage (HF directory with tokenizer).
+    pub model_dir: PathBuf,
+    pub stopped_early: bool,
+}
+
+/// Progress, metrics into the store, validation accuracy by generation, Ctrl-C.
+struct CliHooks<'a> {
+    bar: ProgressBar,
+    stage: u32,
+    r: &'a Run,
+    run_id: i64,
+    tok: &'a TextTokenizer,
+    valid_items: &'a [Example],
+    mode: InferenceMode,
+    stop: Arc<AtomicBool>,
+}
+
+impl Hooks for CliHooks<'_> {
+    fn on_step(&mut self, log: &StepLog, total: u64) {
+        self.bar.set_length(total);
+        self.bar.set_position(log.step);
+        self.bar.set_message(format!(
+            "loss {:.4} lr {:.2e} {:.1}s/step",
+            log.loss, log.lr, log.seconds
+        ));
+        let mut s = self.r.store.lock().unwrap();
+        let _ = s.log_metric(
+            Some(self.run_id),
+            Some(log.step),
+            Some("train"),
+            "loss",
+            log.loss,
+        );
+        for (task, l) in &log.task_loss {
+            let _ = s.log_metric(
+                Some(self.run_id),
+                Some(log.step),
+                Some("train"),
+                &format!("loss/{task}"),
+                *l,
+            );
+        }
+    }
+
+    fn on_eval(&mut self, log: &EvalLog) {
+        let mut s = self.r.store.lock().unwrap();
+        if log.loss.is_finite() {
+            let _ = s.log_metric(
+                Some(self.run_id),
+                Some(log.step),
+                Some("valid"),
+                "loss",
+                log.loss,
+            );
+        }
+        if let Some(a) = log.accuracy {
+            let _ = s.log_metric(
+                Some(self.run_id),
+                Some(log.step),
+                Some("valid"),
+                "accuracy",
+                a,
+            );
+        }
+        self.bar.println(format!(
+            "stage {} step {}: valid loss {} accuracy {}{}",
+            self.stage,
+            log.step,
+            if log.loss.is_finite() {
+                format!("{:.4}", log.loss)
+            } else {
+                "n/a".into()
+            },
+            log.accuracy.map_or("n/a".into(), |a| format!("{:.3}", a)),
+            if log.best { " (best so far)" } else { "" }
+        ));
+    }
+
+    fn validate(&mut self, model: &Llama) -> candle_core::Result<Option<f64>> {
+        if self.valid_items.is_empty() {
+            return Ok(None);
+        }
+        let rep = evaluate(
+            model,
+            self.tok,
+            self.r.ds.task,
+            self.valid_items,
+            self.mode,
+            &self.r.cfg.eval,
+            &mut |_| {},
+        )?;
+        Ok(Some(rep.accuracy))
+    }
+
+    fn should_stop(&mut self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+}
+
+/// Builds the training set and trains the configured student on it, resumably.
+pub fn train_student(r: &Run) -> Result<Trained> {
+    let set = training_set(r, r.ds.split(Split::Train))?;
+    train_set(
+        r,
+        set,
+        &r.cfg.student.model,
+        &r.dir.join("student"),
+        r.cfg.recipe.name.as_str(),
+    )
+}
+
+/// Trains `base` (a model spec) on `set` in `out_dir/stage-N`, resumably; `name` labels the
+/// training run in the store.
+pub fn train_set(
+    r: &Run,
+    set: TrainingSet,
+    base: &str,
+    out_dir: &std::path::Path,
+    name: &str,
+) -> Result<Trained> {
+    if set.pairs.is_empty() {
+        bail!(
+            "the training set of recipe `{}` is empty ({:?}); run `mentor annotate` first (or check filter_correct)",
+            r.cfg.recipe.name.as_str(),
+            set.stats
+        );
+    }
+    let (student, tok, _) =
+        crate::models::load_student(base, r.cfg.student.tuning(), r.cfg.train.seed)?;
+    // Validation loss on the gold label task where the recipe has one; accuracy in the
+    // recipe's inference mode on up to `valid_limit` items selects the best checkpoint.
+    let valid_items: Vec<Example> =
+        r.ds.split(Split::Valid)
+            .iter()
+            .take(r.cfg.eval.valid_limit)
+            .cloned()
+            .collect();
+    let valid_pairs: Vec<_> = if set.pairs.iter().any(|p| p.task == StudentTask::Label) {
+        let label_only = mentor_methods::recipe::Recipe {
+            name: RecipeName::Standard,
+            label_source: mentor_methods::recipe::LabelSource::Gold,
+            ..r.cfg.recipe.clone()
+        };
+        trainset::build(
+            &label_only,
+            r.ds.task,
+            r.ds.split(Split::Valid),
+            &Stored::default(),
+        )
+        .pairs
+    } else {
+        vec![]
+    };
+    let mode = default_mode(r);
+    let last_stage = set.pairs.iter().map(|p| p.stage).max().unwrap_or(0);
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let s = stop.clone();
+        let _ = ctrlc_once(move || {
+            tracing::warn!(
+                "interrupted: stopping after this step and writing a checkpoint; rerun to resume"
+            );
+            s.store(true, Ordering::SeqCst);
+        });
+    }
+    let config_json = serde_json::to_string(
+        &json!({ "student": r.cfg.student, "recipe": r.cfg.recipe, "train": r.cfg.train }),
+    )?;
+    let run_id = r
+        .store
+        .lock()
+        .unwrap()
+        .start_training_run(name, &config_json)?;
+    let mut bars = vec![];
+    let stages = train_stages(
+        &student,
+        &tok,
+        &set.pairs,
+        &valid_pairs,
+        &r.cfg.train,
+        out_dir,
+        &mut |stage| {
+            let bar = items_bar(0, &format!("train {stage}"));
+            bars.push(bar.clone());
+            Box::new(CliHooks {
+                bar,
+                stage,
+                r,
+                run_id,
+                tok: &tok,
+                valid_items: if stage == last_stage {
+                    &valid_items
+                } else {
+                    &[]
+                },
+                mode,
+                stop: stop.clone(),
+            })
+        },
+    );
+    for b in bars {
+        b.finish_and_clear();
+    }
+    let stages = match stages {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = r
+                .store
+                .lock()
+                .unwrap()
+                .finish_training_run(run_id, false, None, None, None);
+            return Err(anyhow!(e).context("training"));
+        }
+    };
+    let last = stages.last().context("no training stage ran")?;
+    let stopped_early = last.report.stopped_early;
+    let model_dir = last.dir.join("best");
+    r.store.lock().unwrap().finish_training_run(
+        run_id,
+        !stopped_early,
+        Some(&model_dir.display().to_string()),
+        last.report.best_step,
+        last.report.best_metric,
+    )?;
+    Ok(Trained {
+        set,
+        stages,
+        model_dir,
+        stopped_early,
+    })
+}
+
+/// Runs `f` on the first Ctrl-C (a second one quits at once with 130).
+fn ctrlc_once(f: impl FnOnce() + Send + 'static) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::spawn(move || {
+        rt.block_on(async {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                f();
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
+            }
+        })
+    });
+    Ok(())
+}
