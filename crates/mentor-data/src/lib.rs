@@ -174,11 +174,12 @@ impl DatasetSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FieldMap {
-    /// Row id; the 1-based line number when absent.
+    /// Row id; unmapped, the row's `id` field, else its 1-based line number.
     pub id: Option<String>,
     pub question: String,
     pub answer: String,
-    /// A list of option texts, a list of `{label, text}`, or `{label: [...], text: [...]}`.
+    /// A list of option texts, a list of `{label, text}`, or `{label: [...], text: [...]}`;
+    /// unmapped, a multiple-choice row's `choices` field.
     pub choices: Option<String>,
     pub explanation: Option<String>,
     /// A field naming each row's split (`train` / `valid` / `test`); seeded split when absent.
@@ -434,12 +435,20 @@ pub fn load_file(path: &Path, spec: &DatasetSpec) -> Result<Dataset> {
         let converted = (|| -> std::result::Result<(Option<Split>, Example), String> {
             let question = row.string(&f.question)?;
             let answer = row.string(&f.answer)?;
+            // Unmapped, the common field names are read where a row has them: `id`, and
+            // `choices` for a multiple-choice task.
             let id = match &f.id {
                 Some(k) => row.string(k)?,
+                None if row.get("id").is_some_and(|v| !v.is_null()) => row.string("id")?,
                 None => row.line.to_string(),
             };
             let choices = match &f.choices {
                 Some(k) => row.choices(k)?,
+                None if task == mentor_core::TaskKind::MultipleChoice
+                    && row.get("choices").is_some() =>
+                {
+                    row.choices("choices")?
+                }
                 None => vec![],
             };
             let explanation = match &f.explanation {

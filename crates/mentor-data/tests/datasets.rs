@@ -66,6 +66,28 @@ fn per_split_limits_keep_the_test_set_fixed() {
     assert_eq!(ids(&mixed, Split::Test), ids(&full, Split::Test)[..15]);
 }
 
+/// The most common shape of a user's multiple-choice file loads as it is: its `id` and
+/// `choices` are read without a `fields` table.
+#[test]
+fn common_multiple_choice_rows_load_without_a_field_map() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows: String = (0..20)
+        .map(|i| {
+            format!(
+                "{{\"id\": \"mc-{i}\", \"question\": \"Pick {i}\", \"choices\": [\"one\", \"two\", \"three\"], \"answer\": \"C\"}}\n"
+            )
+        })
+        .collect();
+    let p = write(&dir, "mc.jsonl", &rows);
+    let ds = load_dataset(&file_spec(&p, TaskKind::MultipleChoice)).unwrap();
+    let all: Vec<_> = ds.iter().map(|(_, e)| e.clone()).collect();
+    assert_eq!(all.len(), 20);
+    let e = all.iter().find(|e| e.id == "mc-7").unwrap();
+    assert_eq!(e.choices.len(), 3);
+    assert_eq!(e.answer, "C");
+    assert_eq!(e.gold_choice(), Some(2));
+}
+
 #[test]
 fn malformed_jsonl_row_names_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
