@@ -65,6 +65,9 @@ pub struct TeacherTally {
     pub not_sent: u64,
     /// Replies from which no answer could be parsed (kept raw).
     pub unparseable: u64,
+    /// Replies cut at the token limit (`max_tokens`), parseable or not: the fix is a larger
+    /// limit, not a better parser. Never trained on as if complete.
+    pub truncated: u64,
     /// Replies whose parsed answer matches the gold label.
     pub correct: u64,
     pub tokens: u64,
@@ -91,6 +94,7 @@ impl AnnotateReport {
             t.failed += x.failed;
             t.not_sent += x.not_sent;
             t.unparseable += x.unparseable;
+            t.truncated += x.truncated;
             t.correct += x.correct;
             t.tokens += x.tokens;
             t.cost_usd += x.cost_usd;
@@ -157,6 +161,8 @@ pub struct JudgedCot {
     /// An answer could be read from it (false: no answer sentence, often a reply cut at the
     /// token limit).
     pub parsed: bool,
+    /// The reply was cut at the teacher's token limit.
+    pub truncated: bool,
 }
 
 /// `per_cot` self-evaluations of each chain of thought (Mind's Mirror's M).
@@ -480,6 +486,9 @@ pub async fn annotate(
                         {
                             p.extend(ctx.clone());
                         }
+                        if let (Some(p), true) = (parsed.as_object_mut(), c.truncated()) {
+                            p.insert("truncated".into(), serde_json::Value::Bool(true));
+                        }
                         let parsed = Some(parsed);
                         let a = Annotation {
                             dataset,
@@ -520,6 +529,7 @@ pub async fn annotate(
                     tally.cost_usd += c.cost_usd;
                 }
                 tally.unparseable += (!parse_ok) as u64;
+                tally.truncated += c.truncated() as u64;
                 tally.correct += parsed
                     .as_ref()
                     .and_then(|p| p["correct"].as_bool())

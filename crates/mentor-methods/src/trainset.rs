@@ -137,6 +137,8 @@ pub struct TrainSetStats {
     /// Teacher chains of thought in the store for these items.
     pub cots: usize,
     pub cots_unparseable: usize,
+    /// Of `cots`, replies cut at the teacher's token limit (left out).
+    pub cots_truncated: usize,
     pub cots_wrong: usize,
     /// Identical (after whitespace normalisation) chains of thought of one item, dropped.
     pub cots_duplicate: usize,
@@ -212,12 +214,14 @@ pub fn distinct_cots(items: &[Example], cots: &[Annotation]) -> (Vec<JudgedCot>,
                 continue;
             }
             let correct = a.parsed.as_ref().and_then(|p| p["correct"].as_bool()) == Some(true);
+            let truncated = a.parsed.as_ref().and_then(|p| p["truncated"].as_bool()) == Some(true);
             out.push(JudgedCot {
                 example: ex.clone(),
                 cot_index: seen.len() as u32 - 1,
                 text,
                 correct: correct && a.parse_ok,
                 parsed: a.parse_ok,
+                truncated,
             });
         }
     }
@@ -254,6 +258,10 @@ pub fn build(recipe: &Recipe, kind: TaskKind, items: &[Example], stored: &Stored
         items: items.len(),
         cots: cots.len(),
         cots_unparseable: cots.iter().filter(|a| !a.parse_ok).count(),
+        cots_truncated: cots
+            .iter()
+            .filter(|a| a.parsed.as_ref().and_then(|p| p["truncated"].as_bool()) == Some(true))
+            .count(),
         ..Default::default()
     };
     let (distinct, dups) = distinct_cots(items, &cots);
@@ -263,7 +271,8 @@ pub fn build(recipe: &Recipe, kind: TaskKind, items: &[Example], stored: &Stored
     // not trained on unless asked; it is counted in `cots_unparseable` either way.
     let kept: Vec<&JudgedCot> = distinct
         .iter()
-        .filter(|c| c.parsed || recipe.keep_unparseable_cots)
+        // a reply cut at the token limit is never trained on as if complete
+        .filter(|c| !c.truncated && (c.parsed || recipe.keep_unparseable_cots))
         .filter(|c| c.correct || !recipe.filter_correct)
         .collect();
     st.cots_kept = kept.len();

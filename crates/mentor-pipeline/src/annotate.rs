@@ -44,6 +44,35 @@ pub fn base_spec(cfg: &crate::config::Config) -> AnnotateSpec {
     }
 }
 
+/// What to tell a user whose teacher replies were cut at the token limit: per stage and teacher,
+/// how many, the limit, the setting to raise, and for a paid teacher what re-asking those items
+/// at twice the limit would cost at most. Empty when nothing was cut.
+pub fn truncation_notes(
+    cfg: &crate::config::Config,
+    stage: &str,
+    rep: &AnnotateReport,
+) -> Vec<String> {
+    let default_limit = base_spec(cfg).max_tokens;
+    rep.teachers
+        .iter()
+        .filter(|(_, t)| t.truncated > 0)
+        .map(|(name, t)| {
+            let tc = cfg.teachers.get(name);
+            let limit = tc.and_then(|t| t.max_tokens).unwrap_or(default_limit);
+            let replies = t.done + t.already;
+            let mut note = format!(
+                "teacher `{name}`, stage {stage}: {} of {replies} replies were cut at the token limit ({limit} tokens) and are not trained on; raise `[teachers.{name}] max_tokens`",
+                t.truncated
+            );
+            if let Some(price) = tc.map(|t| t.price_out_per_mtok).filter(|p| *p > 0.0) {
+                let usd = t.truncated as f64 * 2.0 * limit as f64 * price / 1e6;
+                note += &format!(" (re-asking them at {} tokens costs at most ${usd:.2} in output)", 2 * limit);
+            }
+            note
+        })
+        .collect()
+}
+
 /// MAPD's mistake mining, round `round`: the answers of `student` (a model spec) to `items` into
 /// the store, at temperature 0.3 / top-p 0.9, or the dataset's recorded answers in round 0
 /// when `mistakes_from = "recorded"`. Items already answered in this round are kept.

@@ -68,6 +68,8 @@ pub fn distill(mut cfg: Config, run_dir: PathBuf, a: &DistillOptions) -> Result<
     };
     let recorded = import_recorded(&mut r.store.lock().unwrap(), &r.ds)?;
     let mut teacher_stages = serde_json::Map::new();
+    // what the user must see on screen and in summary.json (e.g. replies cut at the limit)
+    let mut warnings: Vec<String> = vec![];
     let elad = r.cfg.recipe.name == RecipeName::Elad;
     // rounds after round 0, where the student feeds the next annotation (crate::rounds)
     let rounds = match r.cfg.recipe.name {
@@ -98,6 +100,10 @@ pub fn distill(mut cfg: Config, run_dir: PathBuf, a: &DistillOptions) -> Result<
                     rep.total().failed,
                     rep.failures
                 );
+            }
+            for note in crate::annotate::truncation_notes(&r.cfg, &stage, &rep) {
+                tracing::warn!("{note}");
+                warnings.push(note);
             }
             teacher_stages.insert(stage, serde_json::to_value(rep.total())?);
         }
@@ -170,6 +176,7 @@ pub fn distill(mut cfg: Config, run_dir: PathBuf, a: &DistillOptions) -> Result<
         "predictions": predictions,
         "rounds": curve,
         // what `mentor compare` and `mentor sweep` read: the exact config and the code
+        "warnings": warnings,
         "seed": r.cfg.train.seed,
         "config": serde_json::from_str::<serde_json::Value>(&config_json)?,
         "mentor": crate::build_info(),
@@ -191,7 +198,7 @@ pub fn distill(mut cfg: Config, run_dir: PathBuf, a: &DistillOptions) -> Result<
             e.n
         )
     };
-    let human = format!(
+    let mut human = format!(
         "run {}: {} on {} ({})\nteacher: {calls} calls, {tokens} tokens, ${cost:.4}\ntraining set: {:?}\ntest accuracy ({}): before {} → after {}\nstudent: {model}\nsummary: {}\nreport: {}",
         run_dir.display(),
         r.cfg.recipe.name.as_str(),
@@ -204,6 +211,9 @@ pub fn distill(mut cfg: Config, run_dir: PathBuf, a: &DistillOptions) -> Result<
         run_dir.join("summary.json").display(),
         report.display()
     );
+    for w in &warnings {
+        human += &format!("\nwarning: {w}");
+    }
     Ok(Distilled { summary, human })
 }
 

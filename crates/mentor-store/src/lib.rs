@@ -72,6 +72,20 @@ pub struct CallRecord {
     pub cost_usd: f64,
     pub latency_ms: u64,
     pub attempts: u32,
+    /// Why the reply ended, as the backend said (`stop`, `length`, `max_tokens`, …).
+    pub finish_reason: Option<String>,
+}
+
+impl CallRecord {
+    /// The reply was cut at the token limit (OpenAI's `length`, Anthropic's `max_tokens`).
+    pub fn truncated(&self) -> bool {
+        is_truncation(self.finish_reason.as_deref())
+    }
+}
+
+/// Whether a finish reason says the reply was cut at the token limit.
+pub fn is_truncation(finish_reason: Option<&str>) -> bool {
+    matches!(finish_reason, Some("length" | "max_tokens"))
 }
 
 /// Parsed teacher (or student) output tied to an example, with where it came from.
@@ -125,6 +139,8 @@ pub struct TeacherLedger {
     pub completion_tokens: u64,
     pub cost_usd: f64,
     pub mean_latency_ms: f64,
+    /// Successful replies cut at the token limit.
+    pub calls_truncated: u64,
 }
 
 impl Store {
@@ -366,7 +382,7 @@ impl Store {
         self.conn
             .query_row(
                 "SELECT id, namespace, request_hash, teacher, model, request, status, raw_response, text, error,
-                        prompt_tokens, completion_tokens, cost_usd, latency_ms, attempts
+                        prompt_tokens, completion_tokens, cost_usd, latency_ms, attempts, finish_reason
                  FROM teacher_calls WHERE namespace = ?1 AND request_hash = ?2 AND status = 'ok'",
                 params![namespace, request_hash],
                 |r| Ok((r.get(0)?, call_from_row(r, 1)?)),
@@ -388,7 +404,8 @@ impl Store {
             .prepare(
                 "SELECT teacher,
                         SUM(status = 'ok'), SUM(status = 'failed'),
-                        SUM(prompt_tokens), SUM(completion_tokens), SUM(cost_usd), AVG(latency_ms)
+                        SUM(prompt_tokens), SUM(completion_tokens), SUM(cost_usd), AVG(latency_ms),
+                        SUM(status = 'ok' AND finish_reason IN ('length', 'max_tokens'))
                  FROM teacher_calls GROUP BY teacher ORDER BY teacher",
             )
             .map_err(|e| self.err(e))?;
@@ -402,6 +419,7 @@ impl Store {
                     completion_tokens: r.get::<_, i64>(4)? as u64,
                     cost_usd: r.get(5)?,
                     mean_latency_ms: r.get::<_, Option<f64>>(6)?.unwrap_or(0.0),
+                    calls_truncated: r.get::<_, Option<i64>>(7)?.unwrap_or(0) as u64,
                 })
             })
             .map_err(|e| self.err(e))?;
@@ -646,8 +664,8 @@ fn insert_call(tx: &rusqlite::Transaction<'_>, call: &CallRecord) -> rusqlite::R
     }
     tx.execute(
         "INSERT INTO teacher_calls (namespace, request_hash, teacher, model, request, status, raw_response, text, error,
-                                    prompt_tokens, completion_tokens, cost_usd, latency_ms, attempts)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                                    prompt_tokens, completion_tokens, cost_usd, latency_ms, attempts, finish_reason)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
         params![
             call.namespace,
             call.request_hash,
@@ -662,7 +680,8 @@ fn insert_call(tx: &rusqlite::Transaction<'_>, call: &CallRecord) -> rusqlite::R
             call.completion_tokens as i64,
             call.cost_usd,
             call.latency_ms as i64,
-            call.attempts as i64
+            call.attempts as i64,
+            call.finish_reason
         ],
     )?;
     Ok(tx.last_insert_rowid())
@@ -694,5 +713,6 @@ fn call_from_row(r: &rusqlite::Row<'_>, o: usize) -> rusqlite::Result<CallRecord
         cost_usd: r.get(o + 11)?,
         latency_ms: r.get::<_, i64>(o + 12)? as u64,
         attempts: r.get::<_, i64>(o + 13)? as u32,
+        finish_reason: r.get(o + 14)?,
     })
 }

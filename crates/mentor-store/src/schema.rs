@@ -114,4 +114,8 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX metrics_run ON metrics (training_run_id, name, step);
     "#,
+    // 2: why each reply ended (`stop`, `length` / `max_tokens` when cut at the token limit, …)
+    r#"
+    ALTER TABLE teacher_calls ADD COLUMN finish_reason TEXT;
+    "#,
 ];

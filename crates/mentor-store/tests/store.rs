@@ -36,6 +36,8 @@ fn call(i: usize, ok: bool) -> CallRecord {
         cost_usd: 0.001,
         latency_ms: 20,
         attempts: 1,
+        // even calls were cut at the token limit
+        finish_reason: ok.then(|| if i % 2 == 0 { "length" } else { "stop" }.to_string()),
     }
 }
 
@@ -135,6 +137,11 @@ fn successful_call_is_cached_once_and_failures_accumulate() {
         ),
         (1, 1, 20)
     );
+    // why a reply ended survives the round trip, and the ledger counts the cut ones
+    s.record_call(&call(2, true)).unwrap();
+    let (_, cut) = s.cached_call("gpt", "hash2").unwrap().unwrap();
+    assert!(cut.truncated() && !call(1, true).truncated());
+    assert_eq!(s.ledger().unwrap()[0].calls_truncated, 1);
 }
 
 #[test]

@@ -310,7 +310,24 @@ async fn serve_connection(
     }
 }
 
+/// The completion a server would return: the answer cut at the request's `max_tokens` (4
+/// characters a token, as the usage counts below) with `finish_reason: "length"`, as a real
+/// server cuts a long reply; otherwise the whole answer and `"stop"`.
 fn completion_body(req: &serde_json::Value, text: &str) -> String {
+    let limit = req
+        .get("max_tokens")
+        .and_then(|m| m.as_u64())
+        .map(|t| t as usize * 4);
+    let (text, finish) = match limit {
+        Some(n) if text.len() > n => {
+            let mut cut = n;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            (&text[..cut], "length")
+        }
+        _ => (text, "stop"),
+    };
     let prompt_chars: usize = req
         .get("messages")
         .and_then(|m| m.as_array())
@@ -325,7 +342,7 @@ fn completion_body(req: &serde_json::Value, text: &str) -> String {
         "id": "chatcmpl-loopback",
         "object": "chat.completion",
         "model": req.get("model").cloned().unwrap_or_default(),
-        "choices": [{ "index": 0, "message": { "role": "assistant", "content": text }, "finish_reason": "stop" }],
+        "choices": [{ "index": 0, "message": { "role": "assistant", "content": text }, "finish_reason": finish }],
         "usage": { "prompt_tokens": prompt_chars.div_ceil(4), "completion_tokens": text.len().div_ceil(4), "total_tokens": prompt_chars.div_ceil(4) + text.len().div_ceil(4) }
     })
     .to_string()

@@ -78,6 +78,15 @@ pub struct Completion {
     pub completion_tokens: u64,
     pub cost_usd: f64,
     pub attempts: u32,
+    /// Why the reply ended, as the backend said (`stop`, `length`, `max_tokens`, …).
+    pub finish_reason: Option<String>,
+}
+
+impl Completion {
+    /// The reply was cut at the token limit: it may stop mid-sentence, before its answer.
+    pub fn truncated(&self) -> bool {
+        mentor_store::is_truncation(self.finish_reason.as_deref())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -170,6 +179,7 @@ impl Teacher {
             completion_tokens: rec.completion_tokens,
             cost_usd: rec.cost_usd,
             attempts: rec.attempts,
+            finish_reason: rec.finish_reason,
         }))
     }
 
@@ -239,6 +249,7 @@ impl Teacher {
                         cost_usd: cost,
                         latency_ms: started.elapsed().as_millis() as u64,
                         attempts,
+                        finish_reason: reply.finish_reason.clone(),
                     };
                     let call_id = self.store.lock().unwrap().record_call(&rec)?;
                     return Ok(Completion {
@@ -249,6 +260,7 @@ impl Teacher {
                         completion_tokens: reply.completion_tokens,
                         cost_usd: cost,
                         attempts,
+                        finish_reason: reply.finish_reason,
                     });
                 }
                 Err(e) if e.retryable && attempts <= self.opts.retry.max_retries => {

@@ -721,3 +721,99 @@ async fn elad_rounds_send_the_most_uncertain_items_within_budget_and_resume() {
     assert_eq!(revisions.lock().unwrap().len(), 6);
     assert_eq!(again["rounds"]["points"], j["rounds"]["points"]);
 }
+
+/// A teacher cut off at its token limit: the loopback server honours `max_tokens` as a real one
+/// does (`finish_reason: "length"`). The cut replies are counted apart from unparseable ones,
+/// in the stage totals, the training set, the ledger and a warning naming the setting to raise,
+/// and none is trained on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_cut_at_the_token_limit_are_counted_named_and_not_trained_on() {
+    // even `a`: the answer, then rambling on (cut at 40 tokens = 160 characters, after the
+    // answer sentence: the cut reply still parses); odd: a short, complete one
+    let server = LoopbackServer::start(LoopbackConfig {
+        answer: Arc::new(|p: &str| {
+            let n: Vec<i64> = p
+                .split(|c: char| !c.is_ascii_digit())
+                .filter_map(|s| s.parse().ok())
+                .take(2)
+                .collect();
+            let (a, b) = (n[0], n[1]);
+            let more = if a % 2 == 0 {
+                " Next, let us also check it another way, slowly and step by step.".repeat(4)
+            } else {
+                String::new()
+            };
+            format!(
+                "{a} plus {b} makes {}. The answer is {}.{more}",
+                a + b,
+                a + b
+            )
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let d = sums_run(10, 2);
+    std::fs::write(
+        d.path().join("exp.toml"),
+        format!(
+            "[data]\npath = \"toy.jsonl\"\ntask = \"numeric\"\nfractions = [0.6, 0.2, 0.2]\n\n\
+             [teachers.loop]\nkind = \"openai\"\nbase_url = \"{}\"\nmodel = \"loopback\"\nmax_tokens = 40\nprice_out_per_mtok = 10.0\n\n\
+             [recipe]\nname = \"step-by-step\"\n\n{TRAIN_AND_EVAL}",
+            server.base_url
+        ),
+    )
+    .unwrap();
+    let dir = d.path().to_path_buf();
+    let j = tokio::task::spawn_blocking(move || distill(&dir, &[]))
+        .await
+        .unwrap();
+    // which train questions have an even `a`: their replies were cut
+    let split = mentor_data::load_dataset(&mentor_data::DatasetSpec {
+        path: Some(d.path().join("toy.jsonl")),
+        task: Some(mentor_core::TaskKind::Numeric),
+        fractions: [0.6, 0.2, 0.2],
+        ..Default::default()
+    })
+    .unwrap();
+    let even = split
+        .split(mentor_core::Split::Train)
+        .iter()
+        .filter(|e| {
+            let a: i64 = e.question["What is ".len()..]
+                .split(' ')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            a % 2 == 0
+        })
+        .count() as u64;
+    assert!(even > 0 && even < 6, "{even}");
+    let total = &j["teacher_stages"]["cots"];
+    assert_eq!(total["done"], 6, "{j}");
+    assert_eq!(total["truncated"], even);
+    assert_eq!(total["unparseable"], 0, "the cut replies still parse");
+    let st = &j["training_set"];
+    assert_eq!(st["cots_truncated"], even);
+    assert_eq!(
+        st["pairs"]["rationale"],
+        6 - even,
+        "a cut reply is never trained on"
+    );
+    assert_eq!(st["pairs"]["label"], 6);
+    let warnings = j["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    let w = warnings[0].as_str().unwrap();
+    assert!(
+        w.contains(&format!(
+            "{even} of 6 replies were cut at the token limit (40 tokens)"
+        )) && w.contains("[teachers.loop] max_tokens")
+            && w.contains("at most $"),
+        "{w}"
+    );
+    // the ledger says so too: cut replies of successful calls, per teacher
+    let ledger = mentor_json(d.path(), &["ledger", "runs/exp"], &[]);
+    assert_eq!(ledger["teachers"][0]["calls_truncated"], even, "{ledger}");
+    assert_eq!(ledger["teachers"][0]["calls_ok"], 6);
+}

@@ -86,19 +86,20 @@ fn summarise(r: &run::Run, stages: &[(String, AnnotateReport)], n_items: usize) 
     let mut stage_json = serde_json::Map::new();
     for (stage, report) in stages {
         human += &format!(
-            "{stage}:\n  {:<14} {:>7} {:>7} {:>7} {:>7} {:>9} {:>12} {:>8}\n",
-            "teacher", "done", "cached", "failed", "unsent", "unparsed", "gold-correct", "$"
+            "{stage}:\n  {:<14} {:>7} {:>7} {:>7} {:>7} {:>9} {:>9} {:>12} {:>8}\n",
+            "teacher", "done", "cached", "failed", "unsent", "unparsed", "cut", "gold-correct", "$"
         );
         let mut per_teacher = serde_json::Map::new();
         for (name, x) in &report.teachers {
             human += &format!(
-                "  {:<14} {:>7} {:>7} {:>7} {:>7} {:>9} {:>12} {:>8.4}\n",
+                "  {:<14} {:>7} {:>7} {:>7} {:>7} {:>9} {:>9} {:>12} {:>8.4}\n",
                 name,
                 x.done + x.already,
                 x.cached,
                 x.failed,
                 x.not_sent,
                 x.unparseable,
+                x.truncated,
                 x.correct,
                 x.cost_usd
             );
@@ -110,9 +111,13 @@ fn summarise(r: &run::Run, stages: &[(String, AnnotateReport)], n_items: usize) 
         for f in &report.failures {
             human += &format!("  failure: {f}\n");
         }
+        let notes = mentor_pipeline::annotate::truncation_notes(&r.cfg, stage, report);
+        for n in &notes {
+            human += &format!("  warning: {n}\n");
+        }
         stage_json.insert(
             stage.clone(),
-            json!({ "teachers": per_teacher, "total": report.total(), "stopped": report.stopped, "failures": report.failures }),
+            json!({ "teachers": per_teacher, "total": report.total(), "stopped": report.stopped, "failures": report.failures, "warnings": notes }),
         );
     }
     // What the store holds for the recipe (all runs so far), as training will see it.

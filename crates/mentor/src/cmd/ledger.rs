@@ -25,15 +25,16 @@ pub fn run(a: Args) -> Result<Summary> {
     let store = Store::open_run_dir(&a.run)?;
     let rows = store.ledger()?;
     let mut human = format!(
-        "{:<16} {:>8} {:>8} {:>12} {:>12} {:>10} {:>10}\n",
-        "teacher", "ok", "failed", "prompt tok", "output tok", "cost $", "mean ms"
+        "{:<16} {:>8} {:>8} {:>8} {:>12} {:>12} {:>10} {:>10}\n",
+        "teacher", "ok", "cut", "failed", "prompt tok", "output tok", "cost $", "mean ms"
     );
     let (mut calls, mut tokens, mut cost) = (0, 0, 0.0);
     for r in &rows {
         human += &format!(
-            "{:<16} {:>8} {:>8} {:>12} {:>12} {:>10.4} {:>10.0}\n",
+            "{:<16} {:>8} {:>8} {:>8} {:>12} {:>12} {:>10.4} {:>10.0}\n",
             r.teacher,
             r.calls_ok,
+            r.calls_truncated,
             r.calls_failed,
             r.prompt_tokens,
             r.completion_tokens,
