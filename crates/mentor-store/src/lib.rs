@@ -450,6 +450,18 @@ impl Store {
         })
     }
 
+    /// Forgets the annotations made from replies cut at the token limit (`parsed.truncated`), so
+    /// that the next annotation pass asks for them again; the calls stay in the ledger (they
+    /// were paid). Returns how many were forgotten.
+    pub fn forget_truncated_annotations(&mut self) -> Result<usize> {
+        self.transaction(|tx| {
+            tx.execute(
+                "DELETE FROM annotations WHERE json_extract(parsed, '$.truncated') = 1",
+                [],
+            )
+        })
+    }
+
     pub fn annotations(&self, stage: &str, kind: &str) -> Result<Vec<Annotation>> {
         let mut stmt = self
             .conn

@@ -816,4 +816,27 @@ async fn replies_cut_at_the_token_limit_are_counted_named_and_not_trained_on() {
     let ledger = mentor_json(d.path(), &["ledger", "runs/exp"], &[]);
     assert_eq!(ledger["teachers"][0]["calls_truncated"], even, "{ledger}");
     assert_eq!(ledger["teachers"][0]["calls_ok"], 6);
+
+    // The fix: raise the limit and ask again for the cut replies only.
+    let cfg = std::fs::read_to_string(d.path().join("exp.toml")).unwrap();
+    std::fs::write(
+        d.path().join("exp.toml"),
+        cfg.replace("max_tokens = 40", "max_tokens = 200"),
+    )
+    .unwrap();
+    let dir = d.path().to_path_buf();
+    let a = tokio::task::spawn_blocking(move || {
+        mentor_json(&dir, &["annotate", "exp.toml", "--retry-truncated"], &[])
+    })
+    .await
+    .unwrap();
+    let cots = &a["stages"]["cots"]["total"];
+    assert_eq!(cots["done"], even, "only the cut ones are asked again: {a}");
+    assert_eq!(cots["already"], 6 - even);
+    assert_eq!(cots["truncated"], 0);
+    let ledger = mentor_json(d.path(), &["ledger", "runs/exp"], &[]);
+    assert_eq!(ledger["teachers"][0]["calls_ok"], 6 + even);
+    // the training set the store now makes: every rationale complete, all six trained on
+    assert_eq!(a["training_set"]["pairs"]["rationale"], 6, "{a}");
+    assert_eq!(a["training_set"]["cots_truncated"], 0);
 }

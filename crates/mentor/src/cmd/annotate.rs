@@ -36,6 +36,11 @@ pub struct Args {
     /// Annotate at most this many items of the split.
     #[arg(long)]
     limit: Option<usize>,
+    /// Ask again for the replies that were cut at the token limit (raise `[teachers.NAME]
+    /// max_tokens` first: with the same limit the same request is answered from the cache).
+    /// The rest of the run's annotations are kept; the cut calls stay in the ledger.
+    #[arg(long)]
+    retry_truncated: bool,
 }
 
 pub fn run(a: Args) -> Result<Summary> {
@@ -64,6 +69,16 @@ pub fn run(a: Args) -> Result<Summary> {
             "recipe `{}` asks the teachers nothing (label_source = \"gold\"); nothing to annotate",
             r.cfg.recipe.name.as_str()
         );
+    }
+    if a.retry_truncated {
+        let n = r.store.lock().unwrap().forget_truncated_annotations()?;
+        tracing::info!("--retry-truncated: {n} replies cut at the token limit will be asked again");
+        if n > 0 && r.dir.join("student").exists() {
+            tracing::warn!(
+                "the training set changes: remove {} (or train in a new run directory) before training again",
+                r.dir.join("student").display()
+            );
+        }
     }
     let budget = teachers::budget(&r.cfg, &r.store)?;
     let teachers = teachers::build(&r.cfg, &r.ds, &r.store, &budget)?;
