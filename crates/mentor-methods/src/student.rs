@@ -133,6 +133,30 @@ mod tests {
     use super::*;
     use crate::trainset::StudentTask;
 
+    /// A pair's task weight is spread over its target tokens: they sum to the weight (α for a
+    /// label, 1 − α for a rationale), whatever the target's length.
+    #[test]
+    fn a_pairs_token_weights_sum_to_its_task_weight() {
+        let tok = TextTokenizer::byte_level();
+        for (target, w) in [
+            ("The answer is 7.", 0.3),
+            ("3 plus 4 is 7, since we count on.", 0.7),
+        ] {
+            let p = TrainPair {
+                example_id: "q".into(),
+                task: StudentTask::Label,
+                prompt: "predict: 3 + 4?".into(),
+                target: target.into(),
+                weight: w,
+                stage: 0,
+            };
+            let e = encode_pair(&tok, &p).unwrap();
+            assert!(e.target.len() > target.len() / 2, "{}", e.target.len());
+            let sum = e.weight as f64 * e.target.len() as f64;
+            assert!((sum - w).abs() < 1e-6, "{sum} vs {w}");
+        }
+    }
+
     /// The equal-steps control: step-by-step's two pairs a question take the steps one pair a
     /// question would.
     #[test]

@@ -289,6 +289,11 @@ fn import_checks_a_model_then_every_command_takes_its_name() {
     let o = mentor(&["report", "r", "--json"], d.path());
     let j = json_line(&o);
     assert_eq!(j["ok"], false);
+    let why = j["error"].as_str().unwrap();
+    assert!(
+        why.contains("r/summary.json") && why.contains("mentor distill"),
+        "{why}"
+    );
 }
 
 #[test]
@@ -314,7 +319,21 @@ fn model_commands_name_the_missing_asset_and_how_to_fetch_it() {
 fn help_teaches_every_subcommand() {
     let d = tempfile::tempdir().unwrap();
     let o = mentor(&["--help"], d.path());
-    let text = String::from_utf8_lossy(&o.stdout);
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    // the "Commands:" section: one entry a subcommand, its name then a description
+    let commands: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("Options:"))
+        .collect();
+    let described = |sub: &str| {
+        commands.iter().any(|l| {
+            l.strip_prefix("  ")
+                .and_then(|l| l.strip_prefix(sub))
+                .is_some_and(|rest| rest.starts_with(' ') && rest.trim().len() > 10)
+        })
+    };
     for sub in [
         "fetch-assets",
         "distill",
@@ -330,8 +349,10 @@ fn help_teaches_every_subcommand() {
         "import",
         "serve",
         "bench",
+        "compare",
+        "sweep",
     ] {
-        assert!(text.contains(sub), "--help lacks {sub}");
+        assert!(described(sub), "--help does not describe {sub}:\n{text}");
     }
     let o = mentor(&["score", "--help"], d.path());
     assert!(String::from_utf8_lossy(&o.stdout).contains("lm-eval-harness"));

@@ -6,7 +6,7 @@ use mentor_report::compare::{compare, Comparison, RunScores};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
-/// Compare students scored on the same test questions, with paired statistics.
+/// Compare students scored on the same test questions, with paired statistics
 ///
 /// Each RUN is a run directory that `mentor distill` finished (it reads RUN/summary.json and the
 /// per-question test predictions it names). Runs must have been scored on the same questions,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-/// Run a grid of experiments (variants × seeds), one run at a time, resumably.
+/// Run a grid of experiments (variants × seeds), one run at a time, resumably
 ///
 /// GRID.toml names a base config, the variants (named overrides of it) and the seeds:
 ///
