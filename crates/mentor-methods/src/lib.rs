@@ -9,11 +9,13 @@
 //! - [`elad`]: the student's uncertainty about its own explanations, selection under a budget,
 //!   and the teacher's revisions (ELAD's rounds are driven by the `mentor` binary).
 //!
-//! [`recipe::Recipe`] (the `[recipe]` table) says which stages run and with which knobs.
+//! [`recipe::Recipe`] (the `[recipe]` table) holds the knobs; [`recipes`] has one file a recipe,
+//! saying which stages it runs and what it trains on. No stage imports a recipe.
 
 pub mod annotate;
 pub mod elad;
 pub mod evaluate;
 pub mod recipe;
+pub mod recipes;
 pub mod student;
 pub mod trainset;

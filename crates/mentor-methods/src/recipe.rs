@@ -1,6 +1,6 @@
 //! The `[recipe]` table: which method, and its knobs. Each recipe is the same loop (DESIGN.md §1)
 //! with different teacher stages ([`Recipe::teacher_stages`]) and training pairs
-//! ([`crate::trainset::build`]).
+//! ([`crate::recipes::training_set`]), one file a recipe in [`crate::recipes`].
 
 use crate::evaluate::InferenceMode;
 use crate::trainset::StudentTask;
@@ -250,58 +250,19 @@ pub const REVISE_STAGE: (&str, &str) = ("revise", "revision");
 pub const ELAD_SELECT_STAGE: &str = "elad-select";
 
 impl Recipe {
+    /// The teacher stages this recipe runs, in order (its file in `crate::recipes` says).
     pub fn teacher_stages(&self) -> Vec<TeacherStage> {
-        match self.name {
-            RecipeName::Standard if self.label_source == LabelSource::Gold => vec![],
-            RecipeName::Standard | RecipeName::StepByStep => {
-                vec![TeacherStage::Cots { samples: 1 }]
-            }
-            RecipeName::MindsMirror => {
-                let mut v = vec![TeacherStage::Cots {
-                    samples: self.cots_per_question.max(1),
-                }];
-                if self.evals_per_cot > 0 {
-                    v.push(TeacherStage::SelfEvals {
-                        per_cot: self.evals_per_cot,
-                    });
-                }
-                v
-            }
-            RecipeName::Mapd => {
-                let mut v = vec![];
-                if self.feedback {
-                    v.push(TeacherStage::Feedback);
-                }
-                v.push(TeacherStage::MistakeRationales);
-                if self.review {
-                    v.push(TeacherStage::Reviews);
-                }
-                v
-            }
-            // The seed set's chains of thought; the rounds' revisions are driven per round.
-            RecipeName::Elad => vec![TeacherStage::Cots { samples: 1 }],
-        }
+        crate::recipes::method(self.name).teacher_stages(self)
+    }
+
+    /// How many of each teacher's chains of thought an item the recipe uses (Mind's Mirror's K).
+    pub fn cots_per_item(&self) -> u32 {
+        crate::recipes::method(self.name).cots_per_item(self)
     }
 
     /// The student tasks this recipe's training set can hold.
     pub fn trained_tasks(&self) -> Vec<StudentTask> {
-        match self.name {
-            RecipeName::Standard => vec![StudentTask::Label],
-            RecipeName::StepByStep => vec![StudentTask::Label, StudentTask::Rationale],
-            RecipeName::MindsMirror => {
-                let mut v = match self.targets {
-                    CotTargets::Cot => vec![StudentTask::Cot],
-                    CotTargets::LabelRationale => vec![StudentTask::Label, StudentTask::Rationale],
-                };
-                if self.evals_per_cot > 0 {
-                    v.push(StudentTask::SelfEval);
-                }
-                v
-            }
-            RecipeName::Elad => vec![StudentTask::Cot],
-            RecipeName::Mapd if self.feedback => vec![StudentTask::Feedback, StudentTask::Cot],
-            RecipeName::Mapd => vec![StudentTask::Cot],
-        }
+        crate::recipes::method(self.name).trained_tasks(self)
     }
 
     /// The inference mode the student is scored in unless `[eval] mode` says otherwise: the

@@ -3,10 +3,10 @@
 //! them for a student is [`crate::student`]'s job.
 
 use crate::annotate::JudgedCot;
-use crate::recipe::{CotTargets, LabelSource, Recipe, RecipeName, SelfEvalTargets, TaskSchedule};
-use mentor_core::prompt::{answer_sentence, question_block};
+use crate::recipe::Recipe;
+use mentor_core::prompt::question_block;
 use mentor_core::text::{split_rationale, truncate_at_follow_on, FOLLOW_ON_MARKERS};
-use mentor_core::{normalise_self_eval, Example, TaskKind, Verdict};
+use mentor_core::{Example, TaskKind};
 use mentor_store::Annotation;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -180,10 +180,7 @@ pub fn cot_key(text: &str) -> String {
 /// Mind's Mirror). A store may hold more (a run with a larger K in the same directory, or a
 /// store shared between variants of an experiment).
 pub fn recipe_cots(recipe: &Recipe, cots: &[Annotation]) -> Vec<Annotation> {
-    let k = match recipe.name {
-        RecipeName::MindsMirror => recipe.cots_per_question.max(1),
-        _ => 1,
-    };
+    let k = recipe.cots_per_item();
     cots.iter()
         .filter(|a| a.sample_index < k)
         .cloned()
@@ -228,31 +225,60 @@ pub fn distinct_cots(items: &[Example], cots: &[Annotation]) -> (Vec<JudgedCot>,
     (out, dups)
 }
 
-/// Builds the training set of `recipe` over `items` from the stored chains of thought and
-/// self-evaluations (empty slices where the recipe has no such stage).
-pub fn build(recipe: &Recipe, kind: TaskKind, items: &[Example], stored: &Stored) -> TrainingSet {
-    if recipe.name == RecipeName::Mapd {
-        return build_mapd(recipe, kind, items, stored);
+/// The chains of thought a recipe may train on, selected the way every chain-of-thought recipe
+/// shares: one item's identical CoTs deduplicated, replies cut at the token limit dropped, those
+/// with no readable answer dropped unless `keep_unparseable_cots`, and with `filter_correct`
+/// only those reaching the gold answer kept. A recipe turns a selection into pairs.
+pub struct Selection<'a> {
+    pub kind: TaskKind,
+    pub items: &'a [Example],
+    pub stored: &'a Stored,
+    /// Every distinct chain of thought, kept or not (self-evaluations judge them all).
+    pub distinct: Vec<JudgedCot>,
+    /// The kept ones, in item order.
+    pub kept: Vec<JudgedCot>,
+    /// The kept ones by item id.
+    pub kept_by_item: HashMap<String, Vec<JudgedCot>>,
+}
+
+impl Selection<'_> {
+    /// A training pair for `ex`: the task's student prompt (with `solution` where the task
+    /// shows one) and its target.
+    pub fn pair(
+        &self,
+        ex: &Example,
+        task: StudentTask,
+        solution: &str,
+        target: String,
+        weight: f64,
+        stage: u32,
+    ) -> TrainPair {
+        TrainPair {
+            example_id: ex.id.clone(),
+            task,
+            prompt: student_prompt(task, self.kind, ex, solution),
+            target,
+            weight,
+            stage,
+        }
     }
+}
+
+/// Selects among `cots` (a recipe's stored chains of thought and any texts it counts as such)
+/// for `items`, and counts what was kept and why the rest was not. `needs_cot`: the recipe asks
+/// teachers, so an item without a kept CoT is worth counting.
+pub fn select_cots<'a>(
+    recipe: &Recipe,
+    kind: TaskKind,
+    items: &'a [Example],
+    stored: &'a Stored,
+    cots: Vec<Annotation>,
+    needs_cot: bool,
+) -> (Selection<'a>, TrainSetStats) {
     let ids: std::collections::HashSet<&str> = items.iter().map(|e| e.id.as_str()).collect();
-    let m = if recipe.name == RecipeName::MindsMirror {
-        recipe.evals_per_cot
-    } else {
-        0
-    };
-    let mut cots = recipe_cots(recipe, &stored.cots);
-    if recipe.name == RecipeName::Elad {
-        // a revised item has no seed CoT: one text per item either way
-        cots.extend(crate::elad::revision_cots(&stored.revisions));
-    }
     let cots: Vec<Annotation> = cots
         .into_iter()
         .filter(|a| ids.contains(a.example_id.as_str()))
-        .collect();
-    let self_evals: Vec<&Annotation> = stored
-        .self_evals
-        .iter()
-        .filter(|a| a.sample_index % crate::annotate::SELF_EVAL_STRIDE < m)
         .collect();
     let mut st = TrainSetStats {
         items: items.len(),
@@ -267,23 +293,22 @@ pub fn build(recipe: &Recipe, kind: TaskKind, items: &[Example], stored: &Stored
     let (distinct, dups) = distinct_cots(items, &cots);
     st.cots_duplicate = dups;
     st.cots_wrong = distinct.iter().filter(|c| !c.correct).count();
-    // A chain of thought with no readable answer (often cut at the teacher's token limit) is
-    // not trained on unless asked; it is counted in `cots_unparseable` either way.
-    let kept: Vec<&JudgedCot> = distinct
+    let kept: Vec<JudgedCot> = distinct
         .iter()
-        // a reply cut at the token limit is never trained on as if complete
+        // a reply cut at the token limit is never trained on as if complete; one with no
+        // readable answer only when asked (it is counted in `cots_unparseable` either way)
         .filter(|c| !c.truncated && (c.parsed || recipe.keep_unparseable_cots))
         .filter(|c| c.correct || !recipe.filter_correct)
+        .cloned()
         .collect();
     st.cots_kept = kept.len();
-    let mut kept_by_item: HashMap<&str, Vec<&JudgedCot>> = HashMap::new();
+    let mut kept_by_item: HashMap<String, Vec<JudgedCot>> = HashMap::new();
     for c in &kept {
         kept_by_item
-            .entry(c.example.id.as_str())
+            .entry(c.example.id.clone())
             .or_default()
-            .push(c);
+            .push(c.clone());
     }
-    let needs_cot = !recipe.teacher_stages().is_empty();
     st.items_without_cot = if needs_cot {
         items
             .iter()
@@ -292,370 +317,26 @@ pub fn build(recipe: &Recipe, kind: TaskKind, items: &[Example], stored: &Stored
     } else {
         0
     };
-
-    let pair = |ex: &Example, task, solution: &str, target: String, weight, stage| TrainPair {
-        example_id: ex.id.clone(),
-        task,
-        prompt: student_prompt(task, kind, ex, solution),
-        target,
-        weight,
-        stage,
+    let sel = Selection {
+        kind,
+        items,
+        stored,
+        distinct,
+        kept,
+        kept_by_item,
     };
-    let mut pairs = vec![];
-    match recipe.name {
-        RecipeName::Standard => {
-            for ex in items {
-                let target = match recipe.label_source {
-                    LabelSource::Gold => Some(answer_sentence(kind, ex)),
-                    // The teacher's answer sentence, as it wrote it.
-                    LabelSource::Teacher => kept_by_item
-                        .get(ex.id.as_str())
-                        .and_then(|c| teacher_answer_sentence(&c[0].text)),
-                };
-                if let Some(t) = target {
-                    pairs.push(pair(ex, StudentTask::Label, "", t, 1.0, 0));
-                }
-            }
-        }
-        RecipeName::StepByStep => {
-            for ex in items {
-                let label = match recipe.label_source {
-                    LabelSource::Gold => Some(answer_sentence(kind, ex)),
-                    // the paper's `label_type llm`: the teacher's answer, as it wrote it
-                    LabelSource::Teacher => kept_by_item
-                        .get(ex.id.as_str())
-                        .and_then(|c| teacher_answer_sentence(&c[0].text)),
-                };
-                if let Some(label) = label {
-                    pairs.push(pair(ex, StudentTask::Label, "", label, recipe.alpha, 0));
-                }
-                if let Some(c) = kept_by_item.get(ex.id.as_str()) {
-                    let rationale = split_rationale(&c[0].text).rationale.to_string();
-                    if !rationale.is_empty() {
-                        pairs.push(pair(
-                            ex,
-                            StudentTask::Rationale,
-                            "",
-                            rationale,
-                            1.0 - recipe.alpha,
-                            0,
-                        ));
-                    }
-                }
-            }
-        }
-        RecipeName::MindsMirror => {
-            let two_stage = recipe.schedule == TaskSchedule::TwoStage;
-            let (cot_w, eval_w) = if two_stage {
-                (1.0, 1.0)
-            } else {
-                (1.0 - recipe.self_eval_weight, recipe.self_eval_weight)
-            };
-            let (eval_stage, cot_stage) = if two_stage { (0, 1) } else { (0, 0) };
-            match recipe.targets {
-                CotTargets::Cot => {
-                    for c in &kept {
-                        pairs.push(pair(
-                            &c.example,
-                            StudentTask::Cot,
-                            "",
-                            c.text.clone(),
-                            cot_w,
-                            cot_stage,
-                        ));
-                    }
-                }
-                // The release: each chain of thought is a step-by-step example, the gold label
-                // (never the teacher's answer) and the rationale; an item none of whose chains
-                // survived still learns its label.
-                CotTargets::LabelRationale => {
-                    for ex in items {
-                        let label = || answer_sentence(kind, ex);
-                        let cots = kept_by_item.get(ex.id.as_str());
-                        let rationales: Vec<String> = cots
-                            .into_iter()
-                            .flatten()
-                            .map(|c| split_rationale(&c.text).rationale.trim().to_string())
-                            .filter(|r| !r.is_empty())
-                            .collect();
-                        if rationales.is_empty() {
-                            let w = cot_w * recipe.alpha;
-                            pairs.push(pair(ex, StudentTask::Label, "", label(), w, cot_stage));
-                        }
-                        for r in rationales {
-                            let (wl, wr) = (cot_w * recipe.alpha, cot_w * (1.0 - recipe.alpha));
-                            pairs.push(pair(ex, StudentTask::Label, "", label(), wl, cot_stage));
-                            pairs.push(pair(ex, StudentTask::Rationale, "", r, wr, cot_stage));
-                        }
-                    }
-                }
-            }
-            // Self-evaluations of every distinct CoT, kept or not: judging wrong reasoning is
-            // exactly what this task teaches.
-            let judged: HashMap<(&str, u32), &JudgedCot> = distinct
-                .iter()
-                .map(|c| ((c.example.id.as_str(), c.cot_index), c))
-                .collect();
-            let mut evals: Vec<&Annotation> = self_evals
-                .iter()
-                .filter(|a| ids.contains(a.example_id.as_str()))
-                .copied()
-                .collect();
-            evals.sort_by(|a, b| {
-                (&a.example_id, a.sample_index, &a.source).cmp(&(
-                    &b.example_id,
-                    b.sample_index,
-                    &b.source,
-                ))
-            });
-            let (mut agree, mut parsed) = (0usize, 0usize);
-            for a in evals {
-                let cot_index = a.sample_index / crate::annotate::SELF_EVAL_STRIDE;
-                let Some(c) = judged.get(&(a.example_id.as_str(), cot_index)) else {
-                    continue;
-                };
-                st.self_evals += 1;
-                let verdict: Option<Verdict> = a
-                    .parsed
-                    .as_ref()
-                    .and_then(|p| serde_json::from_value(p["verdict"].clone()).ok())
-                    .flatten();
-                let Some(v) = verdict.filter(|_| a.parse_ok) else {
-                    st.self_evals_unparseable += 1;
-                    continue;
-                };
-                parsed += 1;
-                let gold = if c.correct {
-                    Verdict::Correct
-                } else {
-                    Verdict::Wrong
-                };
-                let agrees = v == gold;
-                *st.verdicts.entry(v.as_str().into()).or_default() += 1;
-                *st.verdict_vs_gold
-                    .entry(format!(
-                        "{}|{}",
-                        v.as_str(),
-                        if c.correct { "right" } else { "wrong" }
-                    ))
-                    .or_default() += 1;
-                agree += agrees as usize;
-                let target = match recipe.self_eval_targets {
-                    SelfEvalTargets::Teacher => normalise_self_eval(&a.text, v),
-                    SelfEvalTargets::GoldAgreeing if agrees => normalise_self_eval(&a.text, v),
-                    SelfEvalTargets::GoldAgreeing => continue,
-                    SelfEvalTargets::Gold => normalise_self_eval(&a.text, gold),
-                };
-                let ex = &c.example;
-                pairs.push(pair(
-                    ex,
-                    StudentTask::SelfEval,
-                    &c.text,
-                    target,
-                    eval_w,
-                    eval_stage,
-                ));
-            }
-            st.verdict_agreement = (parsed > 0).then(|| agree as f64 / parsed as f64);
-        }
-        // ELAD: the seed set's chains of thought and the rounds' revised explanations, one
-        // CoT task (the student's `solve:` is what the teacher revised).
-        RecipeName::Elad => {
-            for c in &kept {
-                pairs.push(pair(
-                    &c.example,
-                    StudentTask::Cot,
-                    "",
-                    c.text.clone(),
-                    1.0,
-                    0,
-                ));
-            }
-        }
-        RecipeName::Mapd => {}
-    }
-    count_pairs(&mut st, &pairs);
-    TrainingSet { pairs, stats: st }
+    (sel, st)
 }
 
-fn count_pairs(st: &mut TrainSetStats, pairs: &[TrainPair]) {
+/// Counts the pairs by task into `st.pairs`.
+pub fn count_pairs(st: &mut TrainSetStats, pairs: &[TrainPair]) {
     for p in pairs {
         *st.pairs.entry(p.task.as_str().into()).or_default() += 1;
     }
 }
 
-/// MAPD: per mistake, feedback pairs (question + wrong answer + hint → a teacher's feedback,
-/// weight α) and rationale pairs (question → a peer-accepted rationale, weight 1 − α); one of
-/// each drawn at random (seeded) or all of them. A mistake is one mining round's wrong answer:
-/// its feedback, rationales and reviews are the ones stored for that round, and a question
-/// still wrong in a later round contributes again.
-fn build_mapd(recipe: &Recipe, kind: TaskKind, items: &[Example], stored: &Stored) -> TrainingSet {
-    use mentor_core::review::accepted;
-    use rand::seq::IndexedRandom;
-    use rand::SeedableRng;
-    let mistakes = crate::annotate::mistakes(items, &stored.mined);
-    // (round, item, teacher)
-    let key = |a: &Annotation| (a.round, a.example_id.clone(), a.source.clone());
-    let mut feedback: HashMap<(u32, String), Vec<&Annotation>> = HashMap::new();
-    for a in stored.feedback.iter().filter(|a| a.parse_ok) {
-        feedback
-            .entry((a.round, a.example_id.clone()))
-            .or_default()
-            .push(a);
-    }
-    let rationales: HashMap<(u32, String, String), &Annotation> = stored
-        .cots
-        .iter()
-        .filter(|a| a.sample_index == 0)
-        .map(|a| (key(a), a))
-        .collect();
-    // Scores per (round, item, author).
-    let mut scores: HashMap<(u32, String, String), Vec<Option<f64>>> = HashMap::new();
-    let mut rv = ReviewStats {
-        mistakes: mistakes.len(),
-        ..Default::default()
-    };
-    let ids: std::collections::HashSet<(u32, &str)> = mistakes
-        .iter()
-        .map(|m| (m.round, m.example.id.as_str()))
-        .collect();
-    let of_a_mistake = |a: &&Annotation| ids.contains(&(a.round, a.example_id.as_str()));
-    for a in stored.reviews.iter().filter(of_a_mistake) {
-        let Some(author) = a.parsed.as_ref().and_then(|p| p["author"].as_str()) else {
-            continue;
-        };
-        let score = a
-            .parsed
-            .as_ref()
-            .and_then(|p| p["score"].as_f64())
-            .filter(|_| a.parse_ok);
-        rv.reviews += 1;
-        match score {
-            Some(s) => *rv.score_histogram.entry(format!("{s}")).or_default() += 1,
-            None => rv.reviews_invalid += 1,
-        }
-        scores
-            .entry((a.round, a.example_id.clone(), author.to_string()))
-            .or_default()
-            .push(score);
-    }
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(recipe.seed);
-    let (mut pairs, mut agree, mut judged_twice) = (vec![], 0usize, 0usize);
-    let mut calls = 0usize;
-    for m in &mistakes {
-        let ex = &m.example;
-        let mut accepted_here: Vec<&Annotation> = vec![];
-        let mut authors: Vec<&String> = rationales
-            .keys()
-            .filter(|(round, id, _)| *round == m.round && id == &ex.id)
-            .map(|(_, _, t)| t)
-            .collect();
-        authors.sort();
-        for author in authors {
-            let k = (m.round, ex.id.clone(), author.clone());
-            let r = rationales[&k];
-            calls += 1;
-            let sc = scores.get(&k).cloned().unwrap_or_default();
-            calls += sc.len();
-            let valid: Vec<f64> = sc.iter().flatten().copied().collect();
-            if valid.len() >= 2 {
-                judged_twice += 1;
-                let above = valid
-                    .iter()
-                    .filter(|&&v| v > recipe.review_threshold)
-                    .count();
-                agree += (above == 0 || above == valid.len()) as usize;
-            }
-            let correct = r.parsed.as_ref().and_then(|p| p["correct"].as_bool()) == Some(true);
-            // without review every rationale is kept; `filter_correct` keeps those reaching gold
-            let ok = (!recipe.review || accepted(&sc, recipe.review_threshold))
-                && (!recipe.filter_correct || correct);
-            let t = rv.per_teacher.entry(author.clone()).or_default();
-            t.rationales += 1;
-            if ok {
-                t.accepted += 1;
-                t.accepted_correct += correct as usize;
-                accepted_here.push(r);
-            } else {
-                t.rejected_correct += correct as usize;
-            }
-        }
-        rv.mistakes_with_accepted += !accepted_here.is_empty() as usize;
-        let mut fbs = feedback
-            .get(&(m.round, ex.id.clone()))
-            .cloned()
-            .unwrap_or_default();
-        calls += fbs.len();
-        for f in &fbs {
-            rv.per_teacher.entry(f.source.clone()).or_default().feedback += 1;
-        }
-        let fb_pair = |f: &Annotation| TrainPair {
-            example_id: ex.id.clone(),
-            task: StudentTask::Feedback,
-            prompt: student_prompt(StudentTask::Feedback, kind, ex, &m.output),
-            target: f.text.trim().to_string(),
-            weight: recipe.alpha,
-            stage: 0,
-        };
-        // The release drops a mistake none of whose rationales was accepted, feedback and all.
-        if !recipe.feedback || (accepted_here.is_empty() && !recipe.keep_unaccepted_feedback) {
-            fbs.clear();
-        }
-        let rationale_weight = if recipe.feedback {
-            1.0 - recipe.alpha
-        } else {
-            1.0
-        };
-        let rat_pair = |r: &Annotation| TrainPair {
-            example_id: ex.id.clone(),
-            task: StudentTask::Cot,
-            prompt: student_prompt(StudentTask::Cot, kind, ex, ""),
-            target: truncate_at_follow_on(&r.text, FOLLOW_ON_MARKERS)
-                .trim()
-                .to_string(),
-            weight: rationale_weight,
-            stage: 0,
-        };
-        match recipe.pairs_per_mistake {
-            crate::recipe::PairsPerMistake::All => {
-                pairs.extend(fbs.iter().map(|f| fb_pair(f)));
-                pairs.extend(accepted_here.iter().map(|r| rat_pair(r)));
-            }
-            crate::recipe::PairsPerMistake::One => {
-                if let Some(f) = fbs.choose(&mut rng) {
-                    pairs.push(fb_pair(f));
-                }
-                if let Some(r) = accepted_here.choose(&mut rng) {
-                    pairs.push(rat_pair(r));
-                }
-            }
-        }
-    }
-    for t in rv.per_teacher.values_mut() {
-        t.acceptance_rate = if t.rationales > 0 {
-            t.accepted as f64 / t.rationales as f64
-        } else {
-            0.0
-        };
-    }
-    rv.reviewer_agreement = (judged_twice > 0).then(|| agree as f64 / judged_twice as f64);
-    rv.teacher_calls_per_mistake = if mistakes.is_empty() {
-        0.0
-    } else {
-        calls as f64 / mistakes.len() as f64
-    };
-    let mut st = TrainSetStats {
-        items: items.len(),
-        cots: stored.cots.iter().filter(of_a_mistake).count(),
-        review: Some(rv),
-        ..Default::default()
-    };
-    count_pairs(&mut st, &pairs);
-    TrainingSet { pairs, stats: st }
-}
-
 /// "The answer is …" / "So the answer is …" as the teacher wrote it, or None.
-fn teacher_answer_sentence(cot: &str) -> Option<String> {
+pub fn teacher_answer_sentence(cot: &str) -> Option<String> {
     let span = split_rationale(cot).answer_span?.trim();
     if span.is_empty() {
         return None;
@@ -666,6 +347,8 @@ fn teacher_answer_sentence(cot: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::recipe::{CotTargets, LabelSource, RecipeName, SelfEvalTargets};
+    use crate::recipes::training_set as build;
 
     fn ex(id: &str, q: &str, a: &str) -> Example {
         Example {

@@ -194,8 +194,12 @@ fn train_round(r: &Run, round: u32, base: &str) -> Result<Trained> {
         v.retain(|a| a.round <= round);
     }
     let name = r.cfg.recipe.name.as_str();
-    let set =
-        mentor_methods::trainset::build(&r.cfg.recipe, r.ds.task, r.ds.split(Split::Train), &st);
+    let set = mentor_methods::recipes::training_set(
+        &r.cfg.recipe,
+        r.ds.task,
+        r.ds.split(Split::Train),
+        &st,
+    );
     tracing::info!(
         "{name} round {round}: training on {} pairs from {base}",
         set.pairs.len()

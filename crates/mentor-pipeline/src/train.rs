@@ -12,7 +12,7 @@ use mentor_methods::recipe::{
     RecipeName, COT_STAGE, FEEDBACK_STAGE, MINE_STAGE, REVIEW_STAGE, REVISE_STAGE, SELF_EVAL_STAGE,
 };
 use mentor_methods::student::{train_stages, StageReport};
-use mentor_methods::trainset::{self, Stored, StudentTask, TrainingSet};
+use mentor_methods::trainset::{Stored, StudentTask, TrainingSet};
 use mentor_model::{Llama, TextTokenizer};
 use mentor_train::{EvalLog, Hooks, StepLog};
 use serde_json::json;
@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 /// The recipe's training set over `items`, from the teachers' annotations in the run store.
 pub fn training_set(r: &Run, items: &[Example]) -> Result<TrainingSet> {
-    Ok(trainset::build(
+    Ok(mentor_methods::recipes::training_set(
         &r.cfg.recipe,
         r.ds.task,
         items,
@@ -195,7 +195,7 @@ pub fn train_set(
             label_source: mentor_methods::recipe::LabelSource::Gold,
             ..r.cfg.recipe.clone()
         };
-        trainset::build(
+        mentor_methods::recipes::training_set(
             &label_only,
             r.ds.task,
             r.ds.split(Split::Valid),

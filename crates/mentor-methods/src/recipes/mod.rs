@@ -1,0 +1,91 @@
+//! The recipes, one file each: what a recipe asks its teachers ([`Method::teacher_stages`]),
+//! which chains of thought it uses ([`Method::cots_per_item`], [`Method::extra_cots`]), what
+//! pairs it trains on ([`Method::pairs`], or the whole [`Method::training_set`]) and so which
+//! student tasks it trains ([`Method::trained_tasks`], from which its default inference mode
+//! follows). Everything they call is a shared stage (`annotate`, `trainset`, `student`,
+//! `evaluate`); no stage imports a recipe. A recipe's rounds, if any (ELAD, MAPD's mining
+//! rounds), are driven by `mentor-pipeline`'s round loop.
+//!
+//! A new recipe is a new file here with a `Method`, a variant of
+//! [`crate::recipe::RecipeName`], and one line in [`method`]; `standard.rs` is the smallest.
+
+pub mod elad;
+pub mod mapd;
+pub mod minds_mirror;
+pub mod standard;
+pub mod step_by_step;
+
+use crate::recipe::{Recipe, RecipeName, TeacherStage};
+use crate::trainset::{
+    count_pairs, select_cots, Selection, Stored, StudentTask, TrainPair, TrainSetStats, TrainingSet,
+};
+use mentor_core::{Example, TaskKind};
+use mentor_store::Annotation;
+
+/// A recipe.
+pub trait Method: Sync {
+    /// The teacher stages it runs, in order.
+    fn teacher_stages(&self, recipe: &Recipe) -> Vec<TeacherStage>;
+
+    /// The student tasks its training set can hold.
+    fn trained_tasks(&self, recipe: &Recipe) -> Vec<StudentTask>;
+
+    /// How many of each teacher's stored chains of thought an item it uses (the first ones).
+    fn cots_per_item(&self, _recipe: &Recipe) -> u32 {
+        1
+    }
+
+    /// Texts it counts as chains of thought besides the teachers' (ELAD's revisions).
+    fn extra_cots(&self, _stored: &Stored) -> Vec<Annotation> {
+        vec![]
+    }
+
+    /// The training pairs from the selected chains of thought (and anything else stored);
+    /// `st` takes the recipe's own counts.
+    fn pairs(&self, recipe: &Recipe, sel: &Selection, st: &mut TrainSetStats) -> Vec<TrainPair>;
+
+    /// The training set: by default the shared chain-of-thought selection, then [`Method::pairs`].
+    fn training_set(
+        &self,
+        recipe: &Recipe,
+        kind: TaskKind,
+        items: &[Example],
+        stored: &Stored,
+    ) -> TrainingSet {
+        let k = self.cots_per_item(recipe);
+        let mut cots: Vec<Annotation> = stored
+            .cots
+            .iter()
+            .filter(|a| a.sample_index < k)
+            .cloned()
+            .collect();
+        cots.extend(self.extra_cots(stored));
+        let needs_cot = !self.teacher_stages(recipe).is_empty();
+        let (sel, mut st) = select_cots(recipe, kind, items, stored, cots, needs_cot);
+        let pairs = self.pairs(recipe, &sel, &mut st);
+        count_pairs(&mut st, &pairs);
+        TrainingSet { pairs, stats: st }
+    }
+}
+
+/// Builds the training set of `recipe` over `items` from what the run store holds: the recipe's
+/// own file says what it keeps and trains on.
+pub fn training_set(
+    recipe: &Recipe,
+    kind: TaskKind,
+    items: &[Example],
+    stored: &Stored,
+) -> TrainingSet {
+    method(recipe.name).training_set(recipe, kind, items, stored)
+}
+
+/// The recipe a `[recipe] name` names.
+pub fn method(name: RecipeName) -> &'static dyn Method {
+    match name {
+        RecipeName::Standard => &standard::Standard,
+        RecipeName::StepByStep => &step_by_step::StepByStep,
+        RecipeName::MindsMirror => &minds_mirror::MindsMirror,
+        RecipeName::Mapd => &mapd::Mapd,
+        RecipeName::Elad => &elad::Elad,
+    }
+}
