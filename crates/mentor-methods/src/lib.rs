@@ -19,3 +19,6 @@ pub mod recipe;
 pub mod recipes;
 pub mod student;
 pub mod trainset;
+
+#[cfg(test)]
+mod properties;
