@@ -77,6 +77,7 @@ pub fn write_report_with(run_dir: &Path, compare: &[PathBuf]) -> Result<PathBuf>
             completion_tokens: l.completion_tokens,
             cost_usd: l.cost_usd,
             mean_latency_ms: l.mean_latency_ms,
+            calls_truncated: l.calls_truncated,
         })
         .collect();
     let mut charts = vec![];

@@ -48,6 +48,8 @@ pub struct TeacherRow {
     pub completion_tokens: u64,
     pub cost_usd: f64,
     pub mean_latency_ms: f64,
+    /// Successful replies cut at the token limit.
+    pub calls_truncated: u64,
 }
 
 /// Everything a report shows.
@@ -392,6 +394,7 @@ not json
             "accuracy_after": {"n": 30, "correct": 9, "accuracy": 0.3, "ci95": [0.1667, 0.4788]},
             "eval_mode": "label",
             "review": {"accepted": 12},
+            "warnings": ["teacher `qwen`, stage cots: 3 of 40 replies were cut at the token limit (256 tokens)"],
         });
         let html = render_html(&ReportInput {
             summary,
@@ -404,6 +407,7 @@ not json
                 completion_tokens: 2000,
                 cost_usd: 0.0,
                 mean_latency_ms: 900.0,
+                calls_truncated: 3,
             }],
             charts: training_charts("stage 0", LOG),
             examples: vec![SideBySide {
@@ -427,6 +431,8 @@ not json
             "7000",
             "&lt;b&gt;fish&lt;&#x2f;b&gt;",
             "In water &amp; so on.",
+            "cut at the token limit",
+            "3 of 40 replies were cut",
             "<svg",
         ] {
             assert!(html.contains(want), "missing {want:?}");
