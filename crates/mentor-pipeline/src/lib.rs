@@ -8,6 +8,7 @@
 //! (`examples/` at the repository root).
 
 pub mod annotate;
+pub mod compare;
 pub mod config;
 pub mod distill;
 pub mod elad;

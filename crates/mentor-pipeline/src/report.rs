@@ -123,12 +123,28 @@ pub fn write_report_with(run_dir: &Path, compare: &[PathBuf]) -> Result<PathBuf>
             examples.push(e);
         }
     }
+    // other runs scored on the same questions: the paired comparison (runs in rounds without
+    // comparable predictions only get their curves)
+    let comparison = if compare.is_empty() {
+        None
+    } else {
+        let mut runs = vec![run_dir.to_path_buf()];
+        runs.extend(compare.iter().cloned());
+        match crate::compare::compare_runs(&runs, None, None, 10_000, 0) {
+            Ok(c) => Some(c.render(false)),
+            Err(e) => {
+                tracing::warn!("report: no paired comparison with {compare:?}: {e:#}");
+                None
+            }
+        }
+    };
     let html = mentor_report::render_html(&ReportInput {
         summary,
         config,
         teachers,
         charts,
         examples,
+        comparison,
     })?;
     let path = run_dir.join("report.html");
     mentor_model::load::write_atomic(&path, html.as_bytes())

@@ -62,6 +62,8 @@ pub struct ReportInput {
     pub teachers: Vec<TeacherRow>,
     pub charts: Vec<Chart>,
     pub examples: Vec<SideBySide>,
+    /// The paired comparison with other runs, as a plain table ([`compare::Comparison::render`]).
+    pub comparison: Option<String>,
 }
 
 const PALETTE: [RGBColor; 5] = [
@@ -274,6 +276,8 @@ fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, String)>) {
 
 /// Summary keys the report lays out itself; the others go to the "more figures" section.
 const LAID_OUT: &[&str] = &[
+    "config",
+    "warnings",
     "run_dir",
     "recipe",
     "dataset",
@@ -330,6 +334,7 @@ pub fn render_html(input: &ReportInput) -> Result<String, minijinja::Error> {
             teachers => input.teachers,
             charts => charts,
             examples => input.examples,
+            comparison => input.comparison,
             config => config,
         })
 }

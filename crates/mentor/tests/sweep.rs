@@ -172,6 +172,23 @@ fn compare_refuses_runs_scored_on_different_questions_and_pairs_the_rest() {
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["variants"][0]["variant"], "0.0001", "{j}");
 
+    // the report of one run shows the paired comparison with the others given
+    let out = Command::new(env!("CARGO_BIN_EXE_mentor"))
+        .args(["report", "slow-s0", "--compare", "fast-s0", "--json"])
+        .current_dir(&grid)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = std::fs::read_to_string(grid.join("slow-s0/report.html")).unwrap();
+    assert!(
+        html.contains("Compared with other runs") && html.contains("fast − slow"),
+        "{html}"
+    );
+
     // a run scored on fewer questions is refused, naming both runs
     let preds = grid.join("fast-s1/eval");
     let file = std::fs::read_dir(&preds)

@@ -59,7 +59,7 @@ pub struct Args {
 }
 
 /// What a grid cell's directory says about it (DIR/<cell>/cell.json).
-pub const CELL_FILE: &str = "cell.json";
+pub use mentor_pipeline::compare::CELL_FILE;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -426,7 +426,7 @@ fn write_results(grid: &Grid, resamples: usize) -> Result<Option<(String, serde_
         .baseline
         .as_deref()
         .filter(|b| grid.cells.iter().any(|c| c.done() && c.variant == *b));
-    let c = super::compare::compare_runs(&done, None, baseline, resamples, 0)?;
+    let c = mentor_pipeline::compare::compare_runs(&done, None, baseline, resamples, 0)?;
     let mut commits: Vec<String> = grid
         .cells
         .iter()

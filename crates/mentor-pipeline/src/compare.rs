@@ -1,0 +1,146 @@
+//! Loading finished runs for a paired comparison (`mentor compare`, `mentor sweep`'s table, the
+//! report's comparison): each run's summary and per-question test predictions, checked to be on
+//! one dataset and in one inference mode, handed to `mentor_report::compare`.
+
+use anyhow::{bail, Context, Result};
+use mentor_report::compare::{compare, Comparison, RunScores};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// The file a `mentor sweep` cell keeps its variant and seed in.
+pub const CELL_FILE: &str = "cell.json";
+
+/// What one finished run says about itself, for comparing.
+struct Scored {
+    scores: RunScores,
+    dataset: String,
+    mode: String,
+}
+
+/// Loads and compares `runs` (run directories).
+pub fn compare_runs(
+    runs: &[PathBuf],
+    group_by: Option<&str>,
+    baseline: Option<&str>,
+    resamples: usize,
+    bootstrap_seed: u64,
+) -> Result<Comparison> {
+    if runs.len() < 2 {
+        bail!("give at least two runs to compare");
+    }
+    let scored: Vec<Scored> = runs
+        .iter()
+        .map(|r| load_run(r, group_by))
+        .collect::<Result<_>>()?;
+    let first = &scored[0];
+    for s in &scored[1..] {
+        if s.dataset != first.dataset {
+            bail!(
+                "run {} was scored on dataset `{}`, {} on `{}`: compare runs of one dataset",
+                s.scores.name,
+                s.dataset,
+                first.scores.name,
+                first.dataset
+            );
+        }
+        if s.mode != first.mode {
+            bail!(
+                "run {} was scored in inference mode `{}`, {} in `{}`: compare runs scored in one mode",
+                s.scores.name,
+                s.mode,
+                first.scores.name,
+                first.mode
+            );
+        }
+    }
+    let scores: Vec<RunScores> = scored.into_iter().map(|s| s.scores).collect();
+    Ok(compare(&scores, baseline, resamples, bootstrap_seed)?)
+}
+
+fn read_json(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "cannot read {}: is it a run that `mentor distill` finished?",
+            path.display()
+        )
+    })?;
+    serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", path.display()))
+}
+
+/// The value at a dotted key of a JSON object, as text.
+fn dotted(v: &Value, key: &str) -> Option<String> {
+    let mut cur = v;
+    for part in key.split('.') {
+        cur = cur.get(part)?;
+    }
+    Some(match cur {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    })
+}
+
+fn load_run(dir: &Path, group_by: Option<&str>) -> Result<Scored> {
+    let summary = read_json(&dir.join("summary.json"))?;
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| dir.display().to_string());
+    let config = summary.get("config").cloned().unwrap_or(Value::Null);
+    let variant = match group_by {
+        Some(key) => dotted(&config, key).with_context(|| {
+            format!(
+                "{}: its config has no key `{key}` to group by (runs from before configs were kept in summary.json cannot be grouped by key)",
+                dir.display()
+            )
+        })?,
+        None => read_json(&dir.join(CELL_FILE))
+            .ok()
+            .and_then(|c| c["variant"].as_str().map(String::from))
+            .unwrap_or_else(|| name.clone()),
+    };
+    let seed = summary["seed"]
+        .as_u64()
+        .or_else(|| config["train"]["seed"].as_u64());
+    let preds = summary["predictions"]
+        .as_str()
+        .map(PathBuf::from)
+        .with_context(|| format!("{}/summary.json names no predictions file", dir.display()))?;
+    // the summary's path is as the run saw it (maybe relative to another directory)
+    let preds = if preds.exists() {
+        preds
+    } else {
+        dir.join("eval").join(preds.file_name().unwrap_or_default())
+    };
+    let text = std::fs::read_to_string(&preds)
+        .with_context(|| format!("cannot read the predictions {}", preds.display()))?;
+    let (mut ids, mut correct) = (vec![], vec![]);
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let v: Value = serde_json::from_str(line)
+            .with_context(|| format!("{}:{}: not valid JSON", preds.display(), i + 1))?;
+        let (Some(id), Some(ok)) = (v["id"].as_str(), v["correct"].as_bool()) else {
+            bail!("{}:{}: no `id` or `correct`", preds.display(), i + 1);
+        };
+        ids.push(id.to_string());
+        correct.push(ok);
+    }
+    let valid_accuracy = summary["training"]
+        .as_array()
+        .and_then(|t| t.last())
+        .and_then(|s| s["best_valid_metric"].as_f64());
+    Ok(Scored {
+        scores: RunScores {
+            name,
+            variant,
+            seed,
+            ids,
+            correct,
+            valid_accuracy,
+        },
+        dataset: summary["dataset"].as_str().unwrap_or("?").to_string(),
+        mode: summary["eval_mode"].as_str().unwrap_or("?").to_string(),
+    })
+}
