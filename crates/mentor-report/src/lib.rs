@@ -422,6 +422,7 @@ not json
                 teacher: "In water & so on.".into(),
                 student: "In the sea.".into(),
             }],
+            comparison: None,
         })
         .unwrap();
         for want in [
