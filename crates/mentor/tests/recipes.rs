@@ -686,6 +686,12 @@ async fn elad_rounds_send_the_most_uncertain_items_within_budget_and_resume() {
     // the test is scored once, with the round validation preferred (ties: the earliest)
     let best = j["rounds"]["best_round"].as_u64().unwrap() as usize;
     assert_eq!(j["student"], points[best]["model"]);
+    let acc: Vec<f64> = points
+        .iter()
+        .map(|p| p["valid_accuracy"].as_f64().unwrap())
+        .collect();
+    let top = acc.iter().cloned().fold(f64::MIN, f64::max);
+    assert_eq!(best, acc.iter().position(|&a| a == top).unwrap(), "{acc:?}");
     // Each round sent exactly its budget, and the items the scorer ranked highest.
     let store = mentor_store::Store::open_run_dir(d.path().join("runs/exp")).unwrap();
     let mut seen = std::collections::HashSet::new();
@@ -714,6 +720,9 @@ async fn elad_rounds_send_the_most_uncertain_items_within_budget_and_resume() {
                 let v = r[part].as_f64().unwrap();
                 assert!((0.0..=1.0).contains(&v), "{part} {v}");
             }
+            // ELAD ranks by the mean of instability and answer entropy
+            let want = 0.5 * (r["instability"].as_f64().unwrap() + r["entropy"].as_f64().unwrap());
+            assert!((s.score.unwrap() - want).abs() < 1e-12, "{r}");
         }
         for s in chosen {
             assert!(seen.insert(s.example_id.clone()), "an item revised twice");
