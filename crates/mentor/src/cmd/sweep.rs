@@ -313,8 +313,8 @@ pub fn run(a: Args) -> Result<Summary> {
         todo.len(),
         bin.display()
     );
-    let bar = crate::progress::items_bar(total as u64, "sweep");
-    bar.set_position((total - todo.len()) as u64);
+    // the bar counts this invocation's cells, so its rate and ETA are this machine's
+    let bar = crate::progress::items_bar(todo.len() as u64, "sweep (cells left)");
     let mut failed = vec![];
     for cell in todo {
         std::fs::create_dir_all(&cell.dir)?;
