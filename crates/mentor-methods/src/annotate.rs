@@ -150,20 +150,7 @@ pub fn cot_jobs(
 /// Self-evaluations of a chain of thought: `sample = cot_index × SELF_EVAL_STRIDE + m`.
 pub const SELF_EVAL_STRIDE: u32 = 1000;
 
-/// A chain of thought to be judged: its item, its index among the item's distinct CoTs, its
-/// text, and whether its parsed answer matches gold (kept for the agreement statistic).
-#[derive(Debug, Clone)]
-pub struct JudgedCot {
-    pub example: Example,
-    pub cot_index: u32,
-    pub text: String,
-    pub correct: bool,
-    /// An answer could be read from it (false: no answer sentence, often a reply cut at the
-    /// token limit).
-    pub parsed: bool,
-    /// The reply was cut at the teacher's token limit.
-    pub truncated: bool,
-}
+pub use crate::trainset::JudgedCot;
 
 /// `per_cot` self-evaluations of each chain of thought (Mind's Mirror's M).
 pub fn self_eval_jobs(

@@ -2,7 +2,6 @@
 //! and "build training set" stages. Pairs are text (prompt, target, task, weight); tokenising
 //! them for a student is [`crate::student`]'s job.
 
-use crate::annotate::JudgedCot;
 use crate::recipe::Recipe;
 use mentor_core::prompt::question_block;
 use mentor_core::text::{split_rationale, truncate_at_follow_on, FOLLOW_ON_MARKERS};
@@ -185,6 +184,21 @@ pub fn recipe_cots(recipe: &Recipe, cots: &[Annotation]) -> Vec<Annotation> {
         .filter(|a| a.sample_index < k)
         .cloned()
         .collect()
+}
+
+/// A chain of thought to be judged: its item, its index among the item's distinct CoTs, its
+/// text, and whether its parsed answer matches gold (kept for the agreement statistic).
+#[derive(Debug, Clone)]
+pub struct JudgedCot {
+    pub example: Example,
+    pub cot_index: u32,
+    pub text: String,
+    pub correct: bool,
+    /// An answer could be read from it (false: no answer sentence, often a reply cut at the
+    /// token limit).
+    pub parsed: bool,
+    /// The reply was cut at the teacher's token limit.
+    pub truncated: bool,
 }
 
 /// One item's distinct chains of thought, in (teacher, sample) order, with their parsed
