@@ -211,3 +211,73 @@ fn compare_refuses_runs_scored_on_different_questions_and_pairs_the_rest() {
         "{err}"
     );
 }
+
+/// The seeds of a variant share one teacher run: a step-by-step grid over two seeds sends the
+/// teacher each train question once, and both seeds train on the same rationales.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeds_share_one_teacher_run() {
+    use mentor_teacher::loopback::{LoopbackConfig, LoopbackServer};
+    let server = LoopbackServer::start(LoopbackConfig {
+        answer: std::sync::Arc::new(|p: &str| {
+            let n: Vec<i64> = p
+                .split(|c: char| !c.is_ascii_digit())
+                .filter_map(|s| s.parse().ok())
+                .take(2)
+                .collect();
+            format!(
+                "{} plus {} is {}. The answer is {}.",
+                n[0],
+                n[1],
+                n[0] + n[1],
+                n[0] + n[1]
+            )
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let d = setup();
+    std::fs::write(
+        d.path().join("base.toml"),
+        BASE.replace(
+            "[recipe]\nname = \"standard\"\n",
+            &format!(
+                "[teachers.t]\nkind = \"openai\"\nbase_url = \"{}\"\nmodel = \"t\"\nmax_in_flight = 2\n\n\
+                 [recipe]\nname = \"step-by-step\"\n",
+                server.base_url
+            ),
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        d.path().join("grid.toml"),
+        "base = \"base.toml\"\nseeds = [0, 1]\ndir = \"grid\"\n[variants.sbs]\n",
+    )
+    .unwrap();
+    let dir = d.path().to_path_buf();
+    let j = tokio::task::spawn_blocking(move || run_to_end(&dir))
+        .await
+        .unwrap();
+    assert_eq!(j["done"].as_u64(), Some(2), "{j}");
+    // 40 questions, 32 train: one request each, whatever the number of seeds
+    assert_eq!(
+        server
+            .stats
+            .requests
+            .load(std::sync::atomic::Ordering::SeqCst),
+        32
+    );
+    let summary = |cell: &str| -> serde_json::Value {
+        serde_json::from_str(
+            &std::fs::read_to_string(d.path().join("grid").join(cell).join("summary.json"))
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let (s0, s1) = (summary("sbs-s0"), summary("sbs-s1"));
+    assert_eq!(s0["training_set"], s1["training_set"]);
+    assert_eq!(
+        (s0["seed"].as_u64(), s1["seed"].as_u64()),
+        (Some(0), Some(1))
+    );
+}

@@ -318,6 +318,7 @@ pub fn run(a: Args) -> Result<Summary> {
     let mut failed = vec![];
     for cell in todo {
         std::fs::create_dir_all(&cell.dir)?;
+        share_teacher_run(&grid, cell)?;
         let config = cell.dir.join("config.toml");
         write_atomic(&config, &cell.config)?;
         let mut rec = cell.record();
@@ -408,6 +409,52 @@ pub fn run(a: Args) -> Result<Summary> {
             "results": results.map(|(_, j)| j),
         }),
     })
+}
+
+/// The seeds of a variant share one teacher run: a cell starting fresh gets a copy of the run
+/// store of a finished seed of its variant, so every teacher request it makes (the same ones:
+/// the teacher's seed does not follow the training seed) is answered from that store's ledger —
+/// nothing is paid twice, and the teacher's samples are the same for every seed.
+fn share_teacher_run(grid: &Grid, cell: &Cell) -> Result<()> {
+    let store = cell.dir.join(mentor_store::STORE_FILE);
+    if store.exists() {
+        return Ok(());
+    }
+    // a recipe in rounds keeps its finished rounds (and their students) in the store: each
+    // seed runs its own
+    let cfg = crate::config::Config::parse(&cell.config, Path::new("grid cell"))?;
+    let rounds = match cfg.recipe.name {
+        mentor_methods::recipe::RecipeName::Elad => true,
+        mentor_methods::recipe::RecipeName::Mapd => cfg.recipe.mining_rounds > 1,
+        _ => false,
+    };
+    if rounds {
+        return Ok(());
+    }
+    let Some(done) = grid
+        .cells
+        .iter()
+        .find(|c| c.variant == cell.variant && c.seed != cell.seed && c.done())
+    else {
+        return Ok(());
+    };
+    // the finished cell's process has exited: its store and write-ahead log are at rest
+    for ext in ["", "-wal"] {
+        let from = done.dir.join(format!("{}{ext}", mentor_store::STORE_FILE));
+        if from.exists() {
+            let to = cell.dir.join(format!("{}{ext}", mentor_store::STORE_FILE));
+            std::fs::copy(&from, &to)
+                .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
+        }
+    }
+    tracing::info!(
+        "sweep: {}-s{} starts from the teacher run of {}-s{}",
+        cell.variant,
+        cell.seed,
+        done.variant,
+        done.seed
+    );
+    Ok(())
 }
 
 /// The finished cells' comparison, written to DIR/results.md and DIR/results.json; None when
