@@ -210,14 +210,56 @@ fn step_by_step_trains_label_and_rationale_from_the_recorded_teacher() {
     ] {
         assert!(hf.join(f).is_file(), "{f}");
     }
-    // and as GGUF, which reads back as the same model (llama.cpp's check: scripts/check-export.sh)
-    let gguf = export("gguf").join("exp.gguf");
+    // and as GGUF, which reads back as the same model (llama.cpp's check: scripts/check-export.sh);
+    // in f32, so the logits must match exactly (the default f16 rounds: mentor-model's tests)
+    mentor_json(
+        d.path(),
+        &[
+            "export",
+            "runs/exp",
+            "--format",
+            "gguf",
+            "--gguf-type",
+            "f32",
+        ],
+        &[("MENTOR_SHARED_DATA", &shared)],
+    );
+    let gguf = d.path().join("runs/exp/export/gguf/exp.gguf");
     let dev = candle_core::Device::Cpu;
-    let from_gguf = mentor_model::load::read_weights(&gguf, &dev).unwrap();
+    let mut from_gguf = mentor_model::load::read_weights(&gguf, &dev).unwrap();
     let from_hf = mentor_model::load::read_weights(&hf, &dev).unwrap();
     assert_eq!(from_gguf.config.hidden_size, from_hf.config.hidden_size);
     assert_eq!(from_gguf.config.vocab_size, from_hf.config.vocab_size);
     assert_eq!(from_gguf.tensors.len(), from_hf.tensors.len());
+    // the same logits on the same tokens (GGUF keeps ε as f32, so the HF model's ε is used for
+    // both, as the library's round-trip test does)
+    let eps = from_hf.config.rms_norm_eps;
+    assert!((from_gguf.config.rms_norm_eps - eps).abs() < 1e-9);
+    from_gguf.config.rms_norm_eps = eps;
+    use mentor_model::load::{Student, Tuning};
+    let ids = candle_core::Tensor::new(&[[1u32, 40, 41, 42, 50, 60, 70]], &dev).unwrap();
+    let logits = |w| {
+        Student::new(w, Tuning::Frozen, &dev, 0)
+            .unwrap()
+            .model
+            .forward(&ids)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
+    let (a, b) = (logits(from_gguf), logits(from_hf));
+    assert_eq!(a.len(), b.len());
+    let diff = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        diff < 1e-4,
+        "GGUF and HF exports differ by {diff} in logits"
+    );
 }
 
 /// Numeric questions "What is a plus b?"; the teacher's first CoT of an item is right, its
