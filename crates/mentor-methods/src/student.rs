@@ -198,4 +198,120 @@ mod tests {
         };
         assert_eq!(stage_config(&fixed, &sbs).max_steps, Some(7));
     }
+
+    /// A two-stage run (Mind's Mirror: judging, then reasoning) stopped inside stage 1 resumes
+    /// there — stage 0 is not trained again — and ends where an uninterrupted run ends.
+    #[test]
+    fn a_two_stage_run_stopped_in_stage_1_resumes_there() {
+        use mentor_model::LlamaConfig;
+        use mentor_train::{Hooks, Quiet, StepLog};
+        let tok = TextTokenizer::byte_level();
+        let cfg = TrainConfig {
+            lr: 1e-3,
+            max_steps: Some(6),
+            batch_size: 2,
+            max_len: 128,
+            save_every: 1,
+            ..TrainConfig::default()
+        };
+        let pairs: Vec<TrainPair> = (0..8)
+            .map(|i| TrainPair {
+                example_id: format!("q{i}"),
+                task: if i % 2 == 0 {
+                    StudentTask::SelfEval
+                } else {
+                    StudentTask::Cot
+                },
+                prompt: format!("solve: {i} + 1?"),
+                target: format!("It is {}.", i + 1),
+                weight: 1.0,
+                stage: (i % 2) as u32,
+            })
+            .collect();
+        let student = || {
+            let arch = LlamaConfig {
+                max_position_embeddings: 256,
+                ..LlamaConfig::tiny(tok.vocab_size())
+            };
+            Student::random(&arch, &candle_core::Device::Cpu, 5).unwrap()
+        };
+        let weights = |s: &Student| -> Vec<f32> {
+            s.trainable()
+                .iter()
+                .flat_map(|(_, v)| {
+                    v.as_tensor()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1::<f32>()
+                        .unwrap()
+                })
+                .collect()
+        };
+        let straight_dir = tempfile::tempdir().unwrap();
+        let straight = student();
+        let r = train_stages(
+            &straight,
+            &tok,
+            &pairs,
+            &[],
+            &cfg,
+            straight_dir.path(),
+            &mut |_| Box::new(Quiet),
+        )
+        .unwrap();
+        assert_eq!(r.len(), 2);
+
+        struct StopIn1 {
+            stage: u32,
+            step: u64,
+        }
+        impl Hooks for StopIn1 {
+            fn on_step(&mut self, log: &StepLog, _: u64) {
+                self.step = log.step;
+            }
+            fn should_stop(&mut self) -> bool {
+                self.stage == 1 && self.step >= 3
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let first = student();
+        let r = train_stages(&first, &tok, &pairs, &[], &cfg, dir.path(), &mut |stage| {
+            Box::new(StopIn1 { stage, step: 0 })
+        })
+        .unwrap();
+        assert_eq!(r.len(), 2);
+        assert!(!r[0].report.stopped_early && r[1].report.stopped_early);
+        assert_eq!(r[1].report.steps, 3);
+        // a new process: fresh weights, which the checkpoints must replace
+        let second = Student::random(
+            &LlamaConfig {
+                max_position_embeddings: 256,
+                ..LlamaConfig::tiny(tok.vocab_size())
+            },
+            &candle_core::Device::Cpu,
+            77,
+        )
+        .unwrap();
+        let r = train_stages(&second, &tok, &pairs, &[], &cfg, dir.path(), &mut |_| {
+            Box::new(Quiet)
+        })
+        .unwrap();
+        assert_eq!(
+            r[0].report.resumed_from,
+            Some(6),
+            "stage 0 was finished, not redone"
+        );
+        assert_eq!(
+            r[1].report.resumed_from,
+            Some(3),
+            "stage 1 resumes at its checkpoint"
+        );
+        let (a, b) = (weights(&straight), weights(&second));
+        let diff = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(diff < 1e-6, "resumed two-stage weights differ by {diff}");
+    }
 }
