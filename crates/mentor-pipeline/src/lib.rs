@@ -20,6 +20,7 @@ pub mod progress;
 pub mod report;
 pub mod rounds;
 pub mod run;
+pub mod sweep;
 pub mod teachers;
 pub mod train;
 

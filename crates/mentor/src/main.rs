@@ -8,7 +8,7 @@ mod cmd;
 mod output;
 
 // the pipeline's modules under the names the subcommands use
-use mentor_pipeline::{build_info, config, models, progress, run, teachers};
+use mentor_pipeline::{config, models, progress, run, teachers};
 
 use clap::{Parser, Subcommand};
 use output::Output;

@@ -1,0 +1,684 @@
+//! A grid of runs (variants × seeds) that survives being stopped: each cell is a child
+//! `mentor distill` of a merged config, run seed by seed from a copy of the binary taken at the
+//! grid's start, skipped when finished, resumed otherwise; the seeds of a variant share one
+//! teacher run; the finished cells' paired comparison is rewritten after each. `mentor sweep`
+//! is its command line.
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+/// What a sweep (or its status) says: lines for a person and JSON for a script.
+pub struct Outcome {
+    pub human: String,
+    pub json: serde_json::Value,
+}
+
+/// What a grid cell's directory says about it (DIR/<cell>/cell.json).
+pub use crate::compare::CELL_FILE;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GridFile {
+    base: PathBuf,
+    seeds: Vec<u64>,
+    #[serde(default)]
+    dir: Option<PathBuf>,
+    #[serde(default)]
+    baseline: Option<String>,
+    /// More `mentor distill` arguments for every cell (e.g. ["--no-before"]).
+    #[serde(default)]
+    distill_args: Vec<String>,
+    variants: toml::Table,
+}
+
+/// A loaded grid: its cells in run order.
+pub struct Grid {
+    pub dir: PathBuf,
+    pub baseline: Option<String>,
+    pub distill_args: Vec<String>,
+    pub cells: Vec<Cell>,
+}
+
+pub struct Cell {
+    pub variant: String,
+    pub seed: u64,
+    pub dir: PathBuf,
+    /// The merged config, as TOML.
+    pub config: String,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct CellRecord {
+    variant: String,
+    seed: u64,
+    /// Seconds spent in finished invocations of the cell.
+    seconds: f64,
+    attempts: u32,
+    /// Commits of the binaries that ran it (one unless --new-binary was used mid-cell).
+    commits: Vec<String>,
+    #[serde(default)]
+    last_error: Option<String>,
+    /// Unix seconds when the running invocation started (None when none runs).
+    #[serde(default)]
+    running_since: Option<u64>,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SweepRecord {
+    version: String,
+    commit: String,
+}
+
+/// Merges `over` into `base`: tables key by key, anything else replaced.
+fn merge(base: &mut toml::Value, over: &toml::Value) {
+    match (base, over) {
+        (toml::Value::Table(b), toml::Value::Table(o)) => {
+            for (k, v) in o {
+                match b.get_mut(k) {
+                    Some(bv) => merge(bv, v),
+                    None => {
+                        b.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o.clone(),
+    }
+}
+
+/// Makes the config's file paths absolute against `dir` (the base config's directory), since the
+/// merged config is written elsewhere.
+fn rebase_paths(cfg: &mut toml::Value, dir: &Path) {
+    for (table, key) in [
+        ("data", "path"),
+        ("prompts", "cot"),
+        ("prompts", "self_eval"),
+    ] {
+        if let Some(toml::Value::String(p)) = cfg.get_mut(table).and_then(|t| t.get_mut(key)) {
+            if Path::new(p.as_str()).is_relative() {
+                *p = dir.join(&*p).display().to_string();
+            }
+        }
+    }
+}
+
+pub fn load_grid(path: &Path) -> Result<Grid> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read grid {}", path.display()))?;
+    let g: GridFile = toml::from_str(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let here = path.parent().unwrap_or(Path::new("."));
+    let base_path = here.join(&g.base);
+    let base_text = std::fs::read_to_string(&base_path).with_context(|| {
+        format!(
+            "{}: key `base`: cannot read {}",
+            path.display(),
+            base_path.display()
+        )
+    })?;
+    let mut base: toml::Value =
+        toml::from_str(&base_text).map_err(|e| anyhow!("{}: {e}", base_path.display()))?;
+    let base_dir = match base_path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => std::path::absolute(p)?,
+        _ => std::env::current_dir()?,
+    };
+    rebase_paths(&mut base, &base_dir);
+    if g.seeds.is_empty() {
+        bail!("{}: key `seeds`: give at least one seed", path.display());
+    }
+    if g.variants.is_empty() {
+        bail!("{}: no [variants.NAME] tables", path.display());
+    }
+    if let Some(b) = &g.baseline {
+        if !g.variants.contains_key(b) {
+            bail!("{}: key `baseline`: no variant `{b}`", path.display());
+        }
+    }
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_else(|| "grid".into());
+    let dir = g
+        .dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(&name));
+    let mut configs = vec![];
+    for (variant, over) in &g.variants {
+        if variant.is_empty()
+            || !variant
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        {
+            bail!(
+                "{}: variant `{variant}`: use letters, digits, '-', '_' or '.' (it names directories)",
+                path.display()
+            );
+        }
+        let mut cfg = base.clone();
+        merge(&mut cfg, over);
+        let text = toml::to_string(&cfg)?;
+        // refuse a bad variant now, not hours into the grid
+        crate::config::Config::parse(
+            &text,
+            Path::new(&format!("{}: variant {variant}", path.display())),
+        )?;
+        configs.push((variant.clone(), text));
+    }
+    let mut cells = vec![];
+    for &seed in &g.seeds {
+        for (variant, config) in &configs {
+            cells.push(Cell {
+                variant: variant.clone(),
+                seed,
+                dir: dir.join(format!("{variant}-s{seed}")),
+                config: config.clone(),
+            });
+        }
+    }
+    if let Some(bad) = g
+        .distill_args
+        .iter()
+        .find(|a| ["--run-dir", "--seed"].contains(&a.split('=').next().unwrap_or("")))
+    {
+        bail!(
+            "{}: key `distill_args`: {bad} is the sweep's to set",
+            path.display()
+        );
+    }
+    Ok(Grid {
+        dir,
+        baseline: g.baseline,
+        distill_args: g.distill_args,
+        cells,
+    })
+}
+
+impl Cell {
+    pub fn done(&self) -> bool {
+        self.dir.join("summary.json").is_file()
+    }
+
+    fn record(&self) -> CellRecord {
+        std::fs::read_to_string(self.dir.join(CELL_FILE))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_else(|| CellRecord {
+                variant: self.variant.clone(),
+                seed: self.seed,
+                ..Default::default()
+            })
+    }
+
+    fn save_record(&self, r: &CellRecord) -> Result<()> {
+        write_atomic(&self.dir.join(CELL_FILE), &serde_json::to_string_pretty(r)?)
+    }
+}
+
+fn write_atomic(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// The last non-empty line of a cell's log (its latest progress line).
+fn last_log_line(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join("log")).ok()?;
+    let line = text.lines().rev().find(|l| !l.trim().is_empty())?;
+    let line: String = line.chars().filter(|c| !c.is_control()).collect();
+    Some(line.chars().take(120).collect())
+}
+
+fn human(secs: f64) -> String {
+    let s = secs.round() as u64;
+    if s >= 3600 {
+        format!("{}h {:02}m", s / 3600, (s % 3600) / 60)
+    } else {
+        format!("{}m {:02}s", s / 60, s % 60)
+    }
+}
+
+/// Runs the grid at `path` (see `mentor sweep --help`): the cells not yet finished, one at a
+/// time, from the grid's copy of the binary; then its results table.
+pub fn run(path: &Path, new_binary: bool, resamples: usize) -> Result<Outcome> {
+    let grid = load_grid(path)?;
+    std::fs::create_dir_all(&grid.dir)
+        .with_context(|| format!("cannot create {}", grid.dir.display()))?;
+    // one sweep per grid directory at a time
+    let lock = std::fs::File::create(grid.dir.join(".lock"))?;
+    if lock.try_lock().is_err() {
+        bail!(
+            "another `mentor sweep` is running on {}; wait for it or stop it first",
+            grid.dir.display()
+        );
+    }
+    let bin = binary(&grid.dir, new_binary)?;
+    let total = grid.cells.len();
+    let todo: Vec<&Cell> = grid.cells.iter().filter(|c| !c.done()).collect();
+    tracing::info!(
+        "sweep {}: {total} cells, {} done, {} to run, binary {}",
+        grid.dir.display(),
+        total - todo.len(),
+        todo.len(),
+        bin.display()
+    );
+    // the bar counts this invocation's cells, so its rate and ETA are this machine's
+    let bar = crate::progress::items_bar(todo.len() as u64, "sweep (cells left)");
+    let mut failed = vec![];
+    for cell in todo {
+        std::fs::create_dir_all(&cell.dir)?;
+        share_teacher_run(&grid, cell)?;
+        let config = cell.dir.join("config.toml");
+        write_atomic(&config, &cell.config)?;
+        let mut rec = cell.record();
+        let commit = binary_commit(&bin);
+        if !rec.commits.contains(&commit) {
+            rec.commits.push(commit);
+        }
+        rec.attempts += 1;
+        rec.running_since = Some(unix_now());
+        cell.save_record(&rec)?;
+        bar.set_message(format!("{}-s{}", cell.variant, cell.seed));
+        tracing::info!(
+            "sweep: cell {}-s{} (log: {})",
+            cell.variant,
+            cell.seed,
+            cell.dir.join("log").display()
+        );
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(cell.dir.join("log"))?;
+        let started = Instant::now();
+        let mut cmd = Command::new(&bin);
+        cmd.arg("distill")
+            .arg(&config)
+            .arg("--run-dir")
+            .arg(&cell.dir)
+            .arg("--seed")
+            .arg(cell.seed.to_string())
+            .args(&grid.distill_args)
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        die_with_parent(&mut cmd);
+        let status = cmd
+            .status()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
+        rec.seconds += started.elapsed().as_secs_f64();
+        rec.running_since = None;
+        if status.success() && cell.done() {
+            rec.last_error = None;
+            cell.save_record(&rec)?;
+            bar.inc(1);
+            if let Err(e) = write_results(&grid, resamples) {
+                tracing::warn!("sweep: results table not written: {e:#}");
+            }
+            continue;
+        }
+        let why = match status.code() {
+            Some(c) => format!("exited with status {c}"),
+            None => "was stopped by a signal".into(),
+        };
+        rec.last_error = Some(format!("{why}; see {}", cell.dir.join("log").display()));
+        cell.save_record(&rec)?;
+        if status.code().is_none() {
+            bail!(
+                "cell {}-s{} {why}; run the same command to resume",
+                cell.variant,
+                cell.seed
+            );
+        }
+        tracing::warn!(
+            "sweep: cell {}-s{} {why}; going on with the others",
+            cell.variant,
+            cell.seed
+        );
+        failed.push(format!("{}-s{}", cell.variant, cell.seed));
+    }
+    bar.finish_and_clear();
+    let results = write_results(&grid, resamples)?;
+    if !failed.is_empty() {
+        bail!(
+            "{} cell(s) failed: {} (their logs say why); rerun to retry them",
+            failed.len(),
+            failed.join(", ")
+        );
+    }
+    let done = grid.cells.iter().filter(|c| c.done()).count();
+    Ok(Outcome {
+        human: format!(
+            "sweep {}: {done}/{total} cells done\n{}",
+            grid.dir.display(),
+            results
+                .as_ref()
+                .map_or(String::new(), |(text, _)| text.clone())
+        ),
+        json: json!({
+            "dir": grid.dir, "cells": total, "done": done,
+            "results": results.map(|(_, j)| j),
+        }),
+    })
+}
+
+/// The seeds of a variant share one teacher run: a cell starting fresh gets a copy of the run
+/// store of a finished seed of its variant, so every teacher request it makes (the same ones:
+/// the teacher's seed does not follow the training seed) is answered from that store's ledger —
+/// nothing is paid twice, and the teacher's samples are the same for every seed.
+fn share_teacher_run(grid: &Grid, cell: &Cell) -> Result<()> {
+    let store = cell.dir.join(mentor_store::STORE_FILE);
+    if store.exists() {
+        return Ok(());
+    }
+    // a recipe in rounds keeps its finished rounds (and their students) in the store: each
+    // seed runs its own
+    let cfg = crate::config::Config::parse(&cell.config, Path::new("grid cell"))?;
+    let rounds = match cfg.recipe.name {
+        mentor_methods::recipe::RecipeName::Elad => true,
+        mentor_methods::recipe::RecipeName::Mapd => cfg.recipe.mining_rounds > 1,
+        _ => false,
+    };
+    if rounds {
+        return Ok(());
+    }
+    let Some(done) = grid
+        .cells
+        .iter()
+        .find(|c| c.variant == cell.variant && c.seed != cell.seed && c.done())
+    else {
+        return Ok(());
+    };
+    // the finished cell's process has exited: its store and write-ahead log are at rest
+    for ext in ["", "-wal"] {
+        let from = done.dir.join(format!("{}{ext}", mentor_store::STORE_FILE));
+        if from.exists() {
+            let to = cell.dir.join(format!("{}{ext}", mentor_store::STORE_FILE));
+            std::fs::copy(&from, &to)
+                .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
+        }
+    }
+    tracing::info!(
+        "sweep: {}-s{} starts from the teacher run of {}-s{}",
+        cell.variant,
+        cell.seed,
+        done.variant,
+        done.seed
+    );
+    Ok(())
+}
+
+/// The finished cells' comparison, written to DIR/results.md and DIR/results.json; None when
+/// fewer than two cells have finished.
+fn write_results(grid: &Grid, resamples: usize) -> Result<Option<(String, serde_json::Value)>> {
+    let done: Vec<PathBuf> = grid
+        .cells
+        .iter()
+        .filter(|c| c.done())
+        .map(|c| c.dir.clone())
+        .collect();
+    if done.len() < 2 {
+        return Ok(None);
+    }
+    let baseline = grid
+        .baseline
+        .as_deref()
+        .filter(|b| grid.cells.iter().any(|c| c.done() && c.variant == *b));
+    let c = crate::compare::compare_runs(&done, None, baseline, resamples, 0)?;
+    let mut commits: Vec<String> = grid
+        .cells
+        .iter()
+        .filter(|c| c.done())
+        .flat_map(|c| c.record().commits)
+        .collect();
+    commits.sort();
+    commits.dedup();
+    let mut md = format!(
+        "# {}\n\n{} of {} cells finished; code: {}{}\n\n",
+        grid.dir.display(),
+        done.len(),
+        grid.cells.len(),
+        commits.join(", "),
+        if commits.len() > 1 {
+            " (**cells ran with different code**)"
+        } else {
+            ""
+        }
+    );
+    md += &c.render(true);
+    let j = json!({ "commits": commits, "comparison": c });
+    write_atomic(&grid.dir.join("results.md"), &md)?;
+    write_atomic(
+        &grid.dir.join("results.json"),
+        &serde_json::to_string_pretty(&j)?,
+    )?;
+    Ok(Some((c.render(false), j)))
+}
+
+/// Each cell's state (done / running / partial / not started), time spent and an estimate of
+/// what is left.
+pub fn status(path: &Path) -> Result<Outcome> {
+    let grid = &load_grid(path)?;
+    // a sweep holds the lock while it runs; a stale `running_since` is a killed one
+    let running = std::fs::File::open(grid.dir.join(".lock"))
+        .map(|f| f.try_lock().is_err())
+        .unwrap_or(false);
+    // cells run in order: the running one is the first unfinished cell
+    let current = grid.cells.iter().position(|c| !c.done());
+    let mut rows = vec![];
+    let mut cells_json = vec![];
+    let (mut spent, mut done_secs, mut done_n, mut left_n) = (0.0, 0.0, 0usize, 0usize);
+    for (i, c) in grid.cells.iter().enumerate() {
+        let mut rec = c.record();
+        let now_running = running && current == Some(i);
+        if let Some(since) = rec.running_since.filter(|_| now_running) {
+            rec.seconds += unix_now().saturating_sub(since) as f64;
+        }
+        spent += rec.seconds;
+        let state = if c.done() {
+            done_secs += rec.seconds;
+            done_n += 1;
+            let s: serde_json::Value = std::fs::read_to_string(c.dir.join("summary.json"))
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or_default();
+            match s["accuracy_after"]["accuracy"].as_f64() {
+                Some(a) => format!("done: test {:.1}%", 100.0 * a),
+                None => "done".into(),
+            }
+        } else if c.dir.join("log").is_file() {
+            left_n += 1;
+            let last = last_log_line(&c.dir).unwrap_or_default();
+            match (&rec.last_error, now_running) {
+                (_, true) => format!("running: {last}"),
+                (Some(e), _) => format!("partial ({e}): {last}"),
+                (None, _) => format!("partial (stopped): {last}"),
+            }
+        } else {
+            left_n += 1;
+            "not started".into()
+        };
+        rows.push(vec![
+            format!("{}-s{}", c.variant, c.seed),
+            human(rec.seconds),
+            state.clone(),
+        ]);
+        cells_json.push(json!({"variant": c.variant, "seed": c.seed, "dir": c.dir, "state": state, "seconds": rec.seconds}));
+    }
+    let estimate = (done_n > 0).then(|| done_secs / done_n as f64 * left_n as f64);
+    let mut text = mentor_report::compare::render_table(&["cell", "time", "state"], &rows, false);
+    text += &format!(
+        "\n{done_n}/{} done, {} spent{}\n",
+        grid.cells.len(),
+        human(spent),
+        match estimate {
+            Some(e) => format!(", about {} left (mean of the finished cells)", human(e)),
+            None => String::new(),
+        }
+    );
+    Ok(Outcome {
+        human: text,
+        json: json!({"dir": grid.dir, "cells": cells_json, "done": done_n, "seconds": spent, "estimate_left_seconds": estimate}),
+    })
+}
+
+/// The binary the grid's cells run: DIR/.bin/mentor, copied from this one at the first start
+/// (or now, with `new_binary`).
+fn binary(dir: &Path, new_binary: bool) -> Result<PathBuf> {
+    let bin_dir = dir.join(".bin");
+    let bin = bin_dir.join("mentor");
+    let record = dir.join("sweep.json");
+    let this = crate::build_info();
+    let this_commit = this["commit"].as_str().unwrap_or("unknown").to_string();
+    if bin.is_file() && !new_binary {
+        if let Some(r) = std::fs::read_to_string(&record)
+            .ok()
+            .and_then(|t| serde_json::from_str::<SweepRecord>(&t).ok())
+        {
+            if r.commit != this_commit {
+                tracing::warn!(
+                    "sweep: the grid runs with the binary copied at its start (commit {}); this mentor is commit {this_commit}. Pass --new-binary to switch (later cells would then differ in code).",
+                    r.commit
+                );
+            }
+        }
+        return Ok(bin);
+    }
+    std::fs::create_dir_all(&bin_dir)?;
+    let exe = std::env::current_exe().context("cannot find the running mentor binary")?;
+    let tmp = bin_dir.join("mentor.tmp");
+    std::fs::copy(&exe, &tmp)
+        .with_context(|| format!("cannot copy {} to {}", exe.display(), tmp.display()))?;
+    std::fs::rename(&tmp, &bin)?;
+    write_atomic(
+        &record,
+        &serde_json::to_string_pretty(&SweepRecord {
+            version: this["version"].as_str().unwrap_or("?").into(),
+            commit: this_commit,
+        })?,
+    )?;
+    Ok(bin)
+}
+
+/// The commit a grid's binary was built from (as its sweep.json recorded it).
+fn binary_commit(bin: &Path) -> String {
+    let record = bin
+        .parent()
+        .and_then(|d| d.parent())
+        .map(|d| d.join("sweep.json"));
+    record
+        .and_then(|r| std::fs::read_to_string(r).ok())
+        .and_then(|t| serde_json::from_str::<SweepRecord>(&t).ok())
+        .map(|r| r.commit)
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// A cell's process ends when the sweep does (Linux: the parent-death signal), so a killed
+/// sweep leaves no run writing behind a relaunched one.
+fn die_with_parent(cmd: &mut Command) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = cmd;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variants_override_the_base_key_by_key() {
+        let mut base: toml::Value =
+            toml::from_str("[recipe]\nname = \"standard\"\nalpha = 0.5\n[train]\nlr = 1e-4\n")
+                .unwrap();
+        let over: toml::Value = toml::from_str("[recipe]\nname = \"step-by-step\"\n").unwrap();
+        merge(&mut base, &over);
+        assert_eq!(base["recipe"]["name"].as_str(), Some("step-by-step"));
+        assert_eq!(base["recipe"]["alpha"].as_float(), Some(0.5));
+        assert_eq!(base["train"]["lr"].as_float(), Some(1e-4));
+    }
+
+    #[test]
+    fn a_grid_runs_seed_by_seed_and_refuses_bad_variants_up_front() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("base.toml"),
+            "[data]\npath = \"toy.jsonl\"\ntask = \"numeric\"\n[recipe]\nname = \"standard\"\n",
+        )
+        .unwrap();
+        let grid = d.path().join("g.toml");
+        std::fs::write(
+            &grid,
+            "base = \"base.toml\"\nseeds = [0, 1]\nbaseline = \"a\"\n[variants.a]\n[variants.b]\ntrain = { lr = 1e-3 }\n",
+        )
+        .unwrap();
+        let g = load_grid(&grid).unwrap();
+        let names: Vec<String> = g
+            .cells
+            .iter()
+            .map(|c| format!("{}-s{}", c.variant, c.seed))
+            .collect();
+        assert_eq!(names, ["a-s0", "b-s0", "a-s1", "b-s1"]);
+        assert_eq!(g.dir, PathBuf::from("runs/g"));
+        // the data path is absolute: the merged config lives in the cell's directory
+        let cfg: toml::Value = toml::from_str(&g.cells[1].config).unwrap();
+        let p = cfg["data"]["path"].as_str().unwrap();
+        assert!(
+            Path::new(p).is_absolute() && p.ends_with("toy.jsonl"),
+            "{p}"
+        );
+        assert_eq!(cfg["train"]["lr"].as_float(), Some(1e-3));
+        std::fs::write(
+            &grid,
+            "base = \"base.toml\"\nseeds = [0]\n[variants.a]\nrecipe = { alpha = 3.0 }\n",
+        )
+        .unwrap();
+        let err = load_grid(&grid).err().unwrap().to_string();
+        assert!(
+            err.contains("variant a") && err.contains("recipe.alpha"),
+            "{err}"
+        );
+        std::fs::write(
+            &grid,
+            "base = \"base.toml\"\nseeds = [0]\nbaseline = \"z\"\n[variants.a]\n",
+        )
+        .unwrap();
+        let err = load_grid(&grid).err().unwrap().to_string();
+        assert!(err.contains("no variant `z`"), "{err}");
+    }
+
+    /// Every shipped grid loads: its base parses and every variant is a valid config.
+    #[test]
+    fn every_shipped_grid_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/grids");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            let text = std::fs::read_to_string(&p).unwrap();
+            if p.extension().is_some_and(|x| x == "toml") && text.contains("[variants.") {
+                let g = load_grid(&p).unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
+                assert!(g.cells.len() >= 2);
+                n += 1;
+            }
+        }
+        assert!(n >= 2, "{n} grids");
+    }
+}
