@@ -1,6 +1,8 @@
 //! The server over real HTTP on 127.0.0.1 with a tiny random model: answers match the library's
 //! own generation (alone and batched), streams add up to the same text, bad requests get
-//! OpenAI-style 4xx bodies and leave the server working, and the open-request bound answers 429.
+//! OpenAI-style 4xx bodies and leave the server working, the open-request bound answers 429 to
+//! real concurrent requests, a client leaving mid-stream gives its place back, and every /v1
+//! route wants the key when one is set.
 
 use candle_core::Device;
 use mentor_model::load::Student;
@@ -316,6 +318,26 @@ async fn an_api_key_is_required_when_set_and_never_echoed() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(get(&s, "/health").await.0, 200, "health needs no key");
+    // every /v1 route asks for it: the model list too
+    let models = format!("{}/v1/models", s.base);
+    let r = c.get(&models).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let err: Value = r.json().await.unwrap();
+    assert!(err["error"]["message"].is_string(), "{err}");
+    let r = c
+        .get(&models)
+        .bearer_auth("sk-wrong-guess")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = c
+        .get(&models)
+        .bearer_auth("sk-serve-secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -344,4 +366,86 @@ async fn shutdown_lets_an_open_request_finish() {
     let body = open.await.unwrap();
     assert!(body.ends_with("data: [DONE]\n\n"), "{body}");
     s.handle.await.unwrap().unwrap();
+}
+
+/// The open-request bound with real requests: with room for two and the decode thread holding
+/// the first request while it waits for a batch mate (`batch_wait`), two more sent at once find
+/// one place — one is answered, the other gets 429 with `Retry-After` — and every place is
+/// given back once the answers are out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_concurrent_requests_for_the_last_place_get_one_answer_and_one_429() {
+    let s = start(ServeConfig {
+        max_batch: 2,
+        max_queue: 0,
+        batch_wait: std::time::Duration::from_secs(2),
+        ..Default::default()
+    })
+    .await;
+    let send = |base: String| async move {
+        let r = reqwest::Client::new()
+            .post(format!("{base}/v1/completions"))
+            .json(&json!({"prompt": "w1 w2", "max_tokens": 30}))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let retry = r
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_string());
+        (status, retry)
+    };
+    let first = tokio::spawn(send(s.base.clone()));
+    // the first request is in, held by the decode thread waiting for a batch mate
+    for _ in 0..1000 {
+        if s.stats.open.load(Ordering::SeqCst) == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    assert_eq!(s.stats.open.load(Ordering::SeqCst), 1);
+    let (b, c) = tokio::join!(send(s.base.clone()), send(s.base.clone()));
+    let mut statuses = [b.0, c.0];
+    statuses.sort();
+    assert_eq!(statuses, [200, 429], "{b:?} {c:?}");
+    let refused = if b.0 == 429 { b } else { c };
+    assert_eq!(refused.1.as_deref(), Some("1"));
+    assert_eq!(first.await.unwrap().0, 200);
+    assert_eq!(
+        s.stats.open.load(Ordering::SeqCst),
+        0,
+        "every place given back"
+    );
+}
+
+/// A client that goes away mid-stream gives its place back; the server keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_leaving_mid_stream_gives_its_place_back() {
+    let s = start(ServeConfig {
+        max_batch: 1,
+        max_queue: 0,
+        ..Default::default()
+    })
+    .await;
+    let url = format!("{}/v1/completions", s.base);
+    let r = reqwest::Client::new()
+        .post(&url)
+        .json(&json!({"prompt": "w1 w2", "max_tokens": 40, "stream": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    drop(r); // the client hangs up without reading the stream
+    for _ in 0..2000 {
+        if s.stats.open.load(Ordering::SeqCst) == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    assert_eq!(s.stats.open.load(Ordering::SeqCst), 0);
+    // with room for one, a new request is answered
+    let (status, ok) = s
+        .post("/v1/completions", r#"{"prompt": "w2", "max_tokens": 2}"#)
+        .await;
+    assert_eq!(status, 200, "{ok}");
 }
