@@ -35,9 +35,8 @@ proptest! {
     }
 
     #[test]
-    fn a_written_revision_reads_back(step in 1usize..50, body in "[a-zA-Z ]{1,40}") {
+    fn a_written_revision_reads_back(step in 1usize..50, body in "[a-zA-Z][a-zA-Z ]{0,39}") {
         let body = body.trim().to_string();
-        prop_assume!(!body.is_empty());
         let t = format!("Step {step} is off.\nFirst flawed step: {step}\nRevised explanation:\n{body}");
         let r = parse_revision(&t).unwrap();
         prop_assert_eq!(r.first_flawed_step, Some(step));
