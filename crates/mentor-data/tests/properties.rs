@@ -9,10 +9,8 @@ use proptest::prelude::*;
 fn line() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         // rows that almost parse
-        ("[a-z ]{0,12}", -5i64..500).prop_map(|(q, a)| format!(
-            "{{\"question\": \"{q}\", \"answer\": {a}}}"
-        )
-        .into_bytes()),
+        ("[a-z ]{0,12}", -5i64..500)
+            .prop_map(|(q, a)| format!("{{\"question\": \"{q}\", \"answer\": {a}}}").into_bytes()),
         ("[a-z]{0,6}", "[A-E]").prop_map(|(q, a)| format!(
             "{{\"id\": 3, \"question\": \"{q}\", \"choices\": [\"x\", \"y\"], \"answer\": \"{a}\"}}"
         )
