@@ -551,7 +551,7 @@ pub async fn annotate(
     Ok(report)
 }
 
-/// Runs a recipe's teacher stages over `items` in order (chains of thought, then
+/// Runs a recipe's teacher stages (`stages`, from `recipes::RecipeExt::teacher_stages`) over `items` in order (chains of thought, then
 /// self-evaluations of the distinct ones), each resumable. `on_progress(stage, report)`.
 /// Returns each stage's name and report; stops after a stage that was stopped early.
 #[allow(clippy::too_many_arguments)]
@@ -563,6 +563,7 @@ pub async fn annotate_recipe(
     items: &[Example],
     prompts: &Prompts,
     recipe: &crate::recipe::Recipe,
+    stages: &[crate::recipe::TeacherStage],
     base: &AnnotateSpec,
     stop: Arc<AtomicBool>,
     mut on_progress: impl FnMut(&str, u64, &AnnotateReport),
@@ -588,7 +589,15 @@ pub async fn annotate_recipe(
         samples: 1,
         ..base.clone()
     };
-    for stage in recipe.teacher_stages() {
+    // the chains of thought an item the self-evaluations judge: the CoT stage's K
+    let k = stages
+        .iter()
+        .find_map(|s| match s {
+            TeacherStage::Cots { samples } => Some(*samples),
+            _ => None,
+        })
+        .unwrap_or(1);
+    for &stage in stages {
         let (name, jobs, spec, parser) = match stage {
             TeacherStage::Cots { samples } => {
                 let spec = AnnotateSpec {
@@ -605,7 +614,7 @@ pub async fn annotate_recipe(
                     .lock()
                     .unwrap()
                     .annotations(COT_STAGE.0, COT_STAGE.1)?;
-                let cots = crate::trainset::recipe_cots(recipe, &cots);
+                let cots = crate::trainset::recipe_cots(k, &cots);
                 let (distinct, _) = crate::trainset::distinct_cots(items, &cots);
                 let spec = AnnotateSpec {
                     samples: per_cot,

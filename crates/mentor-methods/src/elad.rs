@@ -22,6 +22,7 @@
 
 use crate::annotate::{Job, Parser};
 use crate::evaluate::parse_answer;
+pub use crate::recipe::{ProbeConfig, SelectionStrategy};
 use crate::student::prompt_ids;
 use crate::trainset::{student_prompt, StudentTask};
 use candle_core::Result;
@@ -35,31 +36,6 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-
-/// Which ranking picks the items sent to the teacher.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SelectionStrategy {
-    /// Mean of step instability and answer entropy (ELAD).
-    Elad,
-    /// Seeded random order (baseline).
-    Random,
-    /// Answer entropy across samples only (baseline).
-    AnswerEntropy,
-    /// 1 − per-token probability of the greedy explanation (baseline).
-    LeastConfidence,
-}
-
-impl SelectionStrategy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SelectionStrategy::Elad => "elad",
-            SelectionStrategy::Random => "random",
-            SelectionStrategy::AnswerEntropy => "answer-entropy",
-            SelectionStrategy::LeastConfidence => "least-confidence",
-        }
-    }
-}
 
 /// An item's uncertainty, each part in [0, 1].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
@@ -202,36 +178,6 @@ pub fn select(
         .take(budget)
         .map(|i| scored[i].id.clone())
         .collect()
-}
-
-/// How the student is probed.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct ProbeConfig {
-    /// Sampled explanations per item (K), besides the greedy one.
-    pub samples: usize,
-    pub temperature: f64,
-    pub max_new_tokens: usize,
-    /// Step prefixes probed per explanation (the first ones).
-    pub max_steps: usize,
-    /// Tokens generated after "So the answer is" at each step prefix.
-    pub answer_tokens: usize,
-    pub batch: usize,
-    pub seed: u64,
-}
-
-impl Default for ProbeConfig {
-    fn default() -> Self {
-        ProbeConfig {
-            samples: 4,
-            temperature: 0.7,
-            max_new_tokens: 160,
-            max_steps: 6,
-            answer_tokens: 12,
-            batch: 16,
-            seed: 0,
-        }
-    }
 }
 
 /// The text appended to a step prefix to make the student state its answer now.

@@ -1,9 +1,9 @@
 //! The `[recipe]` table: which method, and its knobs. Each recipe is the same loop (DESIGN.md §1)
 //! with different teacher stages ([`Recipe::teacher_stages`]) and training pairs
-//! ([`crate::recipes::training_set`]), one file a recipe in [`crate::recipes`].
+//! ([`crate::recipes::training_set`]), one file a recipe in [`crate::recipes`], whose
+//! [`crate::recipes::RecipeExt`] gives a `Recipe` its stages, tasks and inference mode. This
+//! module is configuration only: it imports nothing of the crate.
 
-use crate::evaluate::InferenceMode;
-use crate::trainset::StudentTask;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -162,7 +162,7 @@ pub struct Recipe {
     pub round_budget: usize,
     /// ELAD: which ranking selects (`elad`, or a baseline: `random`, `answer-entropy`,
     /// `least-confidence`).
-    pub selection: crate::elad::SelectionStrategy,
+    pub selection: SelectionStrategy,
     /// ELAD: the teacher revises the student's explanation (true) or writes its own chain of
     /// thought from scratch (false, the baseline).
     pub revise: bool,
@@ -174,7 +174,62 @@ pub struct Recipe {
     /// ELAD, MAPD: stop after this many rounds without a better validation accuracy (0 = never).
     pub patience: u32,
     /// ELAD: how the student's uncertainty is probed.
-    pub probe: crate::elad::ProbeConfig,
+    pub probe: ProbeConfig,
+}
+
+/// Which ranking picks the items sent to the teacher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SelectionStrategy {
+    /// Mean of step instability and answer entropy (ELAD).
+    Elad,
+    /// Seeded random order (baseline).
+    Random,
+    /// Answer entropy across samples only (baseline).
+    AnswerEntropy,
+    /// 1 − per-token probability of the greedy explanation (baseline).
+    LeastConfidence,
+}
+
+impl SelectionStrategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SelectionStrategy::Elad => "elad",
+            SelectionStrategy::Random => "random",
+            SelectionStrategy::AnswerEntropy => "answer-entropy",
+            SelectionStrategy::LeastConfidence => "least-confidence",
+        }
+    }
+}
+
+/// How the student is probed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProbeConfig {
+    /// Sampled explanations per item (K), besides the greedy one.
+    pub samples: usize,
+    pub temperature: f64,
+    pub max_new_tokens: usize,
+    /// Step prefixes probed per explanation (the first ones).
+    pub max_steps: usize,
+    /// Tokens generated after "So the answer is" at each step prefix.
+    pub answer_tokens: usize,
+    pub batch: usize,
+    pub seed: u64,
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        ProbeConfig {
+            samples: 4,
+            temperature: 0.7,
+            max_new_tokens: 160,
+            max_steps: 6,
+            answer_tokens: 12,
+            batch: 16,
+            seed: 0,
+        }
+    }
 }
 
 /// Where each ELAD round's training starts.
@@ -212,12 +267,12 @@ impl Default for Recipe {
             seed_fraction: 0.05,
             rounds: 3,
             round_budget: 16,
-            selection: crate::elad::SelectionStrategy::Elad,
+            selection: SelectionStrategy::Elad,
             revise: true,
             reveal_gold: false,
             retrain: Retrain::Restart,
             patience: 0,
-            probe: crate::elad::ProbeConfig::default(),
+            probe: ProbeConfig::default(),
         }
     }
 }
@@ -250,82 +305,6 @@ pub const REVISE_STAGE: (&str, &str) = ("revise", "revision");
 pub const ELAD_SELECT_STAGE: &str = "elad-select";
 
 impl Recipe {
-    /// The teacher stages this recipe runs, in order (its file in `crate::recipes` says).
-    pub fn teacher_stages(&self) -> Vec<TeacherStage> {
-        crate::recipes::method(self.name).teacher_stages(self)
-    }
-
-    /// How many of each teacher's chains of thought an item the recipe uses (Mind's Mirror's K).
-    pub fn cots_per_item(&self) -> u32 {
-        crate::recipes::method(self.name).cots_per_item(self)
-    }
-
-    /// The student tasks this recipe's training set can hold.
-    pub fn trained_tasks(&self) -> Vec<StudentTask> {
-        crate::recipes::method(self.name).trained_tasks(self)
-    }
-
-    /// The inference mode the student is scored in unless `[eval] mode` says otherwise: the
-    /// label head where the recipe trains one, else its chain of thought.
-    pub fn default_mode(&self) -> InferenceMode {
-        if self.trained_tasks().contains(&StudentTask::Label) {
-            InferenceMode::Label
-        } else {
-            InferenceMode::Cot
-        }
-    }
-
-    /// Refuses an inference mode that prompts the student with a task this recipe never trains
-    /// (MAPD scored with `predict:` would measure the untrained prompt, not the recipe).
-    pub fn check_mode(&self, mode: InferenceMode) -> Result<(), String> {
-        if mode == InferenceMode::SelfEvalVote
-            && self.name == RecipeName::MindsMirror
-            && self.schedule == TaskSchedule::TwoStage
-            && self.evals_per_cot > 0
-        {
-            return Err(
-                "inference mode `self-eval-vote` needs the student's judging skill, which \
-                 `schedule = \"two-stage\"` trains first and then overwrites with chains of \
-                 thought (the release's order; it never judged at inference); use \
-                 `schedule = \"mixed\"`"
-                    .into(),
-            );
-        }
-        let trained = self.trained_tasks();
-        let missing: Vec<&str> = mode
-            .tasks()
-            .iter()
-            .filter(|t| !trained.contains(t))
-            .map(|t| t.prompt_prefix())
-            .collect();
-        if missing.is_empty() {
-            return Ok(());
-        }
-        let modes: Vec<&str> = [
-            InferenceMode::Label,
-            InferenceMode::Cot,
-            InferenceMode::Vote,
-            InferenceMode::SelfEvalVote,
-        ]
-        .into_iter()
-        .filter(|m| m.tasks().iter().all(|t| trained.contains(t)))
-        .map(|m| m.as_str())
-        .collect();
-        Err(format!(
-            "inference mode `{}` prompts the student with `{}:`, which recipe `{}` does not train \
-             (it trains {}); use one of: {}",
-            mode.as_str(),
-            missing.join(":`, `"),
-            self.name.as_str(),
-            trained
-                .iter()
-                .map(|t| format!("`{}:`", t.prompt_prefix()))
-                .collect::<Vec<_>>()
-                .join(", "),
-            modes.join(", ")
-        ))
-    }
-
     /// The teacher's sampling temperature for chains of thought (None = the teacher's default).
     pub fn cot_temperature(&self) -> Option<f64> {
         (self.name == RecipeName::MindsMirror && self.cots_per_question > 1)

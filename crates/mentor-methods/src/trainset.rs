@@ -175,11 +175,10 @@ pub fn cot_key(text: &str) -> String {
         .join(" ")
 }
 
-/// The stored chains of thought a recipe uses: the first K samples of each teacher (K = 1 but for
-/// Mind's Mirror). A store may hold more (a run with a larger K in the same directory, or a
-/// store shared between variants of an experiment).
-pub fn recipe_cots(recipe: &Recipe, cots: &[Annotation]) -> Vec<Annotation> {
-    let k = recipe.cots_per_item();
+/// The stored chains of thought a recipe uses: the first `k` samples of each teacher (its
+/// `cots_per_item`: 1 but for Mind's Mirror). A store may hold more (a run with a larger K in
+/// the same directory, or a store shared between variants of an experiment).
+pub fn recipe_cots(k: u32, cots: &[Annotation]) -> Vec<Annotation> {
     cots.iter()
         .filter(|a| a.sample_index < k)
         .cloned()
@@ -363,6 +362,7 @@ mod tests {
     use super::*;
     use crate::recipe::{CotTargets, LabelSource, RecipeName, SelfEvalTargets};
     use crate::recipes::training_set as build;
+    use crate::recipes::RecipeExt;
 
     fn ex(id: &str, q: &str, a: &str) -> Example {
         Example {

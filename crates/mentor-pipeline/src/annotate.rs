@@ -6,6 +6,7 @@ use crate::progress::items_bar;
 use crate::run;
 use anyhow::{bail, Result};
 use mentor_methods::annotate::{annotate_recipe, AnnotateReport, AnnotateSpec};
+use mentor_methods::recipes::RecipeExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -200,6 +201,7 @@ pub fn annotate_round(
         ..base_spec(&r.cfg)
     };
     let mut bar = StageBar::default();
+    let stages = r.cfg.recipe.teacher_stages();
     let stages = interruptible(|stop| {
         Box::pin(annotate_recipe(
             r.store.clone(),
@@ -209,6 +211,7 @@ pub fn annotate_round(
             items,
             &prompts,
             &r.cfg.recipe,
+            &stages,
             &base,
             stop,
             |stage: &str, units: u64, rep: &AnnotateReport| bar.update(stage, units, rep),

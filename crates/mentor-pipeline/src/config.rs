@@ -9,6 +9,7 @@ use mentor_data::DatasetSpec;
 pub use mentor_methods::evaluate::EvalConfig;
 pub use mentor_methods::recipe::Recipe;
 use mentor_methods::recipe::RecipeName;
+use mentor_methods::recipes::RecipeExt;
 pub use mentor_train::TrainConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

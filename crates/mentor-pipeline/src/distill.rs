@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use mentor_core::{extract::extract, score_prediction, ScoreSummary, Split};
 use mentor_data::Dataset;
 use mentor_methods::recipe::RecipeName;
+use mentor_methods::recipes::RecipeExt;
 use mentor_methods::trainset::{StudentTask, TrainPair};
 use mentor_store::{Annotation, Store};
 use serde_json::json;

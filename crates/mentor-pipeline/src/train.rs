@@ -11,6 +11,7 @@ use mentor_methods::evaluate::{evaluate, InferenceMode};
 use mentor_methods::recipe::{
     RecipeName, COT_STAGE, FEEDBACK_STAGE, MINE_STAGE, REVIEW_STAGE, REVISE_STAGE, SELF_EVAL_STAGE,
 };
+use mentor_methods::recipes::RecipeExt;
 use mentor_methods::student::{train_stages, StageReport};
 use mentor_methods::trainset::{Stored, StudentTask, TrainingSet};
 use mentor_model::{Llama, TextTokenizer};

@@ -15,7 +15,8 @@ pub mod minds_mirror;
 pub mod standard;
 pub mod step_by_step;
 
-use crate::recipe::{Recipe, RecipeName, TeacherStage};
+use crate::evaluate::InferenceMode;
+use crate::recipe::{Recipe, RecipeName, TaskSchedule, TeacherStage};
 use crate::trainset::{
     count_pairs, select_cots, Selection, Stored, StudentTask, TrainPair, TrainSetStats, TrainingSet,
 };
@@ -87,5 +88,99 @@ pub fn method(name: RecipeName) -> &'static dyn Method {
         RecipeName::MindsMirror => &minds_mirror::MindsMirror,
         RecipeName::Mapd => &mapd::Mapd,
         RecipeName::Elad => &elad::Elad,
+    }
+}
+
+/// What a `[recipe]` table does, as its recipe's file says: its teacher stages, the chains of
+/// thought it uses, the tasks it trains and so the inference modes that measure it.
+pub trait RecipeExt {
+    /// The teacher stages this recipe runs, in order.
+    fn teacher_stages(&self) -> Vec<TeacherStage>;
+    /// How many of each teacher's chains of thought an item the recipe uses (Mind's Mirror's K).
+    fn cots_per_item(&self) -> u32;
+    /// The student tasks this recipe's training set can hold.
+    fn trained_tasks(&self) -> Vec<StudentTask>;
+    /// The inference mode the student is scored in unless `[eval] mode` says otherwise: the
+    /// label head where the recipe trains one, else its chain of thought.
+    fn default_mode(&self) -> InferenceMode;
+    /// Refuses an inference mode that prompts the student with a task this recipe never trains.
+    fn check_mode(&self, mode: InferenceMode) -> Result<(), String>;
+}
+
+impl RecipeExt for Recipe {
+    /// The teacher stages this recipe runs, in order (its file in `crate::recipes` says).
+    fn teacher_stages(&self) -> Vec<TeacherStage> {
+        method(self.name).teacher_stages(self)
+    }
+
+    /// How many of each teacher's chains of thought an item the recipe uses (Mind's Mirror's K).
+    fn cots_per_item(&self) -> u32 {
+        method(self.name).cots_per_item(self)
+    }
+
+    /// The student tasks this recipe's training set can hold.
+    fn trained_tasks(&self) -> Vec<StudentTask> {
+        method(self.name).trained_tasks(self)
+    }
+
+    /// The inference mode the student is scored in unless `[eval] mode` says otherwise: the
+    /// label head where the recipe trains one, else its chain of thought.
+    fn default_mode(&self) -> InferenceMode {
+        if self.trained_tasks().contains(&StudentTask::Label) {
+            InferenceMode::Label
+        } else {
+            InferenceMode::Cot
+        }
+    }
+
+    /// Refuses an inference mode that prompts the student with a task this recipe never trains
+    /// (MAPD scored with `predict:` would measure the untrained prompt, not the recipe).
+    fn check_mode(&self, mode: InferenceMode) -> Result<(), String> {
+        if mode == InferenceMode::SelfEvalVote
+            && self.name == RecipeName::MindsMirror
+            && self.schedule == TaskSchedule::TwoStage
+            && self.evals_per_cot > 0
+        {
+            return Err(
+                "inference mode `self-eval-vote` needs the student's judging skill, which \
+                 `schedule = \"two-stage\"` trains first and then overwrites with chains of \
+                 thought (the release's order; it never judged at inference); use \
+                 `schedule = \"mixed\"`"
+                    .into(),
+            );
+        }
+        let trained = self.trained_tasks();
+        let missing: Vec<&str> = mode
+            .tasks()
+            .iter()
+            .filter(|t| !trained.contains(t))
+            .map(|t| t.prompt_prefix())
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let modes: Vec<&str> = [
+            InferenceMode::Label,
+            InferenceMode::Cot,
+            InferenceMode::Vote,
+            InferenceMode::SelfEvalVote,
+        ]
+        .into_iter()
+        .filter(|m| m.tasks().iter().all(|t| trained.contains(t)))
+        .map(|m| m.as_str())
+        .collect();
+        Err(format!(
+            "inference mode `{}` prompts the student with `{}:`, which recipe `{}` does not train \
+             (it trains {}); use one of: {}",
+            mode.as_str(),
+            missing.join(":`, `"),
+            self.name.as_str(),
+            trained
+                .iter()
+                .map(|t| format!("`{}:`", t.prompt_prefix()))
+                .collect::<Vec<_>>()
+                .join(", "),
+            modes.join(", ")
+        ))
     }
 }

@@ -6,6 +6,7 @@ use anyhow::{bail, Result};
 use mentor_core::Split;
 use mentor_methods::annotate::{cot_jobs, AnnotateReport, AnnotateSpec};
 use mentor_methods::recipe::COT_STAGE;
+use mentor_methods::recipes::RecipeExt;
 use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -7,6 +7,7 @@ use anyhow::{bail, Result};
 use mentor_core::Split;
 use mentor_data::DatasetSpec;
 use mentor_methods::evaluate::InferenceMode;
+use mentor_methods::recipes::RecipeExt;
 use serde_json::json;
 use std::path::PathBuf;
 
