@@ -19,7 +19,26 @@ fn main() -> anyhow::Result<()> {
         .nth(1)
         .map(PathBuf::from)
         .unwrap_or_else(|| std::env::temp_dir().join("mentor-distill-tiny"));
-    std::fs::create_dir_all(&dir)?;
+    let run = run(&dir)?;
+    println!("{}", run.human);
+    println!(
+        "teacher calls: {}, training pairs: {}",
+        run.summary["teacher"]["calls"], run.summary["training_set"]["pairs"]
+    );
+    Ok(())
+}
+
+/// The example itself, run by `cargo test` too (`test = true` in Cargo.toml).
+#[test]
+fn the_example_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = run(dir.path()).unwrap();
+    assert_eq!(run.summary["teacher"]["calls"], 20, "{}", run.summary);
+    assert_eq!(run.summary["training_set"]["pairs"]["label"], 20);
+}
+
+fn run(dir: &std::path::Path) -> anyhow::Result<mentor_pipeline::distill::Distilled> {
+    std::fs::create_dir_all(dir)?;
 
     // A tiny random student (a real byte-level tokenizer, HF directory layout).
     let student_dir = dir.join("student");
@@ -78,10 +97,6 @@ fn main() -> anyhow::Result<()> {
     )?;
 
     let run = distill(cfg, dir.join("run"), &DistillOptions::default())?;
-    println!("{}", run.human);
-    println!(
-        "teacher calls: {}, training pairs: {}",
-        run.summary["teacher"]["calls"], run.summary["training_set"]["pairs"]
-    );
-    Ok(())
+    drop(server);
+    Ok(run)
 }
