@@ -13,3 +13,4 @@ echo "proptest: $PROPTEST_CASES cases a property" >&2
 cargo test --release -p mentor-core --test properties
 cargo test --release -p mentor-methods --lib properties
 cargo test --release -p mentor-data --test properties
+cargo test --release -p mentor-model --test properties
