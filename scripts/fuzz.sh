@@ -14,3 +14,4 @@ cargo test --release -p mentor-core --test properties
 cargo test --release -p mentor-methods --lib properties
 cargo test --release -p mentor-data --test properties
 cargo test --release -p mentor-model --test properties
+cargo test --release -p mentor-serve --test properties
