@@ -2,7 +2,7 @@
 //! and "build training set" stages. Pairs are text (prompt, target, task, weight); tokenising
 //! them for a student is [`crate::student`]'s job.
 
-use crate::recipe::Recipe;
+use crate::recipe::{LabelSource, Recipe};
 use mentor_core::prompt::question_block;
 use mentor_core::text::{split_rationale, truncate_at_follow_on, FOLLOW_ON_MARKERS};
 use mentor_core::{Example, TaskKind};
@@ -255,6 +255,19 @@ pub struct Selection<'a> {
 }
 
 impl Selection<'_> {
+    /// The label `ex` is trained on: the gold answer sentence, or (`LabelSource::Teacher`) the
+    /// answer sentence its first kept chain of thought ends in, as the teacher wrote it (None
+    /// when it has none).
+    pub fn label(&self, source: LabelSource, ex: &Example) -> Option<String> {
+        match source {
+            LabelSource::Gold => Some(mentor_core::prompt::answer_sentence(self.kind, ex)),
+            LabelSource::Teacher => self
+                .kept_by_item
+                .get(ex.id.as_str())
+                .and_then(|c| teacher_answer_sentence(&c[0].text)),
+        }
+    }
+
     /// A training pair for `ex`: the task's student prompt (with `solution` where the task
     /// shows one) and its target.
     pub fn pair(
@@ -349,7 +362,7 @@ pub fn count_pairs(st: &mut TrainSetStats, pairs: &[TrainPair]) {
 }
 
 /// "The answer is …" / "So the answer is …" as the teacher wrote it, or None.
-pub fn teacher_answer_sentence(cot: &str) -> Option<String> {
+fn teacher_answer_sentence(cot: &str) -> Option<String> {
     let span = split_rationale(cot).answer_span?.trim();
     if span.is_empty() {
         return None;

@@ -97,7 +97,8 @@ pub fn plain_line(label: &str, pb: &ProgressBar) -> String {
     line
 }
 
-fn human_secs(s: f64) -> String {
+/// `59s`, `13m 25s`, `2h 01m`.
+pub fn human_secs(s: f64) -> String {
     let s = s.round() as u64;
     match s {
         0..60 => format!("{s}s"),

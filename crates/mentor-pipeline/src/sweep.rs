@@ -224,10 +224,8 @@ impl Cell {
 }
 
 fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+    mentor_model::load::write_atomic(path, text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// The last non-empty line of a cell's log (its latest progress line).
@@ -238,14 +236,7 @@ fn last_log_line(dir: &Path) -> Option<String> {
     Some(line.chars().take(120).collect())
 }
 
-fn human(secs: f64) -> String {
-    let s = secs.round() as u64;
-    if s >= 3600 {
-        format!("{}h {:02}m", s / 3600, (s % 3600) / 60)
-    } else {
-        format!("{}m {:02}s", s / 60, s % 60)
-    }
-}
+use crate::progress::human_secs as human;
 
 /// Runs the grid at `path` (see `mentor sweep --help`): the cells not yet finished, one at a
 /// time, from the grid's copy of the binary; then its results table.

@@ -18,7 +18,8 @@ pub mod step_by_step;
 use crate::evaluate::InferenceMode;
 use crate::recipe::{Recipe, RecipeName, TaskSchedule, TeacherStage};
 use crate::trainset::{
-    count_pairs, select_cots, Selection, Stored, StudentTask, TrainPair, TrainSetStats, TrainingSet,
+    count_pairs, recipe_cots, select_cots, Selection, Stored, StudentTask, TrainPair,
+    TrainSetStats, TrainingSet,
 };
 use mentor_core::{Example, TaskKind};
 use mentor_store::Annotation;
@@ -53,13 +54,7 @@ pub trait Method: Sync {
         items: &[Example],
         stored: &Stored,
     ) -> TrainingSet {
-        let k = self.cots_per_item(recipe);
-        let mut cots: Vec<Annotation> = stored
-            .cots
-            .iter()
-            .filter(|a| a.sample_index < k)
-            .cloned()
-            .collect();
+        let mut cots = recipe_cots(self.cots_per_item(recipe), &stored.cots);
         cots.extend(self.extra_cots(stored));
         let needs_cot = !self.teacher_stages(recipe).is_empty();
         let (sel, mut st) = select_cots(recipe, kind, items, stored, cots, needs_cot);

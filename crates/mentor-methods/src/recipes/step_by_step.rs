@@ -4,9 +4,8 @@
 //! the label head.
 
 use super::Method;
-use crate::recipe::{LabelSource, Recipe, TeacherStage};
-use crate::trainset::{teacher_answer_sentence, Selection, StudentTask, TrainPair, TrainSetStats};
-use mentor_core::prompt::answer_sentence;
+use crate::recipe::{Recipe, TeacherStage};
+use crate::trainset::{Selection, StudentTask, TrainPair, TrainSetStats};
 use mentor_core::text::split_rationale;
 use mentor_core::Example;
 
@@ -22,20 +21,13 @@ impl Method for StepByStep {
     }
 
     fn pairs(&self, recipe: &Recipe, sel: &Selection, _st: &mut TrainSetStats) -> Vec<TrainPair> {
-        let (kind, items, kept_by_item) = (sel.kind, sel.items, &sel.kept_by_item);
+        let (items, kept_by_item) = (sel.items, &sel.kept_by_item);
         let pair = |ex: &Example, task, solution: &str, target: String, weight, stage| {
             sel.pair(ex, task, solution, target, weight, stage)
         };
         let mut pairs = vec![];
         for ex in items {
-            let label = match recipe.label_source {
-                LabelSource::Gold => Some(answer_sentence(kind, ex)),
-                // the paper's `label_type llm`: the teacher's answer, as it wrote it
-                LabelSource::Teacher => kept_by_item
-                    .get(ex.id.as_str())
-                    .and_then(|c| teacher_answer_sentence(&c[0].text)),
-            };
-            if let Some(label) = label {
+            if let Some(label) = sel.label(recipe.label_source, ex) {
                 pairs.push(pair(ex, StudentTask::Label, "", label, recipe.alpha, 0));
             }
             if let Some(c) = kept_by_item.get(ex.id.as_str()) {
