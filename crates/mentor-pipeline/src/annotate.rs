@@ -50,6 +50,7 @@ pub fn base_spec(cfg: &crate::config::Config) -> AnnotateSpec {
 /// at twice the limit would cost at most. Empty when nothing was cut.
 pub fn truncation_notes(
     cfg: &crate::config::Config,
+    task: mentor_core::TaskKind,
     stage: &str,
     rep: &AnnotateReport,
 ) -> Vec<String> {
@@ -59,7 +60,9 @@ pub fn truncation_notes(
         .filter(|(_, t)| t.truncated > 0)
         .map(|(name, t)| {
             let tc = cfg.teachers.get(name);
-            let limit = tc.and_then(|t| t.max_tokens).unwrap_or(default_limit);
+            let limit = tc
+                .and_then(|t| crate::teachers::reply_limit(t, task))
+                .unwrap_or(default_limit);
             let replies = t.done + t.already;
             let mut note = format!(
                 "teacher `{name}`, stage {stage}: {} of {replies} replies were cut at the token limit ({limit} tokens) and are not trained on; raise `[teachers.{name}] max_tokens`",

@@ -310,9 +310,10 @@ source = "palm-540b"         # replay: the recorded outputs to answer from
 # kind = "local"             # embedded: a model in this process (no server, no key)
 # model = "qwen2.5-coder-1.5b"   # an asset name, .gguf file or HF directory
 # max_in_flight = 8          #   requests decoded together in one batch
-# max_tokens = 512           # per reply (default 512): maths needs ~512, a multiple-choice
-#                            #   rationale ~256; replies cut at the limit are counted, not trained
-#                            #   on, and `mentor annotate --retry-truncated` asks for them again
+# max_tokens = 512           # per reply; default by task kind: 512 for numeric and equation
+#                            #   (a derivation needs room), 256 for multiple-choice, nli and yes-no.
+#                            #   Replies cut at the limit are counted, not trained on, and
+#                            #   `mentor annotate --retry-truncated` asks for them again
 
 # [teachers.gpt]
 # kind = "openai"            # any OpenAI-compatible server: OpenAI, vLLM, llama.cpp, Ollama, SGLang, TGI

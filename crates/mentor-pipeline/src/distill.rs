@@ -102,7 +102,7 @@ pub fn distill(mut cfg: Config, run_dir: PathBuf, a: &DistillOptions) -> Result<
                     rep.failures
                 );
             }
-            for note in crate::annotate::truncation_notes(&r.cfg, &stage, &rep) {
+            for note in crate::annotate::truncation_notes(&r.cfg, r.ds.task, &stage, &rep) {
                 tracing::warn!("{note}");
                 warnings.push(note);
             }

@@ -87,7 +87,13 @@ pub fn plain_line(label: &str, pb: &ProgressBar) -> String {
         let rate = if secs > 0.0 { pos as f64 / secs } else { 0.0 };
         if rate > 0.0 {
             let left = (len.saturating_sub(pos)) as f64 / rate;
-            line += &format!(" {rate:.2}/s eta {}", human_secs(left));
+            // slow work (a sweep's cells, an eval's batches) reads better as time per item
+            let speed = if rate >= 0.5 {
+                format!("{rate:.2}/s")
+            } else {
+                format!("{}/item", human_secs(1.0 / rate))
+            };
+            line += &format!(" {speed} eta {}", human_secs(left));
         }
     }
     let msg = pb.message();
@@ -121,6 +127,14 @@ mod tests {
         assert!(line.starts_with("train stage 0: 120/450 (26.7%)"), "{line}");
         assert!(line.ends_with("· loss 1.2345 lr 4.10e-5"), "{line}");
         assert_eq!(human_secs(59.4), "59s");
+        // a slow bar says the time per item instead of a rate that rounds to 0.00/s
+        let slow = ProgressBar::hidden();
+        slow.set_length(12);
+        slow.set_position(0);
+        assert!(
+            !plain_line("sweep", &slow).contains("eta"),
+            "no ETA before the first item"
+        );
         assert_eq!(human_secs(805.0), "13m 25s");
         assert_eq!(human_secs(7300.0), "2h 01m");
     }

@@ -2,6 +2,7 @@
 
 use crate::config::{Config, TeacherConfig, TeacherKind};
 use anyhow::{anyhow, bail, Result};
+use mentor_core::TaskKind;
 use mentor_data::Dataset;
 use mentor_teacher::anthropic::AnthropicBackend;
 use mentor_teacher::openai::OpenAiBackend;
@@ -14,6 +15,26 @@ use std::time::Duration;
 
 /// The embedded teacher when `[teachers.X] kind = "local"` names no model.
 pub const DEFAULT_LOCAL_TEACHER: &str = "qwen2.5-coder-1.5b";
+
+/// The reply limit of an embedded teacher whose config names none, by task kind: a maths
+/// derivation needs room (~512 tokens) that a multiple-choice, NLI or yes/no rationale does not
+/// (~256), and on a CPU the whole batch decodes until its longest reply stops or hits the limit.
+pub fn local_default_max_tokens(task: TaskKind) -> u32 {
+    match task {
+        TaskKind::Numeric | TaskKind::Equation => 512,
+        _ => 256,
+    }
+}
+
+/// The limit a teacher's replies are cut at when its config sets it or picks it by task kind
+/// (an embedded teacher); `None` leaves the stage's own limit (512).
+pub fn reply_limit(t: &TeacherConfig, task: TaskKind) -> Option<u32> {
+    match (t.max_tokens, t.kind) {
+        (Some(m), _) => Some(m),
+        (None, TeacherKind::Local) => Some(local_default_max_tokens(task)),
+        (None, _) => None,
+    }
+}
 
 /// The run-wide budget from `[budget]`, starting from what the run's ledger already spent.
 pub fn budget(cfg: &Config, store: &SharedStore) -> Result<Arc<Budget>> {
@@ -65,11 +86,11 @@ pub fn build(
                 input_per_mtok: t.price_in_per_mtok,
                 output_per_mtok: t.price_out_per_mtok,
             };
-            if let Some(m) = t.max_tokens {
+            opts.max_tokens = reply_limit(t, ds.task);
+            if let Some(m) = opts.max_tokens {
                 opts.default_max_tokens = m;
             }
             opts.temperature = t.temperature;
-            opts.max_tokens = t.max_tokens;
             Ok(Arc::new(Teacher::new(
                 opts,
                 backend,
@@ -254,4 +275,52 @@ fn backend(name: &str, t: &TeacherConfig, ds: &Dataset, cfg: &Config) -> Result<
             ))
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use mentor_methods::annotate::{AnnotateReport, TeacherTally};
+    use std::path::Path;
+
+    fn config(teachers: &str) -> Config {
+        let text = format!("[data]\ndataset = \"svamp\"\n\n{teachers}\n[student]\nmodel = \"smollm2-135m\"\n\n[recipe]\nname = \"step-by-step\"\n");
+        Config::parse(&text, Path::new("exp.toml")).unwrap()
+    }
+
+    /// An embedded teacher with no `max_tokens` gets room for a derivation on maths and half
+    /// of it elsewhere; a configured limit and an API teacher's (the stage's 512) are left alone.
+    #[test]
+    fn an_embedded_teachers_reply_limit_follows_the_task_kind() {
+        let cfg = config("[teachers.qwen]\nkind = \"local\"\n\n[teachers.fixed]\nkind = \"local\"\nmax_tokens = 300\n\n[teachers.gpt]\nkind = \"openai\"\nmodel = \"m\"\nbase_url = \"http://127.0.0.1:1/v1\"\n");
+        let t = |n: &str| &cfg.teachers[n];
+        assert_eq!(reply_limit(t("qwen"), TaskKind::Equation), Some(512));
+        assert_eq!(reply_limit(t("qwen"), TaskKind::Numeric), Some(512));
+        assert_eq!(reply_limit(t("qwen"), TaskKind::MultipleChoice), Some(256));
+        assert_eq!(reply_limit(t("qwen"), TaskKind::Nli), Some(256));
+        assert_eq!(reply_limit(t("fixed"), TaskKind::MultipleChoice), Some(300));
+        assert_eq!(reply_limit(t("gpt"), TaskKind::MultipleChoice), None);
+
+        // the warning names the limit the replies were really cut at
+        let mut rep = AnnotateReport::default();
+        rep.teachers.insert(
+            "qwen".into(),
+            TeacherTally {
+                done: 40,
+                truncated: 22,
+                ..TeacherTally::default()
+            },
+        );
+        let notes =
+            crate::annotate::truncation_notes(&cfg, TaskKind::MultipleChoice, "rationale", &rep);
+        assert_eq!(notes.len(), 1);
+        assert!(
+            notes[0].contains("22 of 40") && notes[0].contains("(256 tokens)"),
+            "{}",
+            notes[0]
+        );
+        let notes = crate::annotate::truncation_notes(&cfg, TaskKind::Equation, "rationale", &rep);
+        assert!(notes[0].contains("(512 tokens)"), "{}", notes[0]);
+    }
 }

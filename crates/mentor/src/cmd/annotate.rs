@@ -127,7 +127,7 @@ fn summarise(r: &run::Run, stages: &[(String, AnnotateReport)], n_items: usize) 
         for f in &report.failures {
             human += &format!("  failure: {f}\n");
         }
-        let notes = mentor_pipeline::annotate::truncation_notes(&r.cfg, stage, report);
+        let notes = mentor_pipeline::annotate::truncation_notes(&r.cfg, r.ds.task, stage, report);
         for n in &notes {
             human += &format!("  warning: {n}\n");
         }
