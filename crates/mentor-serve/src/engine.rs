@@ -156,19 +156,14 @@ fn decode_loop(
         }
         if !arrivals.is_empty() {
             stats.batches.fetch_add(1, Ordering::Relaxed);
-            match Batch::prefill(model, tokenizer, arrivals, stats) {
-                Ok(newcomers) => match running.as_mut() {
+            for newcomers in prefill_isolating(model, tokenizer, arrivals, stats) {
+                match running.as_mut() {
                     None => running = Some(newcomers),
                     Some(b) => {
                         if let Err(e) = b.merge(newcomers) {
                             b.fail(&e.to_string());
                             running = None;
                         }
-                    }
-                },
-                Err((jobs, e)) => {
-                    for j in jobs {
-                        let _ = j.events.send(Event::Failed(e.clone()));
                     }
                 }
             }
@@ -183,6 +178,36 @@ fn decode_loop(
             }
         }
     }
+}
+
+/// Prefills `jobs` together; when that fails, each one alone, so that one request the model
+/// cannot run (a token id past its embeddings, a prompt it cannot fit) fails by itself with a
+/// 500 and does not take the requests that arrived with it down too.
+fn prefill_isolating<'a>(
+    model: &'a Llama,
+    tokenizer: &'a TextTokenizer,
+    jobs: Vec<Job>,
+    stats: &EngineStats,
+) -> Vec<Batch<'a>> {
+    let (jobs, e) = match Batch::prefill(model, tokenizer, jobs, stats) {
+        Ok(b) => return vec![b],
+        Err(failed) => failed,
+    };
+    if jobs.len() == 1 {
+        tracing::error!("prefill failed: {e}");
+        let _ = jobs[0].events.send(Event::Failed(e));
+        return vec![];
+    }
+    jobs.into_iter()
+        .filter_map(|j| match Batch::prefill(model, tokenizer, vec![j], stats) {
+            Ok(b) => Some(b),
+            Err((mut one, e)) => {
+                tracing::error!("prefill failed: {e}");
+                let _ = one.remove(0).events.send(Event::Failed(e));
+                None
+            }
+        })
+        .collect()
 }
 
 /// The rows decoding together and the jobs they answer (row r ↔ `jobs[r]`).

@@ -293,6 +293,9 @@ async fn run(
 }
 
 fn server_error(message: String) -> ApiError {
+    // candle errors carry a backtrace when RUST_BACKTRACE is set: the log has it (the decode
+    // thread logs every failure); the client gets the error's own line
+    let message = message.lines().next().unwrap_or("").to_string();
     ApiError {
         status: 500,
         message,

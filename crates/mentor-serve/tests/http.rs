@@ -1,8 +1,9 @@
 //! The server over real HTTP on 127.0.0.1 with a tiny random model: answers match the library's
 //! own generation (alone and batched), streams add up to the same text, bad requests get
 //! OpenAI-style 4xx bodies and leave the server working, the open-request bound answers 429 to
-//! real concurrent requests, a client leaving mid-stream gives its place back, and every /v1
-//! route wants the key when one is set.
+//! real concurrent requests, a client leaving mid-stream gives its place back, a request the
+//! model fails on is a 500 (or an error event in a stream) that spares the requests batched with
+//! it, and every /v1 route wants the key when one is set.
 
 use candle_core::Device;
 use mentor_model::load::Student;
@@ -27,9 +28,15 @@ struct Server {
 }
 
 async fn start(cfg: ServeConfig) -> Server {
+    start_with(cfg, 40).await
+}
+
+/// A server whose model has `model_vocab` embeddings for the tokenizer's 40 words: fewer, and
+/// a prompt with a word past them fails inside the model, a real decode error.
+async fn start_with(cfg: ServeConfig, model_vocab: usize) -> Server {
     // the same seeded weights twice: one serves, one answers directly (seeded: random weights
     // could put two logits within float rounding of each other)
-    let lcfg = LlamaConfig::tiny(40);
+    let lcfg = LlamaConfig::tiny(model_vocab);
     let seeded = || Student::random(&lcfg, &Device::Cpu, 17).unwrap().model;
     let (model, reference) = (seeded(), seeded());
     let (router, stats) = mentor_serve::app(model, words(), cfg);
@@ -470,6 +477,76 @@ async fn a_client_leaving_mid_stream_gives_its_place_back() {
     // with room for one, a new request is answered
     let (status, ok) = s
         .post("/v1/completions", r#"{"prompt": "w2", "max_tokens": 2}"#)
+        .await;
+    assert_eq!(status, 200, "{ok}");
+}
+
+/// A prompt the model cannot run (a word past its embeddings: `index-select` fails inside the
+/// forward) answers 500 with an OpenAI `server_error`, in a stream as an error event before
+/// `[DONE]`; a good request that arrived in the same batch is still answered, exactly, and the
+/// server keeps serving with no place left taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_the_model_fails_on_is_a_500_that_spares_its_batch() {
+    let s = start_with(
+        ServeConfig {
+            batch_wait: std::time::Duration::from_millis(300),
+            ..Default::default()
+        },
+        20,
+    )
+    .await;
+    // w30 is token 32, past the model's 20 embeddings; w1 w2 are tokens 3 and 4
+    let (status, alone) = s
+        .post(
+            "/v1/completions",
+            r#"{"prompt": "w1 w30", "max_tokens": 4}"#,
+        )
+        .await;
+    assert_eq!(status, 500, "{alone}");
+    assert_eq!(alone["error"]["type"], "server_error", "{alone}");
+    assert!(
+        alone["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("index"),
+        "{alone}"
+    );
+    // the error's line, never a backtrace (candle attaches one under RUST_BACKTRACE)
+    assert!(
+        !alone["error"]["message"].as_str().unwrap().contains('\n'),
+        "{alone}"
+    );
+
+    // a bad and a good request gathered into one batch: only the bad one fails
+    let send = |prompt: &'static str| {
+        let base = s.base.clone();
+        let body = json!({"prompt": prompt, "max_tokens": 6, "temperature": 0}).to_string();
+        tokio::spawn(async move { post(&base, "/v1/completions", &body).await })
+    };
+    let (bad, good) = (send("w30 w2"), send("w1 w2"));
+    let (bad, good) = (bad.await.unwrap(), good.await.unwrap());
+    assert_eq!(bad.0, 500, "{}", bad.1);
+    assert_eq!(good.0, 200, "{}", good.1);
+    assert_eq!(good.1["choices"][0]["text"], s.direct("w1 w2", 6));
+    assert!(s.stats.batches.load(Ordering::SeqCst) >= 2);
+
+    // streamed: the headers are gone before the failure, so it travels as an event
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", s.base))
+        .json(&json!({"messages": [{"role": "user", "content": "w31"}], "max_tokens": 4, "stream": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let ev = events(&r.text().await.unwrap());
+    assert_eq!(ev.last().map(String::as_str), Some("[DONE]"), "{ev:?}");
+    let err: Value = serde_json::from_str(&ev[ev.len() - 2]).unwrap();
+    assert_eq!(err["error"]["type"], "server_error", "{err}");
+
+    let (status, health) = get(&s, "/health").await;
+    assert_eq!((status, health["open_requests"].as_u64()), (200, Some(0)));
+    let (status, ok) = s
+        .post("/v1/completions", r#"{"prompt": "w2 w3", "max_tokens": 2}"#)
         .await;
     assert_eq!(status, 200, "{ok}");
 }
