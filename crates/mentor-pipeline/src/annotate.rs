@@ -68,7 +68,11 @@ pub fn truncation_notes(
                 "teacher `{name}`, stage {stage}: {} of {replies} replies were cut at the token limit ({limit} tokens) and are not trained on; raise `[teachers.{name}] max_tokens`",
                 t.truncated
             );
-            if let Some(price) = tc.map(|t| t.price_out_per_mtok).filter(|p| *p > 0.0) {
+            if let Some(price) = tc
+                .and_then(|t| crate::teachers::pricing(t))
+                .map(|p| p.output_per_mtok)
+                .filter(|p| *p > 0.0)
+            {
                 let usd = t.truncated as f64 * 2.0 * limit as f64 * price / 1e6;
                 note += &format!(" (re-asking them at {} tokens costs at most ${usd:.2} in output)", 2 * limit);
             }

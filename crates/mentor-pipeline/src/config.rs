@@ -82,10 +82,17 @@ pub struct TeacherConfig {
     pub timeout_s: f64,
     #[serde(default = "default_retries")]
     pub max_retries: u32,
+    /// Dollars per million tokens; unset: the dated table in `mentor_teacher::prices`, and for
+    /// a model it does not know, unknown (a free server says 0).
     #[serde(default)]
-    pub price_in_per_mtok: f64,
+    pub price_in_per_mtok: Option<f64>,
     #[serde(default)]
-    pub price_out_per_mtok: f64,
+    pub price_out_per_mtok: Option<f64>,
+    /// Batch-API rates; unset: half the online rates.
+    #[serde(default)]
+    pub price_batch_in_per_mtok: Option<f64>,
+    #[serde(default)]
+    pub price_batch_out_per_mtok: Option<f64>,
     #[serde(default)]
     pub temperature: Option<f64>,
     #[serde(default)]
@@ -321,8 +328,10 @@ source = "palm-540b"         # replay: the recorded outputs to answer from
 # model = "gpt-4o-mini"
 # api_key_env = "OPENAI_API_KEY"   # the variable's NAME; the key itself stays in the environment
 # max_in_flight = 8
-# price_in_per_mtok = 0.15
-# price_out_per_mtok = 0.60
+# price_in_per_mtok = 0.15   # $ per million tokens; unset: mentor's dated table of OpenAI and
+# price_out_per_mtok = 0.60  #   Anthropic prices (`mentor_teacher::prices`); a model it does not
+#                            #   know is "cost unknown" until you set them (0 for a free server)
+# price_batch_in_per_mtok = 0.075   # batch-API rates; unset: half the online ones
 
 [student]
 model = "smollm2-135m"       # an asset name or a path (GGUF, HF directory)

@@ -36,6 +36,53 @@ pub fn reply_limit(t: &TeacherConfig, task: TaskKind) -> Option<u32> {
     }
 }
 
+/// What a teacher's tokens cost: the config's `price_*` keys over the dated table
+/// (`mentor_teacher::prices`); free for replay, the embedded teacher and a server on this
+/// machine or the local network; `None` (unknown) for a remote API model the table does not know.
+pub fn pricing(t: &TeacherConfig) -> Option<Pricing> {
+    let provider = match t.kind {
+        TeacherKind::Openai => "openai",
+        TeacherKind::Anthropic => "anthropic",
+        TeacherKind::Replay | TeacherKind::Local => return Some(Pricing::default()),
+    };
+    let table = mentor_teacher::prices::lookup(provider, t.model.as_deref().unwrap_or_default());
+    let free = t.kind == TeacherKind::Openai && t.base_url.as_deref().is_some_and(is_private_url);
+    let base = match (t.price_in_per_mtok, t.price_out_per_mtok) {
+        (None, None) if table.is_none() && free => Pricing::default(),
+        (None, None) => table?,
+        (input, output) => {
+            let t = table.unwrap_or_default();
+            Pricing::with_batch_discount(
+                input.unwrap_or(t.input_per_mtok),
+                output.unwrap_or(t.output_per_mtok),
+            )
+        }
+    };
+    Some(Pricing {
+        batch_input_per_mtok: t
+            .price_batch_in_per_mtok
+            .unwrap_or(base.batch_input_per_mtok),
+        batch_output_per_mtok: t
+            .price_batch_out_per_mtok
+            .unwrap_or(base.batch_output_per_mtok),
+        ..base
+    })
+}
+
+/// A server on this machine or a private network (vLLM, llama.cpp, Ollama next door): nobody
+/// bills per token for it.
+fn is_private_url(url: &str) -> bool {
+    let Ok(u) = url::Url::parse(url) else {
+        return false;
+    };
+    match u.host() {
+        Some(url::Host::Domain(d)) => d == "localhost" || d.ends_with(".local"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback() || ip.is_private() || ip.is_link_local(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
 /// The run-wide budget from `[budget]`, starting from what the run's ledger already spent.
 pub fn budget(cfg: &Config, store: &SharedStore) -> Result<Arc<Budget>> {
     let b = Budget::new(
@@ -70,6 +117,24 @@ pub fn build(
     if cfg.teachers.is_empty() {
         bail!("the config has no [teachers.NAME] table; add one (see `mentor init`)");
     }
+    for (name, t) in &cfg.teachers {
+        if pricing(t).is_some() {
+            continue;
+        }
+        let model = t.model.as_deref().unwrap_or_default();
+        let fix = format!(
+            "set `[teachers.{name}] price_in_per_mtok` and `price_out_per_mtok` (0 for a free server)"
+        );
+        if let Some(usd) = cfg.budget.max_usd {
+            bail!(
+                "teacher `{name}`: no known price for `{model}` (mentor's table is of {}), so the                  ${usd} budget could not stop it; {fix}",
+                mentor_teacher::prices::PRICES_AS_OF
+            );
+        }
+        tracing::warn!(
+            "teacher `{name}`: no known price for `{model}`: its cost shows as unknown; {fix}"
+        );
+    }
     cfg.teachers
         .iter()
         .map(|(name, t)| {
@@ -82,10 +147,10 @@ pub fn build(
                 max_retries: t.max_retries,
                 ..RetryPolicy::default()
             };
-            opts.pricing = Pricing {
-                input_per_mtok: t.price_in_per_mtok,
-                output_per_mtok: t.price_out_per_mtok,
-            };
+            match pricing(t) {
+                Some(p) => opts.pricing = p,
+                None => opts.price_known = false,
+            }
             opts.max_tokens = reply_limit(t, ds.task);
             if let Some(m) = opts.max_tokens {
                 opts.default_max_tokens = m;

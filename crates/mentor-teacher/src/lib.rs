@@ -10,6 +10,7 @@ pub mod backend;
 pub mod limits;
 pub mod loopback;
 pub mod openai;
+pub mod prices;
 pub mod replay;
 pub mod request;
 pub mod secret;

@@ -14,17 +14,36 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
-/// Dollars per million tokens.
+/// Dollars per million tokens, online and through the provider's batch API.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Pricing {
     pub input_per_mtok: f64,
     pub output_per_mtok: f64,
+    pub batch_input_per_mtok: f64,
+    pub batch_output_per_mtok: f64,
 }
 
 impl Pricing {
+    /// Online rates, with batch rates at the providers' usual discount.
+    pub fn with_batch_discount(input_per_mtok: f64, output_per_mtok: f64) -> Pricing {
+        Pricing {
+            input_per_mtok,
+            output_per_mtok,
+            batch_input_per_mtok: input_per_mtok * crate::prices::BATCH_DISCOUNT,
+            batch_output_per_mtok: output_per_mtok * crate::prices::BATCH_DISCOUNT,
+        }
+    }
+
     pub fn cost(&self, prompt_tokens: u64, completion_tokens: u64) -> f64 {
         (prompt_tokens as f64 * self.input_per_mtok
             + completion_tokens as f64 * self.output_per_mtok)
+            / 1e6
+    }
+
+    /// The same tokens at the batch rate.
+    pub fn batch_cost(&self, prompt_tokens: u64, completion_tokens: u64) -> f64 {
+        (prompt_tokens as f64 * self.batch_input_per_mtok
+            + completion_tokens as f64 * self.batch_output_per_mtok)
             / 1e6
     }
 }
@@ -41,6 +60,9 @@ pub struct TeacherOptions {
     pub tpm: u32,
     pub retry: RetryPolicy,
     pub pricing: Pricing,
+    /// False for a paid API model with no price in the table or the config: its cost shows as
+    /// unknown (recorded as $0), and a dollar budget refuses to run it.
+    pub price_known: bool,
     /// Completion-token estimate for budgeting when a request sets no `max_tokens`.
     pub default_max_tokens: u32,
     /// This teacher's sampling temperature and token limit, applied to every request it is
@@ -59,6 +81,7 @@ impl TeacherOptions {
             tpm: 0,
             retry: RetryPolicy::default(),
             pricing: Pricing::default(),
+            price_known: true,
             default_max_tokens: 512,
             temperature: None,
             max_tokens: None,

@@ -535,3 +535,90 @@ async fn few_shot_examples_are_train_questions_before_each_request() {
         );
     }
 }
+
+/// With no price keys, a known paid model is priced from the dated table, online and at the
+/// batch rate (half); a remote model the table does not know shows its cost as unknown, never
+/// $0, and a dollar budget refuses to start with it; a server on this machine is free.
+#[test]
+fn prices_come_from_the_table_and_an_unknown_price_is_never_zero() {
+    let d = tempfile::tempdir().unwrap();
+    common::write_sums_dataset(d.path(), 10);
+    let write = |teacher: &str, budget: &str| {
+        let cfg = format!(
+            "[data]\npath = \"toy.jsonl\"\ntask = \"numeric\"\nfractions = [1.0, 0.0, 0.0]\n\n\
+             [teachers.t]\nkind = \"openai\"\nmax_tokens = 100\n{teacher}\n\n[budget]\n{budget}\n"
+        );
+        std::fs::write(d.path().join("exp.toml"), cfg).unwrap();
+    };
+    let dry = || {
+        mentor(d.path(), &["annotate", "exp.toml", "--dry-run", "--json"])
+            .output()
+            .unwrap()
+    };
+
+    write(
+        "model = \"gpt-4o-mini-2024-07-18\"\nbase_url = \"https://api.openai.com/v1\"",
+        "",
+    );
+    let j = json_of(&dry());
+    let t = &j["teachers"]["t"];
+    assert_eq!(t["calls"], 10);
+    let (p, c) = (
+        t["prompt_tokens"].as_f64().unwrap(),
+        t["max_completion_tokens"].as_f64().unwrap(),
+    );
+    assert_eq!(c, 1000.0);
+    let online = (p * 0.15 + c * 0.60) / 1e6;
+    assert!(
+        (t["max_cost_usd"].as_f64().unwrap() - online).abs() < 1e-12,
+        "{j}"
+    );
+    assert!(
+        (t["max_batch_cost_usd"].as_f64().unwrap() - online / 2.0).abs() < 1e-12,
+        "{j}"
+    );
+    assert_eq!(j["prices_as_of"], mentor_teacher::prices::PRICES_AS_OF);
+
+    // a config's price keys override the table; batch follows at half unless given
+    write("model = \"gpt-4o-mini\"\nbase_url = \"https://api.openai.com/v1\"\nprice_in_per_mtok = 1.0\nprice_out_per_mtok = 2.0", "");
+    let t = json_of(&dry())["teachers"]["t"].clone();
+    let own = (p * 1.0 + c * 2.0) / 1e6;
+    assert!(
+        (t["max_cost_usd"].as_f64().unwrap() - own).abs() < 1e-12,
+        "{t}"
+    );
+    assert!(
+        (t["max_batch_cost_usd"].as_f64().unwrap() - own / 2.0).abs() < 1e-12,
+        "{t}"
+    );
+
+    write(
+        "model = \"acme-large\"\nbase_url = \"https://api.example.com/v1\"",
+        "",
+    );
+    let out = dry();
+    let j = json_of(&out);
+    assert!(j["teachers"]["t"]["max_cost_usd"].is_null(), "{j}");
+    assert_eq!(j["cost_unknown"], serde_json::json!(["t"]));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no known price for `acme-large`"));
+
+    write(
+        "model = \"acme-large\"\nbase_url = \"https://api.example.com/v1\"",
+        "max_usd = 5.0",
+    );
+    let out = dry();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no known price") && err.contains("price_in_per_mtok"),
+        "{err}"
+    );
+
+    // the same unknown model on a server next door costs nothing and may run under a budget
+    write(
+        "model = \"acme-large\"\nbase_url = \"http://127.0.0.1:8000/v1\"",
+        "max_usd = 5.0",
+    );
+    let j = json_of(&dry());
+    assert_eq!(j["teachers"]["t"]["max_cost_usd"], 0.0, "{j}");
+}

@@ -232,7 +232,8 @@ fn dry_run(
         .collect();
     let mut human = String::from("dry run: nothing sent\n");
     let mut rows = serde_json::Map::new();
-    let mut total_usd = 0.0;
+    let (mut total_usd, mut total_batch) = (0.0, 0.0);
+    let mut unknown = vec![];
     for t in teachers {
         let (mut calls, mut cached, mut p_tok, mut c_tok, mut usd) = (0u64, 0u64, 0u64, 0u64, 0.0);
         for job in &jobs {
@@ -267,13 +268,36 @@ fn dry_run(
             c_tok += c;
             usd += scale * (p + c) as f64;
         }
-        total_usd += usd;
-        human += &format!("{:<14} {calls} calls to send ({cached} cached), ~{p_tok} prompt + ≤{c_tok} completion tokens, ≤ ${usd:.4}\n", t.name());
-        rows.insert(t.name().into(), json!({ "calls": calls, "cached": cached, "prompt_tokens": p_tok, "max_completion_tokens": c_tok, "max_cost_usd": usd }));
+        let batch_usd = t.opts.pricing.batch_cost(p_tok, c_tok);
+        human += &format!(
+            "{:<14} {calls} calls to send ({cached} cached), ~{p_tok} prompt + ≤{c_tok} completion tokens, ",
+            t.name()
+        );
+        if t.opts.price_known {
+            total_usd += usd;
+            total_batch += batch_usd;
+            human += &format!("≤ ${usd:.4} online, ≤ ${batch_usd:.4} through the batch API\n");
+        } else {
+            unknown.push(t.name().to_string());
+            human += "cost unknown (no price for this model: set price_in_per_mtok / price_out_per_mtok)\n";
+        }
+        let known = |x: f64| {
+            if t.opts.price_known {
+                json!(x)
+            } else {
+                json!(null)
+            }
+        };
+        rows.insert(t.name().into(), json!({ "calls": calls, "cached": cached, "prompt_tokens": p_tok, "max_completion_tokens": c_tok,
+                                              "max_cost_usd": known(usd), "max_batch_cost_usd": known(batch_usd) }));
     }
-    human += &format!("total ≤ ${total_usd:.4} (completion tokens at max_tokens; prompt tokens at 4 characters a token)");
+    human += &format!("total ≤ ${total_usd:.4} online, ≤ ${total_batch:.4} batch (completion tokens at max_tokens; prompt tokens at 4 characters a token)");
+    if !unknown.is_empty() {
+        human += &format!(", plus the unknown cost of {}", unknown.join(", "));
+    }
     Ok(Summary {
         human,
-        json: json!({ "dry_run": true, "teachers": rows, "max_cost_usd": total_usd }),
+        json: json!({ "dry_run": true, "teachers": rows, "max_cost_usd": total_usd, "max_batch_cost_usd": total_batch,
+                      "prices_as_of": mentor_teacher::prices::PRICES_AS_OF, "cost_unknown": unknown }),
     })
 }
