@@ -74,6 +74,30 @@ pub struct CallRecord {
     pub attempts: u32,
     /// Why the reply ended, as the backend said (`stop`, `length`, `max_tokens`, …).
     pub finish_reason: Option<String>,
+    /// The provider batch that answered it (`teacher_batches.tag`); `None` for an online call.
+    pub batch_tag: Option<String>,
+}
+
+/// One provider batch a run submitted (or is about to).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchRecord {
+    pub tag: String,
+    pub teacher: String,
+    /// `None` until the provider accepted it.
+    pub provider_id: Option<String>,
+    /// `submitting`, `submitted`, then the provider's final status (`completed`, `expired`, …).
+    pub status: String,
+    pub requests: u64,
+}
+
+/// One request of a provider batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchRow {
+    /// The id the provider echoes back with the result (derived from the cache key).
+    pub custom_id: String,
+    pub request_hash: String,
+    /// The rendered request, as the ledger keeps it.
+    pub request: String,
 }
 
 impl CallRecord {
@@ -141,6 +165,9 @@ pub struct TeacherLedger {
     pub mean_latency_ms: f64,
     /// Successful replies cut at the token limit.
     pub calls_truncated: u64,
+    /// Successful replies that came through a provider batch, and what they cost.
+    pub calls_batch: u64,
+    pub cost_usd_batch: f64,
 }
 
 impl Store {
@@ -382,7 +409,7 @@ impl Store {
         self.conn
             .query_row(
                 "SELECT id, namespace, request_hash, teacher, model, request, status, raw_response, text, error,
-                        prompt_tokens, completion_tokens, cost_usd, latency_ms, attempts, finish_reason
+                        prompt_tokens, completion_tokens, cost_usd, latency_ms, attempts, finish_reason, batch_tag
                  FROM teacher_calls WHERE namespace = ?1 AND request_hash = ?2 AND status = 'ok'",
                 params![namespace, request_hash],
                 |r| Ok((r.get(0)?, call_from_row(r, 1)?)),
@@ -405,7 +432,9 @@ impl Store {
                 "SELECT teacher,
                         SUM(status = 'ok'), SUM(status = 'failed'),
                         SUM(prompt_tokens), SUM(completion_tokens), SUM(cost_usd), AVG(latency_ms),
-                        SUM(status = 'ok' AND finish_reason IN ('length', 'max_tokens'))
+                        SUM(status = 'ok' AND finish_reason IN ('length', 'max_tokens')),
+                        SUM(status = 'ok' AND batch_tag IS NOT NULL),
+                        SUM(CASE WHEN status = 'ok' AND batch_tag IS NOT NULL THEN cost_usd ELSE 0 END)
                  FROM teacher_calls GROUP BY teacher ORDER BY teacher",
             )
             .map_err(|e| self.err(e))?;
@@ -420,6 +449,101 @@ impl Store {
                     cost_usd: r.get(5)?,
                     mean_latency_ms: r.get::<_, Option<f64>>(6)?.unwrap_or(0.0),
                     calls_truncated: r.get::<_, Option<i64>>(7)?.unwrap_or(0) as u64,
+                    calls_batch: r.get::<_, Option<i64>>(8)?.unwrap_or(0) as u64,
+                    cost_usd_batch: r.get::<_, Option<f64>>(9)?.unwrap_or(0.0),
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))
+    }
+
+    // ---- provider batches --------------------------------------------------------------------
+
+    /// Writes a batch about to be submitted (`submitting`, no provider id) with its rows
+    /// (custom id, request hash, request JSON for the ledger), before anything is sent.
+    pub fn open_batch(&mut self, tag: &str, teacher: &str, rows: &[BatchRow]) -> Result<()> {
+        self.transaction(|tx| {
+            tx.execute(
+                "INSERT INTO teacher_batches (tag, teacher, status, requests) VALUES (?1, ?2, 'submitting', ?3)",
+                params![tag, teacher, rows.len() as i64],
+            )?;
+            let mut st = tx.prepare(
+                "INSERT INTO teacher_batch_rows (tag, custom_id, request_hash, request) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for r in rows {
+                st.execute(params![tag, r.custom_id, r.request_hash, r.request])?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The provider accepted the batch as `provider_id`.
+    pub fn batch_submitted(&mut self, tag: &str, provider_id: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE teacher_batches SET provider_id = ?2, status = 'submitted' WHERE tag = ?1",
+                params![tag, provider_id],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// The batch ended with the provider's `status`; its rows are in the ledger.
+    pub fn batch_finished(&mut self, tag: &str, status: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE teacher_batches SET status = ?2, finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE tag = ?1",
+                params![tag, status],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// `teacher`'s batches not yet finished (submitting or submitted), oldest first.
+    pub fn open_batches(&self, teacher: &str) -> Result<Vec<BatchRecord>> {
+        self.batches_where("teacher = ?1 AND finished_at IS NULL", teacher)
+    }
+
+    /// All of `teacher`'s batches, oldest first.
+    pub fn batches(&self, teacher: &str) -> Result<Vec<BatchRecord>> {
+        self.batches_where("teacher = ?1", teacher)
+    }
+
+    fn batches_where(&self, filter: &str, teacher: &str) -> Result<Vec<BatchRecord>> {
+        let mut st = self
+            .conn
+            .prepare(&format!(
+                "SELECT tag, teacher, provider_id, status, requests FROM teacher_batches WHERE {filter} ORDER BY rowid"
+            ))
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map(params![teacher], |r| {
+                Ok(BatchRecord {
+                    tag: r.get(0)?,
+                    teacher: r.get(1)?,
+                    provider_id: r.get(2)?,
+                    status: r.get(3)?,
+                    requests: r.get::<_, i64>(4)? as u64,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// A batch's rows, in submission order.
+    pub fn batch_rows(&self, tag: &str) -> Result<Vec<BatchRow>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT custom_id, request_hash, request FROM teacher_batch_rows WHERE tag = ?1 ORDER BY rowid")
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map(params![tag], |r| {
+                Ok(BatchRow {
+                    custom_id: r.get(0)?,
+                    request_hash: r.get(1)?,
+                    request: r.get(2)?,
                 })
             })
             .map_err(|e| self.err(e))?;
@@ -676,8 +800,8 @@ fn insert_call(tx: &rusqlite::Transaction<'_>, call: &CallRecord) -> rusqlite::R
     }
     tx.execute(
         "INSERT INTO teacher_calls (namespace, request_hash, teacher, model, request, status, raw_response, text, error,
-                                    prompt_tokens, completion_tokens, cost_usd, latency_ms, attempts, finish_reason)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                                    prompt_tokens, completion_tokens, cost_usd, latency_ms, attempts, finish_reason, batch_tag)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
         params![
             call.namespace,
             call.request_hash,
@@ -693,7 +817,8 @@ fn insert_call(tx: &rusqlite::Transaction<'_>, call: &CallRecord) -> rusqlite::R
             call.cost_usd,
             call.latency_ms as i64,
             call.attempts as i64,
-            call.finish_reason
+            call.finish_reason,
+            call.batch_tag
         ],
     )?;
     Ok(tx.last_insert_rowid())
@@ -726,5 +851,6 @@ fn call_from_row(r: &rusqlite::Row<'_>, o: usize) -> rusqlite::Result<CallRecord
         latency_ms: r.get::<_, i64>(o + 12)? as u64,
         attempts: r.get::<_, i64>(o + 13)? as u32,
         finish_reason: r.get(o + 14)?,
+        batch_tag: r.get(o + 15)?,
     })
 }

@@ -118,4 +118,26 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE teacher_calls ADD COLUMN finish_reason TEXT;
     "#,
+    // 3: provider batch APIs. A batch and its requests are written before it is submitted, its
+    // provider id as soon as the provider answers, so a relaunched run re-attaches to it and
+    // never submits a request twice. Calls answered through a batch name it.
+    r#"
+    CREATE TABLE teacher_batches (
+        tag          TEXT PRIMARY KEY,
+        teacher      TEXT NOT NULL,
+        provider_id  TEXT,
+        status       TEXT NOT NULL,
+        requests     INTEGER NOT NULL,
+        created_at   TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        finished_at  TEXT
+    );
+    CREATE TABLE teacher_batch_rows (
+        tag          TEXT NOT NULL REFERENCES teacher_batches (tag),
+        custom_id    TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        request      TEXT NOT NULL,
+        PRIMARY KEY (tag, custom_id)
+    );
+    ALTER TABLE teacher_calls ADD COLUMN batch_tag TEXT;
+    "#,
 ];

@@ -71,6 +71,10 @@ pub trait Backend: Send + Sync {
         serde_json::Value::Null
     }
     fn call<'a>(&'a self, req: &'a ChatRequest) -> BoxFuture<'a, Result<Reply, CallError>>;
+    /// The provider's batch endpoints, where it has them.
+    fn batch_api(&self) -> Option<&dyn crate::batch::BatchApi> {
+        None
+    }
 }
 
 /// `Retry-After` in seconds (the HTTP-date form is rare from LLM APIs and is ignored).

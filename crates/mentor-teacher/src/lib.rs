@@ -7,6 +7,7 @@
 
 pub mod anthropic;
 pub mod backend;
+pub mod batch;
 pub mod limits;
 pub mod loopback;
 pub mod openai;
@@ -17,6 +18,7 @@ pub mod secret;
 pub mod teacher;
 
 pub use backend::{Backend, CallError, Capabilities, Reply};
+pub use batch::{BatchApi, BatchPolling, BatchReport, BatchStatus};
 pub use limits::{Budget, BudgetExceeded, RateLimiter, RetryPolicy};
 pub use request::{ChatRequest, ItemRef, Message, Role};
 pub use secret::ApiKey;

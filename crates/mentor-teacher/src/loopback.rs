@@ -45,6 +45,16 @@ pub struct LoopbackConfig {
     pub answer: Answerer,
     /// If set, requests without `Authorization: Bearer <key>` get 401.
     pub require_key: Option<String>,
+    /// How the Batch API (`/v1/files`, `/v1/batches`) behaves.
+    pub batch: BatchBehaviour,
+}
+
+/// The loopback Batch API: a batch ends `latency` after it is created; with `expire_after`, only
+/// that many of its rows are answered and the rest come back as `batch_expired` errors.
+#[derive(Debug, Clone, Default)]
+pub struct BatchBehaviour {
+    pub latency: Duration,
+    pub expire_after: Option<usize>,
 }
 
 impl Default for LoopbackConfig {
@@ -54,6 +64,7 @@ impl Default for LoopbackConfig {
             faults: Arc::new(|_, _| Fault::None),
             answer: Arc::new(|p| format!("I read {} characters. The answer is 42.", p.len())),
             require_key: None,
+            batch: BatchBehaviour::default(),
         }
     }
 }
@@ -69,6 +80,11 @@ pub struct Stats {
     pub peak_in_flight: AtomicI64,
     attempts: Mutex<HashMap<String, u32>>,
     answered: Mutex<HashMap<String, u32>>,
+    /// Batches created (`POST /v1/batches`), and how often each custom id was submitted.
+    pub batches_created: AtomicU64,
+    batch_rows: Mutex<HashMap<String, u32>>,
+    files: Mutex<HashMap<String, String>>,
+    batches: Mutex<Vec<serde_json::Value>>,
 }
 
 impl Stats {
@@ -78,6 +94,10 @@ impl Stats {
     }
     pub fn attempts(&self) -> HashMap<String, u32> {
         self.attempts.lock().unwrap().clone()
+    }
+    /// How many times each custom id arrived in a batch input file.
+    pub fn batch_rows(&self) -> HashMap<String, u32> {
+        self.batch_rows.lock().unwrap().clone()
     }
 }
 
@@ -137,6 +157,192 @@ fn prompt_of(body: &serde_json::Value) -> String {
         .to_string()
 }
 
+/// The Batch API's routes; `None` for any other request. Files and batches live in memory.
+fn batch_route(
+    request_line: &str,
+    content_type: &str,
+    body: &[u8],
+    cfg: &Arc<LoopbackConfig>,
+    stats: &Arc<Stats>,
+) -> Option<(&'static str, String)> {
+    use serde_json::{json, Value};
+    let mut words = request_line.split_whitespace();
+    let (method, target) = (words.next()?, words.next()?);
+    let path = target.split('?').next().unwrap_or(target);
+    let not_found = || {
+        (
+            "404 Not Found",
+            json!({"error": {"message": "no such object"}}).to_string(),
+        )
+    };
+    let batch_of = |id: &str| {
+        stats
+            .batches
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|b| b["id"] == id)
+            .cloned()
+    };
+    match (method, path) {
+        ("POST", "/v1/files") => {
+            let boundary = content_type
+                .split("boundary=")
+                .nth(1)?
+                .trim_matches('"')
+                .to_string();
+            let text = String::from_utf8_lossy(body);
+            let (mut purpose, mut file) = (None, None);
+            for part in text.split(&format!("--{boundary}")) {
+                let Some((head, content)) = part.split_once("\r\n\r\n") else {
+                    continue;
+                };
+                let content = content.strip_suffix("\r\n").unwrap_or(content);
+                if head.contains("name=\"purpose\"") {
+                    purpose = Some(content.to_string());
+                } else if head.contains("name=\"file\"") {
+                    file = Some(content.to_string());
+                }
+            }
+            let (Some("batch"), Some(file)) = (purpose.as_deref(), file) else {
+                return Some((
+                    "400 Bad Request",
+                    json!({"error": {"message": "want purpose=batch and a file"}}).to_string(),
+                ));
+            };
+            let mut files = stats.files.lock().unwrap();
+            let id = format!("file-{}", files.len() + 1);
+            let bytes = file.len();
+            files.insert(id.clone(), file);
+            Some((
+                "200 OK",
+                json!({"id": id, "object": "file", "bytes": bytes, "purpose": "batch"}).to_string(),
+            ))
+        }
+        ("GET", p) if p.starts_with("/v1/files/") && p.ends_with("/content") => {
+            let id = p
+                .trim_start_matches("/v1/files/")
+                .trim_end_matches("/content");
+            let f = stats.files.lock().unwrap().get(id).cloned();
+            Some(f.map_or_else(not_found, |f| ("200 OK", f)))
+        }
+        ("POST", "/v1/batches") => {
+            let req: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+            let input = req["input_file_id"].as_str().unwrap_or_default();
+            let Some(lines) = stats.files.lock().unwrap().get(input).cloned() else {
+                return Some(not_found());
+            };
+            stats.batches_created.fetch_add(1, Ordering::SeqCst);
+            let rows: Vec<Value> = lines
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect();
+            for r in &rows {
+                let id = r["custom_id"].as_str().unwrap_or_default().to_string();
+                *stats.batch_rows.lock().unwrap().entry(id).or_insert(0) += 1;
+            }
+            let id = format!("batch_{}", stats.batches.lock().unwrap().len() + 1);
+            let b = json!({"id": id, "object": "batch", "endpoint": req["endpoint"], "input_file_id": input,
+                           "completion_window": req["completion_window"], "status": "in_progress",
+                           "output_file_id": null, "error_file_id": null, "metadata": req["metadata"],
+                           "request_counts": {"total": rows.len(), "completed": 0, "failed": 0}});
+            stats.batches.lock().unwrap().push(b.clone());
+            let (cfg, stats) = (cfg.clone(), stats.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(cfg.batch.latency).await;
+                let (mut out, mut err) = (String::new(), String::new());
+                let (mut done, mut failed) = (0, 0);
+                for (i, r) in rows.iter().enumerate() {
+                    let cid = &r["custom_id"];
+                    let prompt = prompt_of(&r["body"]);
+                    if cfg.batch.expire_after.is_some_and(|n| i >= n) {
+                        failed += 1;
+                        err += &format!(
+                            "{}\n",
+                            json!({"id": format!("req_{i}"), "custom_id": cid, "response": null,
+                            "error": {"code": "batch_expired", "message": "This request could not be executed before the completion window expired."}})
+                        );
+                        continue;
+                    }
+                    let attempt = {
+                        let mut a = stats.attempts.lock().unwrap();
+                        let n = a.entry(prompt.clone()).or_insert(0);
+                        *n += 1;
+                        *n - 1
+                    };
+                    match (cfg.faults)(&prompt, attempt) {
+                        Fault::None => {
+                            let body: Value = serde_json::from_str(&completion_body(
+                                &r["body"],
+                                &(cfg.answer)(&prompt),
+                            ))
+                            .unwrap();
+                            out += &format!(
+                                "{}\n",
+                                json!({"id": format!("req_{i}"), "custom_id": cid,
+                                "response": {"status_code": 200, "request_id": format!("r{i}"), "body": body}, "error": null})
+                            );
+                            *stats.answered.lock().unwrap().entry(prompt).or_insert(0) += 1;
+                            done += 1;
+                        }
+                        _ => {
+                            failed += 1;
+                            err += &format!(
+                                "{}\n",
+                                json!({"id": format!("req_{i}"), "custom_id": cid,
+                                "response": {"status_code": 500, "request_id": format!("r{i}"),
+                                             "body": {"error": {"message": "boom", "type": "server_error", "code": "server_error"}}}, "error": null})
+                            );
+                        }
+                    }
+                }
+                let mut files = stats.files.lock().unwrap();
+                let mut file = |text: String| {
+                    let id = format!("file-{}", files.len() + 1);
+                    files.insert(id.clone(), text);
+                    id
+                };
+                let out_id = (!out.is_empty()).then(|| file(out));
+                let err_id = (!err.is_empty()).then(|| file(err));
+                drop(files);
+                let mut batches = stats.batches.lock().unwrap();
+                if let Some(b) = batches.iter_mut().find(|b| b["id"] == id) {
+                    b["status"] =
+                        json!(if cfg.batch.expire_after.is_some_and(|n| n < rows.len()) {
+                            "expired"
+                        } else {
+                            "completed"
+                        });
+                    b["output_file_id"] = json!(out_id);
+                    b["error_file_id"] = json!(err_id);
+                    b["request_counts"] =
+                        json!({"total": rows.len(), "completed": done, "failed": failed});
+                }
+            });
+            Some(("200 OK", b.to_string()))
+        }
+        ("GET", "/v1/batches") => {
+            let data: Vec<Value> = stats
+                .batches
+                .lock()
+                .unwrap()
+                .iter()
+                .rev()
+                .cloned()
+                .collect();
+            Some((
+                "200 OK",
+                json!({"object": "list", "data": data, "has_more": false}).to_string(),
+            ))
+        }
+        ("GET", p) if p.starts_with("/v1/batches/") => {
+            let id = p.trim_start_matches("/v1/batches/");
+            Some(batch_of(id).map_or_else(not_found, |b| ("200 OK", b.to_string())))
+        }
+        _ => None,
+    }
+}
+
 async fn serve_connection(
     sock: tokio::net::TcpStream,
     cfg: Arc<LoopbackConfig>,
@@ -151,6 +357,7 @@ async fn serve_connection(
         }
         let mut content_length = 0usize;
         let mut auth = None;
+        let mut content_type = String::new();
         loop {
             let mut h = String::new();
             if r.read_line(&mut h).await? == 0 {
@@ -164,6 +371,7 @@ async fn serve_connection(
                 match k.trim().to_ascii_lowercase().as_str() {
                     "content-length" => content_length = v.trim().parse().unwrap_or(0),
                     "authorization" => auth = Some(v.trim().to_string()),
+                    "content-type" => content_type = v.trim().to_string(),
                     _ => {}
                 }
             }
@@ -191,6 +399,10 @@ async fn serve_connection(
                 .await?;
                 continue;
             }
+        }
+        if let Some((status, b)) = batch_route(&request_line, &content_type, &body, &cfg, &stats) {
+            write_response(&mut w, status, "application/json", &[], b.as_bytes()).await?;
+            continue;
         }
         let parsed: serde_json::Value =
             serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);

@@ -181,6 +181,19 @@ impl Teacher {
         req
     }
 
+    pub(crate) fn store(&self) -> &SharedStore {
+        &self.store
+    }
+
+    pub(crate) fn budget(&self) -> &Budget {
+        &self.budget
+    }
+
+    /// The rendered request as the ledger keeps it (no credentials: those are headers).
+    pub(crate) fn request_json(&self, req: &ChatRequest) -> String {
+        serde_json::json!({ "model": self.backend.model(), "request": req, "extra": self.backend.extra_body() }).to_string()
+    }
+
     /// The cache key of a request for this teacher.
     pub fn request_hash(&self, req: &ChatRequest) -> String {
         req.hash(self.backend.model(), &self.backend.extra_body())
@@ -242,7 +255,7 @@ impl Teacher {
             .await
             .expect("semaphore never closed");
         let hash = self.request_hash(req);
-        let request_json = serde_json::json!({ "model": self.backend.model(), "request": req, "extra": self.backend.extra_body() }).to_string();
+        let request_json = self.request_json(req);
         let started = Instant::now();
         let mut attempts = 0u32;
         let last_err: CallError = loop {
@@ -273,6 +286,7 @@ impl Teacher {
                         latency_ms: started.elapsed().as_millis() as u64,
                         attempts,
                         finish_reason: reply.finish_reason.clone(),
+                        batch_tag: None,
                     };
                     let call_id = self.store.lock().unwrap().record_call(&rec)?;
                     return Ok(Completion {
