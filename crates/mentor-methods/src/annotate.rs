@@ -70,6 +70,12 @@ pub struct TeacherTally {
     pub truncated: u64,
     /// Replies whose parsed answer matches the gold label.
     pub correct: u64,
+    /// The batch route (`batch = true`): requests submitted in new batches, re-attached from a
+    /// stopped run, returned, and failed (expired, errored or missing: asked online instead).
+    pub batch_requested: u64,
+    pub batch_reattached: u64,
+    pub batch_returned: u64,
+    pub batch_failed: u64,
     pub tokens: u64,
     pub cost_usd: f64,
 }
@@ -98,6 +104,10 @@ impl AnnotateReport {
             t.correct += x.correct;
             t.tokens += x.tokens;
             t.cost_usd += x.cost_usd;
+            t.batch_requested += x.batch_requested;
+            t.batch_reattached += x.batch_reattached;
+            t.batch_returned += x.batch_returned;
+            t.batch_failed += x.batch_failed;
         }
         t
     }
@@ -434,6 +444,54 @@ pub async fn annotate(
         }
     }
     on_progress(&report);
+    // the batch route first: its results land in the cache, where the loop below finds them
+    for (ti, t) in teachers.iter().enumerate() {
+        let Some(polling) = t.opts.batch else {
+            continue;
+        };
+        let reqs: Vec<_> = units
+            .iter()
+            .filter(|(i, _)| *i == ti)
+            .map(|&(_, ji)| teacher_request(t, &jobs[ji], dataset, spec))
+            .collect();
+        if reqs.is_empty() {
+            continue;
+        }
+        let name = t.name().to_string();
+        let out = t
+            .prefetch_batch(&reqs, polling, &stop, |id, st, elapsed| {
+                tracing::info!(
+                    teacher = %name,
+                    "batch {id}: {} — {}/{} done, {} failed, {:.0}s",
+                    st.status, st.completed, st.total, st.failed, elapsed.as_secs_f64()
+                );
+            })
+            .await;
+        let tally = report
+            .teachers
+            .get_mut(t.name())
+            .expect("every teacher has a tally");
+        match out {
+            Ok(b) => {
+                tally.batch_requested += b.requested;
+                tally.batch_reattached += b.reattached;
+                tally.batch_returned += b.returned;
+                tally.batch_failed += b.failed;
+                report.failures.extend(b.failures);
+                // interrupted: the batches stay open for the rerun; a budget stop leaves the
+                // rest to the loop below, which stops at the same limit and counts what is unsent
+                if let Some(why) = b.stopped.filter(|_| stop.load(Ordering::SeqCst)) {
+                    report.stopped = Some(format!("teacher `{}`: {why}", t.name()));
+                    return Ok(report);
+                }
+            }
+            Err(TeacherError::Store(e)) => return Err(e),
+            Err(e) => {
+                report.stopped = Some(format!("batch route: {e}"));
+                return Ok(report);
+            }
+        }
+    }
     let concurrency: usize = teachers
         .iter()
         .map(|t| t.opts.max_in_flight)

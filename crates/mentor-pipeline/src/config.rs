@@ -97,6 +97,13 @@ pub struct TeacherConfig {
     pub temperature: Option<f64>,
     #[serde(default)]
     pub max_tokens: Option<u32>,
+    /// Send each stage's requests through the provider's batch API (OpenAI): about half the
+    /// price, answered within a day; a stopped run re-attaches to its batches.
+    #[serde(default)]
+    pub batch: bool,
+    /// Seconds between the first polls of a batch (growing 1.5× to 300 s).
+    #[serde(default)]
+    pub batch_poll_s: Option<f64>,
     /// Extra JSON fields merged into every request body (e.g. `top_k` for vLLM).
     #[serde(default)]
     pub extra_body: BTreeMap<String, toml::Value>,
@@ -251,6 +258,14 @@ impl Config {
                     );
                 }
             }
+            if t.batch && t.kind != TeacherKind::Openai {
+                return bad(
+                    &format!("teachers.{name}.batch"),
+                    "the batch route is built for `kind = \"openai\"` (OpenAI's Batch API); \
+                     Anthropic's Message Batches are not supported yet"
+                        .into(),
+                );
+            }
             if t.max_in_flight == 0 {
                 return bad(
                     &format!("teachers.{name}.max_in_flight"),
@@ -332,6 +347,8 @@ source = "palm-540b"         # replay: the recorded outputs to answer from
 # price_out_per_mtok = 0.60  #   Anthropic prices (`mentor_teacher::prices`); a model it does not
 #                            #   know is "cost unknown" until you set them (0 for a free server)
 # price_batch_in_per_mtok = 0.075   # batch-API rates; unset: half the online ones
+# batch = true               # OpenAI's Batch API: half the price, answered within 24 h; a
+#                            #   stopped run re-attaches to its batches (`mentor annotate --batch`)
 
 [student]
 model = "smollm2-135m"       # an asset name or a path (GGUF, HF directory)

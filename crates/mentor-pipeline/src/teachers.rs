@@ -156,6 +156,13 @@ pub fn build(
                 opts.default_max_tokens = m;
             }
             opts.temperature = t.temperature;
+            if t.batch {
+                let initial = t.batch_poll_s.unwrap_or(10.0).max(0.01);
+                opts.batch = Some(mentor_teacher::BatchPolling {
+                    initial: Duration::from_secs_f64(initial),
+                    max: Duration::from_secs_f64(initial.max(300.0)),
+                });
+            }
             Ok(Arc::new(Teacher::new(
                 opts,
                 backend,

@@ -69,6 +69,9 @@ pub struct TeacherOptions {
     /// given by [`Teacher::configure`] (None: the stage's own value stands).
     pub temperature: Option<f64>,
     pub max_tokens: Option<u32>,
+    /// Send a stage's requests through the provider's batch API, polled this way
+    /// ([`Teacher::prefetch_batch`]); `None`: online.
+    pub batch: Option<crate::batch::BatchPolling>,
 }
 
 impl TeacherOptions {
@@ -85,6 +88,7 @@ impl TeacherOptions {
             default_max_tokens: 512,
             temperature: None,
             max_tokens: None,
+            batch: None,
         }
     }
 }

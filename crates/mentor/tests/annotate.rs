@@ -622,3 +622,112 @@ fn prices_come_from_the_table_and_an_unknown_price_is_never_zero() {
     let j = json_of(&dry());
     assert_eq!(j["teachers"]["t"]["max_cost_usd"], 0.0, "{j}");
 }
+
+/// `mentor annotate --batch` through the loopback Batch API with a key: SIGKILLed while the
+/// provider works, relaunched, it re-attaches (one batch on the server's log, each request in
+/// it once), the stage's annotations come from the batch at the batch rate, the ledger counts
+/// them and their saving, and the key is in no file of the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_run_killed_and_relaunched_submits_once() {
+    use mentor_teacher::loopback::BatchBehaviour;
+    let key = "sk-mentor-BATCHLEAK-5e6f7a8b9c";
+    let server = LoopbackServer::start(LoopbackConfig {
+        require_key: Some(key.into()),
+        answer: arithmetic_teacher(),
+        batch: BatchBehaviour {
+            latency: Duration::from_millis(2500),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let n = 16;
+    common::write_sums_dataset(d.path(), n);
+    write_config(
+        d.path(),
+        &server.base_url,
+        "api_key_env = \"MENTOR_TEST_API_KEY\"\nbatch_poll_s = 0.05",
+        "",
+    );
+    let batches = || {
+        server
+            .stats
+            .batches_created
+            .load(std::sync::atomic::Ordering::SeqCst)
+    };
+    let mut child = mentor(d.path(), &["annotate", "exp.toml", "--batch", "--json"])
+        .env("MENTOR_TEST_API_KEY", key)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..600 {
+        if batches() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(batches(), 1, "the first run submitted its batch");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = child.kill(); // SIGKILL while the batch is in progress
+    let _ = child.wait();
+
+    let dir = d.path().to_path_buf();
+    let out = tokio::task::spawn_blocking(move || {
+        let mut c = mentor(&dir, &["annotate", "exp.toml", "--batch", "--json"]);
+        c.env("MENTOR_TEST_API_KEY", key);
+        run_blocking(c)
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j = json_of(&out);
+    assert_eq!(j["annotations"]["rationales"], n);
+    assert_eq!(j["annotations"]["gold_correct"], n / 2);
+    let t = &j["stages"]["cots"]["teachers"]["loop"];
+    assert_eq!(
+        (
+            t["batch_requested"].as_u64(),
+            t["batch_reattached"].as_u64()
+        ),
+        (Some(0), Some(n as u64)),
+        "{j}"
+    );
+    assert_eq!(t["batch_returned"], n, "{j}");
+    assert_eq!(j["total"]["batch_reattached"], n, "{j}");
+    assert_eq!(batches(), 1, "the relaunch submitted nothing again");
+    assert!(server.stats.batch_rows().values().all(|&c| c == 1));
+    assert_eq!(server.stats.batch_rows().len(), n);
+    assert!(
+        server.stats.answered().values().all(|&c| c == 1),
+        "nothing paid twice"
+    );
+
+    let ledger = json_of(
+        &mentor(d.path(), &["ledger", "runs/exp", "--json"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(ledger["total"]["calls_batch"], n, "{ledger}");
+    let batch_usd = ledger["total"]["cost_usd_batch"].as_f64().unwrap();
+    assert!(
+        batch_usd > 0.0
+            && (ledger["total"]["cost_usd"].as_f64().unwrap() - batch_usd).abs() < 1e-12
+    );
+    assert!((ledger["total"]["batch_saving_usd"].as_f64().unwrap() - batch_usd).abs() < 1e-12);
+
+    for entry in walk(&d.path().join("runs")) {
+        let bytes = std::fs::read(&entry).unwrap();
+        assert!(
+            !bytes.windows(key.len()).any(|w| w == key.as_bytes()),
+            "the key is in {}",
+            entry.display()
+        );
+    }
+}

@@ -42,10 +42,30 @@ pub struct Args {
     /// The rest of the run's annotations are kept; the cut calls stay in the ledger.
     #[arg(long)]
     retry_truncated: bool,
+    /// Send the requests through the provider's batch API (as `[teachers.NAME] batch = true`
+    /// for every OpenAI teacher): about half the price, answered within 24 hours. Stop and
+    /// rerun at will: the run re-attaches to its batches and submits nothing twice.
+    #[arg(long)]
+    batch: bool,
 }
 
 pub fn run(a: Args) -> Result<Summary> {
-    let r = run::open(&a.config, a.run_dir.clone())?;
+    let mut r = run::open(&a.config, a.run_dir.clone())?;
+    if a.batch {
+        use mentor_pipeline::config::TeacherKind;
+        let http: Vec<_> = r
+            .cfg
+            .teachers
+            .values_mut()
+            .filter(|t| t.kind == TeacherKind::Openai)
+            .collect();
+        if http.is_empty() {
+            bail!("--batch: the config has no `kind = \"openai\"` teacher to batch");
+        }
+        for t in http {
+            t.batch = true;
+        }
+    }
     let mut items = r.ds.split(a.split).to_vec();
     if r.cfg.recipe.name == mentor_methods::recipe::RecipeName::Elad && a.split == Split::Train {
         // the rest of the pool is the rounds' to choose (`mentor distill`), under the budget
@@ -120,6 +140,14 @@ fn summarise(r: &run::Run, stages: &[(String, AnnotateReport)], n_items: usize) 
                 x.cost_usd
             );
             per_teacher.insert(name.clone(), serde_json::to_value(x)?);
+        }
+        for (name, x) in &report.teachers {
+            if x.batch_requested + x.batch_reattached > 0 {
+                human += &format!(
+                    "  {name} via batch API: {} requested, {} re-attached, {} returned, {} failed (asked online)\n",
+                    x.batch_requested, x.batch_reattached, x.batch_returned, x.batch_failed
+                );
+            }
         }
         if let Some(why) = &report.stopped {
             human += &format!("  stopped early: {why}; rerun to continue\n");

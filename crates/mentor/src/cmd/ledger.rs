@@ -45,11 +45,25 @@ pub fn run(a: Args) -> Result<Summary> {
         tokens += r.prompt_tokens + r.completion_tokens;
         cost += r.cost_usd;
     }
+    let (n_batch, usd_batch) = rows.iter().fold((0, 0.0), |(n, u), r| {
+        (n + r.calls_batch, u + r.cost_usd_batch)
+    });
+    let mut saving = None;
+    if n_batch > 0 {
+        let online = usd_batch / mentor_teacher::prices::BATCH_DISCOUNT;
+        saving = Some(online - usd_batch);
+        human += &format!(
+            "{n_batch} of the answered calls came through a batch API for ${usd_batch:.4}; online they \
+             would have cost about ${online:.4} (batches bill at half price), a saving of ${:.4}\n",
+            online - usd_batch
+        );
+    }
     if rows.is_empty() {
         human = "no teacher calls recorded in this run\n".into();
     }
     Ok(Summary {
         human,
-        json: json!({ "teachers": rows, "total": { "calls": calls, "tokens": tokens, "cost_usd": cost } }),
+        json: json!({ "teachers": rows, "total": { "calls": calls, "tokens": tokens, "cost_usd": cost,
+                   "calls_batch": n_batch, "cost_usd_batch": usd_batch, "batch_saving_usd": saving } }),
     })
 }
