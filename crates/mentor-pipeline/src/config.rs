@@ -97,7 +97,8 @@ pub struct TeacherConfig {
     pub temperature: Option<f64>,
     #[serde(default)]
     pub max_tokens: Option<u32>,
-    /// Send each stage's requests through the provider's batch API (OpenAI): about half the
+    /// Send each stage's requests through the provider's batch API (OpenAI's Batch API,
+    /// Anthropic's Message Batches): about half the
     /// price, answered within a day; a stopped run re-attaches to its batches.
     #[serde(default)]
     pub batch: bool,
@@ -258,11 +259,11 @@ impl Config {
                     );
                 }
             }
-            if t.batch && t.kind != TeacherKind::Openai {
+            if t.batch && !matches!(t.kind, TeacherKind::Openai | TeacherKind::Anthropic) {
                 return bad(
                     &format!("teachers.{name}.batch"),
-                    "the batch route is built for `kind = \"openai\"` (OpenAI's Batch API); \
-                     Anthropic's Message Batches are not supported yet"
+                    "the batch route is the provider's batch API: `kind = \"openai\"` or \
+                     `\"anthropic\"` (replay and local teachers answer at once)"
                         .into(),
                 );
             }
@@ -347,7 +348,7 @@ source = "palm-540b"         # replay: the recorded outputs to answer from
 # price_out_per_mtok = 0.60  #   Anthropic prices (`mentor_teacher::prices`); a model it does not
 #                            #   know is "cost unknown" until you set them (0 for a free server)
 # price_batch_in_per_mtok = 0.075   # batch-API rates; unset: half the online ones
-# batch = true               # OpenAI's Batch API: half the price, answered within 24 h; a
+# batch = true               # the provider's batch API: half the price, within 24 h; a
 #                            #   stopped run re-attaches to its batches (`mentor annotate --batch`)
 
 [student]

@@ -1,6 +1,7 @@
 //! Anthropic Messages API (`POST {base}/v1/messages`).
 
 use crate::backend::{send, Backend, BoxFuture, CallError, Capabilities, Reply};
+use crate::batch::{BatchApi, BatchResult, BatchStatus};
 use crate::request::{ChatRequest, Role};
 use crate::secret::ApiKey;
 use serde_json::{json, Value};
@@ -8,6 +9,8 @@ use std::time::Duration;
 
 pub struct AnthropicBackend {
     pub model: String,
+    /// The API root without `/v1`.
+    base: String,
     endpoint: String,
     key: Option<ApiKey>,
     extra: Value,
@@ -33,6 +36,7 @@ impl AnthropicBackend {
         let base = base_url.trim_end_matches('/').trim_end_matches("/v1");
         Ok(AnthropicBackend {
             model: model.into(),
+            base: base.to_string(),
             endpoint: format!("{base}/v1/messages"),
             key,
             extra,
@@ -137,6 +141,9 @@ impl Backend for AnthropicBackend {
     fn extra_body(&self) -> Value {
         self.extra.clone()
     }
+    fn batch_api(&self) -> Option<&dyn BatchApi> {
+        Some(self)
+    }
     fn call<'a>(&'a self, req: &'a ChatRequest) -> BoxFuture<'a, Result<Reply, CallError>> {
         Box::pin(async move {
             let mut rb = self
@@ -150,6 +157,140 @@ impl Backend for AnthropicBackend {
             // 529 "overloaded" is Anthropic's; as a server error it is retried.
             let body = send(rb, self.key.as_ref()).await?.body;
             decode(&body, req.estimated_prompt_tokens())
+        })
+    }
+}
+
+// ---- Message Batches: /v1/messages/batches -----------------------------------------------
+
+impl AnthropicBackend {
+    fn authed(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        let rb = rb.header("anthropic-version", "2023-06-01");
+        match &self.key {
+            Some(k) => rb.header("x-api-key", k.expose()),
+            None => rb,
+        }
+    }
+
+    async fn get(&self, url: &str) -> Result<String, CallError> {
+        Ok(send(self.authed(self.client.get(url)), self.key.as_ref())
+            .await?
+            .body)
+    }
+
+    async fn get_json(&self, url: &str) -> Result<Value, CallError> {
+        let body = self.get(url).await?;
+        serde_json::from_str(&body)
+            .map_err(|e| CallError::retryable(format!("{url}: not JSON ({e})"), Some(body)))
+    }
+}
+
+/// One line of a batch's results: `succeeded` carries the message; `errored`, `canceled` and
+/// `expired` are failures with that reason.
+fn batch_result(line: &str) -> Option<BatchResult> {
+    let v: Value = serde_json::from_str(line).ok()?;
+    let custom_id = v.get("custom_id")?.as_str()?.to_string();
+    let result = v.get("result")?;
+    let outcome = match result.get("type").and_then(Value::as_str) {
+        Some("succeeded") => decode(&result["message"].to_string(), 0),
+        kind => {
+            let err = &result["error"]["error"];
+            let what = match err.get("message").and_then(Value::as_str) {
+                Some(m) => format!("{}: {m}", err["type"].as_str().unwrap_or("error")),
+                None => kind.unwrap_or("unknown").to_string(),
+            };
+            Err(CallError::fatal(what, Some(line.to_string())))
+        }
+    };
+    Some(BatchResult { custom_id, outcome })
+}
+
+impl BatchApi for AnthropicBackend {
+    fn limits(&self) -> (usize, usize) {
+        // Anthropic: 100,000 requests or 256 MB per batch
+        (100_000, 240 * 1024 * 1024)
+    }
+
+    fn request_bytes(&self, custom_id: &str, req: &ChatRequest) -> usize {
+        json!({ "custom_id": custom_id, "params": self.body(req) })
+            .to_string()
+            .len()
+            + 1
+    }
+
+    fn submit<'a>(
+        &'a self,
+        _tag: &'a str,
+        rows: &'a [(String, ChatRequest)],
+    ) -> BoxFuture<'a, Result<String, CallError>> {
+        Box::pin(async move {
+            let requests: Vec<Value> = rows
+                .iter()
+                .map(|(id, r)| json!({ "custom_id": id, "params": self.body(r) }))
+                .collect();
+            let url = format!("{}/v1/messages/batches", self.base);
+            let http = send(
+                self.authed(
+                    self.client
+                        .post(&url)
+                        .json(&json!({ "requests": requests })),
+                ),
+                self.key.as_ref(),
+            )
+            .await?;
+            let b: Value = serde_json::from_str(&http.body).map_err(|e| {
+                CallError::retryable(format!("{url}: {e}"), Some(http.body.clone()))
+            })?;
+            b["id"]
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| CallError::retryable(format!("{url}: no batch id"), Some(http.body)))
+        })
+    }
+
+    /// Message batches carry no metadata to find one by: a batch the provider accepted in the
+    /// instant before a kill, before its id was recorded, is submitted again (the window is one
+    /// HTTP round trip).
+    fn find<'a>(&'a self, _tag: &'a str) -> BoxFuture<'a, Result<Option<String>, CallError>> {
+        Box::pin(async move { Ok(None) })
+    }
+
+    fn status<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<BatchStatus, CallError>> {
+        Box::pin(async move {
+            let b = self
+                .get_json(&format!("{}/v1/messages/batches/{id}", self.base))
+                .await?;
+            let status = b["processing_status"]
+                .as_str()
+                .unwrap_or("unknown")
+                .to_string();
+            let n = |k: &str| b["request_counts"][k].as_u64().unwrap_or(0);
+            let failed = n("errored") + n("canceled") + n("expired");
+            Ok(BatchStatus {
+                ended: status == "ended",
+                status,
+                total: n("processing") + n("succeeded") + failed,
+                completed: n("succeeded"),
+                failed,
+            })
+        })
+    }
+
+    fn results<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Vec<BatchResult>, CallError>> {
+        Box::pin(async move {
+            let b = self
+                .get_json(&format!("{}/v1/messages/batches/{id}", self.base))
+                .await?;
+            let url = match b["results_url"].as_str() {
+                Some(u) => u.to_string(),
+                None => format!("{}/v1/messages/batches/{id}/results", self.base),
+            };
+            Ok(self
+                .get(&url)
+                .await?
+                .lines()
+                .filter_map(batch_result)
+                .collect())
         })
     }
 }

@@ -321,6 +321,83 @@ fn batch_route(
             });
             Some(("200 OK", b.to_string()))
         }
+        ("POST", "/v1/messages/batches") => {
+            let req: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+            let rows = req["requests"].as_array().cloned().unwrap_or_default();
+            stats.batches_created.fetch_add(1, Ordering::SeqCst);
+            for r in &rows {
+                let id = r["custom_id"].as_str().unwrap_or_default().to_string();
+                *stats.batch_rows.lock().unwrap().entry(id).or_insert(0) += 1;
+            }
+            let id = format!("msgbatch_{}", stats.batches.lock().unwrap().len() + 1);
+            let b = json!({"id": id, "type": "message_batch", "processing_status": "in_progress",
+                           "request_counts": {"processing": rows.len(), "succeeded": 0, "errored": 0, "canceled": 0, "expired": 0},
+                           "results_url": null});
+            stats.batches.lock().unwrap().push(b.clone());
+            let (cfg, stats) = (cfg.clone(), stats.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(cfg.batch.latency).await;
+                let mut results = String::new();
+                let (mut ok, mut errored, mut expired) = (0, 0, 0);
+                for (i, r) in rows.iter().enumerate() {
+                    let (cid, params) = (&r["custom_id"], &r["params"]);
+                    let prompt = prompt_of(params);
+                    let result = if cfg.batch.expire_after.is_some_and(|n| i >= n) {
+                        expired += 1;
+                        json!({"type": "expired"})
+                    } else {
+                        let attempt = {
+                            let mut a = stats.attempts.lock().unwrap();
+                            let n = a.entry(prompt.clone()).or_insert(0);
+                            *n += 1;
+                            *n - 1
+                        };
+                        match (cfg.faults)(&prompt, attempt) {
+                            Fault::None => {
+                                ok += 1;
+                                *stats
+                                    .answered
+                                    .lock()
+                                    .unwrap()
+                                    .entry(prompt.clone())
+                                    .or_insert(0) += 1;
+                                json!({"type": "succeeded", "message": anthropic_message(params, &(cfg.answer)(&prompt))})
+                            }
+                            _ => {
+                                errored += 1;
+                                json!({"type": "errored", "error": {"type": "error", "error": {"type": "api_error", "message": "boom"}}})
+                            }
+                        }
+                    };
+                    results += &format!("{}\n", json!({"custom_id": cid, "result": result}));
+                }
+                let file = format!("results-{id}");
+                stats.files.lock().unwrap().insert(file, results);
+                let mut batches = stats.batches.lock().unwrap();
+                if let Some(b) = batches.iter_mut().find(|b| b["id"] == id) {
+                    b["processing_status"] = json!("ended");
+                    b["results_url"] = json!(null); // the client falls back to …/{id}/results
+                    b["request_counts"] = json!({"processing": 0, "succeeded": ok, "errored": errored, "canceled": 0, "expired": expired});
+                }
+            });
+            Some(("200 OK", b.to_string()))
+        }
+        ("GET", p) if p.starts_with("/v1/messages/batches/") && p.ends_with("/results") => {
+            let id = p
+                .trim_start_matches("/v1/messages/batches/")
+                .trim_end_matches("/results");
+            let f = stats
+                .files
+                .lock()
+                .unwrap()
+                .get(&format!("results-{id}"))
+                .cloned();
+            Some(f.map_or_else(not_found, |f| ("200 OK", f)))
+        }
+        ("GET", p) if p.starts_with("/v1/messages/batches/") => {
+            let id = p.trim_start_matches("/v1/messages/batches/");
+            Some(batch_of(id).map_or_else(not_found, |b| ("200 OK", b.to_string())))
+        }
         ("GET", "/v1/batches") => {
             let data: Vec<Value> = stats
                 .batches
@@ -341,6 +418,22 @@ fn batch_route(
         }
         _ => None,
     }
+}
+
+/// An Anthropic message answering `params` with `text`, cut at its `max_tokens` (4 characters a
+/// token) with `stop_reason: "max_tokens"`, as the Messages API does.
+fn anthropic_message(params: &serde_json::Value, text: &str) -> serde_json::Value {
+    let openai = serde_json::from_str::<serde_json::Value>(&completion_body(params, text)).unwrap();
+    let choice = &openai["choices"][0];
+    let stop = if choice["finish_reason"] == "length" {
+        "max_tokens"
+    } else {
+        "end_turn"
+    };
+    serde_json::json!({"id": "msg_loopback", "type": "message", "role": "assistant",
+        "model": params["model"], "content": [{"type": "text", "text": choice["message"]["content"]}],
+        "stop_reason": stop,
+        "usage": {"input_tokens": openai["usage"]["prompt_tokens"], "output_tokens": openai["usage"]["completion_tokens"]}})
 }
 
 async fn serve_connection(

@@ -251,3 +251,75 @@ async fn failed_and_expired_rows_are_kept_and_asked_online() {
         "nothing paid twice"
     );
 }
+
+/// The same route through Anthropic's Message Batches: answers into the cache at the batch rate,
+/// an errored and an expired row recorded with their reason and left uncached for the online
+/// path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anthropic_message_batches_take_the_same_route() {
+    use mentor_teacher::anthropic::AnthropicBackend;
+    let server = LoopbackServer::start(LoopbackConfig {
+        faults: Arc::new(|p, a| {
+            if p == "question 2" && a == 0 {
+                Fault::ServerError
+            } else {
+                Fault::None
+            }
+        }),
+        batch: BatchBehaviour {
+            latency: Duration::from_millis(100),
+            expire_after: Some(5),
+        },
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let (_d, store) = store();
+    let base = server.base_url.trim_end_matches("/v1").to_string();
+    let backend = AnthropicBackend::new(
+        &base,
+        "claude-3-5-haiku-20241022",
+        None,
+        serde_json::Value::Null,
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let mut opts = TeacherOptions::new("claude");
+    opts.pricing = Pricing::with_batch_discount(1.0, 2.0);
+    let t = Teacher::new(
+        opts,
+        Arc::new(backend),
+        store.clone(),
+        Arc::new(Budget::default()),
+    );
+    let rs = reqs(6);
+    let rep = t
+        .prefetch_batch(&rs, FAST, &AtomicBool::new(false), |_, _, _| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        (rep.requested, rep.returned, rep.failed),
+        (6, 4, 2),
+        "{rep:?}"
+    );
+    assert!(
+        rep.failures.iter().any(|f| f.contains("expired")),
+        "{rep:?}"
+    );
+    assert!(
+        rep.failures.iter().any(|f| f.contains("api_error: boom")),
+        "{rep:?}"
+    );
+    assert_eq!(server.stats.batches_created.load(Ordering::SeqCst), 1);
+    for (i, r) in rs.iter().enumerate() {
+        let c = t.cached(r).unwrap();
+        assert_eq!(c.is_some(), ![2, 5].contains(&i), "row {i}");
+        if let Some(c) = c {
+            assert!(c.text.contains("The answer is 42"), "{}", c.text);
+            assert_eq!(c.finish_reason.as_deref(), Some("end_turn"));
+            let want = Pricing::with_batch_discount(1.0, 2.0)
+                .batch_cost(c.prompt_tokens, c.completion_tokens);
+            assert!((c.cost_usd - want).abs() < 1e-12 && c.cost_usd > 0.0);
+        }
+    }
+}

@@ -43,7 +43,7 @@ pub struct Args {
     #[arg(long)]
     retry_truncated: bool,
     /// Send the requests through the provider's batch API (as `[teachers.NAME] batch = true`
-    /// for every OpenAI teacher): about half the price, answered within 24 hours. Stop and
+    /// for every OpenAI and Anthropic teacher): about half the price, answered within 24 hours. Stop and
     /// rerun at will: the run re-attaches to its batches and submits nothing twice.
     #[arg(long)]
     batch: bool,
@@ -57,10 +57,10 @@ pub fn run(a: Args) -> Result<Summary> {
             .cfg
             .teachers
             .values_mut()
-            .filter(|t| t.kind == TeacherKind::Openai)
+            .filter(|t| matches!(t.kind, TeacherKind::Openai | TeacherKind::Anthropic))
             .collect();
         if http.is_empty() {
-            bail!("--batch: the config has no `kind = \"openai\"` teacher to batch");
+            bail!("--batch: the config has no OpenAI or Anthropic teacher to batch");
         }
         for t in http {
             t.batch = true;
