@@ -71,11 +71,14 @@ pub struct TeacherTally {
     /// Replies whose parsed answer matches the gold label.
     pub correct: u64,
     /// The batch route (`batch = true`): requests submitted in new batches, re-attached from a
-    /// stopped run, returned, and failed (expired, errored or missing: asked online instead).
+    /// stopped run, returned, and failed (expired, errored or missing: resubmitted in a new batch
+    /// or asked online).
     pub batch_requested: u64,
     pub batch_reattached: u64,
     pub batch_returned: u64,
     pub batch_failed: u64,
+    /// Failed rows sent again in a new batch (`batch_resubmit = "batch"`).
+    pub batch_resubmitted: u64,
     pub tokens: u64,
     pub cost_usd: f64,
 }
@@ -108,6 +111,7 @@ impl AnnotateReport {
             t.batch_reattached += x.batch_reattached;
             t.batch_returned += x.batch_returned;
             t.batch_failed += x.batch_failed;
+            t.batch_resubmitted += x.batch_resubmitted;
         }
         t
     }
@@ -458,37 +462,47 @@ pub async fn annotate(
             continue;
         }
         let name = t.name().to_string();
-        let out = t
-            .prefetch_batch(&reqs, polling, &stop, |id, st, elapsed| {
-                tracing::info!(
-                    teacher = %name,
-                    "batch {id}: {} — {}/{} done, {} failed, {:.0}s",
-                    st.status, st.completed, st.total, st.failed, elapsed.as_secs_f64()
-                );
-            })
-            .await;
-        let tally = report
-            .teachers
-            .get_mut(t.name())
-            .expect("every teacher has a tally");
-        match out {
-            Ok(b) => {
-                tally.batch_requested += b.requested;
-                tally.batch_reattached += b.reattached;
-                tally.batch_returned += b.returned;
-                tally.batch_failed += b.failed;
-                report.failures.extend(b.failures);
-                // interrupted: the batches stay open for the rerun; a budget stop leaves the
-                // rest to the loop below, which stops at the same limit and counts what is unsent
-                if let Some(why) = b.stopped.filter(|_| stop.load(Ordering::SeqCst)) {
-                    report.stopped = Some(format!("teacher `{}`: {why}", t.name()));
+        // round 0, then (batch_resubmits) new batches for the rows that failed; what still
+        // fails after the last goes online
+        for round in 0..=t.opts.batch_resubmits {
+            let out = t
+                .prefetch_batch(&reqs, polling, &stop, |id, st, elapsed| {
+                    tracing::info!(
+                        teacher = %name,
+                        "batch {id}: {} — {}/{} done, {} failed, {:.0}s",
+                        st.status, st.completed, st.total, st.failed, elapsed.as_secs_f64()
+                    );
+                })
+                .await;
+            let tally = report
+                .teachers
+                .get_mut(t.name())
+                .expect("every teacher has a tally");
+            let b = match out {
+                Ok(b) => b,
+                Err(TeacherError::Store(e)) => return Err(e),
+                Err(e) => {
+                    report.stopped = Some(format!("batch route: {e}"));
                     return Ok(report);
                 }
+            };
+            if round > 0 {
+                tally.batch_resubmitted += b.requested;
+            } else {
+                tally.batch_requested += b.requested;
             }
-            Err(TeacherError::Store(e)) => return Err(e),
-            Err(e) => {
-                report.stopped = Some(format!("batch route: {e}"));
+            tally.batch_reattached += b.reattached;
+            tally.batch_returned += b.returned;
+            tally.batch_failed += b.failed;
+            report.failures.extend(b.failures);
+            // interrupted: the batches stay open for the rerun; a budget stop leaves the rest
+            // to the loop below, which stops at the same limit and counts what is unsent
+            if let Some(why) = b.stopped.as_ref().filter(|_| stop.load(Ordering::SeqCst)) {
+                report.stopped = Some(format!("teacher `{}`: {why}", t.name()));
                 return Ok(report);
+            }
+            if b.failed == 0 || b.stopped.is_some() {
+                break;
             }
         }
     }

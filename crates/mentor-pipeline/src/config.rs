@@ -102,6 +102,10 @@ pub struct TeacherConfig {
     /// price, answered within a day; a stopped run re-attaches to its batches.
     #[serde(default)]
     pub batch: bool,
+    /// Where a batch's failed, expired or missing rows go: `online` (at once, full price) or
+    /// `batch` (up to three new batches, then online).
+    #[serde(default)]
+    pub batch_resubmit: BatchResubmit,
     /// Seconds between the first polls of a batch (growing 1.5× to 300 s).
     #[serde(default)]
     pub batch_poll_s: Option<f64>,
@@ -127,6 +131,15 @@ pub enum TeacherKind {
     Anthropic,
     Replay,
     Local,
+}
+
+/// Where the batch route sends rows that came back failed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BatchResubmit {
+    #[default]
+    Online,
+    Batch,
 }
 
 /// The `[student]` table.
@@ -350,6 +363,7 @@ source = "palm-540b"         # replay: the recorded outputs to answer from
 # price_batch_in_per_mtok = 0.075   # batch-API rates; unset: half the online ones
 # batch = true               # the provider's batch API: half the price, within 24 h; a
 #                            #   stopped run re-attaches to its batches (`mentor annotate --batch`)
+# batch_resubmit = "online"  #   failed / expired rows: "online" at once, or "batch" (≤ 3 new batches)
 
 [student]
 model = "smollm2-135m"       # an asset name or a path (GGUF, HF directory)

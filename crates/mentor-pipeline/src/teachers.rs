@@ -162,6 +162,9 @@ pub fn build(
                     initial: Duration::from_secs_f64(initial),
                     max: Duration::from_secs_f64(initial.max(300.0)),
                 });
+                if t.batch_resubmit == crate::config::BatchResubmit::Batch {
+                    opts.batch_resubmits = 3;
+                }
             }
             Ok(Arc::new(Teacher::new(
                 opts,

@@ -72,6 +72,8 @@ pub struct TeacherOptions {
     /// Send a stage's requests through the provider's batch API, polled this way
     /// ([`Teacher::prefetch_batch`]); `None`: online.
     pub batch: Option<crate::batch::BatchPolling>,
+    /// How many new batches to send a batch's failed rows in before asking online.
+    pub batch_resubmits: u32,
 }
 
 impl TeacherOptions {
@@ -89,6 +91,7 @@ impl TeacherOptions {
             temperature: None,
             max_tokens: None,
             batch: None,
+            batch_resubmits: 0,
         }
     }
 }

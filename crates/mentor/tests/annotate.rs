@@ -731,3 +731,86 @@ async fn a_batch_run_killed_and_relaunched_submits_once() {
         );
     }
 }
+
+/// Rows that fail in a batch go where the user says: `batch_resubmit = "batch"` sends them in a
+/// new batch (two batches on the server, nothing online); the default sends them online.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_batch_rows_are_resubmitted_in_a_new_batch_or_online() {
+    use mentor_teacher::loopback::BatchBehaviour;
+    // odd questions fail their first attempt
+    let odd = |p: &str| {
+        p.split("What is ")
+            .nth(1)
+            .and_then(|s| s.split(' ').next())
+            .and_then(|s| s.parse::<i64>().ok())
+            .is_some_and(|i| i % 2 == 1)
+    };
+    for (policy, batches_want, online_want) in [("batch", 2, 0u64), ("online", 1, 4)] {
+        let server = LoopbackServer::start(LoopbackConfig {
+            answer: arithmetic_teacher(),
+            faults: Arc::new(move |p, a| {
+                if odd(p) && a == 0 {
+                    Fault::ServerError
+                } else {
+                    Fault::None
+                }
+            }),
+            batch: BatchBehaviour {
+                latency: Duration::from_millis(50),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let d = tempfile::tempdir().unwrap();
+        common::write_sums_dataset(d.path(), 8);
+        write_config(
+            d.path(),
+            &server.base_url,
+            &format!("batch = true\nbatch_poll_s = 0.02\nbatch_resubmit = \"{policy}\""),
+            "",
+        );
+        let out = annotate_in(d.path()).await;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let j = json_of(&out);
+        assert_eq!(j["annotations"]["rationales"], 8, "{policy}: {j}");
+        let t = &j["total"];
+        assert_eq!(
+            (t["batch_requested"].as_u64(), t["batch_failed"].as_u64()),
+            (Some(8), Some(4)),
+            "{policy}: {j}"
+        );
+        assert_eq!(
+            t["batch_resubmitted"],
+            if policy == "batch" { 4 } else { 0 },
+            "{policy}"
+        );
+        assert_eq!(
+            server
+                .stats
+                .batches_created
+                .load(std::sync::atomic::Ordering::SeqCst),
+            batches_want,
+            "{policy}"
+        );
+        let ledger = mentor_store::Store::open_run_dir(d.path().join("runs/exp"))
+            .unwrap()
+            .ledger()
+            .unwrap();
+        assert_eq!(ledger[0].calls_ok, 8);
+        assert_eq!(
+            ledger[0].calls_ok - ledger[0].calls_batch,
+            online_want,
+            "{policy}: answered online"
+        );
+        assert!(
+            server.stats.answered().values().all(|&c| c == 1),
+            "{policy}: nothing paid twice"
+        );
+    }
+}

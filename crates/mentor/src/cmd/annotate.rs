@@ -144,8 +144,8 @@ fn summarise(r: &run::Run, stages: &[(String, AnnotateReport)], n_items: usize) 
         for (name, x) in &report.teachers {
             if x.batch_requested + x.batch_reattached > 0 {
                 human += &format!(
-                    "  {name} via batch API: {} requested, {} re-attached, {} returned, {} failed (asked online)\n",
-                    x.batch_requested, x.batch_reattached, x.batch_returned, x.batch_failed
+                    "  {name} via batch API: {} requested, {} re-attached, {} returned, {} failed ({} resubmitted in a new batch, the rest asked online)\n",
+                    x.batch_requested, x.batch_reattached, x.batch_returned, x.batch_failed, x.batch_resubmitted
                 );
             }
         }
