@@ -12,6 +12,7 @@ pub mod fastmath;
 pub mod few_rows;
 pub mod generate;
 pub mod gguf;
+pub mod kd;
 pub mod llama;
 pub mod load;
 pub mod loss;

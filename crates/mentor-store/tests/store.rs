@@ -38,6 +38,8 @@ fn call(i: usize, ok: bool) -> CallRecord {
         attempts: 1,
         // even calls were cut at the token limit
         finish_reason: ok.then(|| if i % 2 == 0 { "length" } else { "stop" }.to_string()),
+        // calls 0–4 came through a provider batch
+        batch_tag: (i < 5).then(|| "b1".to_string()),
     }
 }
 
@@ -239,4 +241,50 @@ fn killed_writer_keeps_every_committed_row() {
         // call and annotation share one transaction: never one without the other
         assert_eq!(counts["teacher_calls"], counts["annotations"]);
     }
+}
+
+/// A batch is in the store before submission, gets its provider id after, and leaves the open
+/// list when it ends; the ledger counts the calls answered through batches apart.
+#[test]
+fn batches_are_recorded_before_submission_and_close_when_they_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::open(dir.path().join("s.sqlite")).unwrap();
+    let rows: Vec<mentor_store::BatchRow> = (0..3)
+        .map(|i| mentor_store::BatchRow {
+            custom_id: format!("c{i}"),
+            request_hash: format!("hash{i}"),
+            request: "{}".into(),
+        })
+        .collect();
+    s.open_batch("b1", "gpt", &rows).unwrap();
+    let open = s.open_batches("gpt").unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(
+        (
+            open[0].provider_id.as_deref(),
+            open[0].status.as_str(),
+            open[0].requests
+        ),
+        (None, "submitting", 3)
+    );
+    assert!(s.open_batches("other").unwrap().is_empty());
+    s.batch_submitted("b1", "batch_abc").unwrap();
+    assert_eq!(
+        s.open_batches("gpt").unwrap()[0].provider_id.as_deref(),
+        Some("batch_abc")
+    );
+    assert_eq!(s.batch_rows("b1").unwrap(), rows);
+    // a tag is used once
+    assert!(s.open_batch("b1", "gpt", &rows).is_err());
+    for i in 0..8 {
+        s.record_call(&call(i, i != 7)).unwrap();
+    }
+    s.batch_finished("b1", "completed").unwrap();
+    assert!(s.open_batches("gpt").unwrap().is_empty());
+    assert_eq!(s.batches("gpt").unwrap()[0].status, "completed");
+    let l = &s.ledger().unwrap()[0];
+    assert_eq!((l.calls_ok, l.calls_batch), (7, 5));
+    assert!((l.cost_usd_batch - 0.005).abs() < 1e-12);
+    let (_, cached) = s.cached_call("gpt", "hash2").unwrap().unwrap();
+    assert_eq!(cached.batch_tag.as_deref(), Some("b1"));
 }
