@@ -21,6 +21,7 @@ use candle_core::{Device, Result, Storage, Tensor, TensorId};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
+use crate::kd::KdTerm;
 use crate::llama::{DenseModel, Llama};
 use crate::loss::{xent_rows_cpu, LmLoss};
 use crate::ops::slices::{self, normed, rms_norm, rms_norm_backward, silu_mul, silu_mul_backward};
@@ -52,6 +53,22 @@ pub fn loss_and_grads(
     weights: &[f32],
     norm: f64,
     chunk: usize,
+) -> Result<StepGrads> {
+    loss_and_grads_with(model, ids, rows, width, targets, weights, norm, chunk, None)
+}
+
+/// [`loss_and_grads`] with a token-level distillation term mixed into the loss.
+#[allow(clippy::too_many_arguments)]
+pub fn loss_and_grads_with(
+    model: &Llama,
+    ids: &[u32],
+    rows: usize,
+    width: usize,
+    targets: &[u32],
+    weights: &[f32],
+    norm: f64,
+    chunk: usize,
+    kd: Option<&KdTerm>,
 ) -> Result<StepGrads> {
     let Some(m) = model.dense().filter(|_| model.device().is_cpu()) else {
         candle_core::bail!("cpu_train: not a plain f32 decoder on the CPU");
@@ -93,6 +110,7 @@ pub fn loss_and_grads(
         weight: keep.iter().map(|&i| weights[i] as f64).sum(),
         nll: vec![0.0; n],
         surrogate: None,
+        weighted_kd: 0.0,
     };
     if keep.is_empty() {
         // nothing to learn from: no gradients, as autograd gives none
@@ -138,8 +156,15 @@ pub fn loss_and_grads(
             .iter()
             .map(|&i| (weights[i] as f64 / norm) as f32)
             .collect();
+        let student = kd.map(|_| logits.clone());
         let (nll, dlogits) = xent_rows_cpu(std::mem::take(&mut logits), &tgt, Some(&scale));
-        let dlogits = dlogits.expect("asked for the gradient");
+        let mut dlogits = dlogits.expect("asked for the gradient");
+        if let (Some(kd), Some(student)) = (kd, student) {
+            let kd_loss = kd.apply(part, &student, vocab, Some(&scale), Some(&mut dlogits))?;
+            for (&i, v) in part.iter().zip(&kd_loss) {
+                loss.weighted_kd += (*v * weights[i]) as f64;
+            }
+        }
         for (&i, v) in part.iter().zip(&nll) {
             loss.nll[i] = *v;
             loss.weighted_nll += (*v * weights[i]) as f64;

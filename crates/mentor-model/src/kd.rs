@@ -28,6 +28,55 @@ pub enum Divergence {
     Jsd { beta: f32 },
 }
 
+/// The distillation term of a training step: the loss over the weighted positions becomes
+/// `(1 − weight) · CE(gold tokens) + weight · T² · D(teacher, student)`.
+pub struct KdTerm<'a> {
+    pub weight: f32,
+    pub temperature: f32,
+    pub divergence: Divergence,
+    /// The teacher's logits (`positions.len() × vocab`, row-major) at these positions of the
+    /// micro-batch (indices into its `rows × width` tokens); called chunk by chunk, so the
+    /// teacher's logits of a whole batch never exist at once.
+    pub teacher_logits: &'a (dyn Fn(&[usize]) -> candle_core::Result<Vec<f32>> + Sync),
+}
+
+impl KdTerm<'_> {
+    /// The chunk's KD losses (one per row) and, with `scale`, the mixed gradient: `xent_grad`
+    /// (the cross-entropy's, already scaled) becomes `(1 − w) · xent_grad + w · kd_grad`.
+    pub fn apply(
+        &self,
+        positions: &[usize],
+        student_logits: &[f32],
+        vocab: usize,
+        scale: Option<&[f32]>,
+        xent_grad: Option<&mut [f32]>,
+    ) -> candle_core::Result<Vec<f32>> {
+        let teacher = (self.teacher_logits)(positions)?;
+        if teacher.len() != student_logits.len() {
+            candle_core::bail!(
+                "kd: the teacher gave {} logits for {} positions of a {vocab}-token vocabulary",
+                teacher.len(),
+                positions.len()
+            );
+        }
+        let (loss, grad) = kd_rows_cpu(
+            student_logits,
+            &teacher,
+            vocab,
+            self.temperature,
+            self.divergence,
+            scale,
+        );
+        if let (Some(x), Some(k)) = (xent_grad, grad) {
+            let w = self.weight;
+            x.par_iter_mut()
+                .zip(k.par_iter())
+                .for_each(|(x, k)| *x = (1.0 - w) * *x + w * k);
+        }
+        Ok(loss)
+    }
+}
+
 /// Per row of `student` and `teacher` logits (row-major, `vocab` wide): the divergence at
 /// temperature `temperature`, times `T²`; with `scale`, also its gradient with respect to the
 /// student's logits times `T² · scale[r]` (the same shape as `student`).

@@ -8,6 +8,7 @@
 //! gradient is exactly those gradients, so `surrogate.backward()` carries them through the rest
 //! of the model while autograd never sees a logit.
 
+use crate::kd::KdTerm;
 use candle_core::{DType, Result, Tensor, D};
 
 /// Mean next-token cross-entropy over the positions whose `weights` are non-zero, from full
@@ -41,6 +42,9 @@ pub struct LmLoss {
     /// A scalar whose gradient w.r.t. the hidden states and the LM head is that of
     /// `Σ w·nll / norm`; `None` when gradients were not asked for or no position has weight.
     pub surrogate: Option<Tensor>,
+    /// With a [`KdTerm`]: Σ w·(T²·divergence) over the weighted positions (the gradient is then
+    /// that of `Σ w·((1 − k)·nll + k·T²·divergence) / norm`, `k` the term's weight).
+    pub weighted_kd: f64,
 }
 
 /// Loss of `hidden: [n, d]` (graph attached) under `lm_head: [vocab, d]` against `targets`
@@ -54,6 +58,19 @@ pub fn chunked_lm_loss(
     weights: &[f32],
     norm: Option<f64>,
     chunk: usize,
+) -> Result<LmLoss> {
+    chunked_lm_loss_with(hidden, lm_head, targets, weights, norm, chunk, None)
+}
+
+/// [`chunked_lm_loss`] with a token-level distillation term mixed in.
+pub fn chunked_lm_loss_with(
+    hidden: &Tensor,
+    lm_head: &Tensor,
+    targets: &[u32],
+    weights: &[f32],
+    norm: Option<f64>,
+    chunk: usize,
+    kd: Option<&KdTerm>,
 ) -> Result<LmLoss> {
     let (n, _) = hidden.dims2()?;
     if targets.len() != n || weights.len() != n {
@@ -72,6 +89,7 @@ pub fn chunked_lm_loss(
         weight: keep.iter().map(|&i| weights[i as usize] as f64).sum(),
         nll: vec![0.0; n],
         surrogate: None,
+        weighted_kd: 0.0,
     };
     if keep.is_empty() {
         return Ok(out);
@@ -96,19 +114,37 @@ pub fn chunked_lm_loss(
                 .map(|&i| (weights[i as usize] as f64 / z) as f32)
                 .collect()
         });
-        let (nll, g) = if dev.is_cpu() {
-            let (nll, g) = xent_rows_cpu(
-                logits.flatten_all()?.to_vec1::<f32>()?,
-                &tgt,
-                scale.as_deref(),
-            );
-            (
-                nll,
-                g.map(|g| Tensor::from_vec(g, logits.shape(), dev))
-                    .transpose()?,
-            )
-        } else {
-            xent_rows(&logits, &tgt, scale.as_deref())?
+        let (nll, g) = match kd {
+            // the divergence is walked on the host; its gradient mixes into the xent's there
+            Some(kd) => {
+                let host = logits.flatten_all()?.to_vec1::<f32>()?;
+                let positions: Vec<usize> = rows.iter().map(|&i| i as usize).collect();
+                let vocab = host.len() / len;
+                let (nll, mut g) = xent_rows_cpu(host.clone(), &tgt, scale.as_deref());
+                let kd_loss =
+                    kd.apply(&positions, &host, vocab, scale.as_deref(), g.as_deref_mut())?;
+                for (&i, v) in rows.iter().zip(&kd_loss) {
+                    out.weighted_kd += (*v * weights[i as usize]) as f64;
+                }
+                (
+                    nll,
+                    g.map(|g| Tensor::from_vec(g, logits.shape(), dev))
+                        .transpose()?,
+                )
+            }
+            None if dev.is_cpu() => {
+                let (nll, g) = xent_rows_cpu(
+                    logits.flatten_all()?.to_vec1::<f32>()?,
+                    &tgt,
+                    scale.as_deref(),
+                );
+                (
+                    nll,
+                    g.map(|g| Tensor::from_vec(g, logits.shape(), dev))
+                        .transpose()?,
+                )
+            }
+            None => xent_rows(&logits, &tgt, scale.as_deref())?,
         };
         for (&i, v) in rows.iter().zip(&nll) {
             out.nll[i as usize] = *v;
