@@ -920,6 +920,12 @@ impl Llama {
             .reshape((b, t, self.cfg.vocab_size))
     }
 
+    /// Logits of final-normed hidden states `[n, d]` → `[n, vocab]`, always f32 (a teacher's
+    /// logits at chosen positions for token-level distillation).
+    pub fn logits_of_hidden(&self, h: &Tensor) -> Result<Tensor> {
+        self.head(h)
+    }
+
     /// Logits of final-normed hidden states `[n, d]` → `[n, vocab]`, always f32.
     fn head(&self, h: &Tensor) -> Result<Tensor> {
         match &self.lm_head_quantized {

@@ -14,7 +14,7 @@ use crate::optim::{clip_grad_norm, AdamW, AdamWConfig, Schedule, ScheduleKind};
 use candle_core::{Result, Tensor, Var};
 use mentor_model::cpu_train;
 use mentor_model::load::{write_atomic, Student};
-use mentor_model::loss::chunked_lm_loss;
+use mentor_model::loss::{chunked_lm_loss, chunked_lm_loss_with};
 use mentor_model::Llama;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -81,6 +81,69 @@ pub struct TrainConfig {
     pub save_every: u64,
     /// Rows of logits materialised at once by the loss.
     pub loss_chunk: usize,
+    /// Token-level distillation from a teacher model over the same tokens ([`train_with`]).
+    pub kd: Option<KdSettings>,
+}
+
+/// The distillation term: the loss over target tokens becomes
+/// `(1 − weight) · CE(gold tokens) + weight · T² · D(teacher ‖ student)` at `temperature`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KdSettings {
+    pub weight: f32,
+    #[serde(default = "one")]
+    pub temperature: f32,
+    pub loss: KdLoss,
+    /// JSD's mixture weight.
+    #[serde(default = "half")]
+    pub beta: f32,
+}
+
+fn one() -> f32 {
+    1.0
+}
+fn half() -> f32 {
+    0.5
+}
+
+/// Which divergence ([`mentor_model::kd::Divergence`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KdLoss {
+    ForwardKl,
+    ReverseKl,
+    Jsd,
+}
+
+impl KdSettings {
+    pub fn divergence(&self) -> mentor_model::kd::Divergence {
+        use mentor_model::kd::Divergence;
+        match self.loss {
+            KdLoss::ForwardKl => Divergence::ForwardKl,
+            KdLoss::ReverseKl => Divergence::ReverseKl,
+            KdLoss::Jsd => Divergence::Jsd { beta: self.beta },
+        }
+    }
+
+    /// What is out of range, if anything.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if !(0.0..=1.0).contains(&self.weight) {
+            return Err(format!("kd weight must be in [0, 1], got {}", self.weight));
+        }
+        if !(self.temperature > 0.0 && self.temperature.is_finite()) {
+            return Err(format!(
+                "kd temperature must be positive, got {}",
+                self.temperature
+            ));
+        }
+        if self.loss == KdLoss::Jsd && !(self.beta > 0.0 && self.beta < 1.0) {
+            return Err(format!(
+                "kd beta must be in (0, 1) for jsd (use forward-kl or reverse-kl for the ends), got {}",
+                self.beta
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for TrainConfig {
@@ -102,6 +165,7 @@ impl Default for TrainConfig {
             eval_every: 0,
             save_every: 50,
             loss_chunk: 256,
+            kd: None,
         }
     }
 }
@@ -119,6 +183,9 @@ pub struct StepLog {
     pub grad_norm: f64,
     pub tokens: usize,
     pub seconds: f64,
+    /// With a kd term: its T²-scaled divergence, weighted like `loss`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kd_loss: Option<f64>,
 }
 
 /// One validation, as logged.
@@ -218,6 +285,8 @@ pub struct StepOutcome {
     pub nll: Vec<Vec<f32>>,
     pub grad_norm: f64,
     pub tokens: usize,
+    /// With a kd term: Σ w·T²·divergence / examples (the loss above stays the cross-entropy).
+    pub kd_loss: Option<f64>,
 }
 
 /// Whether [`optimizer_step`] runs `model` through the written-out CPU step
@@ -236,6 +305,22 @@ pub fn optimizer_step(
     lr: f64,
     cfg: &TrainConfig,
 ) -> Result<StepOutcome> {
+    optimizer_step_with(model, None, opt, micro, lr, cfg)
+}
+
+/// [`optimizer_step`] with the teacher of `cfg.kd`: its logits over the same tokens, taken
+/// chunk by chunk from its final hidden states (one forward per micro-batch, no gradients).
+pub fn optimizer_step_with(
+    model: &Llama,
+    teacher: Option<&Llama>,
+    opt: &mut AdamW,
+    micro: &[Batch],
+    lr: f64,
+    cfg: &TrainConfig,
+) -> Result<StepOutcome> {
+    if cfg.kd.is_some() != teacher.is_some() {
+        candle_core::bail!("kd: a teacher model is needed exactly when the config has a kd term");
+    }
     let dev = model.device().clone();
     // The loss is the mean over the step's examples of Σ token weight × nll: an example's token
     // weights sum to its task weight, so a batch of one task at weight α counts α, not 1.
@@ -249,8 +334,9 @@ pub fn optimizer_step(
         nll: Vec::with_capacity(micro.len()),
         grad_norm: 0.0,
         tokens: 0,
+        kd_loss: None,
     };
-    let mut weighted_nll = 0f64;
+    let (mut weighted_nll, mut weighted_kd) = (0f64, 0f64);
     let trace = std::env::var_os("MENTOR_TRACE_STEP").is_some();
     let mut t = Instant::now();
     let mut lap = |what: &str| {
@@ -261,8 +347,31 @@ pub fn optimizer_step(
     };
     let direct = written_out_step(model);
     for b in micro {
+        // the teacher's final hidden states for this micro-batch; its logits row by row below
+        let teacher_hidden = match teacher {
+            Some(t) => {
+                let ids = Tensor::from_vec(b.input_ids.clone(), (b.rows, b.width), t.device())?;
+                Some(t.forward_hidden(&ids)?.detach())
+            }
+            None => None,
+        };
+        let teacher_logits = |positions: &[usize]| -> Result<Vec<f32>> {
+            let (t, h) = (teacher.unwrap(), teacher_hidden.as_ref().unwrap());
+            let idx: Vec<u32> = positions.iter().map(|&p| p as u32).collect();
+            let rows = h.index_select(&Tensor::new(idx.as_slice(), h.device())?, 0)?;
+            t.logits_of_hidden(&rows)?.flatten_all()?.to_vec1::<f32>()
+        };
+        let kd_term = cfg.kd.as_ref().map(|k| mentor_model::kd::KdTerm {
+            weight: k.weight,
+            temperature: k.temperature,
+            divergence: k.divergence(),
+            teacher_logits: &teacher_logits,
+        });
+        if teacher.is_some() {
+            lap("teacher forward");
+        }
         if direct {
-            let step = cpu_train::loss_and_grads(
+            let step = cpu_train::loss_and_grads_with(
                 model,
                 &b.input_ids,
                 b.rows,
@@ -271,9 +380,11 @@ pub fn optimizer_step(
                 &b.weights,
                 norm.max(f64::MIN_POSITIVE),
                 cfg.loss_chunk,
+                kd_term.as_ref(),
             )?;
             lap("forward, loss and backward");
             weighted_nll += step.loss.weighted_nll;
+            weighted_kd += step.loss.weighted_kd;
             out.tokens += b.tokens;
             out.nll.push(step.loss.nll);
             accumulate(&mut grads, &params, |v| step.grads.get(&v.id()))?;
@@ -282,16 +393,18 @@ pub fn optimizer_step(
         let ids = Tensor::from_vec(b.input_ids.clone(), (b.rows, b.width), &dev)?;
         let hidden = model.forward_hidden(&ids)?;
         lap("forward");
-        let loss = chunked_lm_loss(
+        let loss = chunked_lm_loss_with(
             &hidden,
             model.lm_head_weight(),
             &b.targets,
             &b.weights,
             Some(norm.max(f64::MIN_POSITIVE)),
             cfg.loss_chunk,
+            kd_term.as_ref(),
         )?;
         lap("loss");
         weighted_nll += loss.weighted_nll;
+        weighted_kd += loss.weighted_kd;
         out.tokens += b.tokens;
         out.nll.push(loss.nll);
         if let Some(s) = loss.surrogate {
@@ -302,6 +415,9 @@ pub fn optimizer_step(
     }
     if norm > 0.0 {
         out.loss = weighted_nll / norm;
+        if cfg.kd.is_some() {
+            out.kd_loss = Some(weighted_kd / norm);
+        }
     }
     lap("accumulate");
     out.grad_norm = clip_grad_norm(&mut grads, cfg.max_grad_norm)?;
@@ -339,6 +455,36 @@ pub fn train(
     out_dir: &Path,
     hooks: &mut dyn Hooks,
 ) -> Result<TrainReport> {
+    train_with(student, None, train, valid, cfg, pad_id, out_dir, hooks)
+}
+
+/// [`train`] with the teacher model of `cfg.kd` (same tokenizer as the student), whose logits
+/// over each batch's tokens enter the loss.
+#[allow(clippy::too_many_arguments)]
+pub fn train_with(
+    student: &Student,
+    teacher: Option<&Llama>,
+    train: &[TrainExample],
+    valid: &[TrainExample],
+    cfg: &TrainConfig,
+    pad_id: u32,
+    out_dir: &Path,
+    hooks: &mut dyn Hooks,
+) -> Result<TrainReport> {
+    if let Some(kd) = &cfg.kd {
+        kd.check().map_err(msg)?;
+        let Some(t) = teacher else {
+            candle_core::bail!(
+                "kd: the config asks for a teacher's logits but no teacher model was given"
+            );
+        };
+        let (tv, sv) = (t.cfg.vocab_size, student.model.cfg.vocab_size);
+        if tv != sv {
+            candle_core::bail!(
+                "kd: the teacher's vocabulary ({tv} tokens) differs from the student's ({sv}); token-level distillation needs one tokenizer"
+            );
+        }
+    }
     if train.is_empty() {
         candle_core::bail!("no training examples");
     }
@@ -460,7 +606,7 @@ pub fn train(
             state.cursor += 1;
         }
         let lr = schedule.lr(state.step);
-        let out = optimizer_step(model, &mut opt, &micro, lr, cfg)?;
+        let out = optimizer_step_with(model, teacher, &mut opt, &micro, lr, cfg)?;
         let mut per_task: BTreeMap<String, (f64, f64)> = BTreeMap::new();
         for (b, nll) in micro.iter().zip(&out.nll) {
             for (r, &ex) in b.examples.iter().enumerate() {
@@ -487,6 +633,7 @@ pub fn train(
             grad_norm,
             tokens,
             seconds: started.elapsed().as_secs_f64(),
+            kd_loss: out.kd_loss,
         };
         report.final_train_loss = Some(step_log.loss);
         write_log(serde_json::json!({"kind": "step", "log": &step_log}));
