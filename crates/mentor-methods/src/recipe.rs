@@ -175,6 +175,52 @@ pub struct Recipe {
     pub patience: u32,
     /// ELAD: how the student's uncertainty is probed.
     pub probe: ProbeConfig,
+    /// Token-level distillation from an embedded teacher's logits, beside the recipe's text
+    /// targets (any recipe: the student trains on the same pairs, its loss mixes in the teacher's
+    /// next-token distributions).
+    pub kd: Option<RecipeKd>,
+}
+
+/// `[recipe] kd = { teacher = "qwen", loss = "forward-kl", weight = 0.5, temperature = 2.0 }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecipeKd {
+    /// The `[teachers.NAME]` of `kind = "local"` whose model gives the logits; it must share the
+    /// student's tokenizer (Qwen2.5-Coder-1.5B → Qwen2.5-Coder-0.5B, for example).
+    pub teacher: String,
+    /// `forward-kl` | `reverse-kl` | `jsd`.
+    #[serde(default = "forward_kl")]
+    pub loss: mentor_train::KdLoss,
+    /// Share of the KD term in the loss: `(1 − weight) · CE + weight · KD`.
+    #[serde(default = "half")]
+    pub weight: f32,
+    #[serde(default = "one")]
+    pub temperature: f32,
+    /// JSD's mixture weight, in (0, 1).
+    #[serde(default = "half")]
+    pub beta: f32,
+}
+
+fn forward_kl() -> mentor_train::KdLoss {
+    mentor_train::KdLoss::ForwardKl
+}
+fn half() -> f32 {
+    0.5
+}
+fn one() -> f32 {
+    1.0
+}
+
+impl RecipeKd {
+    /// The training loop's setting.
+    pub fn settings(&self) -> mentor_train::KdSettings {
+        mentor_train::KdSettings {
+            weight: self.weight,
+            temperature: self.temperature,
+            loss: self.loss,
+            beta: self.beta,
+        }
+    }
 }
 
 /// Which ranking picks the items sent to the teacher.
@@ -273,6 +319,7 @@ impl Default for Recipe {
             retrain: Retrain::Restart,
             patience: 0,
             probe: ProbeConfig::default(),
+            kd: None,
         }
     }
 }
@@ -320,6 +367,11 @@ impl Recipe {
         ] {
             if !(0.0..=1.0).contains(&v) {
                 return Err((k, format!("{v} is not in [0, 1]")));
+            }
+        }
+        if let Some(kd) = &self.kd {
+            if let Err(e) = kd.settings().check() {
+                return Err(("recipe.kd", e));
             }
         }
         if self.mining_rounds == 0 {

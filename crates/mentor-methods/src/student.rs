@@ -5,7 +5,7 @@ use crate::trainset::TrainPair;
 use candle_core::Result;
 use mentor_model::load::Student;
 use mentor_model::{ChatMessage, TextTokenizer};
-use mentor_train::{train, EpochUnit, Hooks, TrainConfig, TrainExample, TrainReport};
+use mentor_train::{train_with, EpochUnit, Hooks, TrainConfig, TrainExample, TrainReport};
 use std::path::{Path, PathBuf};
 
 fn user(prompt: &str) -> Vec<ChatMessage> {
@@ -83,8 +83,10 @@ pub struct StageReport {
 /// Trains `student` on `pairs` stage by stage (stage 0, then 1, … each continuing from the
 /// weights the previous one ended with), each in `out_dir/stage-N`. `hooks(stage)` gives the
 /// hooks of each stage. Rerunning resumes inside the stage that was running.
+#[allow(clippy::too_many_arguments)]
 pub fn train_stages<'h>(
     student: &Student,
+    teacher: Option<&mentor_model::Llama>,
     tok: &TextTokenizer,
     pairs: &[TrainPair],
     valid: &[TrainPair],
@@ -103,7 +105,9 @@ pub fn train_stages<'h>(
         let dir = out_dir.join(format!("stage-{stage}"));
         let mut h = hooks(stage);
         let cfg = &stage_config(cfg, &these);
-        let report = train(student, &examples, &valid, cfg, tok.pad_id, &dir, &mut *h)?;
+        let report = train_with(
+            student, teacher, &examples, &valid, cfg, tok.pad_id, &dir, &mut *h,
+        )?;
         if report.stopped_early {
             out.push(StageReport {
                 stage,
@@ -251,6 +255,7 @@ mod tests {
         let straight = student();
         let r = train_stages(
             &straight,
+            None,
             &tok,
             &pairs,
             &[],
@@ -275,9 +280,16 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         let first = student();
-        let r = train_stages(&first, &tok, &pairs, &[], &cfg, dir.path(), &mut |stage| {
-            Box::new(StopIn1 { stage, step: 0 })
-        })
+        let r = train_stages(
+            &first,
+            None,
+            &tok,
+            &pairs,
+            &[],
+            &cfg,
+            dir.path(),
+            &mut |stage| Box::new(StopIn1 { stage, step: 0 }),
+        )
         .unwrap();
         assert_eq!(r.len(), 2);
         assert!(!r[0].report.stopped_early && r[1].report.stopped_early);
@@ -292,9 +304,16 @@ mod tests {
             77,
         )
         .unwrap();
-        let r = train_stages(&second, &tok, &pairs, &[], &cfg, dir.path(), &mut |_| {
-            Box::new(Quiet)
-        })
+        let r = train_stages(
+            &second,
+            None,
+            &tok,
+            &pairs,
+            &[],
+            &cfg,
+            dir.path(),
+            &mut |_| Box::new(Quiet),
+        )
         .unwrap();
         assert_eq!(
             r[0].report.resumed_from,

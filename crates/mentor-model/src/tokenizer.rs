@@ -560,6 +560,11 @@ impl TextTokenizer {
         self.inner.get_vocab_size(true)
     }
 
+    /// Both map every token to the same id (what token-level distillation needs).
+    pub fn same_vocabulary(&self, other: &TextTokenizer) -> bool {
+        self.inner.get_vocab(true) == other.inner.get_vocab(true)
+    }
+
     pub fn token_to_id(&self, t: &str) -> Option<u32> {
         self.inner.token_to_id(t)
     }

@@ -250,6 +250,32 @@ impl Config {
                     .into(),
             );
         }
+        if self.train.kd.is_some() {
+            return bad(
+                "train.kd",
+                "token-level distillation is set in the recipe: `[recipe] kd = { teacher = \"NAME\", … }`".into(),
+            );
+        }
+        if let Some(kd) = &self.recipe.kd {
+            match self.teachers.get(&kd.teacher) {
+                None => {
+                    return bad(
+                        "recipe.kd.teacher",
+                        format!("no [teachers.{}] in the config", kd.teacher),
+                    )
+                }
+                Some(t) if t.kind != TeacherKind::Local => {
+                    return bad(
+                        "recipe.kd.teacher",
+                        format!(
+                            "`{}` is not an embedded teacher; token-level distillation needs its logits (`kind = \"local\"`)",
+                            kd.teacher
+                        ),
+                    )
+                }
+                Some(_) => {}
+            }
+        }
         if let Some(mode) = self.eval.mode {
             if let Err(msg) = self.recipe.check_mode(mode) {
                 return bad("eval.mode", msg);
@@ -374,6 +400,11 @@ lora_alpha = 32
 name = "step-by-step"        # standard | step-by-step | minds-mirror | mapd | elad
 alpha = 0.5                  # label weight; rationale weight is 1 - alpha
 # filter_correct = false     # keep only teacher rationales whose answer matches gold
+# kd = { teacher = "qwen", loss = "forward-kl", weight = 0.5, temperature = 2.0 }
+#                            # token-level distillation from an embedded teacher's logits, mixed
+#                            #   into any recipe's loss: (1 − weight)·CE + weight·T²·KD; loss =
+#                            #   forward-kl | reverse-kl | jsd (with beta); the teacher must share
+#                            #   the student's tokenizer
 # label_source = "gold"      # standard: learn gold labels or the teacher's ("teacher")
 # cots_per_question = 5      # minds-mirror: K chains of thought a question ...
 # evals_per_cot = 5          #   ... and M self-evaluations of each (0 = none)

@@ -182,6 +182,9 @@ pub fn train_set(
     }
     let (student, tok, _) =
         crate::models::load_student(base, r.cfg.student.tuning(), r.cfg.train.seed)?;
+    let teacher = kd_teacher(r, &tok)?;
+    let mut train_cfg = r.cfg.train.clone();
+    train_cfg.kd = r.cfg.recipe.kd.as_ref().map(|k| k.settings());
     // Validation loss on the gold label task where the recipe has one; accuracy in the
     // recipe's inference mode on up to `valid_limit` items selects the best checkpoint.
     let valid_items: Vec<Example> =
@@ -229,10 +232,11 @@ pub fn train_set(
     let mut bars = vec![];
     let stages = train_stages(
         &student,
+        teacher.as_ref(),
         &tok,
         &set.pairs,
         &valid_pairs,
-        &r.cfg.train,
+        &train_cfg,
         out_dir,
         &mut |stage| {
             let bar = items_bar(0, &format!("train {stage}"));
@@ -283,6 +287,47 @@ pub fn train_set(
         model_dir,
         stopped_early,
     })
+}
+
+/// The model of `[recipe] kd`'s teacher, loaded for inference beside the student, after checking
+/// that it reads the student's tokens: token-level distillation compares the two models'
+/// distributions over one vocabulary.
+fn kd_teacher(r: &Run, student_tok: &TextTokenizer) -> Result<Option<Llama>> {
+    use crate::config::TeacherKind;
+    let Some(kd) = &r.cfg.recipe.kd else {
+        return Ok(None);
+    };
+    let t = r
+        .cfg
+        .teachers
+        .get(&kd.teacher)
+        .with_context(|| format!("[recipe] kd: no [teachers.{}] in the config", kd.teacher))?;
+    if t.kind != TeacherKind::Local {
+        bail!(
+            "[recipe] kd: teacher `{}` is `{:?}`; token-level distillation needs its logits, so an embedded (`kind = \"local\"`) model",
+            kd.teacher,
+            t.kind
+        );
+    }
+    let spec = t
+        .model
+        .clone()
+        .unwrap_or_else(|| crate::teachers::DEFAULT_LOCAL_TEACHER.into());
+    tracing::info!(
+        "kd: loading teacher `{}` ({spec}) for its logits",
+        kd.teacher
+    );
+    let m = crate::models::load_quantized_for_inference(&spec)?;
+    if !m.tokenizer.same_vocabulary(student_tok) {
+        bail!(
+            "[recipe] kd: teacher `{}` ({spec}, {} tokens) and student `{}` ({} tokens) do not share a tokenizer; pick a pair of one family (Qwen2.5-Coder-1.5B → Qwen2.5-Coder-0.5B)",
+            kd.teacher,
+            m.tokenizer.vocab_size(),
+            r.cfg.student.model,
+            student_tok.vocab_size()
+        );
+    }
+    Ok(Some(m.model))
 }
 
 /// Runs `f` on the first Ctrl-C (a second one quits at once with 130).

@@ -52,6 +52,16 @@ fn mentor_json(dir: &Path, args: &[&str], extra_env: &[(&str, &Path)]) -> serde_
     serde_json::from_str(s.lines().last().unwrap()).unwrap()
 }
 
+/// Runs `mentor ARGS` in `dir` and returns what it did, success or not.
+fn mentor_out(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_mentor"))
+        .args(args)
+        .current_dir(dir)
+        .env("MENTOR_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
 fn distill(dir: &Path, extra_env: &[(&str, &Path)]) -> serde_json::Value {
     mentor_json(
         dir,
@@ -912,4 +922,72 @@ async fn replies_cut_at_the_token_limit_are_counted_named_and_not_trained_on() {
     // the training set the store now makes: every rationale complete, all six trained on
     assert_eq!(a["training_set"]["pairs"]["rationale"], 6, "{a}");
     assert_eq!(a["training_set"]["cots_truncated"], 0);
+}
+
+/// `[recipe] kd` trains the student on its pairs with an embedded teacher's logits mixed in:
+/// the step log carries the divergence; a teacher with another tokenizer, or one that is not
+/// embedded, is refused with both named.
+#[test]
+fn kd_mixes_an_embedded_teachers_logits_into_training() {
+    let d = tempfile::tempdir().unwrap();
+    common::tiny_student(&d.path().join("student"), 256, 3);
+    common::tiny_student(&d.path().join("teacher"), 256, 9);
+    common::write_sums_dataset(d.path(), 12);
+    let write = |teacher_model: &str, kind: &str| {
+        std::fs::write(
+            d.path().join("exp.toml"),
+            format!(
+                "[data]\npath = \"toy.jsonl\"\ntask = \"numeric\"\nfractions = [0.5, 0.25, 0.25]\n\n\
+                 [teachers.big]\nkind = \"{kind}\"\nmodel = \"{teacher_model}\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\n\
+                 [student]\nmodel = \"student\"\nlora_rank = 0\n\n\
+                 [recipe]\nname = \"standard\"\nkd = {{ teacher = \"big\", loss = \"reverse-kl\", weight = 0.7, temperature = 2.0 }}\n\n\
+                 [train]\nmax_steps = 3\nbatch_size = 4\nsave_every = 0\n"
+            ),
+        )
+        .unwrap();
+    };
+    write("teacher", "local");
+    let j = mentor_json(d.path(), &["train", "exp.toml"], &[]);
+    assert!(j["ok"].as_bool().unwrap_or(true), "{j}");
+    let log = std::fs::read_to_string(d.path().join("runs/exp/student/stage-0/log.jsonl")).unwrap();
+    let steps: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["kind"] == "step")
+        .collect();
+    assert_eq!(steps.len(), 3, "{log}");
+    assert!(
+        steps
+            .iter()
+            .all(|s| s["log"]["kd_loss"].as_f64().unwrap() > 0.0),
+        "{log}"
+    );
+
+    // a teacher reading other tokens: refused, both named
+    let words = mentor_model::TextTokenizer::word_level(300);
+    let cfg = mentor_model::LlamaConfig::tiny(300);
+    mentor_model::load::Student::random(&cfg, &candle_core::Device::Cpu, 1)
+        .unwrap()
+        .save_hf(&d.path().join("other"))
+        .unwrap();
+    words.save(&d.path().join("other")).unwrap();
+    write("other", "local");
+    let out = mentor_out(d.path(), &["train", "exp.toml", "--run-dir", "runs/other"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("do not share a tokenizer")
+            && err.contains("other")
+            && err.contains("student"),
+        "{err}"
+    );
+
+    // an API teacher has no logits to give
+    write("teacher", "openai");
+    let out = mentor_out(d.path(), &["train", "exp.toml", "--run-dir", "runs/api"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("recipe.kd.teacher") && err.contains("kind = \"local\""),
+        "{err}"
+    );
 }
