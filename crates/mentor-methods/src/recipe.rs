@@ -199,6 +199,10 @@ pub struct RecipeKd {
     /// JSD's mixture weight, in (0, 1).
     #[serde(default = "half")]
     pub beta: f32,
+    /// On-policy share λ (GKD): this share of batches train on the student's own samples,
+    /// scored by the teacher.
+    #[serde(default)]
+    pub on_policy: f32,
 }
 
 fn forward_kl() -> mentor_train::KdLoss {
@@ -219,6 +223,7 @@ impl RecipeKd {
             temperature: self.temperature,
             loss: self.loss,
             beta: self.beta,
+            on_policy: self.on_policy,
         }
     }
 }

@@ -106,7 +106,17 @@ pub fn train_stages<'h>(
         let mut h = hooks(stage);
         let cfg = &stage_config(cfg, &these);
         let report = train_with(
-            student, teacher, &examples, &valid, cfg, tok.pad_id, &dir, &mut *h,
+            student,
+            teacher.map(|model| mentor_train::KdTeacher {
+                model,
+                tokenizer: tok,
+            }),
+            &examples,
+            &valid,
+            cfg,
+            tok.pad_id,
+            &dir,
+            &mut *h,
         )?;
         if report.stopped_early {
             out.push(StageReport {

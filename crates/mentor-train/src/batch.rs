@@ -44,6 +44,9 @@ pub struct Batch {
     pub examples: Vec<usize>,
     /// Input positions that are not padding.
     pub tokens: usize,
+    /// The targets were sampled from the student itself (on-policy distillation): the loss is
+    /// the teacher's divergence alone, and the cross-entropy is not logged.
+    pub on_policy: bool,
 }
 
 impl Batch {
@@ -69,6 +72,7 @@ impl Batch {
             weights: vec![0.0; rows * width],
             examples: examples.to_vec(),
             tokens: seqs.iter().map(|(s, _)| s.len().saturating_sub(1)).sum(),
+            on_policy: false,
         };
         for (r, ((seq, n_prompt), &i)) in seqs.iter().zip(examples).enumerate() {
             let w = all[i].weight;

@@ -97,6 +97,11 @@ pub struct KdSettings {
     /// JSD's mixture weight.
     #[serde(default = "half")]
     pub beta: f32,
+    /// On-policy share λ (GKD): each micro-batch, with probability λ, trains on continuations the
+    /// student samples itself from its prompts (as long as the gold target), scored by the
+    /// teacher's divergence alone.
+    #[serde(default)]
+    pub on_policy: f32,
 }
 
 fn one() -> f32 {
@@ -104,6 +109,14 @@ fn one() -> f32 {
 }
 fn half() -> f32 {
     0.5
+}
+
+/// The teacher of a kd run: its model, and the tokenizer it shares with the student (for the
+/// student's own samples in on-policy batches).
+#[derive(Clone, Copy)]
+pub struct KdTeacher<'a> {
+    pub model: &'a Llama,
+    pub tokenizer: &'a mentor_model::TextTokenizer,
 }
 
 /// Which divergence ([`mentor_model::kd::Divergence`]).
@@ -134,6 +147,12 @@ impl KdSettings {
             return Err(format!(
                 "kd temperature must be positive, got {}",
                 self.temperature
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.on_policy) {
+            return Err(format!(
+                "kd on_policy must be in [0, 1], got {}",
+                self.on_policy
             ));
         }
         if self.loss == KdLoss::Jsd && !(self.beta > 0.0 && self.beta < 1.0) {
@@ -336,7 +355,7 @@ pub fn optimizer_step_with(
         tokens: 0,
         kd_loss: None,
     };
-    let (mut weighted_nll, mut weighted_kd) = (0f64, 0f64);
+    let (mut weighted_nll, mut weighted_kd, mut ce_norm) = (0f64, 0f64, 0f64);
     let trace = std::env::var_os("MENTOR_TRACE_STEP").is_some();
     let mut t = Instant::now();
     let mut lap = |what: &str| {
@@ -362,7 +381,7 @@ pub fn optimizer_step_with(
             t.logits_of_hidden(&rows)?.flatten_all()?.to_vec1::<f32>()
         };
         let kd_term = cfg.kd.as_ref().map(|k| mentor_model::kd::KdTerm {
-            weight: k.weight,
+            weight: if b.on_policy { 1.0 } else { k.weight },
             temperature: k.temperature,
             divergence: k.divergence(),
             teacher_logits: &teacher_logits,
@@ -383,7 +402,10 @@ pub fn optimizer_step_with(
                 kd_term.as_ref(),
             )?;
             lap("forward, loss and backward");
-            weighted_nll += step.loss.weighted_nll;
+            if !b.on_policy {
+                weighted_nll += step.loss.weighted_nll;
+                ce_norm += b.rows as f64;
+            }
             weighted_kd += step.loss.weighted_kd;
             out.tokens += b.tokens;
             out.nll.push(step.loss.nll);
@@ -403,7 +425,10 @@ pub fn optimizer_step_with(
             kd_term.as_ref(),
         )?;
         lap("loss");
-        weighted_nll += loss.weighted_nll;
+        if !b.on_policy {
+            weighted_nll += loss.weighted_nll;
+            ce_norm += b.rows as f64;
+        }
         weighted_kd += loss.weighted_kd;
         out.tokens += b.tokens;
         out.nll.push(loss.nll);
@@ -414,7 +439,10 @@ pub fn optimizer_step_with(
         }
     }
     if norm > 0.0 {
-        out.loss = weighted_nll / norm;
+        // the cross-entropy of the gold targets only: on-policy batches have none
+        if ce_norm > 0.0 {
+            out.loss = weighted_nll / ce_norm;
+        }
         if cfg.kd.is_some() {
             out.kd_loss = Some(weighted_kd / norm);
         }
@@ -425,6 +453,71 @@ pub fn optimizer_step_with(
     opt.step(&grads, lr)?;
     lap("adamw");
     Ok(out)
+}
+
+/// A uniform draw in [0, 1) fixed by (seed, step, micro-batch): a resumed run makes the same
+/// on-policy choices as an uninterrupted one.
+fn unit_draw(seed: u64, step: u64, micro: u64) -> f64 {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(
+        seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ micro.wrapping_mul(0xD1B5_4A32_D192_ED03),
+    );
+    rng.random::<f64>()
+}
+
+/// The batch of `chosen` with each gold target replaced by a continuation the student samples
+/// (temperature 1) from the example's prompt, as long as the gold target at most, ending in
+/// the end-of-sequence token where the student chose to stop.
+fn self_sampled_batch(
+    model: &Llama,
+    tokenizer: &mentor_model::TextTokenizer,
+    train: &[TrainExample],
+    chosen: &[usize],
+    cfg: &TrainConfig,
+    step: u64,
+    pad_id: u32,
+) -> Result<Batch> {
+    use mentor_model::{generate, FinishReason, SamplingParams};
+    let requests: Vec<(Vec<u32>, SamplingParams)> = chosen
+        .iter()
+        .map(|&i| {
+            let e = &train[i];
+            (
+                e.prompt.clone(),
+                SamplingParams {
+                    max_new_tokens: e.target.len().max(1),
+                    temperature: 1.0,
+                    top_p: 1.0,
+                    seed: cfg.seed ^ (step << 20) ^ i as u64,
+                    ..Default::default()
+                },
+            )
+        })
+        .collect();
+    let gens = generate(model, tokenizer, &requests, chosen.len(), &mut |_| {})?;
+    let eos = tokenizer.stop_ids.first().copied();
+    let sampled: Vec<TrainExample> = chosen
+        .iter()
+        .zip(gens)
+        .map(|(&i, g)| {
+            let mut target = g.token_ids;
+            if let (FinishReason::Stop, Some(eos)) = (g.finish_reason, eos) {
+                target.push(eos);
+            }
+            if target.is_empty() {
+                target = train[i].target.clone();
+            }
+            TrainExample {
+                target,
+                ..train[i].clone()
+            }
+        })
+        .collect();
+    let idx: Vec<usize> = (0..sampled.len()).collect();
+    let mut b = Batch::new(&sampled, &idx, cfg.max_len, pad_id);
+    b.examples = chosen.to_vec();
+    b.on_policy = true;
+    Ok(b)
 }
 
 /// Adds each parameter's gradient (`grad_of` it, if any) to its running sum in `grads`.
@@ -463,7 +556,7 @@ pub fn train(
 #[allow(clippy::too_many_arguments)]
 pub fn train_with(
     student: &Student,
-    teacher: Option<&Llama>,
+    teacher: Option<KdTeacher>,
     train: &[TrainExample],
     valid: &[TrainExample],
     cfg: &TrainConfig,
@@ -478,7 +571,7 @@ pub fn train_with(
                 "kd: the config asks for a teacher's logits but no teacher model was given"
             );
         };
-        let (tv, sv) = (t.cfg.vocab_size, student.model.cfg.vocab_size);
+        let (tv, sv) = (t.model.cfg.vocab_size, student.model.cfg.vocab_size);
         if tv != sv {
             candle_core::bail!(
                 "kd: the teacher's vocabulary ({tv} tokens) differs from the student's ({sv}); token-level distillation needs one tokenizer"
@@ -597,18 +690,26 @@ pub fn train_with(
                 state.cursor = 0;
                 epoch_order = epoch_batches(train, cfg.batch_size.max(1), cfg.seed, state.epoch);
             }
-            micro.push(Batch::new(
-                train,
-                &epoch_order[state.cursor],
-                cfg.max_len,
-                pad_id,
-            ));
+            let chosen = &epoch_order[state.cursor];
+            let on_policy = match (&cfg.kd, teacher) {
+                (Some(kd), Some(t)) if kd.on_policy > 0.0 => {
+                    let draw = unit_draw(cfg.seed, state.step, micro.len() as u64);
+                    (draw < kd.on_policy as f64).then_some(t)
+                }
+                _ => None,
+            };
+            micro.push(match on_policy {
+                Some(t) => {
+                    self_sampled_batch(model, t.tokenizer, train, chosen, cfg, state.step, pad_id)?
+                }
+                None => Batch::new(train, chosen, cfg.max_len, pad_id),
+            });
             state.cursor += 1;
         }
         let lr = schedule.lr(state.step);
-        let out = optimizer_step_with(model, teacher, &mut opt, &micro, lr, cfg)?;
+        let out = optimizer_step_with(model, teacher.map(|t| t.model), &mut opt, &micro, lr, cfg)?;
         let mut per_task: BTreeMap<String, (f64, f64)> = BTreeMap::new();
-        for (b, nll) in micro.iter().zip(&out.nll) {
+        for (b, nll) in micro.iter().zip(&out.nll).filter(|(b, _)| !b.on_policy) {
             for (r, &ex) in b.examples.iter().enumerate() {
                 let e = per_task.entry(train[ex].task.clone()).or_default();
                 for p in 0..b.width {

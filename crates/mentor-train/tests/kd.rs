@@ -1,13 +1,14 @@
 //! Token-level distillation through the loop: a student trained with `kd` (weight 1) on a
-//! teacher's logits moves its next-token distributions to the teacher's, the step log carries
-//! the divergence, and a teacher of another vocabulary, a missing teacher or a bad setting is
+//! teacher's logits moves its next-token distributions to the teacher's, on gold targets and on
+//! its own samples (on-policy), the step log carries the divergence, and a teacher of another vocabulary, a missing teacher or a bad setting is
 //! refused before anything trains.
 
 use candle_core::{Device, Result, Tensor};
 use mentor_model::kd::{kd_rows_cpu, Divergence};
 use mentor_model::load::Student;
+use mentor_model::TextTokenizer;
 use mentor_model::{Llama, LlamaConfig};
-use mentor_train::{train_with, KdLoss, KdSettings, Quiet, TrainConfig, TrainExample};
+use mentor_train::{train_with, KdLoss, KdSettings, KdTeacher, Quiet, TrainConfig, TrainExample};
 
 fn data(n: usize) -> Vec<TrainExample> {
     (0..n)
@@ -71,13 +72,22 @@ fn a_student_trained_on_the_teachers_logits_comes_to_match_them() -> Result<()> 
         temperature: 1.0,
         loss: KdLoss::ForwardKl,
         beta: 0.5,
+        on_policy: 0.0,
+    };
+    let on_policy = KdSettings {
+        on_policy: 1.0,
+        ..kd.clone()
     };
     let mut after = vec![];
-    for settings in [Some(kd), None] {
+    for settings in [Some(kd), None, Some(on_policy)] {
         let s = Student::random(&LlamaConfig::tiny(40), &Device::Cpu, 3)?;
         let before = mean_kl(&s.model, &teacher, &valid)?;
         let dir = tempfile::tempdir().unwrap();
-        let t = settings.as_ref().map(|_| &teacher);
+        let tok = TextTokenizer::word_level(40);
+        let t = settings.as_ref().map(|_| KdTeacher {
+            model: &teacher,
+            tokenizer: &tok,
+        });
         train_with(
             &s,
             t,
@@ -96,7 +106,13 @@ fn a_student_trained_on_the_teachers_logits_comes_to_match_them() -> Result<()> 
             .unwrap();
         assert_eq!(step.contains("kd_loss"), settings.is_some(), "{step}");
     }
-    let ((before, with_kd), (_, without)) = (after[0], after[1]);
+    let ((before, with_kd), (_, without), (_, self_sampled)) = (after[0], after[1], after[2]);
+    eprintln!("KL to the teacher: {before} → kd {with_kd}, gold tokens {without}, on-policy {self_sampled}");
+    // on-policy: the student's own continuations, scored by the teacher, also teach it
+    assert!(
+        self_sampled < 0.7 * before,
+        "on-policy KD: KL {before} → {self_sampled}"
+    );
     // on held-out sequences too: the student learned the teacher's distributions, not the data
     assert!(with_kd < 0.5 * before, "KD: KL {before} → {with_kd}");
     assert!(
@@ -115,12 +131,16 @@ fn a_teacher_that_cannot_be_distilled_from_is_refused() -> Result<()> {
         temperature: 2.0,
         loss: KdLoss::ForwardKl,
         beta: 0.5,
+        on_policy: 0.0,
     };
     let dir = tempfile::tempdir().unwrap();
     let (train, valid) = (data(8), data(10)[8..].to_vec());
     let err = train_with(
         &s,
-        Some(&other),
+        Some(KdTeacher {
+            model: &other,
+            tokenizer: &TextTokenizer::word_level(48),
+        }),
         &train,
         &valid,
         &cfg(Some(kd.clone())),
@@ -154,7 +174,10 @@ fn a_teacher_that_cannot_be_distilled_from_is_refused() -> Result<()> {
     };
     let err = train_with(
         &s,
-        Some(&other),
+        Some(KdTeacher {
+            model: &other,
+            tokenizer: &TextTokenizer::word_level(48),
+        }),
         &train,
         &valid,
         &cfg(Some(bad)),

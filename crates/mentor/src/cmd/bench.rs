@@ -362,6 +362,7 @@ fn random_batch(vocab: usize, rows: usize, seq: usize, seed: u64) -> mentor_trai
         weights: vec![1.0; n],
         examples: (0..rows).collect(),
         tokens: n,
+        on_policy: false,
     }
 }
 
