@@ -17,13 +17,17 @@ struct Scored {
     mode: String,
 }
 
-/// Loads and compares `runs` (run directories).
+/// Loads and compares `runs` (run directories). Runs are scored on one dataset; with
+/// `across_modes` the variants may be scored in different inference modes (a recipe's own: the
+/// comparison is then of which student answers more test questions, each its own way), but the
+/// seeds of one variant must share theirs.
 pub fn compare_runs(
     runs: &[PathBuf],
     group_by: Option<&str>,
     baseline: Option<&str>,
     resamples: usize,
     bootstrap_seed: u64,
+    across_modes: bool,
 ) -> Result<Comparison> {
     if runs.len() < 2 {
         bail!("give at least two runs to compare");
@@ -43,13 +47,29 @@ pub fn compare_runs(
                 first.dataset
             );
         }
-        if s.mode != first.mode {
+        if s.mode != first.mode && !across_modes {
             bail!(
-                "run {} was scored in inference mode `{}`, {} in `{}`: compare runs scored in one mode",
+                "run {} was scored in inference mode `{}`, {} in `{}`: compare runs scored in one mode, \
+                 or pass --across-modes to compare students each scored its own way",
                 s.scores.name,
                 s.mode,
                 first.scores.name,
                 first.mode
+            );
+        }
+    }
+    for (i, a) in scored.iter().enumerate() {
+        if let Some(b) = scored[..i]
+            .iter()
+            .find(|b| b.scores.variant == a.scores.variant && b.mode != a.mode)
+        {
+            bail!(
+                "runs {} and {} of variant `{}` were scored in different inference modes (`{}`, `{}`)",
+                b.scores.name,
+                a.scores.name,
+                a.scores.variant,
+                b.mode,
+                a.mode
             );
         }
     }
@@ -139,6 +159,7 @@ fn load_run(dir: &Path, group_by: Option<&str>) -> Result<Scored> {
             ids,
             correct,
             valid_accuracy,
+            mode: summary["eval_mode"].as_str().map(str::to_string),
         },
         dataset: summary["dataset"].as_str().unwrap_or("?").to_string(),
         mode: summary["eval_mode"].as_str().unwrap_or("?").to_string(),

@@ -23,6 +23,8 @@ pub struct RunScores {
     pub correct: Vec<bool>,
     /// Validation accuracy of the selected checkpoint, where the run has one.
     pub valid_accuracy: Option<f64>,
+    /// The inference mode it was scored in (`label`, `cot`, …), where known.
+    pub mode: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -35,6 +37,7 @@ pub struct RunRow {
     pub accuracy: f64,
     pub wilson95: [f64; 2],
     pub valid_accuracy: Option<f64>,
+    pub mode: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -185,6 +188,7 @@ pub fn compare(
                 accuracy: correct as f64 / n.max(1) as f64,
                 wilson95: wilson_interval(correct, n),
                 valid_accuracy: r.valid_accuracy,
+                mode: r.mode.clone(),
             }
         })
         .collect();
@@ -374,11 +378,13 @@ impl Comparison {
     /// The three tables (runs, variants, paired differences) as plain text or Markdown.
     pub fn render(&self, markdown: bool) -> String {
         let seed = |s: Option<u64>| s.map_or("–".into(), |s| s.to_string());
+        // students scored in different inference modes (a grid's variants may be): say which
+        let mixed = self.runs.iter().any(|r| r.mode != self.runs[0].mode);
         let runs: Vec<Vec<String>> = self
             .runs
             .iter()
             .map(|r| {
-                vec![
+                let mut row = vec![
                     r.name.clone(),
                     r.variant.clone(),
                     seed(r.seed),
@@ -386,7 +392,11 @@ impl Comparison {
                     pct(r.accuracy),
                     format!("[{}, {}]", pct(r.wilson95[0]), pct(r.wilson95[1])),
                     r.valid_accuracy.map_or("–".into(), pct),
-                ]
+                ];
+                if mixed {
+                    row.push(r.mode.clone().unwrap_or_else(|| "–".into()));
+                }
+                row
             })
             .collect();
         let mut out = String::new();
@@ -401,19 +411,19 @@ impl Comparison {
             "Runs (test, n = {}; accuracy in %, 95% Wilson interval)",
             self.n
         ));
-        out += &render_table(
-            &[
-                "run",
-                "variant",
-                "seed",
-                "correct",
-                "acc",
-                "wilson 95%",
-                "valid",
-            ],
-            &runs,
-            markdown,
-        );
+        let mut headers = vec![
+            "run",
+            "variant",
+            "seed",
+            "correct",
+            "acc",
+            "wilson 95%",
+            "valid",
+        ];
+        if mixed {
+            headers.push("mode");
+        }
+        out += &render_table(&headers, &runs, markdown);
         if self.variants.iter().any(|v| v.runs > 1) {
             let rows: Vec<Vec<String>> = self
                 .variants
@@ -501,6 +511,7 @@ mod tests {
 
     fn run(name: &str, variant: &str, seed: u64, bits: &str) -> RunScores {
         RunScores {
+            mode: None,
             name: name.into(),
             variant: variant.into(),
             seed: Some(seed),

@@ -27,10 +27,18 @@ fn data(n: usize) -> Vec<TrainExample> {
         .collect()
 }
 
+/// Kills to land: 6 in CI; `MENTOR_SOAK_KILLS=N` for a soak (the run grows to leave room).
+fn kills_wanted() -> u64 {
+    std::env::var("MENTOR_SOAK_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(6)
+}
+
 fn cfg() -> TrainConfig {
     TrainConfig {
         lr: 3e-3,
-        epochs: 12.0,
+        epochs: 12.0 * kills_wanted().div_ceil(5).max(1) as f64,
         batch_size: 4,
         save_every: 1, // a checkpoint every step: kills land inside writes too
         ..TrainConfig::default()
@@ -115,7 +123,7 @@ fn killed_at_random_moments_resumes_to_the_same_weights() -> Result<()> {
         x
     };
     let (mut kills, mut target) = (0, 0u64);
-    while kills < 6 {
+    while kills < kills_wanted() {
         target += 3 + next() % 8;
         if target + 2 >= total {
             break;
@@ -139,9 +147,15 @@ fn killed_at_random_moments_resumes_to_the_same_weights() -> Result<()> {
     let status = spawn_child(dir.path()).wait().unwrap();
     assert!(status.success());
     assert!(
-        kills >= 3,
+        kills
+            >= if std::env::var_os("MENTOR_SOAK_KILLS").is_some() {
+                kills_wanted()
+            } else {
+                3
+            },
         "only {kills} kills landed before the run finished"
     );
+    eprintln!("train kill soak: {kills} SIGKILLs over {total} steps, resumed to the same weights");
     // the resumed run's last checkpoint holds the uninterrupted run's weights
     let resumed = Student::random(&LlamaConfig::tiny(40), &Device::Cpu, 99)?;
     let r = train(&resumed, &data(24), &[], &cfg(), 0, dir.path(), &mut Quiet)?;

@@ -189,6 +189,40 @@ fn compare_refuses_runs_scored_on_different_questions_and_pairs_the_rest() {
         "{html}"
     );
 
+    // variants scored in different inference modes: refused unless asked, then each run's
+    // mode is shown; the seeds of one variant must still share theirs
+    let summary = grid.join("fast-s0/summary.json");
+    let mut j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    j["eval_mode"] = serde_json::json!("cot");
+    std::fs::write(&summary, j.to_string()).unwrap();
+    let compare = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_mentor"))
+            .arg("compare")
+            .args(args)
+            .current_dir(&grid)
+            .output()
+            .unwrap()
+    };
+    let out = compare(&["slow-s0", "fast-s0"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--across-modes"));
+    let out = compare(&["slow-s0", "fast-s0", "--across-modes", "--markdown"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("| mode") && text.contains("| cot"), "{text}");
+    let out = compare(&["slow-s0", "fast-s0", "slow-s1", "fast-s1", "--across-modes"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("of variant `fast`") && err.contains("different inference modes"),
+        "{err}"
+    );
+
     // a run scored on fewer questions is refused, naming both runs
     let preds = grid.join("fast-s1/eval");
     let file = std::fs::read_dir(&preds)

@@ -8,7 +8,10 @@ use std::path::PathBuf;
 ///
 /// Each RUN is a run directory that `mentor distill` finished (it reads RUN/summary.json and the
 /// per-question test predictions it names). Runs must have been scored on the same questions,
-/// dataset and inference mode; anything else is refused with the difference named.
+/// dataset and inference mode; anything else is refused with the difference named. With
+/// --across-modes, variants scored in different modes (a CoT student in `cot`, a label student
+/// in `label`) are compared on which questions each answers right; the table then shows each
+/// run's mode.
 ///
 /// Per run: accuracy and its 95% Wilson interval [lo, hi]. Runs are grouped into variants (the
 /// variant a `mentor sweep` cell belongs to, a config key with --group-by, else each run is its
@@ -42,6 +45,10 @@ pub struct Args {
     /// Print Markdown tables (for EXPERIMENTS.md) instead of plain ones.
     #[arg(long)]
     markdown: bool,
+    /// Allow variants scored in different inference modes (the seeds of one variant still share
+    /// theirs).
+    #[arg(long)]
+    across_modes: bool,
 }
 
 pub fn run(a: Args) -> Result<Summary> {
@@ -51,6 +58,7 @@ pub fn run(a: Args) -> Result<Summary> {
         a.baseline.as_deref(),
         a.resamples,
         a.bootstrap_seed,
+        a.across_modes,
     )?;
     Ok(Summary {
         human: c.render(a.markdown),

@@ -1,0 +1,37 @@
+//! Answer extraction over arbitrary model text, for every task kind: no panic; an extracted
+//! answer's lm-eval normalisation is idempotent; the answer sentence of the gold answer reads
+//! back as itself.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use mentor_core::extract::{answers_match, extract, gold_answer, lm_eval_normalize, NumericRule};
+use mentor_core::{Choice, Example, TaskKind};
+
+fuzz_target!(|data: &[u8]| {
+    let text = String::from_utf8_lossy(data);
+    let choices = ["park", "zoo", "bank", "school", "store"]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| Choice { label: ((b'A' + i as u8) as char).to_string(), text: t.to_string() })
+        .collect();
+    for (kind, answer, choices) in [
+        (TaskKind::Numeric, "18", vec![]),
+        (TaskKind::Equation, "( 84.0 / 2.0 )", vec![]),
+        (TaskKind::MultipleChoice, "C", choices),
+        (TaskKind::Nli, "neutral", vec![]),
+        (TaskKind::YesNo, "yes", vec![]),
+    ] {
+        let ex = Example { id: "f".into(), question: "q".into(), answer: answer.into(), choices, explanation: None };
+        for rule in [NumericRule::StrictMatch, NumericRule::FlexibleExtract, NumericRule::Auto] {
+            let got = extract(kind, &text, &ex, rule);
+            if let (Some(a), Some(g)) = (got.answer, gold_answer(kind, &ex)) {
+                let _ = answers_match(&a, &g);
+            }
+        }
+        let sentence = mentor_core::prompt::answer_sentence(kind, &ex);
+        let back = extract(kind, &format!("{text}\n{sentence}"), &ex, NumericRule::Auto);
+        let gold = gold_answer(kind, &ex).unwrap();
+        assert!(back.answer.is_some_and(|a| answers_match(&a, &gold)), "{kind:?}: {sentence:?} after {text:?}");
+    }
+    let once = lm_eval_normalize(&text);
+    assert_eq!(lm_eval_normalize(&once), once);
+});
