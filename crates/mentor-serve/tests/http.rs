@@ -550,3 +550,129 @@ async fn a_request_the_model_fails_on_is_a_500_that_spares_its_batch() {
         .await;
     assert_eq!(status, 200, "{ok}");
 }
+
+/// Opt-in load soak (`MENTOR_SOAK_REQUESTS=20000 cargo test --release -p mentor-serve --test
+/// http -- --ignored --nocapture`): seeded random requests — raw bytes, broken JSON, JSON of the
+/// wrong shape, valid requests with extreme settings, streams, unknown routes — 16 at a time.
+/// Every one is answered with a completion or a JSON error (never a dropped connection), the
+/// server stays up, no place stays taken, and the process's memory stays bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "a soak: run with --ignored"]
+async fn random_and_malformed_requests_under_load_are_all_answered() {
+    use rand::{Rng, SeedableRng};
+    let total: usize = std::env::var("MENTOR_SOAK_REQUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5000);
+    let s = start(ServeConfig {
+        max_batch: 8,
+        max_queue: 8,
+        ..Default::default()
+    })
+    .await;
+    let rss_kb = || -> u64 {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            })
+            .unwrap_or(0)
+    };
+    let body = |rng: &mut rand::rngs::StdRng| -> (String, Vec<u8>) {
+        let words: String = (0..rng.random_range(0..12))
+            .map(|_| format!("w{} ", rng.random_range(0..45)))
+            .collect();
+        let path =
+            ["/v1/completions", "/v1/chat/completions", "/v1/nothing"][rng.random_range(0..3)];
+        let b = match rng.random_range(0..8) {
+            0 => (0..rng.random_range(0..200)).map(|_| rng.random::<u8>()).collect(),
+            1 => br#"{"prompt": "w1", "max_tokens": "#.to_vec(),
+            2 => json!({"messages": 7, "prompt": [1, 2]}).to_string().into_bytes(),
+            3 => json!({"prompt": words, "max_tokens": rng.random_range(-5i64..200), "temperature": rng.random_range(-1.0..3.0)}).to_string().into_bytes(),
+            4 => json!({"messages": [{"role": "user", "content": words}], "max_tokens": 4, "stream": true}).to_string().into_bytes(),
+            5 => json!({"messages": [{"role": "robot", "content": words}], "top_p": rng.random_range(0.0..2.0)}).to_string().into_bytes(),
+            6 => json!({"prompt": words, "max_tokens": 3, "n": rng.random_range(0..4)}).to_string().into_bytes(),
+            _ => json!({"prompt": words, "max_tokens": rng.random_range(1..6), "stream": rng.random::<bool>()}).to_string().into_bytes(),
+        };
+        (path.to_string(), b)
+    };
+    let client = reqwest::Client::new();
+    let before = rss_kb();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let started = std::time::Instant::now();
+    let mut latencies = vec![];
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    let mut peak = 0;
+    for chunk in 0..total.div_ceil(16) {
+        let mut tasks = vec![];
+        for _ in 0..16.min(total - chunk * 16) {
+            let (path, b) = body(&mut rng);
+            let (c, url) = (client.clone(), format!("{}{path}", s.base));
+            tasks.push(tokio::spawn(async move {
+                let t = std::time::Instant::now();
+                let r = c
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body(b)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = r.status().as_u16();
+                let sse = r
+                    .headers()
+                    .get("content-type")
+                    .is_some_and(|v| v == "text/event-stream");
+                let text = r.text().await.unwrap();
+                if sse {
+                    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+                } else {
+                    let v: Value = serde_json::from_str(&text)
+                        .unwrap_or_else(|e| panic!("{status} not JSON ({e}): {text}"));
+                    assert!(
+                        status == 200 || v["error"]["message"].is_string(),
+                        "{status}: {text}"
+                    );
+                }
+                (status, t.elapsed())
+            }));
+        }
+        for t in tasks {
+            let (status, dt) = t.await.unwrap();
+            *statuses.entry(status).or_default() += 1;
+            latencies.push(dt);
+        }
+        peak = peak.max(rss_kb());
+    }
+    latencies.sort();
+    let q = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize].as_secs_f64() * 1e3;
+    let after = rss_kb();
+    eprintln!(
+        "serve soak: {total} requests in {:.1} s, statuses {statuses:?}, p50 {:.2} ms, p99 {:.2} ms, RSS {} → {} MB (peak {} MB)",
+        started.elapsed().as_secs_f64(),
+        q(0.5),
+        q(0.99),
+        before / 1024,
+        after / 1024,
+        peak / 1024
+    );
+    assert!(statuses
+        .keys()
+        .all(|&c| c == 200 || (400..600).contains(&c)));
+    assert!(
+        !statuses.contains_key(&500),
+        "no request made the model fail: {statuses:?}"
+    );
+    assert_eq!(
+        s.stats.open.load(Ordering::SeqCst),
+        0,
+        "no place stays taken"
+    );
+    assert!(
+        after < before + 300 * 1024,
+        "memory grew from {before} kB to {after} kB"
+    );
+    let (status, _) = get(&s, "/health").await;
+    assert_eq!(status, 200);
+}
