@@ -433,8 +433,40 @@ pub fn load_file(path: &Path, spec: &DatasetSpec) -> Result<Dataset> {
     let mut skipped = Vec::new();
     for row in read_rows(path, spec.skip_bad_rows, &mut skipped)? {
         let converted = (|| -> std::result::Result<(Option<Split>, Example), String> {
-            let question = row.string(&f.question)?;
-            let answer = row.string(&f.answer)?;
+            // Unmapped, the names people use for each field are tried in turn; a field found
+            // nowhere is an error naming the row's fields and the `fields` key to set.
+            let present = |k: &str| row.get(k).is_some_and(|v| !v.is_null());
+            let field = |mapped: &str, default: &str, alternatives: &[&str], key: &str| {
+                let name = if mapped != default || present(mapped) {
+                    Some(mapped).filter(|m| present(m))
+                } else {
+                    alternatives.iter().copied().find(|a| present(a))
+                };
+                match name {
+                    Some(n) => row.string(n),
+                    None => Err(format!(
+                        "no `{mapped}` field{} (the row has: {}); map it with `[data] fields = {{ {key} = \"…\" }}`",
+                        if mapped == default && !alternatives.is_empty() {
+                            format!(" nor {}", alternatives.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", "))
+                        } else {
+                            String::new()
+                        },
+                        row.field_names().join(", "),
+                    )),
+                }
+            };
+            let question = field(
+                &f.question,
+                "question",
+                &["input", "prompt", "problem"],
+                "question",
+            )?;
+            let answer = field(
+                &f.answer,
+                "answer",
+                &["answerKey", "label", "target"],
+                "answer",
+            )?;
             // Unmapped, the common field names are read where a row has them: `id`, and
             // `choices` for a multiple-choice task.
             let id = match &f.id {
@@ -444,10 +476,11 @@ pub fn load_file(path: &Path, spec: &DatasetSpec) -> Result<Dataset> {
             };
             let choices = match &f.choices {
                 Some(k) => row.choices(k)?,
-                None if task == mentor_core::TaskKind::MultipleChoice
-                    && row.get("choices").is_some() =>
-                {
+                None if task == mentor_core::TaskKind::MultipleChoice && present("choices") => {
                     row.choices("choices")?
+                }
+                None if task == mentor_core::TaskKind::MultipleChoice && present("options") => {
+                    row.choices("options")?
                 }
                 None => vec![],
             };
@@ -522,7 +555,9 @@ pub fn load_file(path: &Path, spec: &DatasetSpec) -> Result<Dataset> {
 /// Multiple-choice gold may be given as a label (`B`) or as the option's text; store the label.
 pub(crate) fn normalise_choice_answer(ex: &mut Example) -> std::result::Result<(), String> {
     if ex.choices.is_empty() {
-        return Err("multiple-choice row has no choices".into());
+        return Err(
+            "multiple-choice row has no choices (looked for `choices` and `options`; map yours with `[data] fields = { choices = \"…\" }`)".into(),
+        );
     }
     if ex.gold_choice().is_some() {
         return Ok(());

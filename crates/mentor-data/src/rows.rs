@@ -15,6 +15,14 @@ pub struct Row {
 }
 
 impl Row {
+    /// The row's top-level field names (for error messages).
+    pub fn field_names(&self) -> Vec<String> {
+        match &self.value {
+            Value::Object(m) => m.keys().cloned().collect(),
+            _ => vec![],
+        }
+    }
+
     /// The value at a dotted path (`doc.question`).
     pub fn get(&self, path: &str) -> Option<&Value> {
         path.split('.').try_fold(&self.value, |v, key| match v {

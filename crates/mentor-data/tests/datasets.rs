@@ -432,3 +432,72 @@ fn minds_mirror_release_has_5_cots_with_5_self_evaluations_each() {
         }
     }
 }
+
+/// With no `fields` table the names people use are found: `input` / `prompt` / `problem` for
+/// the question, `options` for the choices, `answerKey` / `label` / `target` for the answer, and
+/// Hugging Face's `choices: {text, label}`; a field found nowhere is an error naming the row's
+/// fields and the key to set.
+#[test]
+fn common_field_names_load_without_a_field_map_and_a_missing_one_says_what_to_map() {
+    let dir = tempfile::tempdir().unwrap();
+    let mc = write(
+        &dir,
+        "mc.jsonl",
+        &[
+            r#"{"id": "a", "input": "Where do you keep money?", "options": ["park", "bank", "zoo"], "answerKey": "B"}"#,
+            r#"{"id": "b", "question": "Where are lions?", "choices": {"text": ["park", "bank", "zoo"], "label": ["A", "B", "C"]}, "answerKey": "C"}"#,
+            r#"{"id": "c", "prompt": "Where do kids play?", "options": ["park", "bank", "zoo"], "label": "park"}"#,
+        ]
+        .join("\n"),
+    );
+    let spec = DatasetSpec {
+        fractions: [1.0, 0.0, 0.0],
+        ..file_spec(&mc, TaskKind::MultipleChoice)
+    };
+    let ds = load_dataset(&spec).unwrap();
+    let mut rows = ds.split(Split::Train).to_vec();
+    rows.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(rows[0].question, "Where do you keep money?");
+    assert_eq!((rows[0].answer.as_str(), rows[0].choices.len()), ("B", 3));
+    assert_eq!(
+        (rows[1].answer.as_str(), rows[1].choices[2].text.as_str()),
+        ("C", "zoo")
+    );
+    assert_eq!(
+        rows[2].answer, "A",
+        "an answer given as the option's text becomes its label"
+    );
+
+    let num = write(
+        &dir,
+        "num.jsonl",
+        "{\"problem\": \"2 + 2?\", \"target\": 4}\n",
+    );
+    let ds = load_dataset(&DatasetSpec {
+        fractions: [1.0, 0.0, 0.0],
+        ..file_spec(&num, TaskKind::Numeric)
+    })
+    .unwrap();
+    assert_eq!(ds.split(Split::Train)[0].answer, "4");
+
+    let bad = write(&dir, "bad.jsonl", "{\"text\": \"2 + 2?\", \"answer\": 4}\n");
+    let err = load_dataset(&file_spec(&bad, TaskKind::Numeric))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("bad.jsonl:1:"), "{err}");
+    assert!(err.contains("the row has: answer, text"), "{err}");
+    assert!(err.contains("fields = { question = "), "{err}");
+    // a mapped field is not second-guessed
+    let spec = DatasetSpec {
+        fields: FieldMap {
+            question: "body".into(),
+            ..FieldMap::default()
+        },
+        ..file_spec(&num, TaskKind::Numeric)
+    };
+    let err = load_dataset(&spec).unwrap_err().to_string();
+    assert!(
+        err.contains("no `body` field (the row has: problem, target)"),
+        "{err}"
+    );
+}
