@@ -1,6 +1,6 @@
 //! Answer extraction over arbitrary model text, for every task kind: no panic; an extracted
-//! answer's lm-eval normalisation is idempotent; the answer sentence of the gold answer reads
-//! back as itself.
+//! answer's lm-eval normalisation changes nothing on a second pass but one more trailing period
+//! (the harness strips one a pass); the answer sentence of the gold answer reads back as itself.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use mentor_core::extract::{answers_match, extract, gold_answer, lm_eval_normalize, NumericRule};
@@ -32,6 +32,8 @@ fuzz_target!(|data: &[u8]| {
         let gold = gold_answer(kind, &ex).unwrap();
         assert!(back.answer.is_some_and(|a| answers_match(&a, &gold)), "{kind:?}: {sentence:?} after {text:?}");
     }
+    // lm-eval-harness strips one trailing period a pass (kept as it does): a second pass changes
+    // nothing else
     let once = lm_eval_normalize(&text);
-    assert_eq!(lm_eval_normalize(&once), once);
+    assert_eq!(lm_eval_normalize(&once), once.strip_suffix('.').unwrap_or(&once));
 });

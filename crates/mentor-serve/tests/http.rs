@@ -612,6 +612,7 @@ async fn random_and_malformed_requests_under_load_are_all_answered() {
             let (c, url) = (client.clone(), format!("{}{path}", s.base));
             tasks.push(tokio::spawn(async move {
                 let t = std::time::Instant::now();
+                let sent = b.clone();
                 let r = c
                     .post(url)
                     .header("content-type", "application/json")
@@ -625,6 +626,9 @@ async fn random_and_malformed_requests_under_load_are_all_answered() {
                     .get("content-type")
                     .is_some_and(|v| v == "text/event-stream");
                 let text = r.text().await.unwrap();
+                if status >= 500 {
+                    eprintln!("5xx for {}: {text}", String::from_utf8_lossy(&sent));
+                }
                 if sse {
                     assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
                 } else {
