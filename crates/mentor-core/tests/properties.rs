@@ -216,3 +216,35 @@ fn lm_eval_strips_one_trailing_period_a_pass() {
     assert_eq!(lm_eval_normalize("."), "");
     assert_eq!(lm_eval_normalize("#### 1,000."), "1000");
 }
+
+/// What the libFuzzer harnesses found (fuzz/fuzz_targets/extract.rs), kept: both are the
+/// intended behaviour, which the harness now states.
+#[test]
+fn fuzz_findings_kept_as_cases() {
+    use mentor_core::extract::{extract, lm_eval_normalize, NumericRule};
+    // lm-eval-harness strips one trailing period a pass
+    assert_eq!(lm_eval_normalize(".."), ".");
+    assert_eq!(lm_eval_normalize("."), "");
+    // an answer sentence after a follow-on marker belongs to the invented next example: cut
+    let ex = mentor_core::Example {
+        id: "f".into(),
+        question: "q".into(),
+        answer: "18".into(),
+        choices: vec![],
+        explanation: None,
+    };
+    let cut = extract(
+        TaskKind::Numeric,
+        "*\nQ:0\nThe answer is 18.",
+        &ex,
+        NumericRule::Auto,
+    );
+    assert!(cut.answer.is_none(), "{:?}", cut.answer);
+    let whole = extract(
+        TaskKind::Numeric,
+        "*\nThe answer is 18.",
+        &ex,
+        NumericRule::Auto,
+    );
+    assert!(whole.answer.is_some());
+}
