@@ -94,7 +94,7 @@ pub fn kd_rows_cpu(
         "kd_rows_cpu: student and teacher differ in size"
     );
     assert!(
-        vocab > 0 && student.len() % vocab == 0,
+        vocab > 0 && student.len().is_multiple_of(vocab),
         "kd_rows_cpu: rows of {vocab}"
     );
     let t = temperature;

@@ -69,7 +69,7 @@ pub fn truncation_notes(
                 t.truncated
             );
             if let Some(price) = tc
-                .and_then(|t| crate::teachers::pricing(t))
+                .and_then(crate::teachers::pricing)
                 .map(|p| p.output_per_mtok)
                 .filter(|p| *p > 0.0)
             {
