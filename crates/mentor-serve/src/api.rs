@@ -235,6 +235,14 @@ impl Sampling {
                 Some("stop"),
             ));
         }
+        // a decoder starts from at least one token; an empty prompt would be padded to one the
+        // room check below did not count (the serve soak found it as a 500)
+        if prompt_tokens == 0 {
+            return Err(ApiError::invalid(
+                "the prompt is empty: it encodes to no tokens",
+                Some("prompt"),
+            ));
+        }
         let room = limits.max_positions.saturating_sub(prompt_tokens);
         let max_tokens = match self.max_completion_tokens.or(self.max_tokens) {
             Some(m) if m < 1 => {
@@ -333,6 +341,9 @@ mod tests {
             assert_eq!((e.status, e.code), (status, code), "{body}");
             assert_eq!(e.body()["error"]["type"], "invalid_request_error");
         }
+        // an empty prompt, even with room for every completion token, is a 400
+        let e = ok.sampling.params(0, &limits()).unwrap_err();
+        assert_eq!((e.status, e.param), (400, Some("prompt")));
     }
 
     #[test]
