@@ -113,7 +113,10 @@ pub fn extract_numeric(text: &str, rule: NumericRule) -> Extracted {
     let raw = match rule {
         NumericRule::StrictMatch => strict_match(text),
         NumericRule::FlexibleExtract => flexible_extract(text),
+        // a `#### ,` with no digit (lm-eval's class takes commas and dots) is not an answer:
+        // read on (a fuzzer finding)
         NumericRule::Auto => strict_match(text)
+            .filter(|m| m.chars().any(|ch| ch.is_ascii_digit()))
             .or_else(|| {
                 split_rationale(text)
                     .answer_span

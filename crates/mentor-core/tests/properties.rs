@@ -217,8 +217,8 @@ fn lm_eval_strips_one_trailing_period_a_pass() {
     assert_eq!(lm_eval_normalize("#### 1,000."), "1000");
 }
 
-/// What the libFuzzer harnesses found (fuzz/fuzz_targets/extract.rs), kept: both are the
-/// intended behaviour, which the harness now states.
+/// What the libFuzzer harnesses found (fuzz/fuzz_targets/extract.rs), kept: two were the
+/// intended behaviour, which the harness now states; one was a bug, fixed.
 #[test]
 fn fuzz_findings_kept_as_cases() {
     use mentor_core::extract::{extract, lm_eval_normalize, NumericRule};
@@ -247,4 +247,17 @@ fn fuzz_findings_kept_as_cases() {
         NumericRule::Auto,
     );
     assert!(whole.answer.is_some());
+    // a `#### ,` with no digit does not hide the answer sentence (fixed: Auto read "," and failed)
+    let hashes = extract(
+        TaskKind::Numeric,
+        "(x####### ,\nThe answer is 18.",
+        &ex,
+        NumericRule::Auto,
+    );
+    let gold = gold_answer(TaskKind::Numeric, &ex).unwrap();
+    assert!(
+        hashes.answer.is_some_and(|a| answers_match(&a, &gold)),
+        "{}",
+        hashes.span
+    );
 }
