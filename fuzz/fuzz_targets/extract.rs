@@ -36,6 +36,12 @@ fuzz_target!(|data: &[u8]| {
         if truncate_at_follow_on(&written, FOLLOW_ON_MARKERS).len() < written.len() {
             continue;
         }
+        // under the auto rule a `#### N` anywhere is the answer (GSM8K's format), by design
+        if kind == TaskKind::Numeric
+            && mentor_core::extract::strict_match(&written).is_some_and(|m| m.chars().any(|c| c.is_ascii_digit()))
+        {
+            continue;
+        }
         let back = extract(kind, &written, &ex, NumericRule::Auto);
         let gold = gold_answer(kind, &ex).unwrap();
         assert!(back.answer.is_some_and(|a| answers_match(&a, &gold)), "{kind:?}: {sentence:?} after {text:?}");
