@@ -103,25 +103,17 @@ impl Teacher {
         stop: &AtomicBool,
         mut on_status: impl FnMut(&str, &BatchStatus, Duration),
     ) -> Result<BatchReport, TeacherError> {
-        let api = self
-            .backend()
-            .batch_api()
-            .ok_or_else(|| TeacherError::Failed {
-                teacher: self.name().to_string(),
-                call_id: 0,
-                attempts: 0,
-                reason: format!(
+        let api = self.backend().batch_api().ok_or_else(|| {
+            self.batch_failure(
+                0,
+                format!(
                 "`{}` has no batch API here (batch = true needs an OpenAI or Anthropic teacher)",
                 self.model()
             ),
-            })?;
+            )
+        })?;
         let mut report = BatchReport::default();
-        let fail = |reason: String| TeacherError::Failed {
-            teacher: self.name().to_string(),
-            call_id: 0,
-            attempts: 1,
-            reason,
-        };
+        let fail = |reason: String| self.batch_failure(1, reason);
 
         // 1. batches an earlier run left open: nothing in them is submitted again
         let open = self.store().lock().unwrap().open_batches(self.name())?;
@@ -256,6 +248,16 @@ impl Teacher {
         Ok(report)
     }
 
+    /// A failure of the batch route itself (no ledger row: no call was answered or refused).
+    fn batch_failure(&self, attempts: u32, reason: String) -> TeacherError {
+        TeacherError::Failed {
+            teacher: self.name().to_string(),
+            call_id: 0,
+            attempts,
+            reason,
+        }
+    }
+
     /// Records every row of an ended batch: its reply at the batch rate, or a failure with its
     /// reason; a row the provider returned nothing for fails as missing.
     async fn ingest(
@@ -267,11 +269,11 @@ impl Teacher {
         reserved: &mut HashMap<String, (u64, f64)>,
         report: &mut BatchReport,
     ) -> Result<(), TeacherError> {
-        let results = api.results(id).await.map_err(|e| TeacherError::Failed {
-            teacher: self.name().to_string(),
-            call_id: 0,
-            attempts: 1,
-            reason: format!("batch {id}: cannot read its results: {}", e.reason),
+        let results = api.results(id).await.map_err(|e| {
+            self.batch_failure(
+                1,
+                format!("batch {id}: cannot read its results: {}", e.reason),
+            )
         })?;
         let mut by_id: BTreeMap<String, Result<Reply, CallError>> = results
             .into_iter()

@@ -95,6 +95,24 @@ impl Stats {
     pub fn attempts(&self) -> HashMap<String, u32> {
         self.attempts.lock().unwrap().clone()
     }
+    /// Counts one more attempt at `prompt`; the 0-based number of this one.
+    fn next_attempt(&self, prompt: &str) -> u32 {
+        let mut a = self.attempts.lock().unwrap();
+        let n = a.entry(prompt.to_string()).or_insert(0);
+        *n += 1;
+        *n - 1
+    }
+
+    /// Counts a complete answer to `prompt` (a paid call).
+    fn paid(&self, prompt: &str) {
+        *self
+            .answered
+            .lock()
+            .unwrap()
+            .entry(prompt.to_string())
+            .or_insert(0) += 1;
+    }
+
     /// How many times each custom id arrived in a batch input file.
     pub fn batch_rows(&self) -> HashMap<String, u32> {
         self.batch_rows.lock().unwrap().clone()
@@ -264,12 +282,7 @@ fn batch_route(
                         );
                         continue;
                     }
-                    let attempt = {
-                        let mut a = stats.attempts.lock().unwrap();
-                        let n = a.entry(prompt.clone()).or_insert(0);
-                        *n += 1;
-                        *n - 1
-                    };
+                    let attempt = stats.next_attempt(&prompt);
                     match (cfg.faults)(&prompt, attempt) {
                         Fault::None => {
                             let body: Value = serde_json::from_str(&completion_body(
@@ -282,7 +295,7 @@ fn batch_route(
                                 json!({"id": format!("req_{i}"), "custom_id": cid,
                                 "response": {"status_code": 200, "request_id": format!("r{i}"), "body": body}, "error": null})
                             );
-                            *stats.answered.lock().unwrap().entry(prompt).or_insert(0) += 1;
+                            stats.paid(&prompt);
                             done += 1;
                         }
                         _ => {
@@ -346,21 +359,11 @@ fn batch_route(
                         expired += 1;
                         json!({"type": "expired"})
                     } else {
-                        let attempt = {
-                            let mut a = stats.attempts.lock().unwrap();
-                            let n = a.entry(prompt.clone()).or_insert(0);
-                            *n += 1;
-                            *n - 1
-                        };
+                        let attempt = stats.next_attempt(&prompt);
                         match (cfg.faults)(&prompt, attempt) {
                             Fault::None => {
                                 ok += 1;
-                                *stats
-                                    .answered
-                                    .lock()
-                                    .unwrap()
-                                    .entry(prompt.clone())
-                                    .or_insert(0) += 1;
+                                stats.paid(&prompt);
                                 json!({"type": "succeeded", "message": anthropic_message(params, &(cfg.answer)(&prompt))})
                             }
                             _ => {
@@ -500,12 +503,7 @@ async fn serve_connection(
         let parsed: serde_json::Value =
             serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
         let prompt = prompt_of(&parsed);
-        let attempt = {
-            let mut a = stats.attempts.lock().unwrap();
-            let n = a.entry(prompt.clone()).or_insert(0);
-            *n += 1;
-            *n - 1
-        };
+        let attempt = stats.next_attempt(&prompt);
         let now = stats.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         stats.peak_in_flight.fetch_max(now, Ordering::SeqCst);
         if !cfg.latency.is_zero() {
@@ -600,12 +598,7 @@ async fn serve_connection(
                 let r =
                     write_response(&mut w, "200 OK", "application/json", &[], b.as_bytes()).await;
                 if r.is_ok() {
-                    *stats
-                        .answered
-                        .lock()
-                        .unwrap()
-                        .entry(prompt.clone())
-                        .or_insert(0) += 1;
+                    stats.paid(&prompt);
                 }
                 r
             }
