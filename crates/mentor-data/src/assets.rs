@@ -135,11 +135,16 @@ fn sidecar(path: &Path) -> PathBuf {
 pub struct Endpoints {
     pub pypi: String,
     pub npm: String,
+    /// Where GitHub serves a repository's files at a commit (`{base}/{owner}/{repo}/{commit}/{path}`):
+    /// the papers' recorded releases ([`crate::releases`]).
+    pub github: String,
 }
 
 impl Default for Endpoints {
     fn default() -> Self {
         Endpoints {
+            github: std::env::var("MENTOR_GITHUB_RAW_URL")
+                .unwrap_or_else(|_| "https://raw.githubusercontent.com".into()),
             pypi: std::env::var("MENTOR_PYPI_URL").unwrap_or_else(|_| "https://pypi.org".into()),
             npm: std::env::var("MENTOR_NPM_REGISTRY")
                 .unwrap_or_else(|_| "https://registry.npmjs.org".into()),
@@ -182,7 +187,7 @@ pub struct Fetched {
 pub struct Fetcher {
     pub home: PathBuf,
     pub endpoints: Endpoints,
-    client: reqwest::blocking::Client,
+    pub(crate) client: reqwest::blocking::Client,
 }
 
 impl Fetcher {
@@ -386,18 +391,7 @@ impl Fetcher {
         }
         let partial = dir.join(format!("{}.part", part.filename));
         let url = self.archive_url(part)?;
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            match self.download_once(&url, &partial, part, progress) {
-                Ok(()) => break,
-                Err(e @ AssetError::Http { .. }) if attempts < 4 => {
-                    tracing::warn!("{e}; resuming (attempt {})", attempts + 1);
-                    std::thread::sleep(Duration::from_millis(500 * attempts));
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        self.retrying(&url, &partial, part.filename, Some(part.size), progress)?;
         let got = sha256_file(&partial)?;
         if got != part.sha256 {
             let _ = fs::remove_file(&partial);
@@ -414,11 +408,14 @@ impl Fetcher {
         Ok(done_path)
     }
 
-    fn download_once(
+    /// One try at `url` into `partial`, continuing it with a range request where it has bytes.
+    /// With a known `size`, a short body is an error (and the next try resumes).
+    pub(crate) fn download_once(
         &self,
         url: &str,
         partial: &Path,
-        part: &Part,
+        label: &str,
+        size: Option<u64>,
         progress: &mut dyn FnMut(Progress<'_>),
     ) -> Result<()> {
         let have = fs::metadata(partial).map(|m| m.len()).unwrap_or(0);
@@ -433,7 +430,7 @@ impl Fetcher {
         let mut resp = req.send().map_err(|e| http(e.to_string()))?;
         let status = resp.status();
         let resumed = status == reqwest::StatusCode::PARTIAL_CONTENT;
-        if status == reqwest::StatusCode::RANGE_NOT_SATISFIABLE && have == part.size {
+        if status == reqwest::StatusCode::RANGE_NOT_SATISFIABLE && Some(have) == size {
             return Ok(());
         }
         if !status.is_success() {
@@ -448,10 +445,12 @@ impl Fetcher {
             path: partial.into(),
             source,
         })?;
+        let done = if resumed { have } else { 0 };
+        let expected = size.or_else(|| resp.content_length().map(|n| n + done));
         progress(Progress::Download {
-            archive: part.filename,
-            total: part.size,
-            done: if resumed { have } else { 0 },
+            archive: label,
+            total: expected.unwrap_or(0),
+            done,
         });
         let mut buf = vec![0u8; 1 << 16];
         loop {
@@ -472,11 +471,8 @@ impl Fetcher {
             source,
         })?;
         let len = fs::metadata(partial).map(|m| m.len()).unwrap_or(0);
-        if len < part.size {
-            return Err(http(format!(
-                "download ended at {len} of {} bytes",
-                part.size
-            )));
+        if let Some(want) = expected.filter(|&w| len < w) {
+            return Err(http(format!("download ended at {len} of {want} bytes")));
         }
         Ok(())
     }

@@ -28,31 +28,31 @@ pub const BUILTINS: &[BuiltinInfo] = &[
     BuiltinInfo {
         name: "svamp",
         task: TaskKind::Equation,
-        source: "shared data: dss/svamp (+ PaLM-540B CoTs)",
+        source: "release `dss-svamp` (step-by-step: dss/svamp + PaLM-540B CoTs)",
         splits: "given 800/200; valid = seeded 10% of train (720/80/200)",
     },
     BuiltinInfo {
         name: "cqa",
         task: TaskKind::MultipleChoice,
-        source: "shared data: dss/cqa (+ PaLM-540B CoTs)",
+        source: "release `dss-cqa` (step-by-step: dss/cqa + PaLM-540B CoTs)",
         splits: "given 9741/1221; valid = seeded 10% of train",
     },
     BuiltinInfo {
         name: "anli1",
         task: TaskKind::Nli,
-        source: "shared data: dss/anli1 (+ PaLM-540B CoTs)",
+        source: "release `dss-anli1` (step-by-step: dss/anli1 + PaLM-540B CoTs)",
         splits: "train/valid = seeded 80/20 of the 1000 dev rows, not the paper's train_r1 (16,946 rows, absent from the shared data: results do not compare with the paper's); test given (1000)",
     },
     BuiltinInfo {
         name: "fair-svamp",
         task: TaskKind::Numeric,
-        source: "shared data: fair/ (387 SVAMP questions Llama-2-7B-chat got wrong, + its answers)",
+        source: "release `fair-svamp` (FAIR: 387 SVAMP questions Llama-2-7B-chat got wrong, + its answers)",
         splits: "all train (the mistakes of the release's 700-question train split)",
     },
     BuiltinInfo {
         name: "minds-mirror-svamp",
         task: TaskKind::Equation,
-        source: "shared data: minds-mirror/svamp_tree1 (gpt-3.5-turbo: 5 CoTs, 25 self-evaluations a question)",
+        source: "release `minds-mirror-svamp` (svamp_tree1: gpt-3.5-turbo: 5 CoTs, 25 self-evaluations a question)",
         splits: "given 2/0/2",
     },
     BuiltinInfo {
@@ -107,36 +107,46 @@ pub(crate) fn load(name: &str, spec: &DatasetSpec) -> Result<Dataset> {
     Ok(ds)
 }
 
-/// `shared/data/<sub>` of the reference data, or an error saying how to point mentor at it.
+/// `<sub>` of the reference data: the shared copy (`MENTOR_SHARED_DATA`, `../shared/data`) when
+/// there is one, else the dataset's release fetched into `$MENTOR_HOME/shared`; missing, an error
+/// naming the `mentor fetch-assets` command that gets it.
 pub fn shared_subdir(sub: &str, dataset: &str, what: &str) -> Result<PathBuf> {
-    let root = shared_data_dir();
-    root.as_ref()
+    if let Some(d) = shared_data_dir()
         .map(|r| r.join(sub))
         .filter(|d| d.is_dir())
-        .ok_or_else(|| DataError::Missing {
-            dataset: dataset.into(),
-            what: what.into(),
-            path: root.clone().unwrap_or_else(|| PathBuf::from("shared/data")).join(sub),
-            fix: format!("set MENTOR_SHARED_DATA to the folder that holds {sub}/ (the project's shared reference data)"),
-        })
+    {
+        return Ok(d);
+    }
+    let home = assets::mentor_home();
+    let release = crate::releases::for_dataset(dataset);
+    if release.is_some_and(|r| crate::releases::is_installed(r, &home)) {
+        return Ok(crate::releases::release_root(&home).join(sub));
+    }
+    let path = shared_data_dir()
+        .unwrap_or_else(|| crate::releases::release_root(&home))
+        .join(sub);
+    Err(DataError::Missing {
+        dataset: dataset.into(),
+        what: what.into(),
+        path,
+        fix: match release {
+            Some(r) => format!(
+                "run `mentor fetch-assets {}` (downloads the release from github.com/{}, pinned and \
+                 checked, into $MENTOR_HOME); offline, add `--from DIR` for a folder that holds \
+                 {sub}/, or set MENTOR_SHARED_DATA to it",
+                r.name, r.repo
+            ),
+            None => format!("set MENTOR_SHARED_DATA to the folder that holds {sub}/"),
+        },
+    })
 }
 
 fn dss_dir(dataset: &str, sub: &str) -> Result<PathBuf> {
-    let missing = |path: PathBuf| {
-        DataError::Missing {
-        dataset: dataset.into(),
-        what: "the step-by-step release files".into(),
-        path,
-        fix: "set MENTOR_SHARED_DATA to the folder that holds dss/ (the project's shared reference data)".into(),
-    }
-    };
-    let root = shared_data_dir().ok_or_else(|| missing(PathBuf::from("shared/data")))?;
-    let dir = root.join("dss").join(sub);
-    if dir.is_dir() {
-        Ok(dir)
-    } else {
-        Err(missing(dir))
-    }
+    shared_subdir(
+        &format!("dss/{sub}"),
+        dataset,
+        "the step-by-step release files",
+    )
 }
 
 /// The student whose recorded answers `fair-svamp` carries (`RecordedOutput::source`).
@@ -178,6 +188,7 @@ fn fair_svamp() -> Result<Dataset> {
         recorded,
         skipped: vec![],
         source: dir.display().to_string(),
+        fields: Default::default(),
     })
 }
 
@@ -218,6 +229,7 @@ fn minds_mirror_svamp() -> Result<Dataset> {
         recorded: vec![],
         skipped: vec![],
         source: dir.display().to_string(),
+        fields: Default::default(),
     })
 }
 
@@ -344,6 +356,7 @@ fn dataset(
         recorded,
         skipped,
         source,
+        fields: Default::default(),
     }
 }
 

@@ -7,7 +7,9 @@
 
 pub mod assets;
 mod builtin;
+pub mod columnar;
 pub mod recorded;
+pub mod releases;
 mod rows;
 pub mod skip;
 mod split;
@@ -28,6 +30,13 @@ pub enum DataError {
     BadRow {
         file: PathBuf,
         line: usize,
+        msg: String,
+    },
+    /// A record of a parquet / Arrow file that cannot be turned into an example.
+    #[error("{}: row {row}: {msg}", file.display())]
+    BadRecord {
+        file: PathBuf,
+        row: usize,
         msg: String,
     },
     #[error("cannot read {}: {source}", file.display())]
@@ -222,6 +231,9 @@ pub struct Dataset {
     /// Malformed rows skipped under `skip_bad_rows`, with their `file:line: reason`.
     pub skipped: Vec<String>,
     pub source: String,
+    /// For a file dataset: each example field (`question`, `answer`, `choices`, `id`) → the row
+    /// field it was read from → how many rows; what `mentor data show FILE` reports as guessed.
+    pub fields: BTreeMap<String, BTreeMap<String, usize>>,
 }
 
 impl Dataset {
@@ -431,19 +443,60 @@ pub fn load_file(path: &Path, spec: &DatasetSpec) -> Result<Dataset> {
     let mut given: BTreeMap<Split, Vec<Example>> = BTreeMap::new();
     let mut unsplit = Vec::new();
     let mut skipped = Vec::new();
-    for row in read_rows(path, spec.skip_bad_rows, &mut skipped)? {
-        let converted = (|| -> std::result::Result<(Option<Split>, Example), String> {
-            // Unmapped, the names people use for each field are tried in turn; a field found
-            // nowhere is an error naming the row's fields and the `fields` key to set.
-            let present = |k: &str| row.get(k).is_some_and(|v| !v.is_null());
-            let field = |mapped: &str, default: &str, alternatives: &[&str], key: &str| {
-                let name = if mapped != default || present(mapped) {
-                    Some(mapped).filter(|m| present(m))
-                } else {
-                    alternatives.iter().copied().find(|a| present(a))
-                };
-                match name {
-                    Some(n) => row.string(n),
+    let columnar = columnar::is_columnar(path);
+    if !path.exists() {
+        return Err(DataError::Io {
+            file: path.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
+        });
+    }
+    let parts = if columnar {
+        columnar::read_parts(path)?
+    } else {
+        vec![columnar::Part {
+            file: path.to_path_buf(),
+            split: None,
+            rows: read_rows(path, spec.skip_bad_rows, &mut skipped)?,
+        }]
+    };
+    // Without an id field a row is named by its number; across several files (a DatasetDict's
+    // splits, shards) the number is prefixed with the split or file name to stay unique.
+    let many = parts.len() > 1;
+    let mut per_split: BTreeMap<Option<Split>, usize> = BTreeMap::new();
+    for p in &parts {
+        *per_split.entry(p.split).or_default() += 1;
+    }
+    let mut guessed = FieldGuesses::default();
+    for part in parts {
+        let stem = part
+            .file
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let prefix = match part.split {
+            _ if !many => String::new(),
+            Some(s) if per_split[&part.split] == 1 => format!("{s}-"),
+            Some(s) if !stem.starts_with(&s.to_string()) => format!("{s}-{stem}-"),
+            _ => format!("{stem}-"),
+        };
+        for row in part.rows {
+            let mut used: Vec<(String, String)> = Vec::new();
+            let converted = (|| -> std::result::Result<(Option<Split>, Example), String> {
+                // Unmapped, the names people use for each field are tried in turn; a field found
+                // nowhere is an error naming the row's fields and the `fields` key to set.
+                let present = |k: &str| row.get(k).is_some_and(|v| !v.is_null());
+                let mut field = |mapped: &str, default: &str, alternatives: &[&str], key: &str| {
+                    let name = if mapped != default || present(mapped) {
+                        Some(mapped).filter(|m| present(m))
+                    } else {
+                        alternatives.iter().copied().find(|a| present(a))
+                    };
+                    match name {
+                    Some(n) => {
+                        used.push((key.to_string(), n.to_string()));
+                        row.string(n)
+                    }
                     None => Err(format!(
                         "no `{mapped}` field{} (the row has: {}); map it with `[data] fields = {{ {key} = \"…\" }}`",
                         if mapped == default && !alternatives.is_empty() {
@@ -454,66 +507,112 @@ pub fn load_file(path: &Path, spec: &DatasetSpec) -> Result<Dataset> {
                         row.field_names().join(", "),
                     )),
                 }
-            };
-            let question = field(
-                &f.question,
-                "question",
-                &["input", "prompt", "problem"],
-                "question",
-            )?;
-            let answer = field(
-                &f.answer,
-                "answer",
-                &["answerKey", "label", "target"],
-                "answer",
-            )?;
-            // Unmapped, the common field names are read where a row has them: `id`, and
-            // `choices` for a multiple-choice task.
-            let id = match &f.id {
-                Some(k) => row.string(k)?,
-                None if row.get("id").is_some_and(|v| !v.is_null()) => row.string("id")?,
-                None => row.line.to_string(),
-            };
-            let choices = match &f.choices {
-                Some(k) => row.choices(k)?,
-                None if task == mentor_core::TaskKind::MultipleChoice && present("choices") => {
-                    row.choices("choices")?
-                }
-                None if task == mentor_core::TaskKind::MultipleChoice && present("options") => {
-                    row.choices("options")?
-                }
-                None => vec![],
-            };
-            let explanation = match &f.explanation {
-                Some(k) => Some(row.string(k)?),
-                None => None,
-            };
-            let split = match &f.split {
-                Some(k) => Some(row.string(k)?.parse::<Split>()?),
-                None => None,
-            };
-            let mut ex = Example {
-                id,
-                question,
-                answer,
-                choices,
-                explanation,
-            };
-            if task == mentor_core::TaskKind::MultipleChoice {
-                normalise_choice_answer(&mut ex)?;
-            }
-            Ok((split, ex))
-        })();
-        match converted {
-            Ok((Some(s), ex)) => given.entry(s).or_default().push(ex),
-            Ok((None, ex)) => unsplit.push(ex),
-            Err(msg) => {
-                let err = DataError::BadRow {
-                    file: path.to_path_buf(),
-                    line: row.line,
-                    msg,
                 };
-                bad_row(err, spec.skip_bad_rows, &mut skipped)?;
+                // NLI rows (ANLI, MNLI, SNLI on the Hub) have a premise and a hypothesis: the
+                // question is both, written as the built-in ANLI writes it.
+                let nli_pair = task == mentor_core::TaskKind::Nli
+                    && f.question == "question"
+                    && ["question", "input", "prompt", "problem"]
+                        .iter()
+                        .all(|k| !present(k))
+                    && present("premise")
+                    && present("hypothesis");
+                let question = if nli_pair {
+                    format!(
+                        "Premise: {}\nHypothesis: {}",
+                        row.string("premise")?,
+                        row.string("hypothesis")?
+                    )
+                } else {
+                    field(
+                        &f.question,
+                        "question",
+                        &["input", "prompt", "problem"],
+                        "question",
+                    )?
+                };
+                let answer = field(
+                    &f.answer,
+                    "answer",
+                    &["answerKey", "label", "target"],
+                    "answer",
+                )?;
+                if nli_pair {
+                    used.push(("question".into(), "premise + hypothesis".into()));
+                }
+                // Unmapped, the common field names are read where a row has them: `id`, and
+                // `choices` for a multiple-choice task.
+                let id_field = match &f.id {
+                    Some(k) => Some(k.as_str()),
+                    None if present("id") => Some("id"),
+                    None => None,
+                };
+                let id = match id_field {
+                    Some(k) => {
+                        used.push(("id".into(), k.into()));
+                        row.string(k)?
+                    }
+                    None => {
+                        used.push(("id".into(), "(row number)".into()));
+                        format!("{prefix}{}", row.line)
+                    }
+                };
+                let mc = task == mentor_core::TaskKind::MultipleChoice;
+                let choices_field = match &f.choices {
+                    Some(k) => Some(k.as_str()),
+                    None if mc && present("choices") => Some("choices"),
+                    None if mc && present("options") => Some("options"),
+                    None => None,
+                };
+                let choices = match choices_field {
+                    Some(k) => {
+                        used.push(("choices".into(), k.into()));
+                        row.choices(k)?
+                    }
+                    None => vec![],
+                };
+                let explanation = match &f.explanation {
+                    Some(k) => Some(row.string(k)?),
+                    None => None,
+                };
+                let split = match &f.split {
+                    Some(k) => Some(row.string(k)?.parse::<Split>()?),
+                    None => part.split,
+                };
+                let mut ex = Example {
+                    id,
+                    question,
+                    answer,
+                    choices,
+                    explanation,
+                };
+                if task == mentor_core::TaskKind::MultipleChoice {
+                    normalise_choice_answer(&mut ex)?;
+                }
+                Ok((split, ex))
+            })();
+            if converted.is_ok() {
+                guessed.count(used);
+            }
+            match converted {
+                Ok((Some(s), ex)) => given.entry(s).or_default().push(ex),
+                Ok((None, ex)) => unsplit.push(ex),
+                Err(msg) => {
+                    let err = if columnar {
+                        DataError::BadRecord {
+                            file: part.file.clone(),
+                            row: row.line,
+                            msg,
+                        }
+                    } else {
+                        DataError::BadRow {
+                            file: part.file.clone(),
+                            line: row.line,
+                            msg,
+                        }
+                    };
+                    bad_row(err, spec.skip_bad_rows, &mut skipped)?;
+                }
             }
         }
     }
@@ -549,7 +648,20 @@ pub fn load_file(path: &Path, spec: &DatasetSpec) -> Result<Dataset> {
         recorded: vec![],
         skipped,
         source: path.display().to_string(),
+        fields: guessed.0,
     })
+}
+
+/// Which row field each example field was read from, and in how many rows.
+#[derive(Default)]
+struct FieldGuesses(BTreeMap<String, BTreeMap<String, usize>>);
+
+impl FieldGuesses {
+    fn count(&mut self, used: Vec<(String, String)>) {
+        for (key, field) in used {
+            *self.0.entry(key).or_default().entry(field).or_default() += 1;
+        }
+    }
 }
 
 /// Multiple-choice gold may be given as a label (`B`) or as the option's text; store the label.
@@ -563,18 +675,23 @@ pub(crate) fn normalise_choice_answer(ex: &mut Example) -> std::result::Result<(
         return Ok(());
     }
     let want = ex.answer.trim().to_lowercase();
-    match ex
+    if let Some(c) = ex
         .choices
         .iter()
         .find(|c| c.text.trim().to_lowercase() == want)
     {
-        Some(c) => {
-            ex.answer = c.label.clone();
-            Ok(())
-        }
-        None => Err(format!(
-            "answer `{}` is neither a choice label nor a choice text",
-            ex.answer
-        )),
+        ex.answer = c.label.clone();
+        return Ok(());
     }
+    // An integer that is neither a label nor a text is a 0-based index (MMLU's `answer: 2`,
+    // HellaSwag's `label: "3"`), as in the Hugging Face datasets.
+    if let Some(c) = want.parse::<usize>().ok().and_then(|i| ex.choices.get(i)) {
+        ex.answer = c.label.clone();
+        return Ok(());
+    }
+    Err(format!(
+        "answer `{}` is neither a choice label, a choice text nor a 0-based index of the {} choices",
+        ex.answer,
+        ex.choices.len()
+    ))
 }

@@ -178,6 +178,7 @@ fn multi_part_asset_resumes_verifies_and_is_idempotent() {
         Endpoints {
             pypi: server.base.clone(),
             npm: server.base.clone(),
+            github: String::new(),
         },
     )
     .unwrap();
@@ -245,6 +246,7 @@ fn corrupt_download_is_rejected_and_removed() {
         Endpoints {
             pypi: server.base.clone(),
             npm: server.base,
+            github: String::new(),
         },
     )
     .unwrap();
@@ -294,6 +296,7 @@ fn missing_member_names_archive_and_member() {
         Endpoints {
             pypi: server.base.clone(),
             npm: server.base,
+            github: String::new(),
         },
     )
     .unwrap();

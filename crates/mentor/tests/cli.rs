@@ -187,6 +187,142 @@ fn data_show_json_has_splits_and_an_example() {
 }
 
 #[test]
+fn data_show_on_a_users_file_says_which_fields_it_read() {
+    let d = tempfile::tempdir().unwrap();
+    // the most common shape, with no `fields` table: id, question, choices, a letter answer
+    let rows: String = (0..12)
+        .map(|i| {
+            format!(
+                "{{\"id\": \"r{i}\", \"question\": \"Pick {i}?\", \"choices\": [\"x\", \"y\", \"z\"], \"answer\": \"C\"}}\n"
+            )
+        })
+        .collect();
+    std::fs::write(d.path().join("mine.jsonl"), rows).unwrap();
+    let o = mentor(
+        &["data", "show", "mine.jsonl", "--task", "multiple-choice"],
+        d.path(),
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("train 10, valid 1, test 1"), "{out}");
+    assert!(out.contains("question    <- `question` (12)"), "{out}");
+    assert!(out.contains("choices     <- `choices` (12)"), "{out}");
+    assert!(out.contains("id          <- `id` (12)"), "{out}");
+    let j = json_line(&mentor(
+        &[
+            "data",
+            "show",
+            "mine.jsonl",
+            "--task",
+            "multiple-choice",
+            "--json",
+        ],
+        d.path(),
+    ));
+    assert_eq!(j["fields"]["answer"]["answer"], 12);
+
+    // a mapping from the command line, as `[data] fields` would give it
+    std::fs::write(
+        d.path().join("odd.jsonl"),
+        "{\"body\": \"1+1?\", \"gold\": 2}\n{\"body\": \"2+2?\", \"gold\": 4}\n",
+    )
+    .unwrap();
+    let o = mentor(
+        &["data", "show", "odd.jsonl", "--task", "numeric"],
+        d.path(),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("odd.jsonl:1: no `question` field"), "{err}");
+    assert!(err.contains("the row has: body, gold"), "{err}");
+    let o = mentor(
+        &[
+            "data",
+            "show",
+            "odd.jsonl",
+            "--task",
+            "numeric",
+            "--field",
+            "question=body",
+            "--field",
+            "answer=gold",
+        ],
+        d.path(),
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("answer      <- `gold` (2)"), "{out}");
+    // a file without its task says how to give it
+    let o = mentor(&["data", "show", "odd.jsonl"], d.path());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--task numeric"));
+}
+
+#[test]
+fn a_recorded_dataset_is_one_fetch_assets_away_on_a_fresh_home() {
+    let Some(shared) = shared_data() else { return };
+    let d = tempfile::tempdir().unwrap();
+    let home = d.path().join("home");
+    // a fresh machine: no shared data beside the working directory, an empty MENTOR_HOME
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_mentor"))
+            .args(args)
+            .current_dir(d.path())
+            .env("MENTOR_HOME", &home)
+            .env_remove("MENTOR_SHARED_DATA")
+            .env("MENTOR_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let o = run(&["data", "show", "svamp"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("run `mentor fetch-assets dss-svamp`"), "{err}");
+    assert!(err.contains("--from DIR"), "{err}");
+    // offline, from the mirror folder: every file checked against the pinned table
+    let o = run(&[
+        "fetch-assets",
+        "dss-svamp",
+        "minds-mirror-svamp",
+        "--from",
+        shared.to_str().unwrap(),
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("got  dss-svamp (7 files"), "{out}");
+    assert!(out.contains("licence Apache-2.0"), "{out}");
+    let o = run(&["data", "show", "svamp"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("train 720, valid 80, test 200"), "{out}");
+    assert!(
+        out.contains("github.com/google-research/distilling-step-by-step"),
+        "{out}"
+    );
+    assert!(out.contains("licence Apache-2.0"), "{out}");
+    let o = run(&["data", "show", "minds-mirror-svamp", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // a rerun has nothing to do; --list shows both as fetched
+    let o = run(&[
+        "fetch-assets",
+        "dss-svamp",
+        "--from",
+        shared.to_str().unwrap(),
+    ]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("have dss-svamp"));
+    let list = String::from_utf8_lossy(&run(&["fetch-assets", "--list"]).stdout).to_string();
+    assert!(list.contains("✓ dss-svamp"), "{list}");
+    assert!(list.contains("  fair-svamp"), "{list}");
+}
+
+#[test]
 fn missing_asset_error_says_which_command_fetches_it() {
     let d = tempfile::tempdir().unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_mentor"))
