@@ -127,7 +127,7 @@ pub fn build(
         );
         if let Some(usd) = cfg.budget.max_usd {
             bail!(
-                "teacher `{name}`: no known price for `{model}` (mentor's table is of {}), so the                  ${usd} budget could not stop it; {fix}",
+                "teacher `{name}`: no known price for `{model}` (mentor's table is of {}), so the ${usd} budget could not stop it; {fix}",
                 mentor_teacher::prices::PRICES_AS_OF
             );
         }
