@@ -33,6 +33,26 @@ pub struct Config {
     pub budget: BudgetConfig,
     #[serde(default)]
     pub prompts: PromptFiles,
+    #[serde(default, skip_serializing_if = "BaselineConfig::is_off")]
+    pub baseline: BaselineConfig,
+}
+
+/// The `[baseline]` table: the honest comparison trained and scored beside the recipe's student.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BaselineConfig {
+    /// Also fine-tune the same student on the same train questions' gold labels alone (recipe
+    /// `standard`, no teacher) with the same training settings, score it on the same test
+    /// questions, and report untrained, standard and distilled with the paired differences
+    /// (distilled − standard: what the teacher added over plain fine-tuning). Its run is
+    /// RUN/baseline-standard.
+    pub standard: bool,
+}
+
+impl BaselineConfig {
+    pub fn is_off(&self) -> bool {
+        !self.standard
+    }
 }
 
 /// The `[prompts]` table: teacher prompt templates (minijinja) replacing the defaults per task
@@ -203,6 +223,7 @@ impl Config {
             eval: EvalConfig::default(),
             budget: BudgetConfig::default(),
             prompts: PromptFiles::default(),
+            baseline: BaselineConfig::default(),
         }
     }
 
@@ -433,6 +454,11 @@ batch_size = 8
 # mode = "label"             # label | cot | vote | self-eval-vote (default: the recipe's own)
 # samples = 5                # vote, self-eval-vote: samples a question
 # valid_limit = 64           # validation items scored by generation during training
+
+[baseline]
+# standard = true            # also fine-tune the student on the gold labels alone (no teacher) and
+#                            # score it on the same test questions: the summary and report show
+#                            # distilled − standard, paired, beside distilled − untrained
 
 [budget]
 # max_usd = 5.0

@@ -7,6 +7,7 @@ use crate::{run, teachers};
 use anyhow::{Context, Result};
 use mentor_core::{extract::extract, score_prediction, ScoreSummary, Split};
 use mentor_data::Dataset;
+use mentor_methods::evaluate::EvalReport;
 use mentor_methods::recipe::RecipeName;
 use mentor_methods::recipes::RecipeExt;
 use mentor_methods::trainset::{StudentTask, TrainPair};
@@ -52,7 +53,17 @@ pub fn quickstart_config(quick: bool, scale: f64) -> Result<Config> {
 }
 
 /// The whole loop of a configured recipe in `run_dir`; rerun, it resumes.
-pub fn distill(mut cfg: Config, run_dir: PathBuf, a: &DistillOptions) -> Result<Distilled> {
+pub fn distill(cfg: Config, run_dir: PathBuf, a: &DistillOptions) -> Result<Distilled> {
+    Ok(distill_scored(cfg, run_dir, a)?.0)
+}
+
+/// [`distill`], also returning the trained student's test scores question by question (what
+/// the `[baseline]` comparison pairs).
+fn distill_scored(
+    mut cfg: Config,
+    run_dir: PathBuf,
+    a: &DistillOptions,
+) -> Result<(Distilled, EvalReport)> {
     if let Some(seed) = a.seed {
         cfg.train.seed = seed;
         cfg.recipe.seed = seed;
@@ -148,6 +159,36 @@ pub fn distill(mut cfg: Config, run_dir: PathBuf, a: &DistillOptions) -> Result<
     lap("train");
     let (after, predictions, _) =
         crate::eval::eval_model(&r, &model, Split::Test, mode, a.eval_limit)?;
+    lap("eval_after");
+    // the honest comparison: the same student on the same questions' gold labels alone
+    let baseline = if r.cfg.baseline.standard {
+        let (b, scored) = distill_scored(
+            standard_baseline(&r.cfg),
+            run_dir.join("baseline-standard"),
+            &DistillOptions {
+                no_before: true,
+                ..a.clone()
+            },
+        )?;
+        Some((b.summary, scored))
+    } else {
+        None
+    };
+    lap("baseline");
+    let seed = r.cfg.train.seed;
+    let mut paired = serde_json::Map::new();
+    if let Some(before) = &before {
+        paired.insert(
+            "distilled_vs_untrained".into(),
+            paired_diff(before, &after, seed),
+        );
+    }
+    if let Some((_, standard)) = &baseline {
+        paired.insert(
+            "distilled_vs_standard".into(),
+            paired_diff(standard, &after, seed),
+        );
+    }
     let ledger = r.store.lock().unwrap().ledger()?;
     let (calls, tokens, cost) = ledger.iter().fold((0, 0, 0.0), |(c, t, d), l| {
         (
@@ -174,6 +215,11 @@ pub fn distill(mut cfg: Config, run_dir: PathBuf, a: &DistillOptions) -> Result<
         "eval_mode": mode,
         "accuracy_before": before.as_ref().map(acc),
         "accuracy_after": acc(&after),
+        "baseline_standard": baseline.as_ref().map(|(b, standard)| json!({
+            "run_dir": b["run_dir"], "accuracy": acc(standard), "training_set": b["training_set"],
+            "training": b["training"],
+        })),
+        "paired": if paired.is_empty() { serde_json::Value::Null } else { serde_json::Value::Object(paired.clone()) },
         "predictions": predictions,
         "rounds": curve,
         // what `mentor compare` and `mentor sweep` read: the exact config and the code
@@ -182,7 +228,6 @@ pub fn distill(mut cfg: Config, run_dir: PathBuf, a: &DistillOptions) -> Result<
         "config": serde_json::from_str::<serde_json::Value>(&config_json)?,
         "mentor": crate::build_info(),
     });
-    lap("eval_after");
     let examples = side_by_side(&r, &model, &trained.set.pairs, 3)?;
     let mut summary = summary;
     summary["examples"] = json!(examples.len());
@@ -212,10 +257,69 @@ pub fn distill(mut cfg: Config, run_dir: PathBuf, a: &DistillOptions) -> Result<
         run_dir.join("summary.json").display(),
         report.display()
     );
+    if let Some((_, standard)) = &baseline {
+        human += &format!(
+            "\nstandard fine-tuning on the gold labels (same questions, no teacher): {}",
+            pct(standard)
+        );
+    }
+    for (name, what) in [
+        ("distilled_vs_untrained", "distilled − untrained"),
+        ("distilled_vs_standard", "distilled − standard"),
+    ] {
+        if let Some(d) = paired.get(name) {
+            human += &format!(
+                "\n{what}: {:+.1} points [{:+.1}, {:+.1}] paired over {} questions (McNemar p {})",
+                100.0 * d["diff"].as_f64().unwrap_or(0.0),
+                100.0 * d["ci95"][0].as_f64().unwrap_or(0.0),
+                100.0 * d["ci95"][1].as_f64().unwrap_or(0.0),
+                d["n"],
+                match d["mcnemar_p"].as_f64().unwrap_or(1.0) {
+                    p if p < 0.001 => "< 0.001".to_string(),
+                    p => format!("= {p:.3}"),
+                }
+            );
+        }
+    }
     for w in &warnings {
         human += &format!("\nwarning: {w}");
     }
-    Ok(Distilled { summary, human })
+    Ok((Distilled { summary, human }, after))
+}
+
+/// The `[baseline] standard` run's config: the same data, student, training and evaluation, the
+/// `standard` recipe on gold labels, no teacher and no token-level distillation.
+fn standard_baseline(cfg: &Config) -> Config {
+    let mut b = cfg.clone();
+    b.recipe = mentor_methods::recipe::Recipe {
+        name: RecipeName::Standard,
+        label_source: mentor_methods::recipe::LabelSource::Gold,
+        seed: cfg.recipe.seed,
+        ..Default::default()
+    };
+    b.teachers.clear();
+    b.baseline = Default::default();
+    b
+}
+
+/// `b − a` over the test questions both scored (by id): the mean difference with its paired
+/// bootstrap 95 % interval, the 2×2 table and McNemar's exact p.
+fn paired_diff(a: &EvalReport, b: &EvalReport, seed: u64) -> serde_json::Value {
+    use mentor_core::stats::{mcnemar_exact, paired_bootstrap, PairTable};
+    let a_by_id: std::collections::HashMap<&str, bool> =
+        a.items.iter().map(|i| (i.id.as_str(), i.correct)).collect();
+    let (va, vb): (Vec<bool>, Vec<bool>) = b
+        .items
+        .iter()
+        .filter_map(|i| a_by_id.get(i.id.as_str()).map(|&x| (x, i.correct)))
+        .unzip();
+    let t = PairTable::new(&va, &vb);
+    let iv = paired_bootstrap(&[(&va, &vb)], 10_000, seed);
+    json!({
+        "n": t.n(), "diff": iv.estimate, "ci95": [iv.lo, iv.hi],
+        "mcnemar_p": mcnemar_exact(t.only_a, t.only_b), "table": t,
+        "excludes_zero": iv.lo > 0.0 || iv.hi < 0.0,
+    })
 }
 
 /// Teacher and trained student side by side on up to `n` training questions (the only ones with
@@ -333,4 +437,57 @@ fn write_summary(run_dir: &Path, summary: &serde_json::Value) -> Result<()> {
     std::fs::write(&tmp, serde_json::to_string_pretty(summary)?)?;
     std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mentor_methods::evaluate::{InferenceMode, ItemResult};
+
+    fn report(items: &[(&str, bool)]) -> EvalReport {
+        let correct = items.iter().filter(|(_, c)| *c).count();
+        EvalReport {
+            mode: InferenceMode::Label,
+            n: items.len(),
+            correct,
+            unparseable: 0,
+            accuracy: correct as f64 / items.len() as f64,
+            ci95: [0.0, 1.0],
+            new_tokens: 0,
+            items: items
+                .iter()
+                .map(|(id, c)| ItemResult {
+                    id: id.to_string(),
+                    output: String::new(),
+                    answer: None,
+                    correct: *c,
+                    votes: vec![],
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn paired_diff_is_b_minus_a_over_the_questions_both_scored() {
+        // b is in another order and has a question a lacks: pairs are matched by id
+        let a = report(&[("q1", true), ("q2", false), ("q3", false), ("q4", false)]);
+        let b = report(&[
+            ("q4", true),
+            ("q3", true),
+            ("q9", true),
+            ("q2", false),
+            ("q1", true),
+        ]);
+        let d = paired_diff(&a, &b, 0);
+        assert_eq!(d["n"], 4);
+        assert!((d["diff"].as_f64().unwrap() - 0.5).abs() < 1e-12, "{d}");
+        assert_eq!(
+            d["table"],
+            json!({ "both_right": 1, "only_a": 0, "only_b": 2, "both_wrong": 1 })
+        );
+        let p = d["mcnemar_p"].as_f64().unwrap();
+        assert!((p - 0.5).abs() < 1e-12, "{p}");
+        let back = paired_diff(&b, &a, 0);
+        assert!((back["diff"].as_f64().unwrap() + 0.5).abs() < 1e-12);
+    }
 }

@@ -289,6 +289,8 @@ const LAID_OUT: &[&str] = &[
     "training",
     "accuracy_before",
     "accuracy_after",
+    "baseline_standard",
+    "paired",
     "eval_mode",
     "student",
     "predictions",

@@ -495,6 +495,40 @@ fn help_teaches_every_subcommand() {
 }
 
 #[test]
+fn help_examples_keep_one_command_a_line() {
+    // clap reflows doc comments into paragraphs unless told not to: a list of examples then
+    // reads as one long line of several commands
+    let d = tempfile::tempdir().unwrap();
+    for sub in [
+        "distill",
+        "eval",
+        "init",
+        "report",
+        "compare",
+        "sweep",
+        "fetch-assets",
+        "data show",
+    ] {
+        let mut args: Vec<&str> = sub.split(' ').collect();
+        args.push("--help");
+        let o = mentor(&args, d.path());
+        let text = String::from_utf8_lossy(&o.stdout).to_string();
+        assert!(
+            text.contains("Example"),
+            "{sub} --help has no example:\n{text}"
+        );
+        for line in text.lines() {
+            let commands = line.matches("mentor ").count();
+            let chained = line.matches("&&").count() + 1;
+            assert!(
+                commands <= chained,
+                "{sub} --help runs examples together: {line:?}"
+            );
+        }
+    }
+}
+
+#[test]
 fn config_error_names_key_and_file() {
     let d = tempfile::tempdir().unwrap();
     std::fs::write(

@@ -140,6 +140,72 @@ fn standard_learns_gold_labels_and_asks_no_teacher() {
 }
 
 #[test]
+fn a_standard_baseline_is_trained_beside_the_recipe_and_compared_paired() {
+    let Some(shared) = shared_data() else { return };
+    let d = tempfile::tempdir().unwrap();
+    common::tiny_student(&d.path().join("student"), 2048, 3);
+    svamp_replay_config(d.path(), "name = \"step-by-step\"\nalpha = 0.5");
+    let cfg = std::fs::read_to_string(d.path().join("exp.toml")).unwrap();
+    std::fs::write(
+        d.path().join("exp.toml"),
+        format!("{cfg}\n[baseline]\nstandard = true\n"),
+    )
+    .unwrap();
+    let j = distill(d.path(), &[("MENTOR_SHARED_DATA", &shared)]);
+    let b = &j["baseline_standard"];
+    // the same questions' gold labels alone, no teacher, scored on the same test questions
+    assert_eq!(
+        b["training_set"]["pairs"],
+        serde_json::json!({ "label": 6 }),
+        "{j}"
+    );
+    assert_eq!(b["accuracy"]["n"], 3);
+    let base_dir = d.path().join(b["run_dir"].as_str().unwrap());
+    let base: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(base_dir.join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(base["recipe"], "standard");
+    assert_eq!(base["teacher"]["calls"], 0);
+    assert!(base["config"]["teachers"].as_object().unwrap().is_empty());
+    assert_eq!(base["config"]["train"], j["config"]["train"]);
+    // the paired differences agree with the accuracies they pair
+    let correct = |a: &serde_json::Value| a["correct"].as_f64().unwrap();
+    let vs_standard = &j["paired"]["distilled_vs_standard"];
+    let vs_untrained = &j["paired"]["distilled_vs_untrained"];
+    assert_eq!(vs_standard["n"], 3);
+    let want = (correct(&j["accuracy_after"]) - correct(&b["accuracy"])) / 3.0;
+    assert!(
+        (vs_standard["diff"].as_f64().unwrap() - want).abs() < 1e-9,
+        "{vs_standard}"
+    );
+    let want = (correct(&j["accuracy_after"]) - correct(&j["accuracy_before"])) / 3.0;
+    assert!(
+        (vs_untrained["diff"].as_f64().unwrap() - want).abs() < 1e-9,
+        "{vs_untrained}"
+    );
+    let t = &vs_standard["table"];
+    let cells: u64 = ["both_right", "only_a", "only_b", "both_wrong"]
+        .iter()
+        .map(|k| t[k].as_u64().unwrap())
+        .sum();
+    assert_eq!(cells, 3);
+    let lo = vs_standard["ci95"][0].as_f64().unwrap();
+    let hi = vs_standard["ci95"][1].as_f64().unwrap();
+    assert!(
+        lo <= vs_standard["diff"].as_f64().unwrap() && vs_standard["diff"].as_f64().unwrap() <= hi
+    );
+    // the report's first screen names all three students
+    let html = std::fs::read_to_string(d.path().join("runs/exp/report.html")).unwrap();
+    let first = &html[..html.find("<h2>Data</h2>").unwrap()];
+    assert!(
+        first.contains("untrained")
+            && first.contains("standard fine-tuning")
+            && first.contains("distilled − standard"),
+        "{first}"
+    );
+}
+
+#[test]
 fn step_by_step_trains_label_and_rationale_from_the_recorded_teacher() {
     let Some(shared) = shared_data() else { return };
     let d = tempfile::tempdir().unwrap();

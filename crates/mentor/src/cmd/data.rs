@@ -24,6 +24,7 @@ pub enum DataCommand {
     ///   mentor data show svamp --json
     ///   mentor data show train.parquet --task multiple-choice
     ///   mentor data show rows.jsonl --task numeric --field question=body --field answer=gold
+    #[command(verbatim_doc_comment)]
     Show(ShowArgs),
 }
 

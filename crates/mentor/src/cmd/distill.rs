@@ -24,6 +24,7 @@ use std::path::PathBuf;
 ///           mentor distill --quick --run-dir runs/demo --json
 ///           mentor distill examples/svamp-step-by-step.toml --seed 2 --run-dir runs/sbs-2
 #[derive(clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct Args {
     /// An experiment config (TOML); none runs the quickstart.
     config: Option<PathBuf>,

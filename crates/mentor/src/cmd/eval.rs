@@ -22,6 +22,7 @@ use std::path::PathBuf;
 /// Examples: mentor eval svamp-sbs.toml --split test --json
 ///           mentor eval --model smollm2-135m --data svamp --mode cot --limit 50
 #[derive(clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct Args {
     /// The experiment config (its run's student, data and [eval] settings).
     config: Option<PathBuf>,

@@ -25,6 +25,7 @@ use serde_json::json;
 ///   mentor fetch-assets dss-svamp fair-svamp
 ///   mentor fetch-assets dss-svamp --from /data/shared
 #[derive(clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct Args {
     /// Asset or release names (see --list); default: the default set.
     names: Vec<String>,

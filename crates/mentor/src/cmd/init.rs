@@ -13,6 +13,7 @@ use std::path::PathBuf;
 /// Examples: mentor init svamp-sbs.toml && mentor distill svamp-sbs.toml
 ///           mentor init qs.toml --quickstart
 #[derive(clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct Args {
     /// Where to write it.
     #[arg(default_value = "experiment.toml")]

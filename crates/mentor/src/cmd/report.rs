@@ -19,6 +19,7 @@ use std::path::PathBuf;
 /// Examples: mentor report runs/quickstart
 ///           mentor report runs/elad --compare runs/elad-random runs/elad-entropy
 #[derive(clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct Args {
     /// The run directory (holds mentor.sqlite and summary.json).
     pub run: PathBuf,
