@@ -198,9 +198,15 @@ fn distill_scored(
         )
     });
     let acc = |e: &mentor_methods::evaluate::EvalReport| json!({ "n": e.n, "correct": e.correct, "accuracy": e.accuracy, "ci95": e.ci95, "unparseable": e.unparseable });
+    // validation accuracy on few questions picks noise: say how many, and the best score's
+    // interval, so the report can show how certain the choice of checkpoint was
+    let valid_n = r.ds.split(Split::Valid).len().min(r.cfg.eval.valid_limit);
     let stages: Vec<_> = trained.stages.iter().map(|s| json!({
         "stage": s.stage, "examples": s.examples, "steps": s.report.steps, "best_step": s.report.best_step,
         "best_valid_metric": s.report.best_metric, "final_train_loss": s.report.final_train_loss, "final_valid_loss": s.report.final_valid_loss,
+        "valid_n": valid_n,
+        "best_valid_ci95": s.report.best_metric.filter(|m| valid_n > 0 && (0.0..=1.0).contains(m))
+            .map(|m| mentor_core::score::wilson_interval((m * valid_n as f64).round() as usize, valid_n)),
         "truncated_examples": s.report.truncated_examples,
     })).collect();
     let summary = json!({

@@ -194,6 +194,19 @@ fn a_standard_baseline_is_trained_beside_the_recipe_and_compared_paired() {
     assert!(
         lo <= vs_standard["diff"].as_f64().unwrap() && vs_standard["diff"].as_f64().unwrap() <= hi
     );
+    // how many validation questions chose the checkpoint, and the chosen score's interval
+    let stage = &j["training"][0];
+    assert_eq!(stage["valid_n"], 2, "{stage}");
+    if let Some(m) = stage["best_valid_metric"]
+        .as_f64()
+        .filter(|m| (0.0..=1.0).contains(m))
+    {
+        let ci = &stage["best_valid_ci95"];
+        assert!(
+            ci[0].as_f64().unwrap() <= m && m <= ci[1].as_f64().unwrap(),
+            "{stage}"
+        );
+    }
     // the report's first screen names all three students
     let html = std::fs::read_to_string(d.path().join("runs/exp/report.html")).unwrap();
     let first = &html[..html.find("<h2>Data</h2>").unwrap()];
