@@ -72,10 +72,16 @@ fn distill_scored(
     let config_json = serde_json::to_string(&cfg)?;
     let r = run::open_with(cfg, run_dir.clone(), &config_json)?;
     // wall-clock seconds per stage of this invocation (a resumed stage counts what it redid)
+    // and the process's peak resident memory when each stage ended (it only grows: the stage
+    // where it jumps is the one that needed it)
     let mut timings = serde_json::Map::new();
+    let mut peak_rss = serde_json::Map::new();
     let mut clock = std::time::Instant::now();
     let mut lap = |name: &str| {
         timings.insert(name.into(), json!(clock.elapsed().as_secs_f64()));
+        if let Some(mb) = peak_rss_mb() {
+            peak_rss.insert(name.into(), json!(mb));
+        }
         clock = std::time::Instant::now();
     };
     let recorded = import_recorded(&mut r.store.lock().unwrap(), &r.ds)?;
@@ -239,6 +245,7 @@ fn distill_scored(
     summary["examples"] = json!(examples.len());
     lap("examples");
     summary["seconds"] = json!(timings);
+    summary["peak_rss_mb"] = json!(peak_rss);
     summary["report"] = json!(run_dir.join("report.html"));
     write_summary(&run_dir, &summary)?;
     let report = crate::report::write_report(&run_dir)?;
@@ -291,6 +298,20 @@ fn distill_scored(
         human += &format!("\nwarning: {w}");
     }
     Ok((Distilled { summary, human }, after))
+}
+
+/// The process's peak resident set so far, in MB (Linux: `VmHWM` of /proc/self/status).
+fn peak_rss_mb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024)
 }
 
 /// The `[baseline] standard` run's config: the same data, student, training and evaluation, the

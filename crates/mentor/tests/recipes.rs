@@ -194,6 +194,15 @@ fn a_standard_baseline_is_trained_beside_the_recipe_and_compared_paired() {
     assert!(
         lo <= vs_standard["diff"].as_f64().unwrap() && vs_standard["diff"].as_f64().unwrap() <= hi
     );
+    // the peak memory at the end of each stage, never falling (Linux)
+    if cfg!(target_os = "linux") {
+        let m = &j["peak_rss_mb"];
+        let mb = |k: &str| m[k].as_u64().unwrap_or_else(|| panic!("{k}: {m}"));
+        assert!(
+            mb("teachers") > 0 && mb("teachers") <= mb("train") && mb("train") <= mb("examples"),
+            "{m}"
+        );
+    }
     // how many validation questions chose the checkpoint, and the chosen score's interval
     let stage = &j["training"][0];
     assert_eq!(stage["valid_n"], 2, "{stage}");
