@@ -62,6 +62,9 @@ pub struct Release {
     pub licence: &'static str,
     pub archive: Option<Archive>,
     pub files: &'static [ReleaseFile],
+    /// Releases fetched with this one: what its datasets are usually scored on (`fair-svamp`'s
+    /// mistakes are scored on SVAMP's questions: `dss-svamp`).
+    pub with: &'static [&'static str],
 }
 
 impl Release {
@@ -98,6 +101,7 @@ pub const RELEASES: &[Release] = &[
         licence: "Apache-2.0",
         archive: Some(DSS_ARCHIVE),
         files: DSS_SVAMP,
+        with: &[],
     },
     Release {
         name: "dss-cqa",
@@ -108,6 +112,7 @@ pub const RELEASES: &[Release] = &[
         licence: "Apache-2.0",
         archive: Some(DSS_ARCHIVE),
         files: DSS_CQA,
+        with: &[],
     },
     Release {
         name: "dss-anli1",
@@ -118,6 +123,7 @@ pub const RELEASES: &[Release] = &[
         licence: "Apache-2.0",
         archive: Some(DSS_ARCHIVE),
         files: DSS_ANLI1,
+        with: &[],
     },
     Release {
         name: "fair-svamp",
@@ -129,6 +135,7 @@ pub const RELEASES: &[Release] = &[
         licence: "MIT",
         archive: None,
         files: FAIR,
+        with: &["dss-svamp"],
     },
     Release {
         name: "minds-mirror-svamp",
@@ -139,6 +146,7 @@ pub const RELEASES: &[Release] = &[
         licence: "Apache-2.0",
         archive: None,
         files: MINDS_MIRROR,
+        with: &[],
     },
 ];
 

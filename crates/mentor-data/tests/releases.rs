@@ -148,6 +148,7 @@ fn a_release_downloads_raw_files_and_archive_members_resumes_and_verifies() {
             },
         ])
         .as_slice(),
+        with: &[],
     });
     let prefix = format!("/{}/{}", release.repo, release.commit);
     let (base, gets) = serve(HashMap::from([
@@ -215,6 +216,7 @@ fn a_file_or_archive_that_differs_from_the_pin_is_refused_and_nothing_is_marked_
             },
         ])
         .as_slice(),
+        with: &[],
     });
     let prefix = format!("/{}/{}", release.repo, release.commit);
     let (base, _) = serve(HashMap::from([

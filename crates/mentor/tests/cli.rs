@@ -320,6 +320,25 @@ fn a_recorded_dataset_is_one_fetch_assets_away_on_a_fresh_home() {
     let list = String::from_utf8_lossy(&run(&["fetch-assets", "--list"]).stdout).to_string();
     assert!(list.contains("✓ dss-svamp"), "{list}");
     assert!(list.contains("  fair-svamp"), "{list}");
+    // fair-svamp brings what its mistakes are scored on
+    let home2 = d.path().join("home2");
+    let o = Command::new(env!("CARGO_BIN_EXE_mentor"))
+        .args([
+            "fetch-assets",
+            "fair-svamp",
+            "--from",
+            shared.to_str().unwrap(),
+        ])
+        .current_dir(d.path())
+        .env("MENTOR_HOME", &home2)
+        .env_remove("MENTOR_SHARED_DATA")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("got  fair-svamp") && out.contains("got  dss-svamp"),
+        "{out}"
+    );
 }
 
 #[test]

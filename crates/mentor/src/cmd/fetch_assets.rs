@@ -99,6 +99,18 @@ pub fn run(a: Args) -> Result<Summary> {
             })?),
         }
     }
+    // a release's companions (fair-svamp is scored on SVAMP's questions) come with it
+    let mut i = 0;
+    while i < wanted_releases.len() {
+        for name in wanted_releases[i].with {
+            if let Some(r) = releases::find(name) {
+                if !wanted_releases.iter().any(|w| w.name == r.name) {
+                    wanted_releases.push(r);
+                }
+            }
+        }
+        i += 1;
+    }
     let mirror = a
         .from
         .or_else(|| std::env::var_os("MENTOR_SHARED_DATA").map(Into::into));
