@@ -492,11 +492,7 @@ fn anli1(spec: &DatasetSpec) -> Result<Dataset> {
             .ok_or(format!("label {label} is not 0, 1 or 2"))?;
         Ok(Example {
             id: r.string("uid")?,
-            question: format!(
-                "Premise: {}\nHypothesis: {}",
-                r.string("premise")?,
-                r.string("hypothesis")?
-            ),
+            question: crate::nli_question(&r.string("premise")?, &r.string("hypothesis")?),
             answer: answer.to_string(),
             choices: vec![],
             explanation: r.string("reason").ok(),

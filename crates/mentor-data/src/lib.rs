@@ -444,12 +444,6 @@ pub fn load_file(path: &Path, spec: &DatasetSpec) -> Result<Dataset> {
     let mut unsplit = Vec::new();
     let mut skipped = Vec::new();
     let columnar = columnar::is_columnar(path);
-    if !path.exists() {
-        return Err(DataError::Io {
-            file: path.to_path_buf(),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
-        });
-    }
     let parts = if columnar {
         columnar::read_parts(path)?
     } else {
@@ -512,24 +506,14 @@ pub fn load_file(path: &Path, spec: &DatasetSpec) -> Result<Dataset> {
                 // question is both, written as the built-in ANLI writes it.
                 let nli_pair = task == mentor_core::TaskKind::Nli
                     && f.question == "question"
-                    && ["question", "input", "prompt", "problem"]
-                        .iter()
-                        .all(|k| !present(k))
+                    && !present("question")
+                    && !QUESTION_ALTERNATIVES.iter().any(|k| present(k))
                     && present("premise")
                     && present("hypothesis");
                 let question = if nli_pair {
-                    format!(
-                        "Premise: {}\nHypothesis: {}",
-                        row.string("premise")?,
-                        row.string("hypothesis")?
-                    )
+                    nli_question(&row.string("premise")?, &row.string("hypothesis")?)
                 } else {
-                    field(
-                        &f.question,
-                        "question",
-                        &["input", "prompt", "problem"],
-                        "question",
-                    )?
+                    field(&f.question, "question", QUESTION_ALTERNATIVES, "question")?
                 };
                 let answer = field(
                     &f.answer,
@@ -650,6 +634,14 @@ pub fn load_file(path: &Path, spec: &DatasetSpec) -> Result<Dataset> {
         source: path.display().to_string(),
         fields: guessed.0,
     })
+}
+
+/// Row fields read as the question when the config maps none and a row has no `question`.
+const QUESTION_ALTERNATIVES: &[&str] = &["input", "prompt", "problem"];
+
+/// An NLI item as the student reads it (the built-in ANLI and NLI files alike).
+pub(crate) fn nli_question(premise: &str, hypothesis: &str) -> String {
+    format!("Premise: {premise}\nHypothesis: {hypothesis}")
 }
 
 /// Which row field each example field was read from, and in how many rows.
