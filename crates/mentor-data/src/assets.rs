@@ -72,10 +72,11 @@ pub enum AssetError {
     Unknown(String, String),
     #[error("{url}: {msg}")]
     Http { url: String, msg: String },
-    #[error("{}: {source}", path.display())]
+    // `cause`, not `source`: the message already says it, and a `source` would print it twice
+    #[error("{}: {cause}", path.display())]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{file}: sha256 is {got}, expected {want} (the download was removed; run the command again)")]
     Digest {
@@ -250,7 +251,7 @@ impl Fetcher {
             let p = p.to_path_buf();
             move |source| AssetError::Io {
                 path: p.clone(),
-                source,
+                cause: source,
             }
         };
         let dir = path.parent().expect("asset paths have a parent");
@@ -383,7 +384,7 @@ impl Fetcher {
         let dir = self.home.join("downloads");
         fs::create_dir_all(&dir).map_err(|source| AssetError::Io {
             path: dir.clone(),
-            source,
+            cause: source,
         })?;
         let done_path = dir.join(part.filename);
         if done_path.is_file() {
@@ -403,7 +404,7 @@ impl Fetcher {
         }
         fs::rename(&partial, &done_path).map_err(|source| AssetError::Io {
             path: done_path.clone(),
-            source,
+            cause: source,
         })?;
         Ok(done_path)
     }
@@ -443,7 +444,7 @@ impl Fetcher {
         }
         .map_err(|source| AssetError::Io {
             path: partial.into(),
-            source,
+            cause: source,
         })?;
         let done = if resumed { have } else { 0 };
         let expected = size.or_else(|| resp.content_length().map(|n| n + done));
@@ -462,13 +463,13 @@ impl Fetcher {
             }
             file.write_all(&buf[..n]).map_err(|source| AssetError::Io {
                 path: partial.into(),
-                source,
+                cause: source,
             })?;
             progress(Progress::Bytes(n as u64));
         }
         file.sync_all().map_err(|source| AssetError::Io {
             path: partial.into(),
-            source,
+            cause: source,
         })?;
         let len = fs::metadata(partial).map(|m| m.len()).unwrap_or(0);
         if let Some(want) = expected.filter(|&w| len < w) {
@@ -498,7 +499,7 @@ impl<W: Write> Write for HashingWriter<'_, W> {
 fn extract_member(archive: &Path, part: &Part, out: &mut dyn Write) -> Result<u64> {
     let io = |source| AssetError::Io {
         path: archive.to_path_buf(),
-        source,
+        cause: source,
     };
     let no_member = || AssetError::NoMember {
         archive: part.filename.into(),
@@ -525,12 +526,12 @@ fn extract_member(archive: &Path, part: &Part, out: &mut dyn Write) -> Result<u6
 pub fn sha256_file(path: &Path) -> Result<String> {
     let mut f = File::open(path).map_err(|source| AssetError::Io {
         path: path.into(),
-        source,
+        cause: source,
     })?;
     let mut h = Sha256::new();
     std::io::copy(&mut f, &mut h).map_err(|source| AssetError::Io {
         path: path.into(),
-        source,
+        cause: source,
     })?;
     Ok(hex::encode(h.finalize()))
 }

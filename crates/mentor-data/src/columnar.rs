@@ -97,7 +97,7 @@ fn read_dataset_dir(dir: &Path) -> Result<Vec<Part>> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(|source| DataError::Io {
                 file: dir.to_path_buf(),
-                source,
+                cause: source,
             })?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| {
@@ -134,7 +134,7 @@ fn read_file(path: &Path, split: Option<Split>) -> Result<Part> {
     let open = || {
         File::open(path).map_err(|source| DataError::Io {
             file: path.to_path_buf(),
-            source,
+            cause: source,
         })
     };
     let (schema, batches): (SchemaRef, Vec<RecordBatch>) =
@@ -271,7 +271,7 @@ fn name_class_labels(row: &mut Value, labels: &HashMap<String, Vec<String>>) {
 fn read_json(path: &Path) -> Result<Value> {
     let text = std::fs::read_to_string(path).map_err(|source| DataError::Io {
         file: path.to_path_buf(),
-        source,
+        cause: source,
     })?;
     serde_json::from_str(&text).map_err(|e| bad_file(path, &format!("invalid JSON: {e}")))
 }

@@ -39,10 +39,11 @@ pub enum DataError {
         row: usize,
         msg: String,
     },
-    #[error("cannot read {}: {source}", file.display())]
+    // `cause`, not `source`: the message already says it, and a `source` would print it twice
+    #[error("cannot read {}: {cause}", file.display())]
     Io {
         file: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{}: {msg}", file.display())]
     BadFile { file: PathBuf, msg: String },

@@ -37,7 +37,7 @@ pub struct FairTeacherOutput {
 fn load_array(path: &Path) -> Result<Vec<Value>> {
     let text = std::fs::read_to_string(path).map_err(|source| DataError::Io {
         file: path.into(),
-        source,
+        cause: source,
     })?;
     serde_json::from_str(&text).map_err(|e| DataError::BadRow {
         file: path.into(),

@@ -192,7 +192,7 @@ fn git_blob_id(path: &Path) -> Result<String, AssetError> {
     use sha1::Digest as _;
     let bytes = fs::read(path).map_err(|source| AssetError::Io {
         path: path.into(),
-        source,
+        cause: source,
     })?;
     let mut h = sha1::Sha1::new();
     h.update(format!("blob {}\0", bytes.len()).as_bytes());
@@ -216,7 +216,7 @@ impl Fetcher {
             let p = p.to_path_buf();
             move |source| AssetError::Io {
                 path: p.clone(),
-                source,
+                cause: source,
             }
         };
         if mark.is_file() {
@@ -334,13 +334,13 @@ impl Fetcher {
         let dir = self.home.join("downloads");
         fs::create_dir_all(&dir).map_err(|source| AssetError::Io {
             path: dir.clone(),
-            source,
+            cause: source,
         })?;
         let partial = dir.join(format!("{}.part", label.replace('/', "_")));
         self.retrying(url, &partial, label, None, progress)?;
         let b = fs::read(&partial).map_err(|source| AssetError::Io {
             path: partial.clone(),
-            source,
+            cause: source,
         })?;
         let _ = fs::remove_file(&partial);
         Ok(b)
@@ -357,7 +357,7 @@ impl Fetcher {
         let dir = self.home.join("downloads");
         fs::create_dir_all(&dir).map_err(|source| AssetError::Io {
             path: dir.clone(),
-            source,
+            cause: source,
         })?;
         let done = dir.join(archive_name(r, a));
         if done.is_file() && git_blob_id(&done)? == a.git_blob {
@@ -383,7 +383,7 @@ impl Fetcher {
         }
         fs::rename(&partial, &done).map_err(|source| AssetError::Io {
             path: done.clone(),
-            source,
+            cause: source,
         })?;
         Ok(done)
     }

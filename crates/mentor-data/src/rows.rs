@@ -119,7 +119,7 @@ pub fn parse_choices(v: &Value) -> std::result::Result<Vec<Choice>, String> {
 fn open(path: &Path) -> Result<Box<dyn Read>> {
     let f = std::fs::File::open(path).map_err(|source| DataError::Io {
         file: path.to_path_buf(),
-        source,
+        cause: source,
     })?;
     if path.extension().is_some_and(|e| e == "gz") {
         Ok(Box::new(flate2::read::GzDecoder::new(f)))
@@ -134,7 +134,7 @@ pub fn read_rows(path: &Path, skip_bad: bool, skipped: &mut Vec<String>) -> Resu
     let mut reader = BufReader::new(open(path)?);
     let io_err = |source| DataError::Io {
         file: path.to_path_buf(),
-        source,
+        cause: source,
     };
     // Peek at the first non-blank byte: `[` means one JSON array, anything else JSON lines.
     let first = loop {

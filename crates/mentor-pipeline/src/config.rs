@@ -374,7 +374,7 @@ pub fn default_run_dir(config: Option<&Path>) -> PathBuf {
 pub const EXAMPLE: &str = r#"# mentor experiment config. Every key is checked: a typo is an error, not a silent default.
 
 [data]
-dataset = "svamp"            # built-in: svamp cqa anli1 gsm8k csqa strategyqa logiqa (`mentor data list`)
+dataset = "svamp"            # built-in: svamp cqa anli1 gsm8k csqa arc-easy sciq … (`mentor data list`)
 # path = "my.jsonl"          # or your own JSONL / JSON-array file, with:
 # task = "numeric"           #   numeric | equation | multiple-choice | nli | yes-no
 # fields = { question = "question", answer = "answer", choices = "choices", id = "id" }

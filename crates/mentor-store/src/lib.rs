@@ -20,10 +20,11 @@ pub const STORE_FILE: &str = "mentor.sqlite";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("run store {path}: {source}")]
+    // `cause`, not `source`: the messages already say it, and a `source` would print it twice
+    #[error("run store {path}: {cause}")]
     Sqlite {
         path: PathBuf,
-        source: rusqlite::Error,
+        cause: rusqlite::Error,
     },
     #[error("run store {path} has schema version {found}, newer than this mentor understands ({known}); upgrade mentor")]
     TooNew {
@@ -31,16 +32,16 @@ pub enum StoreError {
         found: usize,
         known: usize,
     },
-    #[error("cannot create the run directory for {path}: {source}")]
+    #[error("cannot create the run directory for {path}: {cause}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("run store {path}: bad JSON in column {column}: {source}")]
+    #[error("run store {path}: bad JSON in column {column}: {cause}")]
     Json {
         path: PathBuf,
         column: &'static str,
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
 }
 
@@ -176,13 +177,13 @@ impl Store {
         let path = path.as_ref().to_path_buf();
         let wrap = |source| StoreError::Sqlite {
             path: path.clone(),
-            source,
+            cause: source,
         };
         if let Some(dir) = path.parent() {
             if !dir.as_os_str().is_empty() {
                 std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
                     path: path.clone(),
-                    source,
+                    cause: source,
                 })?;
             }
         }
@@ -213,7 +214,7 @@ impl Store {
     fn err(&self, source: rusqlite::Error) -> StoreError {
         StoreError::Sqlite {
             path: self.path.clone(),
-            source,
+            cause: source,
         }
     }
 
@@ -253,7 +254,7 @@ impl Store {
         let path = self.path.clone();
         let wrap = |source| StoreError::Sqlite {
             path: path.clone(),
-            source,
+            cause: source,
         };
         let tx = self
             .conn
@@ -364,7 +365,7 @@ impl Store {
             let choices = serde_json::from_str(&choices).map_err(|source| StoreError::Json {
                 path: self.path.clone(),
                 column: "examples.choices",
-                source,
+                cause: source,
             })?;
             out.push(Example {
                 id,
