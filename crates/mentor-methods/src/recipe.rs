@@ -40,6 +40,19 @@ pub enum LabelSource {
     Teacher,
 }
 
+/// How a multiple-choice label is written for the student's `predict:` task.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChoiceLabel {
+    /// `So the answer is (d) darwin.`: the option's letter first (the step-by-step release's
+    /// format, and the sentence teachers are asked to end with).
+    #[default]
+    Letter,
+    /// `So the answer is darwin.`: the option's text alone, read back by matching the options.
+    /// A small student says what it knows without first mapping it to a letter.
+    Text,
+}
+
 /// Where MAPD's student answers (to mine mistakes from) come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -106,6 +119,9 @@ pub struct Recipe {
     /// Standard and step-by-step: learn the gold labels or the teacher's (the step-by-step
     /// paper's `label_type llm`).
     pub label_source: LabelSource,
+    /// Multiple choice: the label the student learns names the option by `letter` (default) or
+    /// by its `text`.
+    pub choice_label: ChoiceLabel,
     /// Keep only teacher chains of thought whose parsed answer matches the gold label.
     pub filter_correct: bool,
     /// Train on teacher chains of thought from which no answer could be read (often replies cut
@@ -297,6 +313,7 @@ impl Default for Recipe {
             name: RecipeName::StepByStep,
             alpha: 0.5,
             label_source: LabelSource::Gold,
+            choice_label: ChoiceLabel::Letter,
             filter_correct: false,
             keep_unparseable_cots: false,
             cots_per_question: 5,

@@ -2,7 +2,8 @@
 //! and "build training set" stages. Pairs are text (prompt, target, task, weight); tokenising
 //! them for a student is [`crate::student`]'s job.
 
-use crate::recipe::{LabelSource, Recipe};
+use crate::recipe::{ChoiceLabel, LabelSource, Recipe};
+use mentor_core::extract::{extract_choice, Answer};
 use mentor_core::prompt::question_block;
 use mentor_core::text::{split_rationale, truncate_at_follow_on, FOLLOW_ON_MARKERS};
 use mentor_core::{Example, TaskKind};
@@ -258,13 +259,21 @@ impl Selection<'_> {
     /// The label `ex` is trained on: the gold answer sentence, or (`LabelSource::Teacher`) the
     /// answer sentence its first kept chain of thought ends in, as the teacher wrote it (None
     /// when it has none).
-    pub fn label(&self, source: LabelSource, ex: &Example) -> Option<String> {
-        match source {
-            LabelSource::Gold => Some(mentor_core::prompt::answer_sentence(self.kind, ex)),
-            LabelSource::Teacher => self
-                .kept_by_item
-                .get(ex.id.as_str())
-                .and_then(|c| teacher_answer_sentence(&c[0].text)),
+    /// A multiple-choice label is written as `recipe.choice_label` says.
+    pub fn label(&self, recipe: &Recipe, ex: &Example) -> Option<String> {
+        match recipe.label_source {
+            LabelSource::Gold => Some(gold_label(recipe, self.kind, ex)),
+            LabelSource::Teacher => {
+                let cot = &self.kept_by_item.get(ex.id.as_str())?[0].text;
+                if text_label(recipe, self.kind, ex) {
+                    match extract_choice(cot, &ex.choices).answer? {
+                        Answer::Choice(i) => Some(choice_text_label(ex, i)),
+                        _ => None,
+                    }
+                } else {
+                    teacher_answer_sentence(cot)
+                }
+            }
         }
     }
 
@@ -359,6 +368,26 @@ pub fn count_pairs(st: &mut TrainSetStats, pairs: &[TrainPair]) {
     for p in pairs {
         *st.pairs.entry(p.task.as_str().into()).or_default() += 1;
     }
+}
+
+fn text_label(recipe: &Recipe, kind: TaskKind, ex: &Example) -> bool {
+    recipe.choice_label == ChoiceLabel::Text
+        && kind == TaskKind::MultipleChoice
+        && ex.gold_choice().is_some()
+}
+
+/// The gold label as the student learns it: the task's answer sentence, or for multiple choice
+/// with `choice_label = "text"` the option's text.
+pub fn gold_label(recipe: &Recipe, kind: TaskKind, ex: &Example) -> String {
+    match ex.gold_choice() {
+        Some(i) if text_label(recipe, kind, ex) => choice_text_label(ex, i),
+        _ => mentor_core::prompt::answer_sentence(kind, ex),
+    }
+}
+
+/// `So the answer is <option text>.` (`ChoiceLabel::Text`).
+pub fn choice_text_label(ex: &Example, i: usize) -> String {
+    format!("So the answer is {}.", ex.choices[i].text.trim())
 }
 
 /// "The answer is …" / "So the answer is …" as the teacher wrote it, or None.
@@ -831,6 +860,55 @@ mod tests {
         // item 2 has no teacher answer: no label to learn
         assert_eq!(labels, [("1", "The answer is (4 + 3).")]);
         assert_eq!(t.stats.pairs["rationale"], 1);
+    }
+
+    #[test]
+    fn choice_labels_by_letter_or_by_text_read_back_as_the_same_option() {
+        use mentor_core::example::Choice;
+        let mut q = ex("1", "Which is a gas?", "B");
+        q.choices = ["rock", "steam", "ice"]
+            .iter()
+            .zip(["A", "B", "C"])
+            .map(|(t, l)| Choice {
+                label: l.into(),
+                text: (*t).into(),
+            })
+            .collect();
+        let items = [q];
+        let cot = ann(
+            "1",
+            "annotate",
+            0,
+            "Ice is solid; steam is water as a gas. So the answer is (b) steam.",
+            serde_json::json!({"correct": true}),
+            true,
+        );
+        let stored = Stored {
+            cots: vec![cot],
+            ..Default::default()
+        };
+        let mut r = Recipe {
+            name: RecipeName::StepByStep,
+            ..Recipe::default()
+        };
+        let label = |r: &Recipe| {
+            let t = build(r, TaskKind::MultipleChoice, &items, &stored);
+            let p = t.pairs.iter().find(|p| p.task == StudentTask::Label);
+            p.unwrap().target.clone()
+        };
+        assert_eq!(label(&r), "So the answer is (b) steam.");
+        r.choice_label = ChoiceLabel::Text;
+        assert_eq!(label(&r), "So the answer is steam.");
+        r.label_source = LabelSource::Teacher;
+        assert_eq!(label(&r), "So the answer is steam.");
+        // the student's text answer scores as the gold option
+        let read = extract_choice("So the answer is steam.", &items[0].choices);
+        assert_eq!(read.answer, Some(Answer::Choice(1)));
+        // the rationale task is unchanged: the teacher's own words
+        r.label_source = LabelSource::Gold;
+        let t = build(&r, TaskKind::MultipleChoice, &items, &stored);
+        let rat = t.pairs.iter().find(|p| p.task == StudentTask::Rationale);
+        assert!(rat.unwrap().target.starts_with("Ice is solid"));
     }
 
     #[test]

@@ -427,6 +427,8 @@ alpha = 0.5                  # label weight; rationale weight is 1 - alpha
 #                            #   forward-kl | reverse-kl | jsd (with beta); the teacher must share
 #                            #   the student's tokenizer
 # label_source = "gold"      # standard: learn gold labels or the teacher's ("teacher")
+# choice_label = "letter"    # multiple choice: the label names the option by "letter" ("(d)
+#                            # darwin") or by "text" ("darwin": no letter to map it to)
 # cots_per_question = 5      # minds-mirror: K chains of thought a question ...
 # evals_per_cot = 5          #   ... and M self-evaluations of each (0 = none)
 # schedule = "two-stage"     #   two-stage (self-evaluation, then CoT) | mixed

@@ -8,8 +8,8 @@
 use super::Method;
 use crate::annotate::JudgedCot;
 use crate::recipe::{CotTargets, Recipe, SelfEvalTargets, TaskSchedule, TeacherStage};
-use crate::trainset::{Selection, StudentTask, TrainPair, TrainSetStats};
-use mentor_core::prompt::answer_sentence;
+use crate::trainset::{gold_label, Selection, StudentTask, TrainPair, TrainSetStats};
+
 use mentor_core::text::split_rationale;
 use mentor_core::{normalise_self_eval, Example, Verdict};
 use mentor_store::Annotation;
@@ -86,7 +86,7 @@ impl Method for MindsMirror {
             // survived still learns its label.
             CotTargets::LabelRationale => {
                 for ex in items {
-                    let label = || answer_sentence(kind, ex);
+                    let label = || gold_label(recipe, kind, ex);
                     let cots = kept_by_item.get(ex.id.as_str());
                     let rationales: Vec<String> = cots
                         .into_iter()

@@ -24,7 +24,7 @@ impl Method for Standard {
         sel.items
             .iter()
             .filter_map(|ex| {
-                let label = sel.label(recipe.label_source, ex)?;
+                let label = sel.label(recipe, ex)?;
                 Some(sel.pair(ex, StudentTask::Label, "", label, 1.0, 0))
             })
             .collect()

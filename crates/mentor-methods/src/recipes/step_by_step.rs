@@ -27,7 +27,7 @@ impl Method for StepByStep {
         };
         let mut pairs = vec![];
         for ex in items {
-            if let Some(label) = sel.label(recipe.label_source, ex) {
+            if let Some(label) = sel.label(recipe, ex) {
                 pairs.push(pair(ex, StudentTask::Label, "", label, recipe.alpha, 0));
             }
             if let Some(c) = kept_by_item.get(ex.id.as_str()) {
