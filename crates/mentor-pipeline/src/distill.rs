@@ -36,14 +36,24 @@ pub struct Distilled {
 pub const QUICKSTART: &str = include_str!("../../../examples/quickstart.toml");
 
 /// The quickstart's config, resized: `--quick` takes a quarter of the questions, `--scale`
-/// multiplies them.
+/// multiplies them (every split limit it sets, and the validation items scored in training).
 pub fn quickstart_config(quick: bool, scale: f64) -> Result<Config> {
     if !(scale.is_finite() && scale > 0.0) {
         anyhow::bail!("--scale must be a positive number, not {scale}");
     }
     let mut cfg = Config::parse(QUICKSTART, Path::new("examples/quickstart.toml"))?;
-    let base = cfg.data.limit.unwrap_or(40) as f64 * if quick { 0.25 } else { 1.0 };
-    cfg.data.limit = Some((base * scale).round().max(4.0) as usize);
+    let factor = scale * if quick { 0.25 } else { 1.0 };
+    let resize = |n: usize| (n as f64 * factor).round().max(4.0) as usize;
+    let d = &mut cfg.data;
+    for limit in [
+        &mut d.limit,
+        &mut d.train_limit,
+        &mut d.valid_limit,
+        &mut d.test_limit,
+    ] {
+        *limit = limit.map(resize);
+    }
+    cfg.eval.valid_limit = resize(cfg.eval.valid_limit);
     if quick {
         cfg.train.epochs = 1.0;
         cfg.train.eval_every = 2;
@@ -492,6 +502,34 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn quick_and_scale_resize_every_split_the_quickstart_sets() {
+        let full = quickstart_config(false, 1.0).unwrap();
+        let quick = quickstart_config(true, 1.0).unwrap();
+        let twice = quickstart_config(false, 2.0).unwrap();
+        let d = |c: &Config| {
+            [
+                c.data.limit,
+                c.data.train_limit,
+                c.data.valid_limit,
+                c.data.test_limit,
+            ]
+        };
+        let set: Vec<usize> = d(&full).into_iter().flatten().collect();
+        assert!(!set.is_empty(), "the quickstart limits its splits");
+        for (f, (q, t)) in d(&full).iter().zip(d(&quick).iter().zip(d(&twice).iter())) {
+            match f {
+                Some(f) => {
+                    assert_eq!(q.unwrap(), (*f as f64 / 4.0).round().max(4.0) as usize);
+                    assert_eq!(t.unwrap(), 2 * f);
+                }
+                None => assert!(q.is_none() && t.is_none()),
+            }
+        }
+        assert!(quick.eval.valid_limit <= full.eval.valid_limit);
+        assert_eq!(quick.train.epochs, 1.0);
     }
 
     #[test]
