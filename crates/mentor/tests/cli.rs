@@ -644,7 +644,7 @@ fn quickstart_is_a_step_by_step_config_and_names_missing_assets() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("mentor fetch-assets csqa"), "{err}");
+    assert!(err.contains("mentor fetch-assets sciq"), "{err}");
     // The built-in config is the shipped example; `init --quickstart` writes it.
     let shipped = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart.toml"),
@@ -658,7 +658,8 @@ fn quickstart_is_a_step_by_step_config_and_names_missing_assets() {
         "name = \"step-by-step\"",
         "filter_correct = true",
         "kind = \"local\"",
-        "dataset = \"csqa\"",
+        "dataset = \"sciq\"",
+        "choice_label = \"text\"",
     ] {
         assert!(written.contains(want), "{want}");
     }
