@@ -328,9 +328,11 @@ fn peak_rss_mb() -> Option<u64> {
 /// `standard` recipe on gold labels, no teacher and no token-level distillation.
 fn standard_baseline(cfg: &Config) -> Config {
     let mut b = cfg.clone();
+    // the label is written as the distilled student's is: only the teacher differs
     b.recipe = mentor_methods::recipe::Recipe {
         name: RecipeName::Standard,
         label_source: mentor_methods::recipe::LabelSource::Gold,
+        choice_label: cfg.recipe.choice_label,
         seed: cfg.recipe.seed,
         ..Default::default()
     };
@@ -480,6 +482,7 @@ fn write_summary(run_dir: &Path, summary: &serde_json::Value) -> Result<()> {
 mod tests {
     use super::*;
     use mentor_methods::evaluate::{InferenceMode, ItemResult};
+    use mentor_methods::recipe::ChoiceLabel;
 
     fn report(items: &[(&str, bool)]) -> EvalReport {
         let correct = items.iter().filter(|(_, c)| *c).count();
@@ -530,6 +533,22 @@ mod tests {
         }
         assert!(quick.eval.valid_limit <= full.eval.valid_limit);
         assert_eq!(quick.train.epochs, 1.0);
+    }
+
+    #[test]
+    fn the_standard_baseline_learns_the_same_labels_without_the_teacher() {
+        let cfg = quickstart_config(false, 1.0).unwrap();
+        assert_eq!(cfg.recipe.choice_label, ChoiceLabel::Text);
+        let b = standard_baseline(&cfg);
+        assert_eq!(b.recipe.name, RecipeName::Standard);
+        assert_eq!(b.recipe.choice_label, cfg.recipe.choice_label);
+        assert!(b.teachers.is_empty());
+        assert_eq!(
+            (b.train.epochs, b.train.lr),
+            (cfg.train.epochs, cfg.train.lr)
+        );
+        assert_eq!(b.data, cfg.data);
+        assert_eq!(b.student.model, cfg.student.model);
     }
 
     #[test]
