@@ -110,12 +110,59 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            let text = error_text(&e);
+            eprintln!("error: {text}");
             if cli.json {
-                let line = serde_json::json!({ "ok": false, "error": format!("{e:#}") });
+                let line = serde_json::json!({ "ok": false, "error": text });
                 println!("{line}");
             }
             ExitCode::from(1)
         }
+    }
+}
+
+/// The error and its causes, `: `-joined like `{:#}`, leaving out a cause whose text the message
+/// already holds (many library errors print their source in their own message too: "I/O error:
+/// No space left on device: No space left on device").
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if text.is_empty() {
+            text = part;
+        } else if !text.contains(&part) {
+            text = format!("{text}: {part}");
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_text;
+
+    #[test]
+    fn a_cause_the_message_already_says_is_printed_once() {
+        // like safetensors' or candle's I/O errors: the source in the message and as source()
+        #[derive(Debug)]
+        struct Wrapped(std::io::Error);
+        impl std::fmt::Display for Wrapped {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "I/O error: {}", self.0)
+            }
+        }
+        impl std::error::Error for Wrapped {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let io = std::io::Error::other("No space left on device");
+        let e = anyhow::Error::new(Wrapped(io)).context("training");
+        assert_eq!(
+            error_text(&e),
+            "training: I/O error: No space left on device"
+        );
+        let plain = anyhow::anyhow!("disk full").context("saving the checkpoint");
+        assert_eq!(error_text(&plain), "saving the checkpoint: disk full");
     }
 }
