@@ -32,6 +32,10 @@ struct GridFile {
     /// More `mentor distill` arguments for every cell (e.g. ["--no-before"]).
     #[serde(default)]
     distill_args: Vec<String>,
+    /// Keep a finished cell's training checkpoints (weights + optimizer state, ~4× the model);
+    /// by default only its selected student (`best/`) stays.
+    #[serde(default)]
+    keep_checkpoints: bool,
     variants: toml::Table,
 }
 
@@ -40,6 +44,7 @@ pub struct Grid {
     pub dir: PathBuf,
     pub baseline: Option<String>,
     pub distill_args: Vec<String>,
+    pub keep_checkpoints: bool,
     pub cells: Vec<Cell>,
 }
 
@@ -198,6 +203,7 @@ pub fn load_grid(path: &Path) -> Result<Grid> {
         dir,
         baseline: g.baseline,
         distill_args: g.distill_args,
+        keep_checkpoints: g.keep_checkpoints,
         cells,
     })
 }
@@ -309,6 +315,19 @@ pub fn run(path: &Path, new_binary: bool, resamples: usize) -> Result<Outcome> {
         if status.success() && cell.done() {
             rec.last_error = None;
             cell.save_record(&rec)?;
+            if !grid.keep_checkpoints {
+                match drop_checkpoints(&cell.dir) {
+                    Ok(0) => {}
+                    Ok(bytes) => tracing::info!(
+                        "sweep: {}-s{} is done; removed its training checkpoints ({:.1} GB; \
+                         its selected student stays; `keep_checkpoints = true` keeps them)",
+                        cell.variant,
+                        cell.seed,
+                        bytes as f64 / 1e9
+                    ),
+                    Err(e) => tracing::warn!("sweep: checkpoints of a finished cell kept: {e:#}"),
+                }
+            }
             bar.inc(1);
             if let Err(e) = write_results(&grid, resamples) {
                 tracing::warn!("sweep: results table not written: {e:#}");
@@ -358,6 +377,51 @@ pub fn run(path: &Path, new_binary: bool, resamples: usize) -> Result<Outcome> {
             "results": results.map(|(_, j)| j),
         }),
     })
+}
+
+/// Removes the resumption checkpoints (`checkpoint/`, and the `.old` / `.tmp` a crash can leave)
+/// under a finished cell's directory: a finished run never resumes, and at full fine-tuning each
+/// holds the weights and the optimizer's two moments, ~1.6 GB for a 135M student — a grid of a
+/// dozen cells would fill a laptop's disk. The selected students (`best/`) stay. Returns the
+/// bytes freed.
+pub fn drop_checkpoints(cell_dir: &Path) -> Result<u64> {
+    let mut freed = 0;
+    let mut stack = vec![cell_dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let rd = std::fs::read_dir(&d).with_context(|| format!("cannot read {}", d.display()))?;
+        for e in rd.flatten() {
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let path = e.path();
+            let name = e.file_name().to_string_lossy().to_string();
+            // a training checkpoint is recognised by its state file, never by name alone
+            let is_checkpoint = ["checkpoint", "checkpoint.old", "checkpoint.tmp"]
+                .contains(&name.as_str())
+                && path.join("state.json").is_file();
+            if is_checkpoint {
+                freed += dir_bytes(&path);
+                std::fs::remove_dir_all(&path)
+                    .with_context(|| format!("cannot remove {}", path.display()))?;
+            } else {
+                stack.push(path);
+            }
+        }
+    }
+    Ok(freed)
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum()
 }
 
 /// The seeds of a variant share one teacher run: a cell starting fresh gets a copy of the run
@@ -655,6 +719,39 @@ mod tests {
         .unwrap();
         let err = load_grid(&grid).err().unwrap().to_string();
         assert!(err.contains("no variant `z`"), "{err}");
+    }
+
+    #[test]
+    fn a_finished_cell_loses_its_checkpoints_and_keeps_its_student() {
+        let d = tempfile::tempdir().unwrap();
+        let stage = d.path().join("student/stage-0");
+        let baseline = d.path().join("baseline-standard/student/stage-0");
+        for dir in [
+            stage.join("checkpoint"),
+            stage.join("checkpoint.old"),
+            baseline.join("checkpoint"),
+        ] {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("state.json"), "{}").unwrap();
+            std::fs::write(dir.join("optimizer.safetensors"), vec![0u8; 1000]).unwrap();
+        }
+        for dir in [stage.join("best"), baseline.join("best")] {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("model.safetensors"), vec![0u8; 10]).unwrap();
+        }
+        // a directory named like one but without a state file is not ours to remove
+        let other = d.path().join("data/checkpoint");
+        std::fs::create_dir_all(&other).unwrap();
+        std::fs::write(other.join("notes.txt"), "x").unwrap();
+        let freed = drop_checkpoints(d.path()).unwrap();
+        assert_eq!(freed, 3 * 1002);
+        assert!(!stage.join("checkpoint").exists());
+        assert!(!stage.join("checkpoint.old").exists());
+        assert!(!baseline.join("checkpoint").exists());
+        assert!(stage.join("best/model.safetensors").is_file());
+        assert!(baseline.join("best/model.safetensors").is_file());
+        assert!(other.join("notes.txt").is_file());
+        assert_eq!(drop_checkpoints(d.path()).unwrap(), 0);
     }
 
     /// Every shipped grid loads: its base parses and every variant is a valid config.

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 ///   dir = "runs/row1"               # default: runs/<grid name>
 ///   baseline = "standard"           # compare every variant with this one
 ///   distill_args = ["--no-before"]  # more `mentor distill` arguments for every cell
+///   keep_checkpoints = false        # default: a finished cell keeps only its chosen student
 ///   [variants.standard]
 ///   recipe = { name = "standard" }
 ///   [variants.step-by-step]
@@ -30,6 +31,9 @@ use std::path::PathBuf;
 /// rebuilding mentor while it runs changes nothing; each cell records the version and commit
 /// that ran it. --new-binary switches to the running binary (later cells then differ in code
 /// from earlier ones, which the table notes).
+///
+/// A finished cell's training checkpoints (weights and optimizer state, for resuming) are
+/// removed unless keep_checkpoints = true; its selected student (student/*/best) stays.
 ///
 /// After every finished cell it writes DIR/results.md and DIR/results.json (`mentor compare`
 /// over the finished cells).
