@@ -36,6 +36,10 @@ struct GridFile {
     /// by default only its selected student (`best/`) stays.
     #[serde(default)]
     keep_checkpoints: bool,
+    /// variant → the variant whose teacher run it starts from (its stored replies are reused as
+    /// they are): variants that ask a subset of another's requests pay the teacher once.
+    #[serde(default)]
+    teacher_from: std::collections::BTreeMap<String, String>,
     variants: toml::Table,
 }
 
@@ -54,6 +58,8 @@ pub struct Cell {
     pub dir: PathBuf,
     /// The merged config, as TOML.
     pub config: String,
+    /// The variant whose teacher run this cell starts from (grid key `teacher_from`).
+    pub teacher_from: Option<String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -178,6 +184,41 @@ pub fn load_grid(path: &Path) -> Result<Grid> {
         )?;
         configs.push((variant.clone(), text));
     }
+    let position = |v: &str| configs.iter().position(|(name, _)| name == v);
+    for (variant, source) in &g.teacher_from {
+        let err = |m: String| anyhow!("{}: key `teacher_from.{variant}`: {m}", path.display());
+        let (Some(vi), Some(si)) = (position(variant), position(source)) else {
+            return Err(err(format!("no variant `{variant}` or `{source}`")));
+        };
+        if si >= vi {
+            return Err(err(format!(
+                "`{source}` must come before `{variant}` in the file (it runs first in each seed)"
+            )));
+        }
+        if g.teacher_from.contains_key(source) {
+            return Err(err(format!(
+                "`{source}` itself starts from another variant's teacher run; name that one"
+            )));
+        }
+        let teachers = |i: usize| -> Result<toml::Value> {
+            let v: toml::Value = toml::from_str(&configs[i].1)?;
+            Ok(v.get("teachers")
+                .cloned()
+                .unwrap_or(toml::Value::Table(Default::default())))
+        };
+        if teachers(vi)? != teachers(si)? {
+            return Err(err(format!(
+                "`{variant}` and `{source}` have different [teachers]"
+            )));
+        }
+        let cfg = crate::config::Config::parse(&configs[vi].1, Path::new("grid cell"))?;
+        if in_rounds(&cfg) {
+            return Err(err(
+                "a recipe in rounds asks the teacher about its own students: it cannot reuse another run"
+                    .into(),
+            ));
+        }
+    }
     let mut cells = vec![];
     for &seed in &g.seeds {
         for (variant, config) in &configs {
@@ -186,6 +227,7 @@ pub fn load_grid(path: &Path) -> Result<Grid> {
                 seed,
                 dir: dir.join(format!("{variant}-s{seed}")),
                 config: config.clone(),
+                teacher_from: g.teacher_from.get(variant).cloned(),
             });
         }
     }
@@ -273,7 +315,14 @@ pub fn run(path: &Path, new_binary: bool, resamples: usize) -> Result<Outcome> {
     let mut failed = vec![];
     for cell in todo {
         std::fs::create_dir_all(&cell.dir)?;
-        share_teacher_run(&grid, cell)?;
+        if let Err(why) = share_teacher_run(&grid, cell) {
+            tracing::warn!("sweep: cell {}-s{} not run: {why}", cell.variant, cell.seed);
+            let mut rec = cell.record();
+            rec.last_error = Some(why);
+            cell.save_record(&rec)?;
+            failed.push(format!("{}-s{}", cell.variant, cell.seed));
+            continue;
+        }
         let config = cell.dir.join("config.toml");
         write_atomic(&config, &cell.config)?;
         let mut rec = cell.record();
@@ -358,7 +407,7 @@ pub fn run(path: &Path, new_binary: bool, resamples: usize) -> Result<Outcome> {
     let results = write_results(&grid, resamples)?;
     if !failed.is_empty() {
         bail!(
-            "{} cell(s) failed: {} (their logs say why); rerun to retry them",
+            "{} cell(s) failed: {} (the lines above and their logs say why); rerun to retry them",
             failed.len(),
             failed.join(", ")
         );
@@ -424,31 +473,57 @@ fn dir_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
+/// Whether a recipe asks the teacher in rounds about its own students (ELAD, MAPD mining more
+/// than once): such a run's teacher requests are its own.
+fn in_rounds(cfg: &crate::config::Config) -> bool {
+    match cfg.recipe.name {
+        mentor_methods::recipe::RecipeName::Elad => true,
+        mentor_methods::recipe::RecipeName::Mapd => cfg.recipe.mining_rounds > 1,
+        _ => false,
+    }
+}
+
 /// The seeds of a variant share one teacher run: a cell starting fresh gets a copy of the run
 /// store of a finished seed of its variant, so every teacher request it makes (the same ones:
 /// the teacher's seed does not follow the training seed) is answered from that store's ledger —
-/// nothing is paid twice, and the teacher's samples are the same for every seed.
-fn share_teacher_run(grid: &Grid, cell: &Cell) -> Result<()> {
+/// nothing is paid twice, and the teacher's samples are the same for every seed. A variant with
+/// `teacher_from = SOURCE` starts from SOURCE's run instead (the same seed's, else any finished
+/// one); the replies stored there are reused as they are, and only what SOURCE never asked is
+/// asked. Err(why) when SOURCE has no finished cell yet: running now would pay for, and train
+/// on, different teacher replies than the grid says.
+fn share_teacher_run(grid: &Grid, cell: &Cell) -> Result<(), String> {
     let store = cell.dir.join(mentor_store::STORE_FILE);
     if store.exists() {
         return Ok(());
     }
     // a recipe in rounds keeps its finished rounds (and their students) in the store: each
     // seed runs its own
-    let cfg = crate::config::Config::parse(&cell.config, Path::new("grid cell"))?;
-    let rounds = match cfg.recipe.name {
-        mentor_methods::recipe::RecipeName::Elad => true,
-        mentor_methods::recipe::RecipeName::Mapd => cfg.recipe.mining_rounds > 1,
-        _ => false,
-    };
-    if rounds {
+    let cfg = crate::config::Config::parse(&cell.config, Path::new("grid cell"))
+        .map_err(|e| format!("{e:#}"))?;
+    if in_rounds(&cfg) {
         return Ok(());
     }
-    let Some(done) = grid
-        .cells
-        .iter()
-        .find(|c| c.variant == cell.variant && c.seed != cell.seed && c.done())
-    else {
+    let done = match &cell.teacher_from {
+        None => grid
+            .cells
+            .iter()
+            .find(|c| c.variant == cell.variant && c.seed != cell.seed && c.done()),
+        Some(source) => {
+            let of_source = |c: &&Cell| &c.variant == source && c.done();
+            let found = grid
+                .cells
+                .iter()
+                .filter(of_source)
+                .min_by_key(|c| c.seed != cell.seed);
+            if found.is_none() {
+                return Err(format!(
+                    "it starts from the teacher run of `{source}` (teacher_from), which has no finished cell yet"
+                ));
+            }
+            found
+        }
+    };
+    let Some(done) = done else {
         return Ok(());
     };
     // the finished cell's process has exited: its store and write-ahead log are at rest
@@ -457,7 +532,7 @@ fn share_teacher_run(grid: &Grid, cell: &Cell) -> Result<()> {
         if from.exists() {
             let to = cell.dir.join(format!("{}{ext}", mentor_store::STORE_FILE));
             std::fs::copy(&from, &to)
-                .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
+                .map_err(|e| format!("cannot copy {} to {}: {e}", from.display(), to.display()))?;
         }
     }
     tracing::info!(
@@ -752,6 +827,73 @@ mod tests {
         assert!(baseline.join("best/model.safetensors").is_file());
         assert!(other.join("notes.txt").is_file());
         assert_eq!(drop_checkpoints(d.path()).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_variant_starts_from_the_teacher_run_it_names_and_waits_for_it() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("base.toml"),
+            "[data]\npath = \"toy.jsonl\"\ntask = \"numeric\"\n[teachers.t]\nkind = \"replay\"\n[recipe]\nname = \"standard\"\n",
+        )
+        .unwrap();
+        let grid = d.path().join("g.toml");
+        let write = |extra: &str| {
+            std::fs::write(
+                &grid,
+                format!("base = \"base.toml\"\nseeds = [0, 1]\ndir = \"{}\"\n{extra}\n[variants.big]\n[variants.small]\ntrain = {{ lr = 1e-3 }}\n[variants.other]\nteachers.u = {{ kind = \"replay\" }}\n",
+                    d.path().join("runs").display()),
+            )
+            .unwrap();
+        };
+        for (extra, says) in [
+            ("teacher_from = { big = \"small\" }", "must come before"),
+            ("teacher_from = { small = \"nope\" }", "no variant"),
+            ("teacher_from = { other = \"big\" }", "different [teachers]"),
+            (
+                "teacher_from = { small = \"big\", other = \"small\" }",
+                "itself starts from",
+            ),
+        ] {
+            write(extra);
+            let err = format!("{:#}", load_grid(&grid).err().unwrap());
+            assert!(err.contains(says), "{extra}: {err}");
+        }
+        write("teacher_from = { small = \"big\" }");
+        let g = load_grid(&grid).unwrap();
+        let cell = |name: &str| {
+            g.cells
+                .iter()
+                .find(|c| format!("{}-s{}", c.variant, c.seed) == name)
+                .unwrap()
+        };
+        // the source has not finished: the dependent cell must not run on replies of its own
+        let err = share_teacher_run(&g, cell("small-s1")).unwrap_err();
+        assert!(err.contains("`big`"), "{err}");
+        // big-s1 finished (big-s0 did not): small-s0 starts from it, its own seed's missing
+        let big1 = &cell("big-s1").dir;
+        std::fs::create_dir_all(big1).unwrap();
+        std::fs::write(big1.join("summary.json"), "{}").unwrap();
+        std::fs::write(big1.join(mentor_store::STORE_FILE), "big-s1's store").unwrap();
+        let small0 = &cell("small-s0").dir;
+        std::fs::create_dir_all(small0).unwrap();
+        share_teacher_run(&g, cell("small-s0")).unwrap();
+        let copied = std::fs::read_to_string(small0.join(mentor_store::STORE_FILE)).unwrap();
+        assert_eq!(copied, "big-s1's store");
+        // with big-s0 finished too, small-s... of the same seed prefers it
+        let big0 = &cell("big-s0").dir;
+        std::fs::create_dir_all(big0).unwrap();
+        std::fs::write(big0.join("summary.json"), "{}").unwrap();
+        std::fs::write(big0.join(mentor_store::STORE_FILE), "big-s0's store").unwrap();
+        std::fs::remove_file(small0.join(mentor_store::STORE_FILE)).unwrap();
+        share_teacher_run(&g, cell("small-s0")).unwrap();
+        let copied = std::fs::read_to_string(small0.join(mentor_store::STORE_FILE)).unwrap();
+        assert_eq!(copied, "big-s0's store");
+        // a store already there is never replaced (the cell is resuming)
+        std::fs::write(small0.join(mentor_store::STORE_FILE), "its own").unwrap();
+        share_teacher_run(&g, cell("small-s0")).unwrap();
+        let kept = std::fs::read_to_string(small0.join(mentor_store::STORE_FILE)).unwrap();
+        assert_eq!(kept, "its own");
     }
 
     /// Every shipped grid loads: its base parses and every variant is a valid config.

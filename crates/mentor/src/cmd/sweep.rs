@@ -14,6 +14,7 @@ use std::path::PathBuf;
 ///   baseline = "standard"           # compare every variant with this one
 ///   distill_args = ["--no-before"]  # more `mentor distill` arguments for every cell
 ///   keep_checkpoints = false        # default: a finished cell keeps only its chosen student
+///   teacher_from = { one-cot = "k-cots" }  # one-cot starts from k-cots' teacher run
 ///   [variants.standard]
 ///   recipe = { name = "standard" }
 ///   [variants.step-by-step]
@@ -31,6 +32,11 @@ use std::path::PathBuf;
 /// rebuilding mentor while it runs changes nothing; each cell records the version and commit
 /// that ran it. --new-binary switches to the running binary (later cells then differ in code
 /// from earlier ones, which the table notes).
+///
+/// teacher_from lets a variant whose teacher requests are a subset of another's (one chain of
+/// thought of K, no self-evaluations) start from that variant's run store: the stored replies are
+/// reused as they are (K's sample 0, sampled, is the one-CoT variant's CoT) and the teacher is
+/// paid once. The source must come first in the file; a cell whose source has not finished waits.
 ///
 /// A finished cell's training checkpoints (weights and optimizer state, for resuming) are
 /// removed unless keep_checkpoints = true; its selected student (student/*/best) stays.
