@@ -7,6 +7,11 @@
 #   scripts/save-results.sh runs/svamp-row1 results/svamp-row1      # before stopping
 #   mkdir -p runs && cp -r results/svamp-row1 runs/                  # in the next session
 #   mentor sweep examples/grids/svamp-row1.toml                      # continues
+# A live teacher's replies (hours of an embedded model's time, or money) live in a cell's run
+# store, which is not kept by default (a few MB a cell): name the cells whose stores to keep in
+# KEEP_STORES, e.g. the first cell of a grid whose other variants start from it (teacher_from):
+#   KEEP_STORES="k-cots-self-eval-s0" scripts/save-results.sh runs/minds-mirror-row3 results/minds-mirror-row3
+# (kept gzipped as mentor.sqlite.gz; `gunzip -k` it into runs/ to continue without paying again).
 set -euo pipefail
 src="${1:?usage: save-results.sh GRID_DIR DEST}"
 dest="${2:?usage: save-results.sh GRID_DIR DEST}"
@@ -25,5 +30,14 @@ for cell in "$src"/*/; do
   done
   cp "$cell"/eval/*.jsonl "$dest/$name/eval/"
   n=$((n + 1))
+done
+for name in ${KEEP_STORES:-}; do
+  store="$src/$name/mentor.sqlite"
+  [ -f "$store" ] || { echo "KEEP_STORES: no $store" >&2; exit 1; }
+  mkdir -p "$dest/$name"
+  # a consistent copy even while a run writes to it (WAL): SQLite's own backup
+  sqlite3 "$store" ".backup '$dest/$name/mentor.sqlite'"
+  gzip -f "$dest/$name/mentor.sqlite"
+  echo "kept the run store of $name ($(du -h "$dest/$name/mentor.sqlite.gz" | cut -f1))" >&2
 done
 echo "kept $n finished cells of $src in $dest" >&2

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The results grids, one after another, each resumable: start it at the beginning of a working
+# session and it continues where the last one stopped (a finished grid is skipped in seconds).
+#   MENTOR_SHARED_DATA=…/shared/data nohup scripts/results-queue.sh > runs/queue.log 2>&1 &
+# Each grid runs the binary copied at its own first start (runs/<grid>/.bin/mentor); MENTOR, if
+# set, is the binary that starts a grid not yet begun (default: target/release/mentor).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+mentor="${MENTOR:-target/release/mentor}"
+export MENTOR_PROGRESS_SECS="${MENTOR_PROGRESS_SECS:-60}"
+for grid in \
+  examples/grids/svamp-row1.toml \
+  examples/grids/fair-mapd-row2.toml \
+  examples/grids/minds-mirror-row3.toml; do
+  name="$(basename "$grid" .toml)"
+  echo "== $(date -u +%FT%TZ) $grid" >&2
+  # a grid stopped by a signal ends the queue (the session is ending); a failed cell does not
+  "$mentor" sweep "$grid" >> "runs/$name.log" 2>&1
+  rc=$?
+  if [ "$rc" -gt 128 ]; then exit "$rc"; fi
+  echo "== $grid exited with $rc (see runs/$name.log)" >&2
+done
