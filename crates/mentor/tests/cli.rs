@@ -709,3 +709,46 @@ fn device_and_dtype_flags_fail_clearly() {
         .unwrap();
     assert!(String::from_utf8_lossy(&o.stderr).contains("--device tpu"));
 }
+
+#[test]
+fn bench_train_adds_a_kd_teacher_and_refuses_one_of_another_vocabulary() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = common::tiny_student(&d.path().join("student"), 64, 2);
+    common::tiny_student(&d.path().join("teacher"), 64, 1);
+    let args = [
+        "bench", "train", "--model", "student", "--batch", "2", "--seq", "16", "--steps", "1",
+        "--warmup", "0", "--json",
+    ];
+    let mut with_kd = args.to_vec();
+    with_kd.extend(["--kd-teacher", "teacher"]);
+    let o = mentor(&with_kd, d.path());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j = json_line(&o);
+    assert_eq!(j["kd_teacher"], "teacher");
+    assert_eq!(j["kd_loss"], "forward-kl");
+    // two different random models: the divergence the step reports is not zero
+    let err = String::from_utf8_lossy(&o.stderr);
+    let kd: f64 = err
+        .split(" kd ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no kd loss in the step line: {err}"));
+    assert!(kd > 0.0, "{err}");
+    // without it: no teacher, no kd term
+    let o = mentor(&args, d.path());
+    assert!(json_line(&o)["kd_teacher"].is_null());
+    // a student of another vocabulary (a config alone: randomly initialised)
+    let text = std::fs::read_to_string(d.path().join("student/config.json")).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["vocab_size"] = serde_json::json!(cfg.vocab_size + 7);
+    std::fs::write(d.path().join("other.json"), v.to_string()).unwrap();
+    let mut bad = with_kd.clone();
+    bad[3] = "other.json";
+    let o = mentor(&bad, d.path());
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("one vocabulary"), "{err}");
+    let o = mentor(&[&with_kd[..], &["--kd-loss", "l2"]].concat(), d.path());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("expected forward-kl"));
+}

@@ -72,6 +72,15 @@ pub struct Args {
     /// For `train`: `full` fine-tuning or `lora` (rank 16, all projections).
     #[arg(long, default_value = "full")]
     tuning: String,
+    /// For `train`: add a token-level distillation term from this teacher (asset name or .gguf,
+    /// loaded like `[recipe] kd`'s: quantised, for inference): each step also runs the teacher's
+    /// forward over the batch and the divergence chunk by chunk. Compare with the same command
+    /// without it for what KD costs a step.
+    #[arg(long)]
+    kd_teacher: Option<String>,
+    /// For `train` with `--kd-teacher`: forward-kl, reverse-kl or jsd.
+    #[arg(long, default_value = "forward-kl")]
+    kd_loss: String,
     /// For `train`: the device's peak dense TFLOP/s in the benchmark's dtype, to report model
     /// FLOPs utilisation (e.g. 989 for an H100 SXM in bf16).
     #[arg(long)]
@@ -263,7 +272,7 @@ pub fn train_flops_per_token(cfg: &mentor_model::LlamaConfig, seq: usize) -> f64
 fn train(a: Args) -> Result<Summary> {
     use mentor_model::load::Tuning;
     use mentor_train::optim::{AdamW, AdamWConfig};
-    use mentor_train::{optimizer_step, TrainConfig};
+    use mentor_train::TrainConfig;
 
     crate::models::set_threads(a.threads);
     let place = crate::models::placement();
@@ -278,7 +287,7 @@ fn train(a: Args) -> Result<Summary> {
     let load_s = load_start.elapsed().as_secs_f64();
     let batch = random_batch(student.model.cfg.vocab_size, batch_size, a.seq, 0);
     let n = batch.tokens;
-    let cfg = TrainConfig::default();
+    let mut cfg = TrainConfig::default();
     let mut opt = AdamW::new(student.trainable(), AdamWConfig::default())?;
     // which training step optimizer_step takes for this model (see cpu_train)
     let step_kind = match mentor_train::written_out_step(&student.model) {
@@ -286,11 +295,43 @@ fn train(a: Args) -> Result<Summary> {
         true => "written-out",
         false => "autograd",
     };
+    let kd_load = Instant::now();
+    let teacher = match &a.kd_teacher {
+        None => None,
+        Some(spec) => {
+            let t = crate::models::load_quantized_for_inference(spec)?;
+            if t.model.cfg.vocab_size != student.model.cfg.vocab_size {
+                bail!(
+                    "--kd-teacher {spec}: {} tokens, but the student has {}; token-level distillation needs one vocabulary",
+                    t.model.cfg.vocab_size,
+                    student.model.cfg.vocab_size
+                );
+            }
+            Some(t.model)
+        }
+    };
+    let kd_load_s = teacher.as_ref().map(|_| kd_load.elapsed().as_secs_f64());
+    if teacher.is_some() {
+        let loss = match a.kd_loss.as_str() {
+            "forward-kl" => mentor_train::KdLoss::ForwardKl,
+            "reverse-kl" => mentor_train::KdLoss::ReverseKl,
+            "jsd" => mentor_train::KdLoss::Jsd,
+            other => bail!("--kd-loss {other}: expected forward-kl, reverse-kl or jsd"),
+        };
+        cfg.kd = Some(mentor_train::KdSettings {
+            weight: 0.5,
+            temperature: 1.0,
+            loss,
+            beta: 0.5,
+            on_policy: 0.0,
+        });
+    }
     let mut times = vec![];
     for i in 0..a.warmup + a.steps {
         let t = Instant::now();
-        let out = optimizer_step(
+        let out = mentor_train::optimizer_step_with(
             &student.model,
+            teacher.as_ref(),
             &mut opt,
             std::slice::from_ref(&batch),
             1e-5,
@@ -300,8 +341,11 @@ fn train(a: Args) -> Result<Summary> {
         place.device.synchronize()?;
         let s = t.elapsed().as_secs_f64();
         eprintln!(
-            "step {i}: {s:.3}s loss {:.3}{}",
+            "step {i}: {s:.3}s loss {:.3}{}{}",
             out.loss,
+            out.kd_loss
+                .map(|k| format!(" kd {k:.4}"))
+                .unwrap_or_default(),
             if i < a.warmup { " (warm-up)" } else { "" }
         );
         if i >= a.warmup {
@@ -317,10 +361,14 @@ fn train(a: Args) -> Result<Summary> {
     let threads = std::env::var("RAYON_NUM_THREADS").ok();
     Ok(Summary {
         human: format!(
-            "train step {} × {} tokens, {} ({step_kind}) on {:?} in {:?}: median {median:.3}s → {tokens_per_s:.1} tokens/s, {tflops:.2} TFLOP/s{}, peak RSS {:.0} MiB (load {load_s:.1}s)",
+            "train step {} × {} tokens, {}{} ({step_kind}) on {:?} in {:?}: median {median:.3}s → {tokens_per_s:.1} tokens/s, {tflops:.2} TFLOP/s{}, peak RSS {:.0} MiB (load {load_s:.1}s)",
             batch_size,
             a.seq,
             a.tuning,
+            a.kd_teacher
+                .as_ref()
+                .map(|t| format!(" + {} from {t}", a.kd_loss))
+                .unwrap_or_default(),
             place.device,
             place.dtype,
             mfu.map(|m| format!(" (MFU {:.1}%)", m * 100.0)).unwrap_or_default(),
@@ -334,6 +382,9 @@ fn train(a: Args) -> Result<Summary> {
             "device": format!("{:?}", place.device),
             "dtype": format!("{:?}", place.dtype),
             "tuning": a.tuning,
+            "kd_teacher": a.kd_teacher,
+            "kd_loss": a.kd_teacher.as_ref().map(|_| &a.kd_loss),
+            "kd_load_s": kd_load_s,
             "batch": batch_size,
             "seq": a.seq,
             "steps": a.steps,
