@@ -11,7 +11,9 @@ export MENTOR_PROGRESS_SECS="${MENTOR_PROGRESS_SECS:-60}"
 for grid in \
   examples/grids/svamp-row1.toml \
   examples/grids/fair-mapd-row2.toml \
-  examples/grids/minds-mirror-row3.toml; do
+  examples/grids/minds-mirror-row3.toml \
+  examples/grids/kd-sciq.toml \
+  examples/grids/elad-row4.toml; do
   name="$(basename "$grid" .toml)"
   echo "== $(date -u +%FT%TZ) $grid" >&2
   # a grid stopped by a signal ends the queue (the session is ending); a failed cell does not
