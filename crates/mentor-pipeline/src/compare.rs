@@ -20,7 +20,8 @@ struct Scored {
 /// Loads and compares `runs` (run directories). Runs are scored on one dataset; with
 /// `across_modes` the variants may be scored in different inference modes (a recipe's own: the
 /// comparison is then of which student answers more test questions, each its own way), but the
-/// seeds of one variant must share theirs.
+/// seeds of one variant must share theirs. `mode` reads every run's test predictions in that
+/// inference mode instead of the one its run was scored in (written by `mentor eval … --mode`).
 pub fn compare_runs(
     runs: &[PathBuf],
     group_by: Option<&str>,
@@ -28,13 +29,14 @@ pub fn compare_runs(
     resamples: usize,
     bootstrap_seed: u64,
     across_modes: bool,
+    mode: Option<&str>,
 ) -> Result<Comparison> {
     if runs.len() < 2 {
         bail!("give at least two runs to compare");
     }
     let scored: Vec<Scored> = runs
         .iter()
-        .map(|r| load_run(r, group_by))
+        .map(|r| load_run(r, group_by, mode))
         .collect::<Result<_>>()?;
     let first = &scored[0];
     for s in &scored[1..] {
@@ -99,7 +101,20 @@ fn dotted(v: &Value, key: &str) -> Option<String> {
     })
 }
 
-fn load_run(dir: &Path, group_by: Option<&str>) -> Result<Scored> {
+/// The file holding a run's test predictions in `mode`, beside the one its summary names
+/// (`<model>.test.<mode>.jsonl`).
+pub fn predictions_in_mode(summary_preds: &Path, scored_mode: &str, mode: &str) -> PathBuf {
+    let name = summary_preds
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let stem = name
+        .strip_suffix(&format!(".{scored_mode}.jsonl"))
+        .unwrap_or(name.trim_end_matches(".jsonl"));
+    summary_preds.with_file_name(format!("{stem}.{mode}.jsonl"))
+}
+
+fn load_run(dir: &Path, group_by: Option<&str>, mode: Option<&str>) -> Result<Scored> {
     let summary = read_json(&dir.join("summary.json"))?;
     let name = dir
         .file_name()
@@ -131,6 +146,23 @@ fn load_run(dir: &Path, group_by: Option<&str>) -> Result<Scored> {
     } else {
         dir.join("eval").join(preds.file_name().unwrap_or_default())
     };
+    let scored_mode = summary["eval_mode"].as_str().unwrap_or("?").to_string();
+    let (preds, mode) = match mode {
+        Some(m) if m != scored_mode => {
+            let p = predictions_in_mode(&preds, &scored_mode, m);
+            if !p.is_file() {
+                bail!(
+                    "run {} has no test predictions in mode `{m}` ({} is missing); score it with `mentor eval {}/config.toml --run-dir {} --split test --mode {m}`",
+                    dir.display(),
+                    p.display(),
+                    dir.display(),
+                    dir.display()
+                );
+            }
+            (p, m.to_string())
+        }
+        _ => (preds, scored_mode),
+    };
     let text = std::fs::read_to_string(&preds)
         .with_context(|| format!("cannot read the predictions {}", preds.display()))?;
     let (mut ids, mut correct) = (vec![], vec![]);
@@ -159,9 +191,9 @@ fn load_run(dir: &Path, group_by: Option<&str>) -> Result<Scored> {
             ids,
             correct,
             valid_accuracy,
-            mode: summary["eval_mode"].as_str().map(str::to_string),
+            mode: Some(mode.clone()),
         },
         dataset: summary["dataset"].as_str().unwrap_or("?").to_string(),
-        mode: summary["eval_mode"].as_str().unwrap_or("?").to_string(),
+        mode,
     })
 }

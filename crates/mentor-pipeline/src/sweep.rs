@@ -40,6 +40,10 @@ struct GridFile {
     /// they are): variants that ask a subset of another's requests pay the teacher once.
     #[serde(default)]
     teacher_from: std::collections::BTreeMap<String, String>,
+    /// More inference modes to score every finished cell's student in on the test split
+    /// (`mentor eval --mode`), beside the mode its config names.
+    #[serde(default)]
+    eval_modes: Vec<String>,
     variants: toml::Table,
 }
 
@@ -49,6 +53,7 @@ pub struct Grid {
     pub baseline: Option<String>,
     pub distill_args: Vec<String>,
     pub keep_checkpoints: bool,
+    pub eval_modes: Vec<String>,
     pub cells: Vec<Cell>,
 }
 
@@ -184,6 +189,11 @@ pub fn load_grid(path: &Path) -> Result<Grid> {
         )?;
         configs.push((variant.clone(), text));
     }
+    for m in &g.eval_modes {
+        if let Err(e) = m.parse::<mentor_methods::evaluate::InferenceMode>() {
+            bail!("{}: key `eval_modes`: {e}", path.display());
+        }
+    }
     let position = |v: &str| configs.iter().position(|(name, _)| name == v);
     for (variant, source) in &g.teacher_from {
         let err = |m: String| anyhow!("{}: key `teacher_from.{variant}`: {m}", path.display());
@@ -246,6 +256,7 @@ pub fn load_grid(path: &Path) -> Result<Grid> {
         baseline: g.baseline,
         distill_args: g.distill_args,
         keep_checkpoints: g.keep_checkpoints,
+        eval_modes: g.eval_modes,
         cells,
     })
 }
@@ -253,6 +264,67 @@ pub fn load_grid(path: &Path) -> Result<Grid> {
 impl Cell {
     pub fn done(&self) -> bool {
         self.dir.join("summary.json").is_file()
+    }
+
+    /// Whether this cell's student can be scored in `mode` (a label-only student has no `cot`,
+    /// one without the self-evaluation task no `self-eval-vote`): its config with that mode
+    /// passes the config's checks.
+    fn can_score_in(&self, mode: &str) -> bool {
+        let Ok(mut cfg) = toml::from_str::<toml::Value>(&self.config) else {
+            return false;
+        };
+        let Some(t) = cfg.as_table_mut() else {
+            return false;
+        };
+        let eval = t
+            .entry("eval")
+            .or_insert_with(|| toml::Value::Table(Default::default()));
+        if let Some(e) = eval.as_table_mut() {
+            e.insert("mode".into(), toml::Value::String(mode.into()));
+        }
+        let Ok(text) = toml::to_string(&cfg) else {
+            return false;
+        };
+        crate::config::Config::parse(&text, Path::new("grid cell")).is_ok()
+    }
+
+    /// The modes of `modes` this finished cell can be scored in and has no test predictions in
+    /// yet (all of those when its summary cannot be read).
+    pub fn missing_modes(&self, modes: &[String]) -> Vec<String> {
+        let modes: Vec<String> = modes
+            .iter()
+            .filter(|m| self.can_score_in(m))
+            .cloned()
+            .collect();
+        let modes = &modes[..];
+        let summary: Option<serde_json::Value> =
+            std::fs::read_to_string(self.dir.join("summary.json"))
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok());
+        let Some(summary) = summary else {
+            return modes.to_vec();
+        };
+        let scored = summary["eval_mode"].as_str().unwrap_or("?");
+        let Some(preds) = summary["predictions"]
+            .as_str()
+            .and_then(|p| Path::new(p).file_name())
+        else {
+            return modes.to_vec();
+        };
+        let preds = self.dir.join("eval").join(preds);
+        modes
+            .iter()
+            .filter(|m| {
+                m.as_str() != scored
+                    && !crate::compare::predictions_in_mode(&preds, scored, m).is_file()
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Finished, and scored in every extra mode.
+    fn complete(&self, modes: &[String]) -> bool {
+        self.done() && self.missing_modes(modes).is_empty()
     }
 
     fn record(&self) -> CellRecord {
@@ -302,7 +374,11 @@ pub fn run(path: &Path, new_binary: bool, resamples: usize) -> Result<Outcome> {
     }
     let bin = binary(&grid.dir, new_binary)?;
     let total = grid.cells.len();
-    let todo: Vec<&Cell> = grid.cells.iter().filter(|c| !c.done()).collect();
+    let todo: Vec<&Cell> = grid
+        .cells
+        .iter()
+        .filter(|c| !c.complete(&grid.eval_modes))
+        .collect();
     tracing::info!(
         "sweep {}: {total} cells, {} done, {} to run, binary {}",
         grid.dir.display(),
@@ -314,6 +390,17 @@ pub fn run(path: &Path, new_binary: bool, resamples: usize) -> Result<Outcome> {
     let bar = crate::progress::items_bar(todo.len() as u64, "sweep (cells left)");
     let mut failed = vec![];
     for cell in todo {
+        if cell.done() {
+            // finished before, missing only an extra mode
+            if !score_extra_modes(&grid, cell, &bin, &mut failed)? {
+                continue;
+            }
+            bar.inc(1);
+            if let Err(e) = write_results(&grid, resamples) {
+                tracing::warn!("sweep: results table not written: {e:#}");
+            }
+            continue;
+        }
         std::fs::create_dir_all(&cell.dir)?;
         if let Err(why) = share_teacher_run(&grid, cell) {
             tracing::warn!("sweep: cell {}-s{} not run: {why}", cell.variant, cell.seed);
@@ -377,6 +464,9 @@ pub fn run(path: &Path, new_binary: bool, resamples: usize) -> Result<Outcome> {
                     Err(e) => tracing::warn!("sweep: checkpoints of a finished cell kept: {e:#}"),
                 }
             }
+            if !score_extra_modes(&grid, cell, &bin, &mut failed)? {
+                continue;
+            }
             bar.inc(1);
             if let Err(e) = write_results(&grid, resamples) {
                 tracing::warn!("sweep: results table not written: {e:#}");
@@ -426,6 +516,49 @@ pub fn run(path: &Path, new_binary: bool, resamples: usize) -> Result<Outcome> {
             "results": results.map(|(_, j)| j),
         }),
     })
+}
+
+/// Scores a finished cell's student in each extra mode it lacks (`mentor eval --split test
+/// --mode M`, output appended to the cell's log). Ok(false) when one failed (named in `failed`);
+/// Err when one was stopped by a signal (the sweep is being stopped).
+fn score_extra_modes(
+    grid: &Grid,
+    cell: &Cell,
+    bin: &Path,
+    failed: &mut Vec<String>,
+) -> Result<bool> {
+    let name = format!("{}-s{}", cell.variant, cell.seed);
+    for mode in cell.missing_modes(&grid.eval_modes) {
+        tracing::info!("sweep: {name}: scoring the test split in mode `{mode}`");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(cell.dir.join("log"))?;
+        let mut cmd = Command::new(bin);
+        cmd.arg("eval")
+            .arg(cell.dir.join("config.toml"))
+            .arg("--run-dir")
+            .arg(&cell.dir)
+            .args(["--split", "test", "--mode", &mode])
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        die_with_parent(&mut cmd);
+        let status = cmd
+            .status()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
+        if status.code().is_none() {
+            bail!("cell {name}: scoring in mode `{mode}` was stopped by a signal; run the same command to resume");
+        }
+        if !status.success() {
+            tracing::warn!(
+                "sweep: {name}: scoring in mode `{mode}` failed; see {}",
+                cell.dir.join("log").display()
+            );
+            failed.push(format!("{name} (mode {mode})"));
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Removes the resumption checkpoints (`checkpoint/`, and the `.old` / `.tmp` a crash can leave)
@@ -562,7 +695,7 @@ fn write_results(grid: &Grid, resamples: usize) -> Result<Option<(String, serde_
         .as_deref()
         .filter(|b| grid.cells.iter().any(|c| c.done() && c.variant == *b));
     // a grid's variants may set their own inference modes (CoT distillation is scored in `cot`)
-    let c = crate::compare::compare_runs(&done, None, baseline, resamples, 0, true)?;
+    let c = crate::compare::compare_runs(&done, None, baseline, resamples, 0, true, None)?;
     let mut commits: Vec<String> = grid
         .cells
         .iter()
@@ -620,9 +753,15 @@ pub fn status(path: &Path) -> Result<Outcome> {
                 .ok()
                 .and_then(|t| serde_json::from_str(&t).ok())
                 .unwrap_or_default();
+            let missing = c.missing_modes(&grid.eval_modes);
+            let missing = if missing.is_empty() {
+                String::new()
+            } else {
+                format!(" (not yet scored in {})", missing.join(", "))
+            };
             match s["accuracy_after"]["accuracy"].as_f64() {
-                Some(a) => format!("done: test {:.1}%", 100.0 * a),
-                None => "done".into(),
+                Some(a) => format!("done: test {:.1}%{missing}", 100.0 * a),
+                None => format!("done{missing}"),
             }
         } else if c.dir.join("log").is_file() {
             left_n += 1;

@@ -407,8 +407,13 @@ impl Comparison {
                 format!("{t}\n")
             }
         };
+        // one mode for every run: say it in the title (a column when they differ)
+        let one_mode = match (mixed, self.runs.first().and_then(|r| r.mode.as_deref())) {
+            (false, Some(m)) => format!(", mode {m}"),
+            _ => String::new(),
+        };
         out += &h(&format!(
-            "Runs (test, n = {}; accuracy in %, 95% Wilson interval)",
+            "Runs (test, n = {}{one_mode}; accuracy in %, 95% Wilson interval)",
             self.n
         ));
         let mut headers = vec![

@@ -315,3 +315,135 @@ async fn seeds_share_one_teacher_run() {
         (Some(0), Some(1))
     );
 }
+
+/// `teacher_from`: a variant asking a subset of another's teacher requests starts from its run
+/// store and asks nothing; `eval_modes`: every finished cell is also scored in the extra modes,
+/// which `mentor compare --mode` reads; a finished cell keeps its chosen student, not its
+/// training checkpoints.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_variant_reuses_anothers_teacher_run_and_cells_are_scored_in_extra_modes() {
+    use mentor_teacher::loopback::{LoopbackConfig, LoopbackServer};
+    let server = LoopbackServer::start(LoopbackConfig {
+        answer: std::sync::Arc::new(|p: &str| {
+            let n: Vec<i64> = p
+                .split(|c: char| !c.is_ascii_digit())
+                .filter_map(|s| s.parse().ok())
+                .take(2)
+                .collect();
+            format!(
+                "{} plus {} is {}. The answer is {}.",
+                n[0],
+                n[1],
+                n[0] + n[1],
+                n[0] + n[1]
+            )
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let d = setup();
+    std::fs::write(
+        d.path().join("base.toml"),
+        BASE.replace(
+            "[recipe]\nname = \"standard\"\n",
+            &format!(
+                "[teachers.t]\nkind = \"openai\"\nbase_url = \"{}\"\nmodel = \"t\"\nmax_in_flight = 2\n\n\
+                 [recipe]\nname = \"minds-mirror\"\nevals_per_cot = 0\n",
+                server.base_url
+            ),
+        )
+        .replace("[eval]\n", "[eval]\nsamples = 2\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        d.path().join("grid.toml"),
+        "base = \"base.toml\"\nseeds = [0]\ndir = \"grid\"\nbaseline = \"one-cot\"\n\
+         eval_modes = [\"vote\", \"label\"]\nteacher_from = { one-cot = \"k-cots\" }\n\
+         [variants.k-cots]\nrecipe = { cots_per_question = 2 }\n\
+         [variants.one-cot]\nrecipe = { cots_per_question = 1 }\n",
+    )
+    .unwrap();
+    let dir = d.path().to_path_buf();
+    let j = tokio::task::spawn_blocking(move || run_to_end(&dir))
+        .await
+        .unwrap();
+    assert_eq!(j["done"].as_u64(), Some(2), "{j}");
+    // 32 train questions × 2 chains of thought, asked once: the one-CoT cell asked nothing
+    assert_eq!(
+        server
+            .stats
+            .requests
+            .load(std::sync::atomic::Ordering::SeqCst),
+        64
+    );
+    let grid = d.path().join("grid");
+    for cell in ["k-cots-s0", "one-cot-s0"] {
+        let eval: Vec<String> = std::fs::read_dir(grid.join(cell).join("eval"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .collect();
+        assert!(
+            eval.iter().any(|f| f.ends_with(".test.vote.jsonl")),
+            "{cell}: {eval:?}"
+        );
+        let stage = std::fs::read_dir(grid.join(cell).join("student"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.join("best").is_dir())
+            .unwrap_or_else(|| panic!("{cell}: no chosen student"));
+        assert!(
+            !stage.join("checkpoint").exists(),
+            "{cell}: checkpoint kept"
+        );
+    }
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(grid.join("one-cot-s0/summary.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(summary["eval_mode"], "cot");
+    let compare = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_mentor"))
+            .args(["compare", "k-cots-s0", "one-cot-s0", "--markdown"])
+            .args(extra)
+            .current_dir(&grid)
+            .output()
+            .unwrap()
+    };
+    let out = compare(&["--mode", "vote"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("n = 4, mode vote;"), "{text}");
+    // a mode nobody scored names the command that would
+    let out = compare(&["--mode", "self-eval-vote"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--mode self-eval-vote") && err.contains("mentor eval"),
+        "{err}"
+    );
+    // `label` is no mode a CoT-only student can be scored in: skipped, not failed
+    for cell in ["k-cots-s0", "one-cot-s0"] {
+        let eval = std::fs::read_dir(grid.join(cell).join("eval")).unwrap();
+        assert!(!eval
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .any(|f| f.ends_with(".test.label.jsonl") && f.contains("best")));
+    }
+    // a second sweep finds nothing to do: no new teacher request, no new scoring
+    let dir = d.path().to_path_buf();
+    let j = tokio::task::spawn_blocking(move || run_to_end(&dir))
+        .await
+        .unwrap();
+    assert_eq!(j["done"].as_u64(), Some(2), "{j}");
+    assert_eq!(
+        server
+            .stats
+            .requests
+            .load(std::sync::atomic::Ordering::SeqCst),
+        64
+    );
+}

@@ -23,6 +23,7 @@ use std::path::PathBuf;
 ///
 /// Examples: mentor compare runs/standard runs/sbs
 ///           mentor compare runs/row1/* --baseline standard-gold --markdown
+///           mentor compare runs/row3/*-s* --mode vote
 ///           mentor compare runs/a-s0 runs/a-s1 runs/b-s0 runs/b-s1 --group-by recipe.name --json
 #[derive(clap::Args)]
 #[command(verbatim_doc_comment)]
@@ -49,6 +50,11 @@ pub struct Args {
     /// theirs).
     #[arg(long)]
     across_modes: bool,
+    /// Read every run's test predictions in this inference mode (label, cot, vote,
+    /// self-eval-vote) instead of the one it was scored in: what `mentor eval RUN/config.toml
+    /// --run-dir RUN --split test --mode M` (or a sweep's `eval_modes`) wrote beside it.
+    #[arg(long)]
+    mode: Option<String>,
 }
 
 pub fn run(a: Args) -> Result<Summary> {
@@ -59,6 +65,7 @@ pub fn run(a: Args) -> Result<Summary> {
         a.resamples,
         a.bootstrap_seed,
         a.across_modes,
+        a.mode.as_deref(),
     )?;
     Ok(Summary {
         human: c.render(a.markdown),

@@ -15,6 +15,7 @@ use std::path::PathBuf;
 ///   distill_args = ["--no-before"]  # more `mentor distill` arguments for every cell
 ///   keep_checkpoints = false        # default: a finished cell keeps only its chosen student
 ///   teacher_from = { one-cot = "k-cots" }  # one-cot starts from k-cots' teacher run
+///   eval_modes = ["vote"]           # also score each finished student in these modes
 ///   [variants.standard]
 ///   recipe = { name = "standard" }
 ///   [variants.step-by-step]
@@ -37,6 +38,10 @@ use std::path::PathBuf;
 /// thought of K, no self-evaluations) start from that variant's run store: the stored replies are
 /// reused as they are (K's sample 0, sampled, is the one-CoT variant's CoT) and the teacher is
 /// paid once. The source must come first in the file; a cell whose source has not finished waits.
+///
+/// eval_modes scores every finished cell's student on the test split in more inference modes
+/// (`mentor eval --mode`), where its training allows (a CoT-only student has no `label`);
+/// `mentor compare DIR/*-s* --mode vote` reads them.
 ///
 /// A finished cell's training checkpoints (weights and optimizer state, for resuming) are
 /// removed unless keep_checkpoints = true; its selected student (student/*/best) stays.
