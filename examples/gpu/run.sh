@@ -10,6 +10,11 @@
 # reference data (MENTOR_SHARED_DATA; 15 MB, carried) and the student / teacher GGUFs in
 # $MENTOR_HOME/models (carried in chunks: scripts/gpu-pack.sh). A run resumes where it stopped,
 # so a run longer than one device call goes on in the next.
+#
+# The results grids at GPU size (issue #32: rows 3 and 4) run through the sweep instead, which
+# resumes cell by cell in the same way:
+#   MENTOR_DEVICE=cuda MENTOR_DTYPE=bf16 dist/mentor-cuda sweep examples/grids/gpu/minds-mirror-row3-gpu.toml
+#   MENTOR_DEVICE=cuda MENTOR_DTYPE=bf16 dist/mentor-cuda sweep examples/grids/gpu/elad-row4-gpu.toml
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 bin="${MENTOR_CUDA_BIN:-dist/mentor-cuda}"

@@ -1040,15 +1040,21 @@ mod tests {
     fn every_shipped_grid_loads() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/grids");
         let mut n = 0;
-        for e in std::fs::read_dir(&dir).unwrap() {
+        let files = std::fs::read_dir(&dir)
+            .unwrap()
+            .chain(std::fs::read_dir(dir.join("gpu")).unwrap());
+        for e in files {
             let p = e.unwrap().path();
+            if !p.extension().is_some_and(|x| x == "toml") {
+                continue;
+            }
             let text = std::fs::read_to_string(&p).unwrap();
-            if p.extension().is_some_and(|x| x == "toml") && text.contains("[variants.") {
+            if text.contains("[variants.") {
                 let g = load_grid(&p).unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
                 assert!(g.cells.len() >= 2);
                 n += 1;
             }
         }
-        assert!(n >= 2, "{n} grids");
+        assert!(n >= 7, "{n} grids");
     }
 }
