@@ -66,25 +66,43 @@ fn plain_lines(pb: &ProgressBar, label: &str) {
     let weak = pb.downgrade();
     let label = label.to_string();
     let every = plain_interval();
-    std::thread::spawn(move || loop {
-        std::thread::sleep(every);
-        let Some(pb) = weak.upgrade() else { return };
-        if pb.is_finished() {
-            return;
+    std::thread::spawn(move || {
+        // the rate is measured from the first line on: a resumed bar starts at its checkpoint's
+        // position, which took none of this process's time
+        let mut since = None;
+        loop {
+            std::thread::sleep(every);
+            let Some(pb) = weak.upgrade() else { return };
+            if pb.is_finished() {
+                return;
+            }
+            eprintln!("{}", plain_line_since(&label, &pb, since));
+            since.get_or_insert((pb.elapsed(), pb.position()));
         }
-        eprintln!("{}", plain_line(&label, &pb));
     });
 }
 
 /// `train stage 0: 120/450 (26.7%) 0.41/s eta 13m 25s · loss 1.2345 lr 4.1e-5 2.4s/step`
 pub fn plain_line(label: &str, pb: &ProgressBar) -> String {
+    plain_line_since(label, pb, Some((Duration::ZERO, 0)))
+}
+
+/// [`plain_line`] with the rate taken from `since` (the bar's elapsed time and position at an
+/// earlier line) on; None: no rate yet.
+fn plain_line_since(label: &str, pb: &ProgressBar, since: Option<(Duration, u64)>) -> String {
     let pos = pb.position();
     let mut line = format!("{label}: {pos}");
     if let Some(len) = pb.length().filter(|&l| l > 0) {
         line += &format!("/{len} ({:.1}%)", 100.0 * pos as f64 / len as f64);
-        // the mean rate since the bar started: steady where positions arrive in jumps
-        let secs = pb.elapsed().as_secs_f64();
-        let rate = if secs > 0.0 { pos as f64 / secs } else { 0.0 };
+        // the mean rate since then: steady where positions arrive in jumps
+        let rate = since.map_or(0.0, |(t0, p0)| {
+            let secs = pb.elapsed().saturating_sub(t0).as_secs_f64();
+            if secs > 0.0 {
+                pos.saturating_sub(p0) as f64 / secs
+            } else {
+                0.0
+            }
+        });
         if rate > 0.0 {
             let left = (len.saturating_sub(pos)) as f64 / rate;
             // slow work (a sweep's cells, an eval's batches) reads better as time per item
@@ -136,6 +154,22 @@ mod tests {
             "no ETA before the first item"
         );
         assert_eq!(human_secs(805.0), "13m 25s");
+        // a resumed bar: the positions it started at took none of this run's time
+        let resumed = ProgressBar::hidden();
+        resumed.set_length(100);
+        resumed.set_position(90);
+        assert!(!plain_line_since("train", &resumed, None).contains("eta"));
+        let since = Some((resumed.elapsed(), 90));
+        std::thread::sleep(Duration::from_millis(200));
+        resumed.set_position(91);
+        let line = plain_line_since("train", &resumed, since);
+        // one step in ≥ 200 ms: the 9 left take ≥ 1.8 s, not the ~0 s that 91 steps since the
+        // bar's creation would claim
+        assert!(
+            line.contains("eta ") && !line.contains("eta 0s") && !line.contains("eta 1s"),
+            "{line}"
+        );
+        assert!(line.contains("/item") || line.contains("/s"), "{line}");
         assert_eq!(human_secs(7300.0), "2h 01m");
     }
 }
