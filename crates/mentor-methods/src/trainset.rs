@@ -155,9 +155,37 @@ pub struct TrainSetStats {
     /// Share of parsed verdicts that agree with gold (correct ↔ right answer, wrong ↔ wrong
     /// answer; uncertain never agrees).
     pub verdict_agreement: Option<f64>,
+    /// Cohen's κ of the verdicts against gold: the agreement beyond what a judge that ignored
+    /// the chain of thought would reach with the same verdict shares (0: no better than chance,
+    /// e.g. "correct" for everything where most chains are right; 1: always agrees).
+    #[serde(default)]
+    pub verdict_kappa: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub review: Option<ReviewStats>,
     pub pairs: BTreeMap<String, usize>,
+}
+
+/// Cohen's κ from `"<verdict>|<right or wrong>"` counts ([`TrainSetStats::verdict_vs_gold`]):
+/// `correct` agrees with a right chain, `wrong` with a wrong one, `uncertain` with neither.
+/// None without verdicts, or when chance agreement is already certain (one class only).
+pub fn verdict_kappa(verdict_vs_gold: &BTreeMap<String, usize>) -> Option<f64> {
+    let count = |v: &str, g: &str| *verdict_vs_gold.get(&format!("{v}|{g}")).unwrap_or(&0) as f64;
+    let n: f64 = verdict_vs_gold.values().sum::<usize>() as f64;
+    if n == 0.0 {
+        return None;
+    }
+    let verdict_share = |v: &str| (count(v, "right") + count(v, "wrong")) / n;
+    let gold_share = |g: &str| {
+        ["correct", "wrong", "uncertain"]
+            .iter()
+            .map(|v| count(v, g))
+            .sum::<f64>()
+            / n
+    };
+    let observed = (count("correct", "right") + count("wrong", "wrong")) / n;
+    let chance = verdict_share("correct") * gold_share("right")
+        + verdict_share("wrong") * gold_share("wrong");
+    (chance < 1.0).then(|| (observed - chance) / (1.0 - chance))
 }
 
 /// A recipe's training set.
@@ -401,6 +429,34 @@ fn teacher_answer_sentence(cot: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn verdict_kappa_is_agreement_beyond_chance() {
+        let counts = |pairs: &[(&str, usize)]| -> BTreeMap<String, usize> {
+            pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+        };
+        // a judge right 80 % of the time on a balanced set: κ = (0.8 − 0.5) / 0.5
+        let k = verdict_kappa(&counts(&[
+            ("correct|right", 40),
+            ("correct|wrong", 10),
+            ("wrong|right", 10),
+            ("wrong|wrong", 40),
+        ]))
+        .unwrap();
+        assert!((k - 0.6).abs() < 1e-12, "{k}");
+        // "correct" for everything where 79 % of chains are right: 79 % agreement, κ = 0
+        let k = verdict_kappa(&counts(&[("correct|right", 79), ("correct|wrong", 21)])).unwrap();
+        assert!(k.abs() < 1e-12, "{k}");
+        // uncertain never agrees: it lowers κ below the same judge without it
+        let k = verdict_kappa(&counts(&[
+            ("correct|right", 40),
+            ("uncertain|right", 10),
+            ("wrong|wrong", 50),
+        ]))
+        .unwrap();
+        assert!(k < 1.0 && k > 0.6, "{k}");
+        assert_eq!(verdict_kappa(&BTreeMap::new()), None);
+    }
     use super::*;
     use crate::recipe::{CotTargets, LabelSource, RecipeName, SelfEvalTargets};
     use crate::recipes::training_set as build;
@@ -607,6 +663,11 @@ mod tests {
         assert_eq!(t.stats.self_evals_unparseable, 1);
         assert_eq!(t.stats.verdict_agreement, Some(2.0 / 3.0));
         assert_eq!(t.stats.verdict_vs_gold["wrong|right"], 1);
+        assert_eq!(
+            t.stats.verdict_kappa,
+            verdict_kappa(&t.stats.verdict_vs_gold)
+        );
+        assert!(t.stats.verdict_kappa.is_some());
         let se = t
             .pairs
             .iter()

@@ -173,6 +173,7 @@ impl Method for MindsMirror {
             ));
         }
         st.verdict_agreement = (parsed > 0).then(|| agree as f64 / parsed as f64);
+        st.verdict_kappa = crate::trainset::verdict_kappa(&st.verdict_vs_gold);
         pairs
     }
 }
