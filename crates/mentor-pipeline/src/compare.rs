@@ -179,6 +179,31 @@ fn load_run(dir: &Path, group_by: Option<&str>, mode: Option<&str>) -> Result<Sc
         ids.push(id.to_string());
         correct.push(ok);
     }
+    // wall time over every invocation: a sweep's cell record counts them all, a summary only
+    // the last (a resumed stage counts what it redid)
+    let cell: Option<Value> = read_json(&dir.join(CELL_FILE)).ok();
+    let wall_s = cell
+        .as_ref()
+        .and_then(|c| c["seconds"].as_f64())
+        .filter(|s| *s > 0.0)
+        .or_else(|| {
+            summary["seconds"]
+                .as_object()
+                .map(|m| m.values().filter_map(Value::as_f64).sum())
+        });
+    let peak_rss_mb = summary["peak_rss_mb"].as_object().and_then(|m| {
+        m.values()
+            .filter_map(Value::as_f64)
+            .fold(None, |a: Option<f64>, v| Some(a.map_or(v, |a| a.max(v))))
+    });
+    let teacher = &summary["teacher"];
+    let cost = mentor_report::compare::RunCost {
+        wall_s,
+        peak_rss_mb,
+        teacher_calls: teacher["calls"].as_u64(),
+        teacher_tokens: teacher["tokens"].as_u64(),
+        teacher_usd: teacher["cost_usd"].as_f64(),
+    };
     let valid_accuracy = summary["training"]
         .as_array()
         .and_then(|t| t.last())
@@ -192,6 +217,7 @@ fn load_run(dir: &Path, group_by: Option<&str>, mode: Option<&str>) -> Result<Sc
             correct,
             valid_accuracy,
             mode: Some(mode.clone()),
+            cost,
         },
         dataset: summary["dataset"].as_str().unwrap_or("?").to_string(),
         mode,

@@ -25,6 +25,19 @@ pub struct RunScores {
     pub valid_accuracy: Option<f64>,
     /// The inference mode it was scored in (`label`, `cot`, …), where known.
     pub mode: Option<String>,
+    /// What the run cost, where known.
+    pub cost: RunCost,
+}
+
+/// What a run cost: its wall time, peak memory and teacher use.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunCost {
+    /// Wall seconds over every invocation of the run.
+    pub wall_s: Option<f64>,
+    pub peak_rss_mb: Option<f64>,
+    pub teacher_calls: Option<u64>,
+    pub teacher_tokens: Option<u64>,
+    pub teacher_usd: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -38,6 +51,7 @@ pub struct RunRow {
     pub wilson95: [f64; 2],
     pub valid_accuracy: Option<f64>,
     pub mode: Option<String>,
+    pub cost: RunCost,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -189,6 +203,7 @@ pub fn compare(
                 wilson95: wilson_interval(correct, n),
                 valid_accuracy: r.valid_accuracy,
                 mode: r.mode.clone(),
+                cost: r.cost.clone(),
             }
         })
         .collect();
@@ -380,6 +395,10 @@ impl Comparison {
         let seed = |s: Option<u64>| s.map_or("–".into(), |s| s.to_string());
         // students scored in different inference modes (a grid's variants may be): say which
         let mixed = self.runs.iter().any(|r| r.mode != self.runs[0].mode);
+        let with_cost = self
+            .runs
+            .iter()
+            .any(|r| r.cost.wall_s.is_some() || r.cost.teacher_calls.is_some());
         let runs: Vec<Vec<String>> = self
             .runs
             .iter()
@@ -395,6 +414,24 @@ impl Comparison {
                 ];
                 if mixed {
                     row.push(r.mode.clone().unwrap_or_else(|| "–".into()));
+                }
+                if with_cost {
+                    row.push(
+                        r.cost
+                            .wall_s
+                            .map_or("–".into(), |s| format!("{:.0} min", s / 60.0)),
+                    );
+                    row.push(
+                        r.cost
+                            .peak_rss_mb
+                            .map_or("–".into(), |m| format!("{:.1} GB", m / 1000.0)),
+                    );
+                    row.push(match (r.cost.teacher_calls, r.cost.teacher_tokens) {
+                        (Some(c), Some(t)) => {
+                            format!("{c} / {t} / ${:.2}", r.cost.teacher_usd.unwrap_or(0.0))
+                        }
+                        _ => "–".into(),
+                    });
                 }
                 row
             })
@@ -427,6 +464,9 @@ impl Comparison {
         ];
         if mixed {
             headers.push("mode");
+        }
+        if with_cost {
+            headers.extend(["wall", "peak RSS", "teacher calls / tokens / $"]);
         }
         out += &render_table(&headers, &runs, markdown);
         if self.variants.iter().any(|v| v.runs > 1) {
@@ -517,6 +557,7 @@ mod tests {
     fn run(name: &str, variant: &str, seed: u64, bits: &str) -> RunScores {
         RunScores {
             mode: None,
+            cost: RunCost::default(),
             name: name.into(),
             variant: variant.into(),
             seed: Some(seed),
@@ -524,6 +565,29 @@ mod tests {
             correct: bits.chars().map(|c| c == '1').collect(),
             valid_accuracy: None,
         }
+    }
+
+    #[test]
+    fn the_runs_table_shows_what_each_run_cost_when_known() {
+        let plain = [run("a-0", "a", 0, "1100"), run("b-0", "b", 0, "1000")];
+        let text = compare(&plain, None, 100, 0).unwrap().render(true);
+        assert!(!text.contains("peak RSS"), "{text}");
+        let mut costly = plain.clone();
+        costly[0].cost = RunCost {
+            wall_s: Some(720.0),
+            peak_rss_mb: Some(4100.0),
+            teacher_calls: Some(64),
+            teacher_tokens: Some(13623),
+            teacher_usd: Some(0.0),
+        };
+        let text = compare(&costly, None, 100, 0).unwrap().render(true);
+        assert!(text.contains("| wall"), "{text}");
+        assert!(
+            text.contains("12 min")
+                && text.contains("4.1 GB")
+                && text.contains("64 / 13623 / $0.00"),
+            "{text}"
+        );
     }
 
     #[test]
