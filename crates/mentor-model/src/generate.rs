@@ -131,8 +131,14 @@ fn pick(logprobs: &[f32], p: &SamplingParams, rng: &mut ChaCha8Rng) -> u32 {
     order[order.len() - 1] as u32
 }
 
-/// Generates a completion for each `(prompt ids, params)`, `batch_size` rows at a time;
-/// `on_done(n)` is called as requests finish (progress). Outputs are in request order.
+/// Generates a completion for each `(prompt ids, params)`, at most `batch_size` rows decoding
+/// at a time; `on_done(n)` is called as requests finish (progress). Outputs are in request
+/// order.
+///
+/// The batch is continuous: a row that finishes leaves it, and once half the rows have left,
+/// the next requests are prefilled and merged in. A batch of answers of unequal length then
+/// never spends its steps on rows that are already done, and every output is what the request
+/// would have decoded alone (each row keeps its positions and its own random stream).
 pub fn generate(
     model: &Llama,
     tokenizer: &TextTokenizer,
@@ -140,36 +146,63 @@ pub fn generate(
     batch_size: usize,
     on_done: &mut dyn FnMut(usize),
 ) -> Result<Vec<Generation>> {
+    let batch_size = batch_size.max(1);
+    // similar prompt lengths join together: less padding in each prefill
     let mut order: Vec<usize> = (0..requests.len()).collect();
     order.sort_by_key(|&i| requests[i].0.len());
+    let mut waiting = order.into_iter().peekable();
     let mut results: Vec<Option<Generation>> = vec![None; requests.len()];
-    for group in order.chunks(batch_size.max(1)) {
-        let gens = generate_batch(
-            model,
-            tokenizer,
-            group.iter().map(|&i| &requests[i]).collect(),
-        )?;
-        for (&i, g) in group.iter().zip(gens) {
-            results[i] = Some(g);
+    let mut running: Option<Decoder> = None;
+    // the request each running row answers
+    let mut row_request: Vec<usize> = vec![];
+    loop {
+        // refill once half the batch has left: a prefill of a few rows costs nearly what one
+        // of many does
+        if waiting.peek().is_some() && row_request.len() <= batch_size / 2 {
+            let group: Vec<usize> = waiting
+                .by_ref()
+                .take(batch_size - row_request.len())
+                .collect();
+            let mut joining = Decoder::new(
+                model,
+                tokenizer,
+                &group.iter().map(|&i| &requests[i]).collect::<Vec<_>>(),
+            )?;
+            joining.step()?;
+            match running.as_mut() {
+                Some(batch) => batch.merge(joining)?,
+                None => running = Some(joining),
+            }
+            row_request.extend(group);
         }
-        on_done(group.len());
+        let Some(batch) = running.as_mut() else {
+            break;
+        };
+        let finished = batch.take_finished()?;
+        if !finished.is_empty() {
+            let rows: Vec<usize> = finished.iter().map(|(r, _)| *r).collect();
+            for (r, g) in finished {
+                results[row_request[r]] = Some(g);
+            }
+            let mut r = 0;
+            row_request.retain(|_| {
+                r += 1;
+                !rows.contains(&(r - 1))
+            });
+            on_done(rows.len());
+        }
+        if row_request.is_empty() {
+            if waiting.peek().is_none() {
+                break;
+            }
+            continue;
+        }
+        batch.step()?;
     }
     Ok(results
         .into_iter()
         .map(|g| g.expect("every request generated"))
         .collect())
-}
-
-fn generate_batch(
-    model: &Llama,
-    tokenizer: &TextTokenizer,
-    reqs: Vec<&(Vec<u32>, SamplingParams)>,
-) -> Result<Vec<Generation>> {
-    let mut decoder = Decoder::new(model, tokenizer, &reqs)?;
-    while !decoder.is_done() {
-        decoder.step()?;
-    }
-    decoder.finish()
 }
 
 /// One batch decoding step by step: what [`generate`] runs to the end, and what a server
@@ -397,27 +430,40 @@ impl<'a> Decoder<'a> {
 
     /// The finished generations, in request order.
     pub fn finish(self) -> Result<Vec<Generation>> {
-        let tokenizer = self.tokenizer;
-        let track = self.track_text;
-        self.rows
-            .into_iter()
-            .zip(self.prompt_tokens)
-            .map(|(row, prompt_tokens)| {
-                let text = if row.params.stop.is_empty() && !track {
-                    tokenizer
-                        .decode(&row.out)
-                        .map_err(|e| candle_core::Error::Msg(e.to_string()))?
-                } else {
-                    row.text
-                };
-                Ok(Generation {
-                    text,
-                    token_ids: row.out,
-                    logprobs: row.logprobs,
-                    finish_reason: row.done.unwrap_or(FinishReason::Length),
-                    prompt_tokens,
-                })
-            })
-            .collect()
+        (0..self.rows.len()).map(|r| self.generation(r)).collect()
+    }
+
+    /// Takes the finished rows out of the batch: their generations, each with the row index it
+    /// had; the rows still running keep their order.
+    pub fn take_finished(&mut self) -> Result<Vec<(usize, Generation)>> {
+        let keep: Vec<bool> = self.rows.iter().map(|r| r.done.is_none()).collect();
+        if keep.iter().all(|&k| k) {
+            return Ok(vec![]);
+        }
+        let done = (0..self.rows.len())
+            .filter(|&r| !keep[r])
+            .map(|r| Ok((r, self.generation(r)?)))
+            .collect::<Result<Vec<_>>>()?;
+        self.retain(&keep)?;
+        Ok(done)
+    }
+
+    /// Row `r` as a finished generation (a running row: what it has so far, cut at the limit).
+    fn generation(&self, r: usize) -> Result<Generation> {
+        let row = &self.rows[r];
+        let text = if row.params.stop.is_empty() && !self.track_text {
+            self.tokenizer
+                .decode(&row.out)
+                .map_err(|e| candle_core::Error::Msg(e.to_string()))?
+        } else {
+            row.text.clone()
+        };
+        Ok(Generation {
+            text,
+            token_ids: row.out.clone(),
+            logprobs: row.logprobs.clone(),
+            finish_reason: row.done.unwrap_or(FinishReason::Length),
+            prompt_tokens: self.prompt_tokens[r],
+        })
     }
 }

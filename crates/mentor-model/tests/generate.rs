@@ -376,3 +376,46 @@ fn gemma_sliding_window_decodes_as_its_prefill_and_the_window_matters() -> Resul
         .is_err());
     Ok(())
 }
+
+/// `generate` keeps its batch full: rows that finish leave, waiting requests join mid-decode.
+/// With answers of every length (0 to 14 new tokens), prompts of several lengths and a batch
+/// smaller than the requests, every output is the one the request decodes alone, and progress
+/// counts every request once.
+#[test]
+fn a_continuous_batch_of_unequal_answers_decodes_each_as_alone() -> Result<()> {
+    let (m, tok) = (tiny(), words());
+    let reqs: Vec<(Vec<u32>, SamplingParams)> = (0..11u32)
+        .map(|i| {
+            let prompt: Vec<u32> = (0..(2 + i % 4)).map(|j| 3 + (i * 7 + j * 5) % 30).collect();
+            let params = SamplingParams {
+                max_new_tokens: [0, 14, 3, 9, 1, 12, 5, 14, 2, 7, 11][i as usize],
+                temperature: if i % 3 == 0 { 0.8 } else { 0.0 },
+                seed: i as u64,
+                ignore_eos: true,
+                ..SamplingParams::default()
+            };
+            (prompt, params)
+        })
+        .collect();
+    let mut progress = 0;
+    let together = generate(&m, &tok, &reqs, 4, &mut |n| progress += n)?;
+    assert_eq!(progress, reqs.len());
+    for (i, r) in reqs.iter().enumerate() {
+        let alone = generate(&m, &tok, std::slice::from_ref(r), 1, &mut |_| {})?;
+        assert_eq!(
+            together[i].token_ids.len(),
+            r.1.max_new_tokens,
+            "request {i}"
+        );
+        assert_eq!(alone[0].token_ids, together[i].token_ids, "request {i}");
+        assert_eq!(alone[0].prompt_tokens, together[i].prompt_tokens);
+        let d = alone[0]
+            .logprobs
+            .iter()
+            .zip(&together[i].logprobs)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(d < 1e-4, "request {i}: logprobs differ by {d}");
+    }
+    Ok(())
+}
