@@ -115,6 +115,10 @@ pub struct ReviewStats {
     pub reviewer_agreement: Option<f64>,
     /// Teacher calls (feedback + rationales + reviews) per mistake.
     pub teacher_calls_per_mistake: f64,
+    /// Feedback, rationales and reviews cut at the teacher's token limit: left out (a review
+    /// counts as invalid).
+    #[serde(default)]
+    pub truncated: usize,
 }
 
 /// One training example as text.
@@ -148,6 +152,10 @@ pub struct TrainSetStats {
     pub items_without_cot: usize,
     pub self_evals: usize,
     pub self_evals_unparseable: usize,
+    /// Of `self_evals`, judgements cut at the teacher's token limit: left out (their verdict
+    /// may be read from the middle of an unfinished judgement) and not counted in the agreement.
+    #[serde(default)]
+    pub self_evals_truncated: usize,
     /// Parsed verdicts: `correct` / `wrong` / `uncertain` → count.
     pub verdicts: BTreeMap<String, usize>,
     /// Verdicts against the judged CoT's gold correctness: `"<verdict>|<cot correct?>"` → count.
@@ -186,6 +194,12 @@ pub fn verdict_kappa(verdict_vs_gold: &BTreeMap<String, usize>) -> Option<f64> {
     let chance = verdict_share("correct") * gold_share("right")
         + verdict_share("wrong") * gold_share("wrong");
     (chance < 1.0).then(|| (observed - chance) / (1.0 - chance))
+}
+
+/// Whether a stored reply was cut at the teacher's token limit (the annotation stage marks it):
+/// such a reply is never trained on, whatever could be parsed from it.
+pub fn is_truncated(a: &Annotation) -> bool {
+    a.parsed.as_ref().and_then(|p| p["truncated"].as_bool()) == Some(true)
 }
 
 /// A recipe's training set.
@@ -253,7 +267,7 @@ pub fn distinct_cots(items: &[Example], cots: &[Annotation]) -> (Vec<JudgedCot>,
                 continue;
             }
             let correct = a.parsed.as_ref().and_then(|p| p["correct"].as_bool()) == Some(true);
-            let truncated = a.parsed.as_ref().and_then(|p| p["truncated"].as_bool()) == Some(true);
+            let truncated = is_truncated(a);
             out.push(JudgedCot {
                 example: ex.clone(),
                 cot_index: seen.len() as u32 - 1,
@@ -347,10 +361,7 @@ pub fn select_cots<'a>(
         items: items.len(),
         cots: cots.len(),
         cots_unparseable: cots.iter().filter(|a| !a.parse_ok).count(),
-        cots_truncated: cots
-            .iter()
-            .filter(|a| a.parsed.as_ref().and_then(|p| p["truncated"].as_bool()) == Some(true))
-            .count(),
+        cots_truncated: cots.iter().filter(|a| is_truncated(a)).count(),
         ..Default::default()
     };
     let (distinct, dups) = distinct_cots(items, &cots);
@@ -639,6 +650,15 @@ mod tests {
                 serde_json::json!({"verdict": null}),
                 false,
             ),
+            // cut at the token limit: a verdict word was read, but the judgement never ended
+            ann(
+                "1",
+                "self-eval",
+                1002,
+                "Step 1 looks correct. Step 2",
+                serde_json::json!({"verdict": "correct", "truncated": true}),
+                true,
+            ),
         ];
         let r = Recipe {
             name: RecipeName::MindsMirror,
@@ -661,6 +681,7 @@ mod tests {
         assert_eq!(t.stats.pairs["cot"], 2);
         assert_eq!(t.stats.pairs["self-eval"], 3);
         assert_eq!(t.stats.self_evals_unparseable, 1);
+        assert_eq!(t.stats.self_evals_truncated, 1);
         assert_eq!(t.stats.verdict_agreement, Some(2.0 / 3.0));
         assert_eq!(t.stats.verdict_vs_gold["wrong|right"], 1);
         assert_eq!(
@@ -1148,5 +1169,44 @@ mod tests {
         let set = build(&no_feedback, TaskKind::Numeric, &items, &st);
         assert_eq!((count(&set, Feedback), count(&set, Cot)), (0, 6));
         assert!(set.pairs.iter().all(|p| p.weight == 1.0));
+    }
+
+    /// A reply cut at the teacher's token limit is never trained on: not as feedback, not as a
+    /// rationale, and a cut review's score does not count.
+    #[test]
+    fn mapd_leaves_out_replies_cut_at_the_token_limit() {
+        use StudentTask::{Cot, Feedback};
+        let count =
+            |set: &TrainingSet, t: StudentTask| set.pairs.iter().filter(|p| p.task == t).count();
+        let cut = |a: &mut Annotation| {
+            a.parsed.as_mut().unwrap()["truncated"] = serde_json::json!(true);
+        };
+        let no_review = Recipe {
+            name: RecipeName::Mapd,
+            pairs_per_mistake: crate::recipe::PairsPerMistake::All,
+            review: false,
+            ..Recipe::default()
+        };
+        let (items, mut st) = mapd_store(5.0, 5.0);
+        // round 0, item 1: teacher a's feedback and teacher b's rationale were cut
+        cut(&mut st.feedback[0]);
+        cut(&mut st.cots[1]);
+        let set = build(&no_review, TaskKind::Numeric, &items, &st);
+        assert_eq!((count(&set, Feedback), count(&set, Cot)), (5, 5));
+        assert!(!set
+            .pairs
+            .iter()
+            .any(|p| p.target == "a on round 0" && p.example_id == "1"));
+        assert_eq!(set.stats.review.as_ref().unwrap().truncated, 2);
+        // with review: a cut review's score is not read (counted invalid)
+        let review = Recipe {
+            review: true,
+            ..no_review
+        };
+        let (items, mut st) = mapd_store(5.0, 5.0);
+        cut(&mut st.reviews[0]);
+        let set = build(&review, TaskKind::Numeric, &items, &st);
+        let rv = set.stats.review.as_ref().unwrap();
+        assert_eq!((rv.reviews, rv.reviews_invalid), (6, 1));
     }
 }

@@ -67,8 +67,13 @@ fn build(recipe: &Recipe, kind: TaskKind, items: &[Example], stored: &Stored) ->
     let mistakes = crate::annotate::mistakes(items, &stored.mined);
     // (round, item, teacher)
     let key = |a: &Annotation| (a.round, a.example_id.clone(), a.source.clone());
+    let truncated = |a: &&Annotation| crate::trainset::is_truncated(a);
     let mut feedback: HashMap<(u32, String), Vec<&Annotation>> = HashMap::new();
-    for a in stored.feedback.iter().filter(|a| a.parse_ok) {
+    for a in stored
+        .feedback
+        .iter()
+        .filter(|a| a.parse_ok && !truncated(a))
+    {
         feedback
             .entry((a.round, a.example_id.clone()))
             .or_default()
@@ -77,7 +82,7 @@ fn build(recipe: &Recipe, kind: TaskKind, items: &[Example], stored: &Stored) ->
     let rationales: HashMap<(u32, String, String), &Annotation> = stored
         .cots
         .iter()
-        .filter(|a| a.sample_index == 0)
+        .filter(|a| a.sample_index == 0 && !truncated(a))
         .map(|a| (key(a), a))
         .collect();
     // Scores per (round, item, author).
@@ -86,6 +91,11 @@ fn build(recipe: &Recipe, kind: TaskKind, items: &[Example], stored: &Stored) ->
         mistakes: mistakes.len(),
         ..Default::default()
     };
+    rv.truncated = [&stored.feedback, &stored.cots, &stored.reviews]
+        .iter()
+        .flat_map(|v| v.iter())
+        .filter(|a| crate::trainset::is_truncated(a))
+        .count();
     let ids: std::collections::HashSet<(u32, &str)> = mistakes
         .iter()
         .map(|m| (m.round, m.example.id.as_str()))
@@ -99,7 +109,7 @@ fn build(recipe: &Recipe, kind: TaskKind, items: &[Example], stored: &Stored) ->
             .parsed
             .as_ref()
             .and_then(|p| p["score"].as_f64())
-            .filter(|_| a.parse_ok);
+            .filter(|_| a.parse_ok && !truncated(&a));
         rv.reviews += 1;
         match score {
             Some(s) => *rv.score_histogram.entry(format!("{s}")).or_default() += 1,

@@ -131,6 +131,10 @@ impl Method for MindsMirror {
                 continue;
             };
             st.self_evals += 1;
+            if crate::trainset::is_truncated(a) {
+                st.self_evals_truncated += 1;
+                continue;
+            }
             let verdict: Option<Verdict> = a
                 .parsed
                 .as_ref()
