@@ -58,7 +58,63 @@ fn rounds_series(summary: &serde_json::Value, label: &str) -> Option<Series> {
             ))
         })
         .collect();
-    Some(Series { name, points })
+    Some(Series {
+        name,
+        points,
+        band: vec![],
+    })
+}
+
+/// One curve per variant over its seeds, for runs in rounds: at each round, the seeds' mean
+/// cumulative teacher tokens against their mean validation accuracy, shaded from the lowest to
+/// the highest seed. `runs` are (variant, run directory); runs without a round curve are skipped.
+/// None when no run has one.
+pub fn variant_round_curves(runs: &[(String, PathBuf)]) -> Option<Chart> {
+    let mut variants: Vec<(String, Vec<Vec<(f64, f64)>>)> = vec![];
+    for (variant, dir) in runs {
+        let Some(curve) = read_summary(dir).ok().and_then(|s| rounds_series(&s, "")) else {
+            continue;
+        };
+        match variants.iter_mut().find(|(v, _)| v == variant) {
+            Some((_, seeds)) => seeds.push(curve.points),
+            None => variants.push((variant.clone(), vec![curve.points])),
+        }
+    }
+    if variants.is_empty() {
+        return None;
+    }
+    let series = variants
+        .into_iter()
+        .map(|(variant, seeds)| {
+            let rounds = seeds.iter().map(Vec::len).max().unwrap_or(0);
+            let (mut points, mut band) = (vec![], vec![]);
+            for r in 0..rounds {
+                let at: Vec<(f64, f64)> = seeds.iter().filter_map(|s| s.get(r).copied()).collect();
+                let n = at.len() as f64;
+                let x = at.iter().map(|p| p.0).sum::<f64>() / n;
+                let y = at.iter().map(|p| p.1).sum::<f64>() / n;
+                let lo = at.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+                let hi = at.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+                points.push((x, y));
+                band.push((x, lo, hi));
+            }
+            Series {
+                name: format!(
+                    "{variant} ({} seed{})",
+                    seeds.len(),
+                    if seeds.len() == 1 { "" } else { "s" }
+                ),
+                points,
+                band,
+            }
+        })
+        .collect();
+    Some(Chart {
+        title: "validation accuracy per teacher token (mean over seeds, min–max shaded)".into(),
+        x_label: "teacher tokens (cumulative, mean over seeds)".into(),
+        y_label: "validation accuracy (%)".into(),
+        series,
+    })
 }
 
 /// As [`write_report`], with other runs' ELAD curves on this run's chart.
@@ -150,4 +206,73 @@ pub fn write_report_with(run_dir: &Path, compare: &[PathBuf]) -> Result<PathBuf>
     mentor_model::load::write_atomic(&path, html.as_bytes())
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_in_rounds(dir: &Path, selection: &str, curve: &[(f64, f64)]) {
+        std::fs::create_dir_all(dir).unwrap();
+        let points: Vec<serde_json::Value> = curve
+            .iter()
+            .map(|&(t, a)| serde_json::json!({"teacher_tokens": t, "valid_accuracy": a}))
+            .collect();
+        let s = serde_json::json!({
+            "rounds": {"recipe": "elad", "selection": selection, "points": points}
+        });
+        std::fs::write(dir.join("summary.json"), s.to_string()).unwrap();
+    }
+
+    /// Seeds of a variant are aligned by round: the curve is their mean, the band their range;
+    /// a seed with fewer rounds counts where it has them; a run not in rounds is left out.
+    #[test]
+    fn each_variant_is_one_mean_curve_with_its_seeds_range() {
+        let d = tempfile::tempdir().unwrap();
+        let p = |n: &str| d.path().join(n);
+        run_in_rounds(&p("elad-s0"), "elad", &[(100.0, 0.2), (300.0, 0.4)]);
+        run_in_rounds(
+            &p("elad-s1"),
+            "elad",
+            &[(140.0, 0.3), (260.0, 0.6), (500.0, 0.5)],
+        );
+        run_in_rounds(&p("random-s0"), "random", &[(120.0, 0.1)]);
+        std::fs::create_dir_all(p("standard-s0")).unwrap();
+        std::fs::write(p("standard-s0/summary.json"), "{}").unwrap();
+        let runs: Vec<(String, PathBuf)> = [
+            ("elad", "elad-s0"),
+            ("random", "random-s0"),
+            ("elad", "elad-s1"),
+            ("standard", "standard-s0"),
+        ]
+        .iter()
+        .map(|(v, n)| (v.to_string(), p(n)))
+        .collect();
+        let chart = variant_round_curves(&runs).unwrap();
+        assert_eq!(chart.series.len(), 2);
+        let elad = &chart.series[0];
+        assert_eq!(elad.name, "elad (2 seeds)");
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+        let want = [
+            (120.0, 25.0, 20.0, 30.0),
+            (280.0, 50.0, 40.0, 60.0),
+            (500.0, 50.0, 50.0, 50.0),
+        ];
+        assert_eq!(elad.points.len(), 3);
+        for (i, (x, y, lo, hi)) in want.iter().enumerate() {
+            assert!(
+                close(elad.points[i].0, *x) && close(elad.points[i].1, *y),
+                "{:?}",
+                elad.points
+            );
+            let b = elad.band[i];
+            assert!(
+                close(b.0, *x) && close(b.1, *lo) && close(b.2, *hi),
+                "{:?}",
+                elad.band
+            );
+        }
+        assert_eq!(chart.series[1].name, "random (1 seed)");
+        assert!(variant_round_curves(&runs[3..]).is_none());
+    }
 }

@@ -717,6 +717,21 @@ fn write_results(grid: &Grid, resamples: usize) -> Result<Option<(String, serde_
         }
     );
     md += &c.render(true);
+    // recipes in rounds: each variant's curve over its seeds, drawn beside the table
+    let cells: Vec<(String, PathBuf)> = grid
+        .cells
+        .iter()
+        .filter(|c| c.done())
+        .map(|c| (c.variant.clone(), c.dir.clone()))
+        .collect();
+    if let Some(chart) = crate::report::variant_round_curves(&cells) {
+        write_atomic(
+            &grid.dir.join("curves.svg"),
+            &mentor_report::svg_line_chart(&chart),
+        )?;
+        md += "\n**Validation accuracy against cumulative teacher tokens, per variant over its \
+               seeds (mean; the band spans the lowest and highest seed)**\n\n![curves](curves.svg)\n";
+    }
     let j = json!({ "commits": commits, "comparison": c });
     write_atomic(&grid.dir.join("results.md"), &md)?;
     write_atomic(

@@ -17,6 +17,9 @@ use serde_json::Value;
 pub struct Series {
     pub name: String,
     pub points: Vec<(f64, f64)>,
+    /// A shaded band around the line, `(x, low, high)` (e.g. the spread over seeds).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub band: Vec<(f64, f64, f64)>,
 }
 
 /// A line chart: a title, axis labels, one or more series.
@@ -80,7 +83,12 @@ pub fn svg_line_chart(chart: &Chart) -> String {
     let pts: Vec<(f64, f64)> = chart
         .series
         .iter()
-        .flat_map(|s| s.points.iter().copied())
+        .flat_map(|s| {
+            s.points
+                .iter()
+                .copied()
+                .chain(s.band.iter().flat_map(|&(x, lo, hi)| [(x, lo), (x, hi)]))
+        })
         .filter(|(x, y)| x.is_finite() && y.is_finite())
         .collect();
     if pts.is_empty() {
@@ -130,6 +138,25 @@ pub fn svg_line_chart(chart: &Chart) -> String {
                 if points.is_empty() {
                     continue;
                 }
+                // the band first, under its line: the polygon of its upper edge, then its lower
+                // edge backwards
+                let band: Vec<(f64, f64, f64)> = s
+                    .band
+                    .iter()
+                    .copied()
+                    .filter(|(x, lo, hi)| x.is_finite() && lo.is_finite() && hi.is_finite())
+                    .collect();
+                if band.len() >= 2 {
+                    let outline: Vec<(f64, f64)> = band
+                        .iter()
+                        .map(|&(x, _, hi)| (x, hi))
+                        .chain(band.iter().rev().map(|&(x, lo, _)| (x, lo)))
+                        .collect();
+                    c.draw_series(std::iter::once(Polygon::new(
+                        outline,
+                        ShapeStyle::from(&color.mix(0.18)).filled(),
+                    )))?;
+                }
                 let style = ShapeStyle::from(&color).stroke_width(2);
                 let drawn = c.draw_series(LineSeries::new(points.clone(), style))?;
                 drawn
@@ -177,15 +204,18 @@ pub fn training_charts(stage: &str, log_jsonl: &str) -> Vec<Chart> {
     let mut loss = Series {
         name: "train loss".into(),
         points: vec![],
+        band: vec![],
     };
     let mut tasks: std::collections::BTreeMap<String, Series> = Default::default();
     let mut vloss = Series {
         name: "validation loss".into(),
         points: vec![],
+        band: vec![],
     };
     let mut vacc = Series {
         name: "validation accuracy".into(),
         points: vec![],
+        band: vec![],
     };
     for line in log_jsonl.lines() {
         let Ok(v) = serde_json::from_str::<Value>(line) else {
@@ -208,6 +238,7 @@ pub fn training_charts(stage: &str, log_jsonl: &str) -> Vec<Chart> {
                                 .or_insert_with(|| Series {
                                     name: format!("{task} loss"),
                                     points: vec![],
+                                    band: vec![],
                                 })
                                 .points
                                 .push((step, l));
@@ -366,6 +397,29 @@ not json
         );
         assert_eq!(charts[0].series[0].points, [(1.0, 2.0), (2.0, 1.5)]);
         assert_eq!(charts[1].series[0].points, [(2.0, 25.0)]);
+    }
+
+    #[test]
+    fn a_band_is_a_shaded_polygon_under_its_line_and_widens_the_axes() {
+        let chart = |band: Vec<(f64, f64, f64)>| Chart {
+            title: "curves".into(),
+            x_label: "tokens".into(),
+            y_label: "accuracy".into(),
+            series: vec![Series {
+                name: "elad (3 seeds)".into(),
+                points: vec![(0.0, 20.0), (1000.0, 30.0)],
+                band,
+            }],
+        };
+        let plain = svg_line_chart(&chart(vec![]));
+        assert!(!plain.contains("<polygon"), "{plain}");
+        let banded = svg_line_chart(&chart(vec![(0.0, 10.0, 25.0), (1000.0, 28.0, 55.0)]));
+        assert_eq!(banded.matches("<polygon").count(), 1, "{banded}");
+        // the axis reaches the band's top (55), which no point of the line does
+        assert!(
+            banded.contains("\n55.0\n") && !plain.contains("\n55.0\n"),
+            "{banded}"
+        );
     }
 
     #[test]
