@@ -70,7 +70,9 @@ fn rounds_series(summary: &serde_json::Value, label: &str) -> Option<Series> {
 /// the highest seed. `runs` are (variant, run directory); runs without a round curve are skipped.
 /// None when no run has one.
 pub fn variant_round_curves(runs: &[(String, PathBuf)]) -> Option<Chart> {
-    let mut variants: Vec<(String, Vec<Vec<(f64, f64)>>)> = vec![];
+    // (variant, each seed's (tokens, accuracy) per round), in order of first appearance
+    type Curve = Vec<(f64, f64)>;
+    let mut variants: Vec<(String, Vec<Curve>)> = vec![];
     for (variant, dir) in runs {
         let Some(curve) = read_summary(dir).ok().and_then(|s| rounds_series(&s, "")) else {
             continue;

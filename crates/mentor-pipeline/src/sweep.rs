@@ -1060,7 +1060,7 @@ mod tests {
             .chain(std::fs::read_dir(dir.join("gpu")).unwrap());
         for e in files {
             let p = e.unwrap().path();
-            if !p.extension().is_some_and(|x| x == "toml") {
+            if p.extension().is_none_or(|x| x != "toml") {
                 continue;
             }
             let text = std::fs::read_to_string(&p).unwrap();
