@@ -164,6 +164,46 @@ pub fn train_student(r: &Run) -> Result<Trained> {
     )
 }
 
+/// What became of the teachers' replies, for a training set that came out empty: each count
+/// that removed something, and what to do about it.
+fn why_empty(st: &mentor_methods::trainset::TrainSetStats, filter_correct: bool) -> String {
+    if st.cots == 0 && st.self_evals == 0 && st.review.is_none() {
+        return format!(
+            "no teacher reply is stored for its {} questions; run `mentor annotate` (or the whole `mentor distill`) first",
+            st.items
+        );
+    }
+    let mut parts = vec![format!(
+        "{} questions, {} chains of thought stored",
+        st.items, st.cots
+    )];
+    if st.cots_truncated > 0 {
+        parts.push(format!(
+            "{} cut at the teacher's token limit (raise `[teachers.NAME] max_tokens`)",
+            st.cots_truncated
+        ));
+    }
+    if st.cots_unparseable > 0 {
+        parts.push(format!("{} with no readable answer", st.cots_unparseable));
+    }
+    if filter_correct && st.cots_wrong > 0 {
+        parts.push(format!(
+            "{} reaching a wrong answer (left out: `filter_correct = true`)",
+            st.cots_wrong
+        ));
+    }
+    if st.cots_duplicate > 0 {
+        parts.push(format!("{} duplicates", st.cots_duplicate));
+    }
+    if let Some(rv) = &st.review {
+        parts.push(format!(
+            "{} mistakes, {} with an accepted rationale",
+            rv.mistakes, rv.mistakes_with_accepted
+        ));
+    }
+    parts.join("; ")
+}
+
 /// Trains `base` (a model spec) on `set` in `out_dir/stage-N`, resumably; `name` labels the
 /// training run in the store.
 pub fn train_set(
@@ -175,9 +215,9 @@ pub fn train_set(
 ) -> Result<Trained> {
     if set.pairs.is_empty() {
         bail!(
-            "the training set of recipe `{}` is empty ({:?}); run `mentor annotate` first (or check filter_correct)",
+            "the training set of recipe `{}` is empty: {}",
             r.cfg.recipe.name.as_str(),
-            set.stats
+            why_empty(&set.stats, r.cfg.recipe.filter_correct)
         );
     }
     let (student, tok, _) =
@@ -346,4 +386,33 @@ fn ctrlc_once(f: impl FnOnce() + Send + 'static) -> Result<()> {
         })
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_training_set_says_what_removed_the_replies() {
+        use mentor_methods::trainset::TrainSetStats;
+        let none = TrainSetStats {
+            items: 8,
+            ..Default::default()
+        };
+        assert!(why_empty(&none, false).contains("run `mentor annotate`"));
+        let cut = TrainSetStats {
+            items: 8,
+            cots: 2,
+            cots_truncated: 2,
+            cots_wrong: 1,
+            ..Default::default()
+        };
+        let why = why_empty(&cut, false);
+        assert!(
+            why.contains("2 cut at the teacher's token limit") && why.contains("max_tokens"),
+            "{why}"
+        );
+        assert!(!why.contains("wrong answer"), "{why}");
+        assert!(why_empty(&cut, true).contains("1 reaching a wrong answer"));
+    }
 }
