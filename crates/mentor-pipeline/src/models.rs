@@ -3,7 +3,7 @@
 //! it imported; anything else is a path to a `.gguf` file or a
 //! Hugging Face directory.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context as _, Result};
 use std::path::PathBuf;
 
 pub fn resolve(spec: &str) -> Result<PathBuf> {
@@ -42,19 +42,55 @@ pub fn imported_dir(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// The trained student of the run in `run_dir`: the best checkpoint of its last training stage.
+/// The trained student of the run in `run_dir`: the best checkpoint of its last training stage
+/// (`student/stage-N/best`). A recipe in rounds trains each round in `student/round-K/stage-N/`:
+/// its student is the round its summary chose (`rounds.best_round`, on validation), else the last.
 pub fn run_student(run_dir: &std::path::Path) -> Result<PathBuf> {
     let dir = run_dir.join("student");
-    let mut stages: Vec<PathBuf> = std::fs::read_dir(&dir)
+    let rounds = numbered(&dir, |p| {
+        p.is_dir()
+            && p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("round-"))
+    });
+    let found = if rounds.is_empty() {
+        last_best(&dir)
+    } else {
+        let chosen = std::fs::read_to_string(run_dir.join("summary.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|s| s["rounds"]["best_round"].as_u64())
+            .map(|b| dir.join(format!("round-{b}")))
+            .filter(|d| last_best(d).is_some());
+        chosen
+            .or_else(|| {
+                rounds
+                    .iter()
+                    .rev()
+                    .find(|d| last_best(d).is_some())
+                    .cloned()
+            })
+            .and_then(|d| last_best(&d))
+    };
+    found.with_context(|| {
+        format!(
+            "{} has no trained student yet: run `mentor train` (or `mentor distill`) first, or pass --model",
+            dir.display()
+        )
+    })
+}
+
+/// `dir`'s entries that pass `keep`, by name with trailing numbers compared as numbers
+/// (`round-10` after `round-2`).
+fn numbered(dir: &std::path::Path, keep: impl Fn(&std::path::Path) -> bool) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|d| {
             d.filter_map(|e| e.ok())
                 .map(|e| e.path())
-                .filter(|p| p.join("best/model.safetensors").is_file())
+                .filter(|p| keep(p))
                 .collect()
         })
         .unwrap_or_default();
-    // by name, numbers compared as numbers: `round-10` comes after `round-2`
-    stages.sort_by_key(|p| {
+    v.sort_by_key(|p| {
         let name = p
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
@@ -63,13 +99,14 @@ pub fn run_student(run_dir: &std::path::Path) -> Result<PathBuf> {
         let (stem, n) = name.split_at(name.len() - digits);
         (stem.to_string(), n.parse::<u64>().unwrap_or(0))
     });
-    match stages.last() {
-        Some(s) => Ok(s.join("best")),
-        None => bail!(
-            "{} has no trained student yet: run `mentor train` (or `mentor distill`) first, or pass --model",
-            dir.display()
-        ),
-    }
+    v
+}
+
+/// The `best/` of the last stage under `dir` that has one.
+fn last_best(dir: &std::path::Path) -> Option<PathBuf> {
+    numbered(dir, |p| p.join("best/model.safetensors").is_file())
+        .last()
+        .map(|s| s.join("best"))
 }
 
 /// Peak resident memory of this process so far (VmHWM), in MiB.
@@ -262,12 +299,44 @@ mod tests {
     #[test]
     fn the_last_stage_is_the_highest_numbered() {
         let d = tempfile::tempdir().unwrap();
-        for stage in ["round-2", "round-10", "round-1"] {
-            let best = d.path().join("student").join(stage).join("best");
-            std::fs::create_dir_all(&best).unwrap();
-            std::fs::write(best.join("model.safetensors"), b"").unwrap();
+        let best = |p: &str| {
+            let b = d.path().join("student").join(p).join("best");
+            std::fs::create_dir_all(&b).unwrap();
+            std::fs::write(b.join("model.safetensors"), b"").unwrap();
+        };
+        for stage in ["stage-2", "stage-10", "stage-1"] {
+            best(stage);
         }
         let got = super::run_student(d.path()).unwrap();
-        assert!(got.ends_with("round-10/best"), "{}", got.display());
+        assert!(got.ends_with("student/stage-10/best"), "{}", got.display());
+    }
+
+    /// A run in rounds: the round its summary chose on validation, else the last one.
+    #[test]
+    fn a_run_in_rounds_gives_its_chosen_rounds_student() {
+        let d = tempfile::tempdir().unwrap();
+        for round in 0..3 {
+            let b = d.path().join(format!("student/round-{round}/stage-0/best"));
+            std::fs::create_dir_all(&b).unwrap();
+            std::fs::write(b.join("model.safetensors"), b"").unwrap();
+            std::fs::write(
+                d.path()
+                    .join(format!("student/round-{round}/stage-0/log.jsonl")),
+                "",
+            )
+            .unwrap();
+        }
+        let got = super::run_student(d.path()).unwrap();
+        assert!(got.ends_with("round-2/stage-0/best"), "{}", got.display());
+        std::fs::write(
+            d.path().join("summary.json"),
+            r#"{"rounds": {"best_round": 1, "points": []}}"#,
+        )
+        .unwrap();
+        let got = super::run_student(d.path()).unwrap();
+        assert!(got.ends_with("round-1/stage-0/best"), "{}", got.display());
+        let empty = tempfile::tempdir().unwrap();
+        let err = super::run_student(empty.path()).unwrap_err().to_string();
+        assert!(err.contains("no trained student yet"), "{err}");
     }
 }
