@@ -452,11 +452,14 @@ pub fn run(path: &Path, new_binary: bool, resamples: usize) -> Result<Outcome> {
             rec.last_error = None;
             cell.save_record(&rec)?;
             if !grid.keep_checkpoints {
-                match drop_checkpoints(&cell.dir) {
+                match drop_checkpoints(&cell.dir)
+                    .and_then(|a| Ok(a + drop_unchosen_rounds(&cell.dir)?))
+                {
                     Ok(0) => {}
                     Ok(bytes) => tracing::info!(
-                        "sweep: {}-s{} is done; removed its training checkpoints ({:.1} GB; \
-                         its selected student stays; `keep_checkpoints = true` keeps them)",
+                        "sweep: {}-s{} is done; removed its training checkpoints and unchosen \
+                         rounds' students ({:.1} GB; its selected student stays; \
+                         `keep_checkpoints = true` keeps them)",
                         cell.variant,
                         cell.seed,
                         bytes as f64 / 1e9
@@ -604,6 +607,39 @@ fn dir_bytes(dir: &Path) -> u64 {
             _ => 0,
         })
         .sum()
+}
+
+/// Removes the students of a finished run in rounds that its summary did not choose
+/// (`student/round-K/stage-N/best` for every K but `rounds.best_round`; their training logs
+/// stay): ELAD's rounds each keep a model, four of them a run. Returns the bytes freed.
+pub fn drop_unchosen_rounds(cell_dir: &Path) -> Result<u64> {
+    let summary: serde_json::Value = match std::fs::read_to_string(cell_dir.join("summary.json")) {
+        Ok(t) => serde_json::from_str(&t)?,
+        Err(_) => return Ok(0),
+    };
+    let Some(best) = summary["rounds"]["best_round"].as_u64() else {
+        return Ok(0);
+    };
+    let keep = format!("round-{best}");
+    let mut freed = 0;
+    let Ok(rounds) = std::fs::read_dir(cell_dir.join("student")) else {
+        return Ok(0);
+    };
+    for round in rounds.flatten() {
+        let name = round.file_name().to_string_lossy().to_string();
+        if !name.starts_with("round-") || name == keep {
+            continue;
+        }
+        for stage in std::fs::read_dir(round.path())?.flatten() {
+            let best = stage.path().join("best");
+            if best.join("model.safetensors").is_file() {
+                freed += dir_bytes(&best);
+                std::fs::remove_dir_all(&best)
+                    .with_context(|| format!("cannot remove {}", best.display()))?;
+            }
+        }
+    }
+    Ok(freed)
 }
 
 /// Whether a recipe asks the teacher in rounds about its own students (ELAD, MAPD mining more
@@ -981,6 +1017,36 @@ mod tests {
         assert!(baseline.join("best/model.safetensors").is_file());
         assert!(other.join("notes.txt").is_file());
         assert_eq!(drop_checkpoints(d.path()).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_finished_run_in_rounds_keeps_only_its_chosen_rounds_student() {
+        let d = tempfile::tempdir().unwrap();
+        for round in 0..3 {
+            let stage = d.path().join(format!("student/round-{round}/stage-0"));
+            std::fs::create_dir_all(stage.join("best")).unwrap();
+            std::fs::write(stage.join("best/model.safetensors"), vec![0u8; 100]).unwrap();
+            std::fs::write(stage.join("log.jsonl"), "{}").unwrap();
+        }
+        // not finished: nothing is removed
+        assert_eq!(drop_unchosen_rounds(d.path()).unwrap(), 0);
+        std::fs::write(
+            d.path().join("summary.json"),
+            r#"{"rounds": {"best_round": 1}}"#,
+        )
+        .unwrap();
+        assert_eq!(drop_unchosen_rounds(d.path()).unwrap(), 200);
+        let has = |r: u32| {
+            d.path()
+                .join(format!("student/round-{r}/stage-0/best/model.safetensors"))
+                .is_file()
+        };
+        assert!(!has(0) && has(1) && !has(2));
+        assert!(d.path().join("student/round-0/stage-0/log.jsonl").is_file());
+        assert_eq!(
+            crate::models::run_student(d.path()).unwrap(),
+            d.path().join("student/round-1/stage-0/best")
+        );
     }
 
     #[test]
