@@ -16,7 +16,7 @@ set -euo pipefail
 src="${1:?usage: save-results.sh GRID_DIR DEST}"
 dest="${2:?usage: save-results.sh GRID_DIR DEST}"
 mkdir -p "$dest"
-for f in results.md results.json sweep.json; do
+for f in results.md results.json sweep.json curves.svg; do
   [ -f "$src/$f" ] && cp "$src/$f" "$dest/"
 done
 n=0
