@@ -139,7 +139,27 @@ pub fn write_report_with(run_dir: &Path, compare: &[PathBuf]) -> Result<PathBuf>
         })
         .collect();
     let mut charts = vec![];
-    if let Some(own) = rounds_series(&summary, "") {
+    // sweep cells (each with its variant in cell.json), some variant with several seeds: one
+    // mean curve per variant with its seeds' range, as the sweep draws it
+    let cells: Option<Vec<(String, PathBuf)>> = std::iter::once(run_dir)
+        .chain(compare.iter().map(PathBuf::as_path))
+        .map(|d| {
+            let cell = std::fs::read_to_string(d.join(crate::compare::CELL_FILE)).ok()?;
+            let v: serde_json::Value = serde_json::from_str(&cell).ok()?;
+            Some((v["variant"].as_str()?.to_string(), d.to_path_buf()))
+        })
+        .collect();
+    let banded = cells.filter(|c| {
+        c.iter()
+            .any(|(v, _)| c.iter().filter(|(w, _)| w == v).count() > 1)
+    });
+    if let Some(chart) = banded
+        .as_deref()
+        .and_then(variant_round_curves)
+        .filter(|_| rounds_series(&summary, "").is_some())
+    {
+        charts.push(chart);
+    } else if let Some(own) = rounds_series(&summary, "") {
         let mut series = vec![own];
         for other in compare {
             let s = read_summary(other)?;
@@ -221,7 +241,9 @@ mod tests {
             .map(|&(t, a)| serde_json::json!({"teacher_tokens": t, "valid_accuracy": a}))
             .collect();
         let s = serde_json::json!({
-            "rounds": {"recipe": "elad", "selection": selection, "points": points}
+            "rounds": {"recipe": "elad", "selection": selection, "points": points},
+            "splits": {"train": 8, "valid": 4, "test": 6},
+            "eval_mode": "cot",
         });
         std::fs::write(dir.join("summary.json"), s.to_string()).unwrap();
     }
@@ -276,5 +298,46 @@ mod tests {
         }
         assert_eq!(chart.series[1].name, "random (1 seed)");
         assert!(variant_round_curves(&runs[3..]).is_none());
+    }
+
+    /// `mentor report CELL --compare OTHER_CELLS…` of a grid in rounds draws the variants'
+    /// banded curves; runs that are not sweep cells keep one curve each.
+    #[test]
+    fn a_report_comparing_sweep_cells_draws_each_variants_band() {
+        let d = tempfile::tempdir().unwrap();
+        let p = |n: &str| d.path().join(n);
+        for (cell, variant, curve) in [
+            ("elad-s0", "elad", [(100.0, 0.2), (300.0, 0.4)]),
+            ("elad-s1", "elad", [(140.0, 0.3), (260.0, 0.6)]),
+            ("random-s0", "random", [(120.0, 0.1), (250.0, 0.2)]),
+        ] {
+            run_in_rounds(&p(cell), variant, &curve);
+            std::fs::write(
+                p(cell).join(crate::compare::CELL_FILE),
+                serde_json::json!({"variant": variant, "seed": 0}).to_string(),
+            )
+            .unwrap();
+        }
+        let html = std::fs::read_to_string(
+            write_report_with(&p("elad-s0"), &[p("elad-s1"), p("random-s0")]).unwrap(),
+        )
+        .unwrap();
+        assert!(
+            html.contains("min–max shaded") && html.contains("elad (2 seeds)"),
+            "no band chart"
+        );
+        assert!(html.contains("<polygon"));
+        // the same runs without their cell files: one curve a run
+        for cell in ["elad-s0", "elad-s1", "random-s0"] {
+            std::fs::remove_file(p(cell).join(crate::compare::CELL_FILE)).unwrap();
+        }
+        let html = std::fs::read_to_string(
+            write_report_with(&p("elad-s0"), &[p("elad-s1"), p("random-s0")]).unwrap(),
+        )
+        .unwrap();
+        assert!(
+            !html.contains("min–max shaded")
+                && html.contains("validation accuracy per teacher token")
+        );
     }
 }
