@@ -36,6 +36,11 @@ struct GridFile {
     /// by default only its selected student (`best/`) stays.
     #[serde(default)]
     keep_checkpoints: bool,
+    /// Keep each finished cell's trained student (default). `false`: once a cell is scored in
+    /// every mode, its student's weights go too (its predictions, summary and logs stay) — a grid
+    /// of a dozen 0.5B students would hold 24 GB.
+    #[serde(default = "yes")]
+    keep_students: bool,
     /// variant → the variant whose teacher run it starts from (its stored replies are reused as
     /// they are): variants that ask a subset of another's requests pay the teacher once.
     #[serde(default)]
@@ -53,6 +58,7 @@ pub struct Grid {
     pub baseline: Option<String>,
     pub distill_args: Vec<String>,
     pub keep_checkpoints: bool,
+    pub keep_students: bool,
     pub eval_modes: Vec<String>,
     pub cells: Vec<Cell>,
 }
@@ -81,6 +87,10 @@ struct CellRecord {
     /// Unix seconds when the running invocation started (None when none runs).
     #[serde(default)]
     running_since: Option<u64>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn unix_now() -> u64 {
@@ -256,6 +266,7 @@ pub fn load_grid(path: &Path) -> Result<Grid> {
         baseline: g.baseline,
         distill_args: g.distill_args,
         keep_checkpoints: g.keep_checkpoints,
+        keep_students: g.keep_students,
         eval_modes: g.eval_modes,
         cells,
     })
@@ -395,6 +406,7 @@ pub fn run(path: &Path, new_binary: bool, resamples: usize) -> Result<Outcome> {
             if !score_extra_modes(&grid, cell, &bin, &mut failed)? {
                 continue;
             }
+            drop_students_unless_kept(&grid, cell);
             bar.inc(1);
             if let Err(e) = write_results(&grid, resamples) {
                 tracing::warn!("sweep: results table not written: {e:#}");
@@ -470,6 +482,7 @@ pub fn run(path: &Path, new_binary: bool, resamples: usize) -> Result<Outcome> {
             if !score_extra_modes(&grid, cell, &bin, &mut failed)? {
                 continue;
             }
+            drop_students_unless_kept(&grid, cell);
             bar.inc(1);
             if let Err(e) = write_results(&grid, resamples) {
                 tracing::warn!("sweep: results table not written: {e:#}");
@@ -607,6 +620,53 @@ fn dir_bytes(dir: &Path) -> u64 {
             _ => 0,
         })
         .sum()
+}
+
+/// With `keep_students = false`, removes a finished and fully scored cell's trained students.
+fn drop_students_unless_kept(grid: &Grid, cell: &Cell) {
+    if grid.keep_students {
+        return;
+    }
+    match drop_students(&cell.dir) {
+        Ok(0) => {}
+        Ok(bytes) => tracing::info!(
+            "sweep: {}-s{} is scored; removed its students' weights ({:.1} GB; keep_students = false)",
+            cell.variant,
+            cell.seed,
+            bytes as f64 / 1e9
+        ),
+        Err(e) => tracing::warn!("sweep: students of a finished cell kept: {e:#}"),
+    }
+}
+
+/// Removes every trained model (`best/`, with its weights) under a run directory's `student/`
+/// directories (the run's and its baseline's); training logs stay. Returns the bytes freed.
+pub fn drop_students(cell_dir: &Path) -> Result<u64> {
+    let mut freed = 0;
+    let mut stack = vec![cell_dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let path = e.path();
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            // below the cell's own directory (whatever its ancestors are called)
+            let in_student = path
+                .strip_prefix(cell_dir)
+                .is_ok_and(|rel| rel.components().any(|c| c.as_os_str() == "student"));
+            if in_student && e.file_name() == "best" && path.join("model.safetensors").is_file() {
+                freed += dir_bytes(&path);
+                std::fs::remove_dir_all(&path)
+                    .with_context(|| format!("cannot remove {}", path.display()))?;
+            } else {
+                stack.push(path);
+            }
+        }
+    }
+    Ok(freed)
 }
 
 /// Removes the students of a finished run in rounds that its summary did not choose
@@ -1017,6 +1077,37 @@ mod tests {
         assert!(baseline.join("best/model.safetensors").is_file());
         assert!(other.join("notes.txt").is_file());
         assert_eq!(drop_checkpoints(d.path()).unwrap(), 0);
+    }
+
+    #[test]
+    fn dropping_students_removes_every_model_and_keeps_the_logs() {
+        let d = tempfile::tempdir().unwrap();
+        let models = [
+            "student/stage-0/best",
+            "student/stage-1/best",
+            "baseline-standard/student/stage-0/best",
+        ];
+        for m in models {
+            let b = d.path().join(m);
+            std::fs::create_dir_all(&b).unwrap();
+            std::fs::write(b.join("model.safetensors"), vec![0u8; 10]).unwrap();
+            std::fs::write(b.parent().unwrap().join("log.jsonl"), "{}").unwrap();
+        }
+        // a directory named `best` outside any student/ is not a model of this run
+        std::fs::create_dir_all(d.path().join("eval/best")).unwrap();
+        std::fs::write(d.path().join("eval/best/model.safetensors"), "x").unwrap();
+        assert_eq!(drop_students(d.path()).unwrap(), 30);
+        for m in models {
+            assert!(!d.path().join(m).exists(), "{m}");
+            assert!(d
+                .path()
+                .join(m)
+                .parent()
+                .unwrap()
+                .join("log.jsonl")
+                .is_file());
+        }
+        assert!(d.path().join("eval/best/model.safetensors").is_file());
     }
 
     #[test]

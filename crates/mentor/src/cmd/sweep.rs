@@ -14,6 +14,7 @@ use std::path::PathBuf;
 ///   baseline = "standard"           # compare every variant with this one
 ///   distill_args = ["--no-before"]  # more `mentor distill` arguments for every cell
 ///   keep_checkpoints = false        # default: a finished cell keeps only its chosen student
+///   keep_students = true            # false: the student goes too once scored (disk)
 ///   teacher_from = { one-cot = "k-cots" }  # one-cot starts from k-cots' teacher run
 ///   eval_modes = ["vote"]           # also score each finished student in these modes
 ///   [variants.standard]
