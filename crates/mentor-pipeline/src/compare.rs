@@ -150,6 +150,19 @@ fn load_run(dir: &Path, group_by: Option<&str>, mode: Option<&str>) -> Result<Sc
     let (preds, mode) = match mode {
         Some(m) if m != scored_mode => {
             let p = predictions_in_mode(&preds, &scored_mode, m);
+            // a mode this student was never trained for: say why, not how to score it
+            let cannot = serde_json::from_value::<crate::config::Config>(config.clone())
+                .ok()
+                .and_then(|mut c| {
+                    c.eval.mode = Some(m.parse().ok()?);
+                    c.validate(Path::new("its config")).err()
+                });
+            if let (false, Some(why)) = (p.is_file(), cannot) {
+                bail!(
+                    "run {} cannot be scored in mode `{m}`: {why:#}",
+                    dir.display()
+                );
+            }
             if !p.is_file() {
                 bail!(
                     "run {} has no test predictions in mode `{m}` ({} is missing); score it with `mentor eval {}/config.toml --run-dir {} --split test --mode {m}`",

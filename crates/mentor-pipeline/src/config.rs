@@ -258,7 +258,7 @@ impl Config {
         Ok(cfg)
     }
 
-    fn validate(&self, file: &Path) -> Result<()> {
+    pub(crate) fn validate(&self, file: &Path) -> Result<()> {
         let bad = |key: &str, msg: String| Err(anyhow!("{}: key `{key}`: {msg}", file.display()));
         if let Err((key, msg)) = self.recipe.validate() {
             return bad(key, msg);

@@ -424,12 +424,30 @@ async fn a_variant_reuses_anothers_teacher_run_and_cells_are_scored_in_extra_mod
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("n = 4, mode vote;"), "{text}");
-    // a mode nobody scored names the command that would
+    // a mode these students never learnt says why; one not scored yet names the command
     let out = compare(&["--mode", "self-eval-vote"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("--mode self-eval-vote") && err.contains("mentor eval"),
+        err.contains("cannot be scored in mode `self-eval-vote`") && err.contains("eval.mode"),
+        "{err}"
+    );
+    let out = compare(&["--mode", "cot"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in std::fs::read_dir(grid.join("k-cots-s0/eval")).unwrap() {
+        let f = f.unwrap().path();
+        if f.to_string_lossy().ends_with(".test.vote.jsonl") {
+            std::fs::remove_file(f).unwrap();
+        }
+    }
+    let out = compare(&["--mode", "vote"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--mode vote") && err.contains("mentor eval"),
         "{err}"
     );
     // `label` is no mode a CoT-only student can be scored in: skipped, not failed
@@ -439,7 +457,7 @@ async fn a_variant_reuses_anothers_teacher_run_and_cells_are_scored_in_extra_mod
             .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
             .any(|f| f.ends_with(".test.label.jsonl") && f.contains("best")));
     }
-    // a second sweep finds nothing to do: no new teacher request, no new scoring
+    // a second sweep scores the mode removed above again, and asks the teacher nothing
     let dir = d.path().to_path_buf();
     let j = tokio::task::spawn_blocking(move || run_to_end(&dir))
         .await
@@ -452,4 +470,13 @@ async fn a_variant_reuses_anothers_teacher_run_and_cells_are_scored_in_extra_mod
             .load(std::sync::atomic::Ordering::SeqCst),
         64
     );
+    let vote_again = std::fs::read_dir(grid.join("k-cots-s0/eval"))
+        .unwrap()
+        .any(|f| {
+            f.unwrap()
+                .path()
+                .to_string_lossy()
+                .ends_with(".test.vote.jsonl")
+        });
+    assert!(vote_again);
 }
