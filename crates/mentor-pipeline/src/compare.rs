@@ -153,10 +153,7 @@ fn load_run(dir: &Path, group_by: Option<&str>, mode: Option<&str>) -> Result<Sc
             // a mode this student was never trained for: say why, not how to score it
             let cannot = serde_json::from_value::<crate::config::Config>(config.clone())
                 .ok()
-                .and_then(|mut c| {
-                    c.eval.mode = Some(m.parse().ok()?);
-                    c.validate(Path::new("its config")).err()
-                });
+                .and_then(|c| c.check_mode(m).err());
             if let (false, Some(why)) = (p.is_file(), cannot) {
                 bail!(
                     "run {} cannot be scored in mode `{m}`: {why:#}",

@@ -258,7 +258,15 @@ impl Config {
         Ok(cfg)
     }
 
-    pub(crate) fn validate(&self, file: &Path) -> Result<()> {
+    /// Whether this run's student can be scored in inference `mode` (a label-only student has no
+    /// `cot`, one without the self-evaluation task no `self-eval-vote`): Err says why not.
+    pub fn check_mode(&self, mode: &str) -> Result<()> {
+        let mut cfg = self.clone();
+        cfg.eval.mode = Some(mode.parse().map_err(|e: String| anyhow!(e))?);
+        cfg.validate(Path::new("its config"))
+    }
+
+    fn validate(&self, file: &Path) -> Result<()> {
         let bad = |key: &str, msg: String| Err(anyhow!("{}: key `{key}`: {msg}", file.display()));
         if let Err((key, msg)) = self.recipe.validate() {
             return bad(key, msg);

@@ -281,22 +281,8 @@ impl Cell {
     /// one without the self-evaluation task no `self-eval-vote`): its config with that mode
     /// passes the config's checks.
     fn can_score_in(&self, mode: &str) -> bool {
-        let Ok(mut cfg) = toml::from_str::<toml::Value>(&self.config) else {
-            return false;
-        };
-        let Some(t) = cfg.as_table_mut() else {
-            return false;
-        };
-        let eval = t
-            .entry("eval")
-            .or_insert_with(|| toml::Value::Table(Default::default()));
-        if let Some(e) = eval.as_table_mut() {
-            e.insert("mode".into(), toml::Value::String(mode.into()));
-        }
-        let Ok(text) = toml::to_string(&cfg) else {
-            return false;
-        };
-        crate::config::Config::parse(&text, Path::new("grid cell")).is_ok()
+        crate::config::Config::parse(&self.config, Path::new("grid cell"))
+            .is_ok_and(|c| c.check_mode(mode).is_ok())
     }
 
     /// The modes of `modes` this finished cell can be scored in and has no test predictions in
@@ -583,8 +569,20 @@ fn score_extra_modes(
 /// dozen cells would fill a laptop's disk. The selected students (`best/`) stay. Returns the
 /// bytes freed.
 pub fn drop_checkpoints(cell_dir: &Path) -> Result<u64> {
+    // a training checkpoint is recognised by its state file, never by name alone
+    remove_dirs_where(cell_dir, |path, _| {
+        path.file_name().is_some_and(|n| {
+            ["checkpoint", "checkpoint.old", "checkpoint.tmp"]
+                .contains(&n.to_string_lossy().as_ref())
+        }) && path.join("state.json").is_file()
+    })
+}
+
+/// Removes every directory under `root` for which `matches(path, path relative to root)`
+/// holds (not looking inside it), and returns the bytes freed.
+fn remove_dirs_where(root: &Path, matches: impl Fn(&Path, &Path) -> bool) -> Result<u64> {
     let mut freed = 0;
-    let mut stack = vec![cell_dir.to_path_buf()];
+    let mut stack = vec![root.to_path_buf()];
     while let Some(d) = stack.pop() {
         let rd = std::fs::read_dir(&d).with_context(|| format!("cannot read {}", d.display()))?;
         for e in rd.flatten() {
@@ -592,12 +590,8 @@ pub fn drop_checkpoints(cell_dir: &Path) -> Result<u64> {
                 continue;
             }
             let path = e.path();
-            let name = e.file_name().to_string_lossy().to_string();
-            // a training checkpoint is recognised by its state file, never by name alone
-            let is_checkpoint = ["checkpoint", "checkpoint.old", "checkpoint.tmp"]
-                .contains(&name.as_str())
-                && path.join("state.json").is_file();
-            if is_checkpoint {
+            let rel = path.strip_prefix(root).unwrap_or(&path);
+            if matches(&path, rel) {
                 freed += dir_bytes(&path);
                 std::fs::remove_dir_all(&path)
                     .with_context(|| format!("cannot remove {}", path.display()))?;
@@ -642,31 +636,12 @@ fn drop_students_unless_kept(grid: &Grid, cell: &Cell) {
 /// Removes every trained model (`best/`, with its weights) under a run directory's `student/`
 /// directories (the run's and its baseline's); training logs stay. Returns the bytes freed.
 pub fn drop_students(cell_dir: &Path) -> Result<u64> {
-    let mut freed = 0;
-    let mut stack = vec![cell_dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let path = e.path();
-            if !e.file_type().is_ok_and(|t| t.is_dir()) {
-                continue;
-            }
-            // below the cell's own directory (whatever its ancestors are called)
-            let in_student = path
-                .strip_prefix(cell_dir)
-                .is_ok_and(|rel| rel.components().any(|c| c.as_os_str() == "student"));
-            if in_student && e.file_name() == "best" && path.join("model.safetensors").is_file() {
-                freed += dir_bytes(&path);
-                std::fs::remove_dir_all(&path)
-                    .with_context(|| format!("cannot remove {}", path.display()))?;
-            } else {
-                stack.push(path);
-            }
-        }
-    }
-    Ok(freed)
+    // below the cell's own directory (whatever its ancestors are called)
+    remove_dirs_where(cell_dir, |path, rel| {
+        rel.components().any(|c| c.as_os_str() == "student")
+            && path.file_name().is_some_and(|n| n == "best")
+            && path.join("model.safetensors").is_file()
+    })
 }
 
 /// Removes the students of a finished run in rounds that its summary did not choose
