@@ -10,10 +10,13 @@
 //! residual adds are GEMMs that accumulate into a copy of the stream, the heads are strided
 //! views of the projections' outputs.
 //!
-//! It covers full fine-tuning of a plain decoder (Llama, SmolLM2, Qwen2 with its q/k/v biases)
-//! in f32, the CPU training case; [`Llama::dense`](crate::llama::Llama) says when it applies
-//! and the trainer falls back to autograd otherwise (adapters, bf16, GPU, Gemma).
-//! `tests/cpu_train.rs` checks the loss and every gradient against autograd.
+//! It covers a plain decoder (Llama, SmolLM2, Qwen2 with its q/k/v biases) in f32, the CPU
+//! training case: full fine-tuning, or LoRA, where every projection may carry an adapter and
+//! only the adapters get gradients (the frozen base's weight gradients, the head's and the
+//! embedding's are never computed; autograd's graph kept ~6× the memory a token, so this
+//! path also peaks lower). [`Llama::dense`](crate::llama::Llama) says when it applies and the
+//! trainer falls back to autograd otherwise (bf16, GPU, Gemma). `tests/cpu_train.rs` checks
+//! the loss and every gradient against autograd, with and without adapters.
 
 use std::collections::HashMap;
 
@@ -22,7 +25,7 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 use crate::kd::KdTerm;
-use crate::llama::{DenseModel, Llama};
+use crate::llama::{DenseModel, DenseProj, Llama};
 use crate::loss::{xent_rows_cpu, LmLoss};
 use crate::ops::slices::{self, normed, rms_norm, rms_norm_backward, silu_mul, silu_mul_backward};
 use crate::ops::Shared;
@@ -171,7 +174,9 @@ pub fn loss_and_grads_with(
         }
         let mut dh = vec![0f32; c * d];
         linear_dx(&mut dh, &dlogits, w.lm_head, c, d, vocab, false);
-        linear_dw(g.lm_head_mut(), &dlogits, &h, c, d, vocab);
+        if let Some(gh) = g.lm_head_mut() {
+            linear_dw(gh, &dlogits, &h, c, d, vocab);
+        }
         for (src, &i) in dh.chunks(d).zip(part) {
             d_hidden[i * d..][..d].copy_from_slice(src);
         }
@@ -196,7 +201,9 @@ pub fn loss_and_grads_with(
         dx = layer_backward(&shape, &w.layers[i], &mut g.layers[i], &m, s, dx);
     }
     let de = &mut g.embed;
-    for (row, &id) in dx.chunks(d).zip(ids) {
+    // (empty when frozen: nothing to sum into)
+    let rows = if de.is_empty() { 0 } else { ids.len() };
+    for (row, &id) in dx.chunks(d).zip(ids).take(rows) {
         let dst = &mut de[id as usize * d..][..d];
         dst.iter_mut().zip(row).for_each(|(a, b)| *a += b);
     }
@@ -280,17 +287,31 @@ impl Shape {
 // ---------------------------------------------------------------------------------------------
 // Weights and gradients as host slices
 
+/// A projection's weight `[out, in]` and its adapter.
+struct ProjWeights<'a> {
+    w: &'a [f32],
+    lora: Option<LoraWeights<'a>>,
+}
+
+/// `y += scale · x·Aᵀ·Bᵀ`, `A: [rank, in]`, `B: [out, rank]`.
+struct LoraWeights<'a> {
+    a: &'a [f32],
+    b: &'a [f32],
+    rank: usize,
+    scale: f32,
+}
+
 struct LayerWeights<'a> {
     attn_norm: &'a [f32],
-    q: &'a [f32],
-    k: &'a [f32],
-    v: &'a [f32],
-    o: &'a [f32],
+    q: ProjWeights<'a>,
+    k: ProjWeights<'a>,
+    v: ProjWeights<'a>,
+    o: ProjWeights<'a>,
     qkv_bias: Option<(&'a [f32], &'a [f32], &'a [f32])>,
     mlp_norm: &'a [f32],
-    gate: &'a [f32],
-    up: &'a [f32],
-    down: &'a [f32],
+    gate: ProjWeights<'a>,
+    up: ProjWeights<'a>,
+    down: ProjWeights<'a>,
 }
 
 struct Weights<'a> {
@@ -316,6 +337,22 @@ fn host(t: &Tensor) -> Result<&[f32]> {
     Ok(unsafe { std::slice::from_raw_parts(s.as_ptr(), s.len()) })
 }
 
+fn proj<'a>(p: &'a DenseProj<'a>) -> Result<ProjWeights<'a>> {
+    let lora = match p.lora {
+        Some((a, b, scale)) => Some(LoraWeights {
+            a: host(a)?,
+            b: host(b)?,
+            rank: a.dim(0)?,
+            scale: scale as f32,
+        }),
+        None => None,
+    };
+    Ok(ProjWeights {
+        w: host(p.w)?,
+        lora,
+    })
+}
+
 impl<'a> Weights<'a> {
     fn read(m: &'a DenseModel<'a>) -> Result<Self> {
         let layers = m
@@ -324,18 +361,18 @@ impl<'a> Weights<'a> {
             .map(|l| {
                 Ok(LayerWeights {
                     attn_norm: host(l.attn_norm)?,
-                    q: host(l.q)?,
-                    k: host(l.k)?,
-                    v: host(l.v)?,
-                    o: host(l.o)?,
+                    q: proj(&l.q)?,
+                    k: proj(&l.k)?,
+                    v: proj(&l.v)?,
+                    o: proj(&l.o)?,
                     qkv_bias: match l.qkv_bias {
                         Some((q, k, v)) => Some((host(q)?, host(k)?, host(v)?)),
                         None => None,
                     },
                     mlp_norm: host(l.mlp_norm)?,
-                    gate: host(l.gate)?,
-                    up: host(l.up)?,
-                    down: host(l.down)?,
+                    gate: proj(&l.gate)?,
+                    up: proj(&l.up)?,
+                    down: proj(&l.down)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -348,21 +385,34 @@ impl<'a> Weights<'a> {
     }
 }
 
+/// A projection's gradients: of its weight (empty when the base is frozen) and of its
+/// adapter's `A` and `B` (empty without one).
+#[derive(Default)]
+struct ProjGrads {
+    w: Vec<f32>,
+    a: Vec<f32>,
+    b: Vec<f32>,
+}
+
 #[derive(Default)]
 struct LayerGrads {
     attn_norm: Vec<f32>,
-    q: Vec<f32>,
-    k: Vec<f32>,
-    v: Vec<f32>,
-    o: Vec<f32>,
+    q: ProjGrads,
+    k: ProjGrads,
+    v: ProjGrads,
+    o: ProjGrads,
     qkv_bias: Option<(Vec<f32>, Vec<f32>, Vec<f32>)>,
     mlp_norm: Vec<f32>,
-    gate: Vec<f32>,
-    up: Vec<f32>,
-    down: Vec<f32>,
+    gate: ProjGrads,
+    up: ProjGrads,
+    down: ProjGrads,
 }
 
+/// Every weight's gradient buffer. With adapters only theirs are allocated (a frozen
+/// embedding alone would be 0.5 GB for Qwen2.5's vocabulary); the norms' are computed anyway
+/// (a few KB, it keeps one backward) and dropped.
 struct Grads {
+    /// Empty when frozen.
     embed: Vec<f32>,
     layers: Vec<LayerGrads>,
     norm: Vec<f32>,
@@ -373,59 +423,88 @@ struct Grads {
 impl Grads {
     fn new(m: &DenseModel) -> Self {
         let z = |t: &Tensor| vec![0f32; t.elem_count()];
+        let base = !m.adapters;
+        let zb = |t: &Tensor| if base { z(t) } else { Vec::new() };
+        let pg = |p: &DenseProj| ProjGrads {
+            w: zb(p.w),
+            a: p.lora.map_or_else(Vec::new, |(a, _, _)| z(a)),
+            b: p.lora.map_or_else(Vec::new, |(_, b, _)| z(b)),
+        };
         Grads {
-            embed: z(m.embed),
+            embed: zb(m.embed),
             layers: m
                 .layers
                 .iter()
                 .map(|l| LayerGrads {
                     attn_norm: z(l.attn_norm),
-                    q: z(l.q),
-                    k: z(l.k),
-                    v: z(l.v),
-                    o: z(l.o),
-                    qkv_bias: l.qkv_bias.map(|(q, k, v)| (z(q), z(k), z(v))),
+                    q: pg(&l.q),
+                    k: pg(&l.k),
+                    v: pg(&l.v),
+                    o: pg(&l.o),
+                    qkv_bias: l
+                        .qkv_bias
+                        .filter(|_| base)
+                        .map(|(q, k, v)| (z(q), z(k), z(v))),
                     mlp_norm: z(l.mlp_norm),
-                    gate: z(l.gate),
-                    up: z(l.up),
-                    down: z(l.down),
+                    gate: pg(&l.gate),
+                    up: pg(&l.up),
+                    down: pg(&l.down),
                 })
                 .collect(),
             norm: z(m.norm),
-            lm_head: (!m.tied).then(|| z(m.lm_head)),
+            lm_head: (base && !m.tied).then(|| z(m.lm_head)),
         }
     }
 
-    fn lm_head_mut(&mut self) -> &mut [f32] {
-        self.lm_head.as_mut().unwrap_or(&mut self.embed)
+    /// The output head's gradient buffer, `None` when the base is frozen.
+    fn lm_head_mut(&mut self) -> Option<&mut [f32]> {
+        match &mut self.lm_head {
+            Some(h) => Some(h),
+            None if !self.embed.is_empty() => Some(&mut self.embed),
+            None => None,
+        }
     }
 
     fn into_tensors(self, m: &DenseModel) -> Result<HashMap<TensorId, Tensor>> {
+        let base = !m.adapters;
         let mut out = HashMap::new();
         let mut put = |t: &Tensor, g: Vec<f32>| -> Result<()> {
-            out.insert(t.id(), Tensor::from_vec(g, t.shape(), &Device::Cpu)?);
+            if !g.is_empty() {
+                out.insert(t.id(), Tensor::from_vec(g, t.shape(), &Device::Cpu)?);
+            }
             Ok(())
         };
-        put(m.embed, self.embed)?;
-        put(m.norm, self.norm)?;
+        let mut put_proj = |p: &DenseProj, g: ProjGrads| -> Result<()> {
+            put(p.w, g.w)?;
+            if let Some((a, b, _)) = p.lora {
+                put(a, g.a)?;
+                put(b, g.b)?;
+            }
+            Ok(())
+        };
+        let norms = |g: Vec<f32>| if base { g } else { Vec::new() };
+        let mut rest = Vec::new();
+        rest.push((m.embed, self.embed));
+        rest.push((m.norm, norms(self.norm)));
         if let Some(gh) = self.lm_head {
-            put(m.lm_head, gh)?;
+            rest.push((m.lm_head, gh));
         }
         for (l, g) in m.layers.iter().zip(self.layers) {
-            put(l.attn_norm, g.attn_norm)?;
-            put(l.q, g.q)?;
-            put(l.k, g.k)?;
-            put(l.v, g.v)?;
-            put(l.o, g.o)?;
+            put_proj(&l.q, g.q)?;
+            put_proj(&l.k, g.k)?;
+            put_proj(&l.v, g.v)?;
+            put_proj(&l.o, g.o)?;
+            put_proj(&l.gate, g.gate)?;
+            put_proj(&l.up, g.up)?;
+            put_proj(&l.down, g.down)?;
+            rest.push((l.attn_norm, norms(g.attn_norm)));
+            rest.push((l.mlp_norm, norms(g.mlp_norm)));
             if let (Some((q, k, v)), Some((gq, gk, gv))) = (l.qkv_bias, g.qkv_bias) {
-                put(q, gq)?;
-                put(k, gk)?;
-                put(v, gv)?;
+                rest.extend([(q, gq), (k, gk), (v, gv)]);
             }
-            put(l.mlp_norm, g.mlp_norm)?;
-            put(l.gate, g.gate)?;
-            put(l.up, g.up)?;
-            put(l.down, g.down)?;
+        }
+        for (t, g) in rest {
+            put(t, g)?;
         }
         Ok(out)
     }
@@ -458,9 +537,9 @@ fn layer_forward(s: &Shape, w: &LayerWeights, m: &DenseModel, x: Vec<f32>) -> (V
     let mut q = vec![0f32; n * qd];
     let mut k = vec![0f32; n * kvd];
     let mut v = vec![0f32; n * kvd];
-    linear(&mut q, &xn, w.q, n, d, qd, false);
-    linear(&mut k, &xn, w.k, n, d, kvd, false);
-    linear(&mut v, &xn, w.v, n, d, kvd, false);
+    proj_forward(&mut q, &xn, &w.q, n, d, qd, false);
+    proj_forward(&mut k, &xn, &w.k, n, d, kvd, false);
+    proj_forward(&mut v, &xn, &w.v, n, d, kvd, false);
     drop(xn);
     if let Some((bq, bk, bv)) = w.qkv_bias {
         add_rows(&mut q, bq);
@@ -472,16 +551,16 @@ fn layer_forward(s: &Shape, w: &LayerWeights, m: &DenseModel, x: Vec<f32>) -> (V
     let (probs, attn) = attention_forward(s, &q, &k, &v);
     // mid = x + attn·Woᵀ, accumulated onto a copy of the stream
     let mut mid = x.clone();
-    linear(&mut mid, &attn, w.o, n, qd, d, true);
+    proj_forward(&mut mid, &attn, &w.o, n, qd, d, true);
     let (xn2, rstd_mlp) = rms_norm(&mid, w.mlp_norm, s.eps);
     let mut gate = vec![0f32; n * s.inter];
     let mut up = vec![0f32; n * s.inter];
-    linear(&mut gate, &xn2, w.gate, n, d, s.inter, false);
-    linear(&mut up, &xn2, w.up, n, d, s.inter, false);
+    proj_forward(&mut gate, &xn2, &w.gate, n, d, s.inter, false);
+    proj_forward(&mut up, &xn2, &w.up, n, d, s.inter, false);
     drop(xn2);
     let act = silu_mul(&gate, &up);
     let mut out = mid.clone();
-    linear(&mut out, &act, w.down, n, s.inter, d, true);
+    proj_forward(&mut out, &act, &w.down, n, s.inter, d, true);
     (
         out,
         Saved {
@@ -528,20 +607,36 @@ fn layer_backward(
 
     // MLP: out = mid + silu(gate)·up·Wdᵀ
     let act = silu_mul(&gate, &up);
-    linear_dw(&mut g.down, &dout, &act, n, inter, d);
-    drop(act);
     let mut dact = vec![0f32; n * inter];
-    linear_dx(&mut dact, &dout, w.down, n, inter, d, false);
+    proj_backward(
+        &mut dact,
+        false,
+        &dout,
+        &act,
+        &w.down,
+        &mut g.down,
+        n,
+        inter,
+        d,
+    );
+    drop(act);
     silu_mul_backward(&mut gate, &mut up, &dact); // now d gate, d up
     drop(dact);
     let xn2 = normed(&mid, &rstd_mlp, w.mlp_norm);
-    linear_dw(&mut g.gate, &gate, &xn2, n, d, inter);
-    linear_dw(&mut g.up, &up, &xn2, n, d, inter);
-    drop(xn2);
     let mut dxn2 = vec![0f32; n * d];
-    linear_dx(&mut dxn2, &gate, w.gate, n, d, inter, false);
-    linear_dx(&mut dxn2, &up, w.up, n, d, inter, true);
-    drop((gate, up));
+    proj_backward(
+        &mut dxn2,
+        false,
+        &gate,
+        &xn2,
+        &w.gate,
+        &mut g.gate,
+        n,
+        d,
+        inter,
+    );
+    proj_backward(&mut dxn2, true, &up, &xn2, &w.up, &mut g.up, n, d, inter);
+    drop((xn2, gate, up));
     // d mid = d out + the norm's backward, summed in place
     let mut dmid = dout;
     rms_norm_backward(
@@ -556,10 +651,9 @@ fn layer_backward(
     drop((dxn2, mid));
 
     // attention: mid = x + attn·Woᵀ
-    linear_dw(&mut g.o, &dmid, &attn, n, qd, d);
-    drop(attn);
     let mut dattn = vec![0f32; n * qd];
-    linear_dx(&mut dattn, &dmid, w.o, n, qd, d, false);
+    proj_backward(&mut dattn, false, &dmid, &attn, &w.o, &mut g.o, n, qd, d);
+    drop(attn);
     let (mut dq, mut dk, dv) = attention_backward(s, &q, &k, &v, &probs, &dattn);
     drop((q, k, v, probs, dattn));
     rope(&mut dq, s, s.h, m, true);
@@ -570,15 +664,11 @@ fn layer_backward(
         column_sums(bv, &dv);
     }
     let xn = normed(&x, &rstd_attn, w.attn_norm);
-    linear_dw(&mut g.q, &dq, &xn, n, d, qd);
-    linear_dw(&mut g.k, &dk, &xn, n, d, kvd);
-    linear_dw(&mut g.v, &dv, &xn, n, d, kvd);
-    drop(xn);
     let mut dxn = vec![0f32; n * d];
-    linear_dx(&mut dxn, &dq, w.q, n, d, qd, false);
-    linear_dx(&mut dxn, &dk, w.k, n, d, kvd, true);
-    linear_dx(&mut dxn, &dv, w.v, n, d, kvd, true);
-    drop((dq, dk, dv));
+    proj_backward(&mut dxn, false, &dq, &xn, &w.q, &mut g.q, n, d, qd);
+    proj_backward(&mut dxn, true, &dk, &xn, &w.k, &mut g.k, n, d, kvd);
+    proj_backward(&mut dxn, true, &dv, &xn, &w.v, &mut g.v, n, d, kvd);
+    drop((xn, dq, dk, dv));
     let mut dx = dmid;
     rms_norm_backward(
         &mut dx,
@@ -590,6 +680,68 @@ fn layer_backward(
         true,
     );
     dx
+}
+
+// ---------------------------------------------------------------------------------------------
+// Projections: a weight and its adapter
+
+/// `y (+)= x·Wᵀ + scale · x·Aᵀ·Bᵀ` for `x: [n, in]`, `y: [n, out]`.
+#[allow(clippy::too_many_arguments)]
+fn proj_forward(
+    y: &mut [f32],
+    x: &[f32],
+    p: &ProjWeights,
+    n: usize,
+    inp: usize,
+    out: usize,
+    acc: bool,
+) {
+    linear(y, x, p.w, n, inp, out, acc);
+    if let Some(l) = &p.lora {
+        let xa = lora_down(x, l, n, inp);
+        linear(y, &xa, l.b, n, l.rank, out, true);
+    }
+}
+
+/// `scale · x·Aᵀ`, `[n, rank]`: recomputed in the backward rather than kept (2·n·in·rank
+/// flops against the projection's 2·n·in·out).
+fn lora_down(x: &[f32], l: &LoraWeights, n: usize, inp: usize) -> Vec<f32> {
+    let mut xa = vec![0f32; n * l.rank];
+    linear(&mut xa, x, l.a, n, inp, l.rank, false);
+    xa.iter_mut().for_each(|v| *v *= l.scale);
+    xa
+}
+
+/// The backward of [`proj_forward`] for the output gradient `dy`: `dx (+)= dy·W + scale ·
+/// dy·B·A`; the weight's gradient (when the base trains) and the adapter's `A` and `B`
+/// accumulate into `g`.
+#[allow(clippy::too_many_arguments)]
+fn proj_backward(
+    dx: &mut [f32],
+    acc: bool,
+    dy: &[f32],
+    x: &[f32],
+    p: &ProjWeights,
+    g: &mut ProjGrads,
+    n: usize,
+    inp: usize,
+    out: usize,
+) {
+    if !g.w.is_empty() {
+        linear_dw(&mut g.w, dy, x, n, inp, out);
+    }
+    linear_dx(dx, dy, p.w, n, inp, out, acc);
+    if let Some(l) = &p.lora {
+        let r = l.rank;
+        let xa = lora_down(x, l, n, inp);
+        linear_dw(&mut g.b, dy, &xa, n, r, out); // dB += dyᵀ·(scale·x·Aᵀ)
+        drop(xa);
+        let mut u = vec![0f32; n * r];
+        linear_dx(&mut u, dy, l.b, n, r, out, false);
+        u.iter_mut().for_each(|v| *v *= l.scale); // u = scale · dy·B
+        linear_dw(&mut g.a, &u, x, n, inp, r); // dA += uᵀ·x
+        linear_dx(dx, &u, l.a, n, inp, r, true); // dx += u·A
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -616,24 +616,31 @@ impl Cache {
     }
 }
 
+/// A projection's tensors in a [`DenseModel`]: the weight `[out, in]` and its adapter, if any.
+pub(crate) struct DenseProj<'a> {
+    pub w: &'a Tensor,
+    /// `A: [rank, in]`, `B: [out, rank]` and the scale: `y = x·Wᵀ + scale · x·Aᵀ·Bᵀ`.
+    pub lora: Option<(&'a Tensor, &'a Tensor, f64)>,
+}
+
 /// One layer's tensors in a [`DenseModel`].
 pub(crate) struct DenseLayer<'a> {
     pub attn_norm: &'a Tensor,
-    /// q, k, v and o projections, `[out, in]`.
-    pub q: &'a Tensor,
-    pub k: &'a Tensor,
-    pub v: &'a Tensor,
-    pub o: &'a Tensor,
+    /// q, k, v and o projections.
+    pub q: DenseProj<'a>,
+    pub k: DenseProj<'a>,
+    pub v: DenseProj<'a>,
+    pub o: DenseProj<'a>,
     /// Qwen2's q, k and v biases.
     pub qkv_bias: Option<(&'a Tensor, &'a Tensor, &'a Tensor)>,
     pub mlp_norm: &'a Tensor,
-    pub gate: &'a Tensor,
-    pub up: &'a Tensor,
-    pub down: &'a Tensor,
+    pub gate: DenseProj<'a>,
+    pub up: DenseProj<'a>,
+    pub down: DenseProj<'a>,
 }
 
-/// The tensors of a plain decoder (Llama / SmolLM2 / Qwen2: no adapters, no quantised
-/// weights, not Gemma) computing in f32, as [`crate::cpu_train`] reads them.
+/// The tensors of a plain decoder (Llama / SmolLM2 / Qwen2: no quantised weights, not Gemma)
+/// computing in f32, as [`crate::cpu_train`] reads them.
 pub(crate) struct DenseModel<'a> {
     pub cfg: &'a LlamaConfig,
     pub embed: &'a Tensor,
@@ -645,6 +652,10 @@ pub(crate) struct DenseModel<'a> {
     pub rope: &'a RopeTables,
     /// Attention scores are multiplied by this.
     pub scale: f64,
+    /// Whether any projection has an adapter. A model with adapters is a LoRA student, whose
+    /// base weights are frozen (`Tuning::Lora` reads them as constants): only the adapters
+    /// train.
+    pub adapters: bool,
 }
 
 impl Llama {
@@ -826,40 +837,35 @@ impl Llama {
     }
 
     /// This model's tensors for [`crate::cpu_train`], or `None` when it is not a plain f32
-    /// decoder there (adapters, quantised weights, Gemma, another dtype).
-    pub(crate) fn dense(&self) -> Option<DenseModel<'_>> {
+    /// decoder there (quantised weights, Gemma, another dtype). LoRA adapters are included.
+    pub(crate) fn dense<'a>(&'a self) -> Option<DenseModel<'a>> {
         if self.cfg.gemma.is_some()
             || self.compute != DType::F32
             || self.lm_head_quantized.is_some()
         {
             return None;
         }
-        let dense = |p: &'_ Proj| -> Option<()> {
-            match (&p.weight, &p.lora) {
-                (ProjWeight::Dense(w), None) if w.dtype() == DType::F32 => Some(()),
-                _ => None,
+        let mut adapters = false;
+        let mut dense = |p: &'a Proj| -> Option<DenseProj<'a>> {
+            let ProjWeight::Dense(w) = &p.weight else {
+                return None;
+            };
+            if w.dtype() != DType::F32 {
+                return None;
             }
+            let lora = match &p.lora {
+                Some(l) if l.a.dtype() == DType::F32 && l.b.dtype() == DType::F32 => {
+                    adapters = true;
+                    Some((&l.a, &l.b, l.scale))
+                }
+                Some(_) => return None,
+                None => None,
+            };
+            Some(DenseProj { w, lora })
         };
-        fn w(p: &Proj) -> &Tensor {
-            match &p.weight {
-                ProjWeight::Dense(w) => w,
-                ProjWeight::Quantized(_) => unreachable!("checked dense"),
-            }
-        }
         let mut layers = Vec::with_capacity(self.layers.len());
         for l in &self.layers {
             let (a, m) = (&l.self_attn, &l.mlp);
-            for p in [
-                &a.q_proj,
-                &a.k_proj,
-                &a.v_proj,
-                &a.o_proj,
-                &m.gate_proj,
-                &m.up_proj,
-                &m.down_proj,
-            ] {
-                dense(p)?;
-            }
             let qkv_bias = match (&a.q_proj.bias, &a.k_proj.bias, &a.v_proj.bias) {
                 (Some(q), Some(k), Some(v)) => Some((q, k, v)),
                 (None, None, None) => None,
@@ -870,15 +876,15 @@ impl Llama {
             }
             layers.push(DenseLayer {
                 attn_norm: &l.attn_norm,
-                q: w(&a.q_proj),
-                k: w(&a.k_proj),
-                v: w(&a.v_proj),
-                o: w(&a.o_proj),
+                q: dense(&a.q_proj)?,
+                k: dense(&a.k_proj)?,
+                v: dense(&a.v_proj)?,
+                o: dense(&a.o_proj)?,
                 qkv_bias,
                 mlp_norm: &l.mlp_norm,
-                gate: w(&m.gate_proj),
-                up: w(&m.up_proj),
-                down: w(&m.down_proj),
+                gate: dense(&m.gate_proj)?,
+                up: dense(&m.up_proj)?,
+                down: dense(&m.down_proj)?,
             });
         }
         let scale = self.layers.first().map_or(1.0, |l| l.self_attn.scale);
@@ -891,6 +897,7 @@ impl Llama {
             tied: self.lm_head.is_none(),
             rope: &self.rope,
             scale,
+            adapters,
         })
     }
 
