@@ -11,9 +11,9 @@ export MENTOR_PROGRESS_SECS="${MENTOR_PROGRESS_SECS:-60}"
 for grid in \
   examples/grids/svamp-row1.toml \
   examples/grids/fair-mapd-row2.toml \
+  examples/grids/kd-sciq.toml \
   examples/grids/svamp-row1-followups.toml \
   examples/grids/minds-mirror-row3.toml \
-  examples/grids/kd-sciq.toml \
   examples/grids/elad-row4.toml; do
   name="$(basename "$grid" .toml)"
   echo "== $(date -u +%FT%TZ) $grid" >&2
