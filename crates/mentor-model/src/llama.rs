@@ -203,8 +203,35 @@ struct Lora {
 /// [`Llama::quantized`].
 pub type QuantizedWeights = HashMap<String, Arc<QTensor>>;
 
-/// From this many input rows on, a quantised projection multiplies by its dequantised weight.
-const DEQUANTIZE_ROWS: usize = 32;
+/// From how many input rows on a quantised projection multiplies by its dequantised weight
+/// (f32 GEMM) rather than through candle's quantised dot products. Measured on the CPU
+/// (BENCHMARKS.md, "the embedded teacher's decode"): the K-quant kernels (Q4_K, Q6_K: the
+/// 1.5B teacher's GGUF) beat dequantising at every size tried, prefills of 1,400 rows included,
+/// and dequantising a 1.5B model's weights on each decode step of 32 rows or more made decode
+/// 5× slower; the Q8_0 kernel (the 0.5B's, re-quantised) loses from a few dozen rows. Other
+/// devices keep the 32 rows first chosen (not measured). `MENTOR_DEQUANTIZE_ROWS` overrides
+/// all of it, to measure the crossover.
+fn dequantize_from(w: &QTensor) -> usize {
+    static OVERRIDE: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    let forced = OVERRIDE.get_or_init(|| {
+        std::env::var("MENTOR_DEQUANTIZE_ROWS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+    });
+    if let Some(rows) = forced {
+        return *rows;
+    }
+    use candle_core::quantized::GgmlDType as G;
+    let k_quant = matches!(
+        w.dtype(),
+        G::Q2K | G::Q3K | G::Q4K | G::Q5K | G::Q6K | G::Q8K
+    );
+    if k_quant && w.device().is_cpu() {
+        usize::MAX
+    } else {
+        32
+    }
+}
 
 /// A projection's weight: dense (trainable) or quantised blocks (inference only).
 enum ProjWeight {
@@ -279,9 +306,9 @@ impl Proj {
         let mut y = match &self.weight {
             // mixed precision: f32 master weights are cast to the activations' dtype here
             ProjWeight::Dense(w) => few_rows::matmul_t(x, &w.to_dtype(x.dtype())?)?,
-            // Prefill: many rows make the product compute-bound, where the f32 GEMM is ~3×
-            // faster than the quantised dot products; dequantising the weight costs less.
-            ProjWeight::Quantized(QMatMul::QTensor(q)) if x.dim(0)? >= DEQUANTIZE_ROWS => {
+            // many rows, where this block type's dot products are slower than the f32 GEMM
+            // (`dequantize_from` says where): dequantising the weight once costs less
+            ProjWeight::Quantized(QMatMul::QTensor(q)) if x.dim(0)? >= dequantize_from(q) => {
                 x.matmul(&q.dequantize(x.device())?.t()?)?
             }
             ProjWeight::Quantized(q) => q.forward(x)?,
@@ -1093,5 +1120,36 @@ mod config_tests {
             let e = LlamaConfig::from_hf_json(&format!("{{{extra} {BASE}}}")).unwrap_err();
             assert!(e.contains(why), "{extra}: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod quantized_tests {
+    use super::dequantize_from;
+    use candle_core::quantized::{GgmlDType, QTensor};
+    use candle_core::{Device, Tensor};
+
+    /// K-quant weights on the CPU stay on their kernels at any row count (dequantising a 1.5B
+    /// teacher on each decode step of 32 rows made decode 5× slower); Q8_0 ones switch to the
+    /// f32 GEMM from 32 rows, where its kernel loses.
+    #[test]
+    fn only_slow_kernels_dequantise_for_many_rows() -> candle_core::Result<()> {
+        if std::env::var_os("MENTOR_DEQUANTIZE_ROWS").is_some() {
+            return Ok(()); // the override decides instead
+        }
+        let w = Tensor::randn(0f32, 1.0, (8, 256), &Device::Cpu)?;
+        assert_eq!(
+            dequantize_from(&QTensor::quantize(&w, GgmlDType::Q4K)?),
+            usize::MAX
+        );
+        assert_eq!(
+            dequantize_from(&QTensor::quantize(&w, GgmlDType::Q6K)?),
+            usize::MAX
+        );
+        assert_eq!(
+            dequantize_from(&QTensor::quantize(&w, GgmlDType::Q8_0)?),
+            32
+        );
+        Ok(())
     }
 }
