@@ -135,10 +135,11 @@ fn pick(logprobs: &[f32], p: &SamplingParams, rng: &mut ChaCha8Rng) -> u32 {
 /// at a time; `on_done(n)` is called as requests finish (progress). Outputs are in request
 /// order.
 ///
-/// The batch is continuous: a row that finishes leaves it, and once half the rows have left,
-/// the next requests are prefilled and merged in. A batch of answers of unequal length then
-/// never spends its steps on rows that are already done, and every output is what the request
-/// would have decoded alone (each row keeps its positions and its own random stream).
+/// The batch is continuous ([`generate_continuous`]): a row that finishes leaves it, and once
+/// half the rows have left, the next requests are prefilled and merged in. A batch of answers
+/// of unequal length then never spends its steps on rows that are already done, and every
+/// output is what the request would have decoded alone (each row keeps its positions and its
+/// own random stream).
 pub fn generate(
     model: &Llama,
     tokenizer: &TextTokenizer,
@@ -146,63 +147,92 @@ pub fn generate(
     batch_size: usize,
     on_done: &mut dyn FnMut(usize),
 ) -> Result<Vec<Generation>> {
-    let batch_size = batch_size.max(1);
     // similar prompt lengths join together: less padding in each prefill
     let mut order: Vec<usize> = (0..requests.len()).collect();
     order.sort_by_key(|&i| requests[i].0.len());
-    let mut waiting = order.into_iter().peekable();
+    let mut waiting = order.into_iter();
     let mut results: Vec<Option<Generation>> = vec![None; requests.len()];
+    generate_continuous(
+        model,
+        tokenizer,
+        batch_size,
+        &mut |room, _idle| {
+            waiting
+                .by_ref()
+                .take(room)
+                .map(|i| (i, requests[i].clone()))
+                .collect()
+        },
+        &mut |i, g| {
+            results[i] = Some(g);
+            on_done(1);
+        },
+    )?;
+    Ok(results
+        .into_iter()
+        .map(|g| g.expect("every request generated"))
+        .collect())
+}
+
+/// A continuous batch fed by `next`: whenever at most half of `batch_size` rows are running,
+/// `next(room, idle)` is asked for up to `room` more requests, each with a key of the caller's;
+/// they are prefilled together and merged into the running batch. `idle` says nothing is
+/// running: the source may then block until a request comes, and an empty answer ends the
+/// decoding. Each finished generation goes to `done` with its key as soon as its row finishes.
+///
+/// What a long-lived worker runs (the embedded teacher: requests keep arriving while others
+/// decode); [`generate`] is this over a fixed list.
+pub fn generate_continuous<K>(
+    model: &Llama,
+    tokenizer: &TextTokenizer,
+    batch_size: usize,
+    next: &mut dyn FnMut(usize, bool) -> Vec<(K, (Vec<u32>, SamplingParams))>,
+    done: &mut dyn FnMut(K, Generation),
+) -> Result<()> {
+    let batch_size = batch_size.max(1);
     let mut running: Option<Decoder> = None;
-    // the request each running row answers
-    let mut row_request: Vec<usize> = vec![];
+    // the key of the request each running row answers
+    let mut row_key: Vec<Option<K>> = vec![];
     loop {
         // refill once half the batch has left: a prefill of a few rows costs nearly what one
         // of many does
-        if waiting.peek().is_some() && row_request.len() <= batch_size / 2 {
-            let group: Vec<usize> = waiting
-                .by_ref()
-                .take(batch_size - row_request.len())
-                .collect();
-            let mut joining = Decoder::new(
-                model,
-                tokenizer,
-                &group.iter().map(|&i| &requests[i]).collect::<Vec<_>>(),
-            )?;
-            joining.step()?;
-            match running.as_mut() {
-                Some(batch) => batch.merge(joining)?,
-                None => running = Some(joining),
+        if row_key.len() <= batch_size / 2 {
+            let idle = row_key.is_empty();
+            let group = next(batch_size - row_key.len(), idle);
+            if group.is_empty() && idle {
+                return Ok(());
             }
-            row_request.extend(group);
+            if !group.is_empty() {
+                let (keys, reqs): (Vec<K>, Vec<_>) = group.into_iter().unzip();
+                let mut joining = Decoder::new(model, tokenizer, &reqs.iter().collect::<Vec<_>>())?;
+                joining.step()?;
+                match running.as_mut() {
+                    Some(batch) => batch.merge(joining)?,
+                    None => running = Some(joining),
+                }
+                row_key.extend(keys.into_iter().map(Some));
+            }
         }
         let Some(batch) = running.as_mut() else {
-            break;
+            return Ok(());
         };
         let finished = batch.take_finished()?;
         if !finished.is_empty() {
             let rows: Vec<usize> = finished.iter().map(|(r, _)| *r).collect();
             for (r, g) in finished {
-                results[row_request[r]] = Some(g);
+                done(row_key[r].take().expect("a row finishes once"), g);
             }
             let mut r = 0;
-            row_request.retain(|_| {
+            row_key.retain(|_| {
                 r += 1;
                 !rows.contains(&(r - 1))
             });
-            on_done(rows.len());
         }
-        if row_request.is_empty() {
-            if waiting.peek().is_none() {
-                break;
-            }
+        if row_key.is_empty() {
             continue;
         }
         batch.step()?;
     }
-    Ok(results
-        .into_iter()
-        .map(|g| g.expect("every request generated"))
-        .collect())
 }
 
 /// One batch decoding step by step: what [`generate`] runs to the end, and what a server

@@ -20,6 +20,8 @@ pub mod mkl;
 pub mod ops;
 pub mod tokenizer;
 
-pub use generate::{generate, Decoder, FinishReason, Generation, SamplingParams};
+pub use generate::{
+    generate, generate_continuous, Decoder, FinishReason, Generation, SamplingParams,
+};
 pub use llama::{Cache, GemmaConfig, Llama, LlamaConfig, LoraConfig, QuantizedWeights};
 pub use tokenizer::{ChatMessage, TextTokenizer};

@@ -3,16 +3,20 @@
 //! distillation needs no API key and no server.
 //!
 //! Requests arrive concurrently from the annotation stage (up to the teacher's `max_in_flight`);
-//! one worker thread owns the model, takes every request waiting (up to `batch`), and decodes
-//! them together in one batched generation, each with its own seed. Replies carry exact token
+//! one worker thread owns the model and decodes them in one continuous batch of up to `batch`
+//! rows (`generate_continuous`): a finished reply goes back at once, and requests that arrived
+//! meanwhile are prefilled and merged into the running batch, so a wave never waits for its
+//! longest reply. Each request decodes with its own seed. Replies carry exact token
 //! counts; the call path's cache and ledger treat it like any other teacher (cost 0).
 
 use mentor_model::{ChatMessage, Llama, SamplingParams, TextTokenizer};
 use mentor_teacher::backend::BoxFuture;
 use mentor_teacher::{Backend, CallError, Capabilities, ChatRequest, Reply};
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::mpsc;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 struct Job {
@@ -33,7 +37,7 @@ const DEFAULT_TEMPERATURE: f64 = 0.0;
 
 impl LocalBackend {
     /// Starts the worker; it loads the model at the first request (a rerun whose answers are
-    /// all in the store never loads it), and decodes up to `batch` requests together.
+    /// all in the store never loads it), and decodes up to `batch` requests at a time.
     pub fn start(name: String, load: Loader, batch: usize) -> LocalBackend {
         let (tx, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
@@ -87,64 +91,95 @@ fn worker(load: Loader, rx: mpsc::Receiver<Job>, batch: usize) {
             return;
         }
     };
-    let mut next = Some(first);
-    loop {
-        let first = match next.take() {
-            Some(j) => j,
-            None => match rx.recv() {
-                Ok(j) => j,
-                Err(_) => return,
-            },
-        };
-        let mut jobs = vec![first];
-        // Requests of one annotation wave arrive within milliseconds of each other.
-        let deadline = std::time::Instant::now() + Duration::from_millis(20);
-        while jobs.len() < batch {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(j) => jobs.push(j),
-                Err(_) => break,
-            }
-        }
-        // Requests that cannot be prepared fail alone; the rest decode together.
-        let mut ready = vec![];
-        for j in jobs {
-            match prepare(&tok, &j.req) {
-                Ok(p) => ready.push((j, p)),
-                Err(e) => {
-                    let _ = j.reply.send(Err(e));
+    let mut first = Some(first);
+    let mut closed = false;
+    while !closed {
+        // the replies owed for requests handed to the decoder, by key
+        let open: RefCell<HashMap<u64, Replier>> = RefCell::new(HashMap::new());
+        let mut key = 0u64;
+        let result = mentor_model::generate_continuous(
+            &model,
+            &tok,
+            batch,
+            &mut |room, idle| {
+                let mut jobs = vec![];
+                if idle {
+                    // nothing decoding: wait for a request, then take what else arrives within
+                    // 20 ms (an annotation wave's requests come within milliseconds)
+                    match first.take().map_or_else(|| rx.recv(), Ok) {
+                        Ok(j) => jobs.push(j),
+                        Err(_) => {
+                            closed = true;
+                            return vec![];
+                        }
+                    }
+                    let deadline = Instant::now() + Duration::from_millis(20);
+                    while jobs.len() < room {
+                        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                            Ok(j) => jobs.push(j),
+                            Err(_) => break,
+                        }
+                    }
+                } else {
+                    // rows are decoding: whatever has arrived joins them
+                    while jobs.len() < room {
+                        match rx.try_recv() {
+                            Ok(j) => jobs.push(j),
+                            Err(_) => break,
+                        }
+                    }
                 }
-            }
-        }
-        let (jobs, reqs): (Vec<Job>, Vec<(Vec<u32>, SamplingParams)>) = ready.into_iter().unzip();
-        match mentor_model::generate(&model, &tok, &reqs, batch, &mut |_| {}) {
-            Ok(gens) => {
-                for (j, g) in jobs.into_iter().zip(gens) {
-                    let finish = format!("{:?}", g.finish_reason).to_lowercase();
-                    let raw = serde_json::json!({
-                        "text": g.text, "finish_reason": finish,
-                        "prompt_tokens": g.prompt_tokens, "completion_tokens": g.token_ids.len(),
-                    })
-                    .to_string();
-                    let _ = j.reply.send(Ok(Reply {
-                        text: g.text,
-                        raw,
-                        prompt_tokens: g.prompt_tokens as u64,
-                        completion_tokens: g.token_ids.len() as u64,
-                        tokens_estimated: false,
-                        finish_reason: Some(finish),
-                    }));
-                }
-            }
-            Err(e) => {
+                // a request that cannot be prepared fails alone
+                let mut ready = vec![];
                 for j in jobs {
-                    let _ = j.reply.send(Err(CallError::fatal(
-                        format!("local generation failed: {e}"),
-                        None,
-                    )));
+                    match prepare(&tok, &j.req) {
+                        Ok(p) => {
+                            key += 1;
+                            open.borrow_mut().insert(key, j.reply);
+                            ready.push((key, p));
+                        }
+                        Err(e) => {
+                            let _ = j.reply.send(Err(e));
+                        }
+                    }
                 }
+                ready
+            },
+            &mut |k, g| {
+                if let Some(reply) = open.borrow_mut().remove(&k) {
+                    let _ = reply.send(Ok(reply_of(g)));
+                }
+            },
+        );
+        if let Err(e) = result {
+            // the batch is lost; its requests fail (the call path's retry may send them again)
+            for (_, reply) in open.borrow_mut().drain() {
+                let _ = reply.send(Err(CallError::fatal(
+                    format!("local generation failed: {e}"),
+                    None,
+                )));
             }
         }
+    }
+}
+
+type Replier = oneshot::Sender<Result<Reply, CallError>>;
+
+/// A finished generation as the call path's reply (exact token counts).
+fn reply_of(g: mentor_model::Generation) -> Reply {
+    let finish = format!("{:?}", g.finish_reason).to_lowercase();
+    let raw = serde_json::json!({
+        "text": g.text, "finish_reason": finish,
+        "prompt_tokens": g.prompt_tokens, "completion_tokens": g.token_ids.len(),
+    })
+    .to_string();
+    Reply {
+        text: g.text,
+        raw,
+        prompt_tokens: g.prompt_tokens as u64,
+        completion_tokens: g.token_ids.len() as u64,
+        tokens_estimated: false,
+        finish_reason: Some(finish),
     }
 }
 
@@ -176,5 +211,63 @@ impl Backend for LocalBackend {
             rx.await
                 .map_err(|_| CallError::fatal("the local teacher's worker has stopped", None))?
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mentor_model::load::Student;
+    use mentor_model::LlamaConfig;
+    use mentor_teacher::request::Message;
+    use std::sync::Arc;
+
+    fn model() -> (Llama, TextTokenizer) {
+        let tok = TextTokenizer::byte_level();
+        let mut cfg = LlamaConfig::tiny(tok.vocab_size());
+        cfg.max_position_embeddings = 512;
+        let m = Student::random(&cfg, &candle_core::Device::Cpu, 7)
+            .unwrap()
+            .model;
+        (m, tok)
+    }
+
+    /// Eight requests of unequal length through a worker of 3 rows: the first three start the
+    /// batch, the others wait in the channel and join it as rows finish (merged mid-decode).
+    /// Each reply is what its request decodes alone, and goes to the request that asked it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn arrivals_join_the_running_batch_and_decode_as_alone() {
+        let backend = Arc::new(LocalBackend::start(
+            "local:test".into(),
+            Box::new(|| Ok(model())),
+            3,
+        ));
+        let reqs: Vec<ChatRequest> = (0..8u32)
+            .map(|i| {
+                let mut r = ChatRequest::new(vec![Message::user(format!(
+                    "question {i}{}",
+                    "?".repeat(i as usize)
+                ))]);
+                r.max_tokens = Some(4 + 5 * (i % 4));
+                r.temperature = Some(0.8);
+                r.seed = Some(100 + i as u64);
+                r
+            })
+            .collect();
+        let mut calls = vec![];
+        for r in reqs.iter().cloned() {
+            let b = backend.clone();
+            calls.push(tokio::spawn(async move { b.call(&r).await }));
+        }
+        let (m, tok) = model();
+        for (r, call) in reqs.iter().zip(calls) {
+            let got = call.await.unwrap().expect("a reply");
+            let alone =
+                mentor_model::generate(&m, &tok, &[prepare(&tok, r).unwrap()], 1, &mut |_| {})
+                    .unwrap()
+                    .remove(0);
+            assert_eq!(got.text, alone.text, "{:?}", r.messages[0].content);
+            assert_eq!(got.completion_tokens, alone.token_ids.len() as u64);
+        }
     }
 }
