@@ -174,6 +174,9 @@ pub fn generate(
         .collect())
 }
 
+/// A request to decode: prompt ids and how to sample.
+pub type Request = (Vec<u32>, SamplingParams);
+
 /// A continuous batch fed by `next`: whenever at most half of `batch_size` rows are running,
 /// `next(room, idle)` is asked for up to `room` more requests, each with a key of the caller's;
 /// they are prefilled together and merged into the running batch. `idle` says nothing is
@@ -186,7 +189,7 @@ pub fn generate_continuous<K>(
     model: &Llama,
     tokenizer: &TextTokenizer,
     batch_size: usize,
-    next: &mut dyn FnMut(usize, bool) -> Vec<(K, (Vec<u32>, SamplingParams))>,
+    next: &mut dyn FnMut(usize, bool) -> Vec<(K, Request)>,
     done: &mut dyn FnMut(K, Generation),
 ) -> Result<()> {
     let batch_size = batch_size.max(1);
