@@ -88,6 +88,56 @@ pub struct VariantPair {
     /// Mean over seeds of B − A with the t-interval over the per-seed differences (NaN bounds
     /// with one seed).
     pub t95: Interval,
+    /// What the pair shows, in the words a results table uses.
+    pub verdict: Verdict,
+}
+
+/// B against A: `beats` / `loses` when the paired bootstrap interval of B − A lies wholly
+/// above / below zero, else `ties`; and whether McNemar's p is below 0.05 in every seed (the
+/// stricter claim, which one pooled interval does not make).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    pub outcome: Outcome,
+    pub every_seed_p05: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Beats,
+    Ties,
+    Loses,
+}
+
+impl Verdict {
+    fn of(bootstrap95: &Interval, per_seed: &[SeedPair]) -> Verdict {
+        let outcome = if bootstrap95.lo > 0.0 {
+            Outcome::Beats
+        } else if bootstrap95.hi < 0.0 {
+            Outcome::Loses
+        } else {
+            Outcome::Ties
+        };
+        Verdict {
+            outcome,
+            every_seed_p05: !per_seed.is_empty() && per_seed.iter().all(|s| s.mcnemar_p < 0.05),
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let word = match self.outcome {
+            Outcome::Beats => "beats",
+            Outcome::Ties => "ties",
+            Outcome::Loses => "loses",
+        };
+        f.write_str(word)?;
+        if self.every_seed_p05 {
+            f.write_str(" (p < 0.05 in every seed)")?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -303,11 +353,13 @@ pub fn compare(
             .map(|&(i, j)| (aligned[i].as_slice(), aligned[j].as_slice()))
             .collect();
         let diffs: Vec<f64> = per_seed.iter().map(|s| s.diff).collect();
+        let bootstrap95 = paired_bootstrap(&vecs, resamples, bootstrap_seed);
         pairs.push(VariantPair {
             a: a.to_string(),
             b: b.to_string(),
+            verdict: Verdict::of(&bootstrap95, &per_seed),
             per_seed,
-            bootstrap95: paired_bootstrap(&vecs, resamples, bootstrap_seed),
+            bootstrap95,
             t95: t_interval(&diffs),
         });
     }
@@ -525,6 +577,7 @@ impl Comparison {
                     },
                     tables.join(" "),
                     ps.join(", "),
+                    format!("B {}", p.verdict),
                 ]
             })
             .collect();
@@ -542,6 +595,7 @@ impl Comparison {
                 "t 95%",
                 "both/onlyA/onlyB/neither",
                 "McNemar p",
+                "verdict",
             ],
             &rows,
             markdown,
@@ -626,6 +680,44 @@ mod tests {
         let text = c.render(true);
         assert!(text.contains("| step-by-step − standard |"), "{text}");
         assert!(text.contains("15.0 ± 7.1"), "{text}");
+    }
+
+    /// The verdict follows the paired interval: a variant right on 30 more of 40 questions in
+    /// both seeds beats the baseline (and at p < 0.05 in each); its mirror image loses; one
+    /// that trades questions evenly ties.
+    #[test]
+    fn the_verdict_reads_the_paired_interval() {
+        let (base, more) = ("0".repeat(40), "1".repeat(30) + &"0".repeat(10));
+        let even = "10".repeat(20);
+        let odd = "01".repeat(20);
+        let runs = [
+            run("base-0", "base", 0, &base),
+            run("base-1", "base", 1, &base),
+            run("more-0", "more", 0, &more),
+            run("more-1", "more", 1, &more),
+        ];
+        let c = compare(&runs, Some("base"), 500, 0).unwrap();
+        assert_eq!(c.pairs[0].b, "more");
+        assert_eq!(
+            c.pairs[0].verdict,
+            Verdict {
+                outcome: Outcome::Beats,
+                every_seed_p05: true
+            }
+        );
+        assert!(c.render(true).contains("B beats (p < 0.05 in every seed)"));
+        let c = compare(&runs, Some("more"), 500, 0).unwrap();
+        assert_eq!(c.pairs[0].verdict.outcome, Outcome::Loses);
+        let runs = [run("a-0", "a", 0, &even), run("b-0", "b", 0, &odd)];
+        let c = compare(&runs, Some("a"), 500, 0).unwrap();
+        assert_eq!(
+            c.pairs[0].verdict,
+            Verdict {
+                outcome: Outcome::Ties,
+                every_seed_p05: false
+            }
+        );
+        assert!(c.render(true).contains("B ties"), "{}", c.render(true));
     }
 
     #[test]

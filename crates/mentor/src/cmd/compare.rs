@@ -19,7 +19,9 @@ use std::path::PathBuf;
 /// table (both right / only A / only B / both wrong) and McNemar's exact p per seed, and the
 /// mean paired difference B − A with two 95% intervals: a paired bootstrap over questions
 /// (one resample of question indices applied to every seed; seeded, --resamples) and a
-/// t-interval over the seeds' differences.
+/// t-interval over the seeds' differences; then a verdict: B beats / ties / loses to A as the
+/// bootstrap interval lies above zero / holds it / lies below, and "p < 0.05 in every seed"
+/// where McNemar's test separates them in each seed on its own.
 ///
 /// Examples: mentor compare runs/standard runs/sbs
 ///           mentor compare runs/row1/* --baseline standard-gold --markdown
