@@ -250,16 +250,32 @@ pub struct Decoder<'a> {
     input: Tensor,
     /// Decode each row's text after every token (streaming), not only for stop strings.
     track_text: bool,
+    /// Before the first step: which prefilled prompt each row continues. Requests with the same
+    /// prompt (K samples of one question) are prefilled once and their cache rows copied.
+    expand: Option<Vec<usize>>,
 }
 
 impl<'a> Decoder<'a> {
-    /// Prepares a batch of `(prompt ids, params)`; nothing runs until [`Decoder::step`].
+    /// Prepares a batch of `(prompt ids, params)`; nothing runs until [`Decoder::step`], whose
+    /// first call prefills each distinct prompt once.
     pub fn new(
         model: &'a Llama,
         tokenizer: &'a TextTokenizer,
         reqs: &[&(Vec<u32>, SamplingParams)],
     ) -> Result<Self> {
-        let b = reqs.len();
+        // the distinct prompts, and which one each request continues
+        let mut first_of: std::collections::HashMap<&[u32], usize> = Default::default();
+        let mut prompts: Vec<&[u32]> = vec![];
+        let of_row: Vec<usize> = reqs
+            .iter()
+            .map(|r| {
+                *first_of.entry(r.0.as_slice()).or_insert_with(|| {
+                    prompts.push(r.0.as_slice());
+                    prompts.len() - 1
+                })
+            })
+            .collect();
+        let b = prompts.len();
         let width = reqs.iter().map(|r| r.0.len()).max().unwrap_or(0).max(1);
         let max_new = reqs.iter().map(|r| r.1.max_new_tokens).max().unwrap_or(0);
         let limit = model.cfg.max_position_embeddings;
@@ -268,10 +284,10 @@ impl<'a> Decoder<'a> {
                 "prompt ({width} tokens) + max_new_tokens ({max_new}) exceeds the model's {limit} positions"
             );
         }
-        let pad: Vec<usize> = reqs.iter().map(|r| width - r.0.len()).collect();
+        let pad: Vec<usize> = prompts.iter().map(|p| width - p.len()).collect();
         let mut ids = vec![tokenizer.pad_id; b * width];
-        for (r, req) in reqs.iter().enumerate() {
-            ids[r * width + pad[r]..(r + 1) * width].copy_from_slice(&req.0);
+        for (r, prompt) in prompts.iter().enumerate() {
+            ids[r * width + pad[r]..(r + 1) * width].copy_from_slice(prompt);
         }
         let rows = reqs
             .iter()
@@ -293,6 +309,7 @@ impl<'a> Decoder<'a> {
             cache: model.new_cache(width + max_new),
             input: Tensor::from_vec(ids, (b, width), model.device())?,
             track_text: false,
+            expand: (b < reqs.len()).then_some(of_row),
         })
     }
 
@@ -364,6 +381,7 @@ impl<'a> Decoder<'a> {
         if self.cache.len == 0 || other.cache.len == 0 {
             candle_core::bail!("merge: both batches must have taken a step");
         }
+        debug_assert!(self.expand.is_none() && other.expand.is_none());
         let (a, b) = (self.cache.len, other.cache.len);
         if a < b {
             self.cache.left_pad(b - a)?;
@@ -384,6 +402,9 @@ impl<'a> Decoder<'a> {
     /// Keeps the rows where `keep[r]` (in order) and drops the others, then the padding columns
     /// every remaining row has. Lets finished rows leave a running batch.
     pub fn retain(&mut self, keep: &[bool]) -> Result<()> {
+        if self.expand.is_some() {
+            candle_core::bail!("retain: the batch has not taken its first step");
+        }
         let kept: Vec<usize> = (0..self.rows.len()).filter(|&r| keep[r]).collect();
         if kept.len() == self.rows.len() {
             return Ok(());
@@ -420,9 +441,15 @@ impl<'a> Decoder<'a> {
     /// Feeds the last tokens and picks one more for every running row.
     pub fn step(&mut self) -> Result<()> {
         let (model, tokenizer) = (self.model, self.tokenizer);
-        let logits = model
+        let mut logits = model
             .forward_step(&self.input, &self.pad, &mut self.cache)?
             .to_vec2::<f32>()?;
+        if let Some(of_row) = self.expand.take() {
+            // the prefill ran once per distinct prompt: give every request its copy
+            self.cache.select_rows(&of_row)?;
+            self.pad = of_row.iter().map(|&p| self.pad[p]).collect();
+            logits = of_row.iter().map(|&p| logits[p].clone()).collect();
+        }
         let mut next = vec![tokenizer.pad_id; self.rows.len()];
         for (r, row) in self.rows.iter_mut().enumerate() {
             if row.done.is_some() {

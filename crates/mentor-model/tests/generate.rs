@@ -419,3 +419,52 @@ fn a_continuous_batch_of_unequal_answers_decodes_each_as_alone() -> Result<()> {
     }
     Ok(())
 }
+
+/// K samples of one question share their prompt: it is prefilled once and the cache copied to
+/// each sample, which then decodes with its own seed exactly as it would alone.
+#[test]
+fn requests_sharing_a_prompt_are_prefilled_once_and_decode_as_alone() -> Result<()> {
+    let (m, tok) = (tiny(), words());
+    let a: Vec<u32> = vec![5, 9, 13, 2, 30, 7];
+    let b: Vec<u32> = vec![11, 4, 25];
+    let c: Vec<u32> = vec![3, 8];
+    let req = |p: &Vec<u32>, temperature: f64, seed: u64, n: usize| {
+        (
+            p.clone(),
+            SamplingParams {
+                max_new_tokens: n,
+                temperature,
+                seed,
+                ignore_eos: true,
+                ..SamplingParams::default()
+            },
+        )
+    };
+    let reqs = vec![
+        req(&a, 1.0, 1, 12),
+        req(&b, 0.0, 0, 5),
+        req(&a, 1.0, 2, 12),
+        req(&c, 0.7, 9, 8),
+        req(&a, 1.0, 3, 4),
+        req(&b, 0.9, 4, 10),
+        req(&a, 0.0, 0, 6),
+    ];
+    // in one batch (four distinct rows prefilled for seven requests) and continuously, in
+    // batches of three
+    for batch in [7, 3] {
+        let together = generate(&m, &tok, &reqs, batch, &mut |_| {})?;
+        for (i, r) in reqs.iter().enumerate() {
+            let alone = generate(&m, &tok, std::slice::from_ref(r), 1, &mut |_| {})?;
+            assert_eq!(
+                alone[0].token_ids, together[i].token_ids,
+                "batch {batch}, request {i}"
+            );
+            assert_eq!(together[i].prompt_tokens, r.0.len());
+        }
+        assert_ne!(
+            together[0].token_ids, together[2].token_ids,
+            "samples of one prompt with different seeds are not copies of each other"
+        );
+    }
+    Ok(())
+}
