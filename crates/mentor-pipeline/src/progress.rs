@@ -1,7 +1,7 @@
 //! Logging and progress bars, both on stderr. On a terminal the bars draw; when stderr is a
 //! file (a run in the background, `> log 2>&1`) they cannot, so every bar prints a plain line at
-//! a steady interval instead (`MENTOR_PROGRESS_SECS`, default 30): done / total, rate, ETA and
-//! the bar's message (training puts the loss and learning rate there).
+//! a steady interval instead (`MENTOR_PROGRESS_SECS`, default 30): done / total, rate (over the
+//! last ten lines), ETA and the bar's message (training puts the loss and learning rate there).
 
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
@@ -67,19 +67,42 @@ fn plain_lines(pb: &ProgressBar, label: &str) {
     let label = label.to_string();
     let every = plain_interval();
     std::thread::spawn(move || {
-        // the rate is measured from the first line on: a resumed bar starts at its checkpoint's
-        // position, which took none of this process's time
-        let mut since = None;
+        let mut window = RateWindow::default();
         loop {
             std::thread::sleep(every);
             let Some(pb) = weak.upgrade() else { return };
             if pb.is_finished() {
                 return;
             }
-            eprintln!("{}", plain_line_since(&label, &pb, since));
-            since.get_or_insert((pb.elapsed(), pb.position()));
+            eprintln!("{}", plain_line_since(&label, &pb, window.since()));
+            window.push((pb.elapsed(), pb.position()));
         }
     });
+}
+
+/// Where a plain line's rate is measured from: the bar's (elapsed, position) at the oldest of
+/// the last [`RateWindow::LINES`] lines. Not from the bar's start: a resumed bar starts at its
+/// checkpoint's position, which took none of this process's time. Not from the first line for
+/// ever: a process paused for a while (SIGSTOP while a benchmark runs, a suspended laptop)
+/// would then report a rate far too low, and hours of ETA, long after it resumed.
+#[derive(Default)]
+struct RateWindow {
+    points: std::collections::VecDeque<(Duration, u64)>,
+}
+
+impl RateWindow {
+    const LINES: usize = 10;
+
+    fn since(&self) -> Option<(Duration, u64)> {
+        self.points.front().copied()
+    }
+
+    fn push(&mut self, point: (Duration, u64)) {
+        if self.points.len() == Self::LINES {
+            self.points.pop_front();
+        }
+        self.points.push_back(point);
+    }
 }
 
 /// `train stage 0: 120/450 (26.7%) 0.41/s eta 13m 25s · loss 1.2345 lr 4.1e-5 2.4s/step`
@@ -171,5 +194,27 @@ mod tests {
         );
         assert!(line.contains("/item") || line.contains("/s"), "{line}");
         assert_eq!(human_secs(7300.0), "2h 01m");
+    }
+
+    /// The rate comes from the last lines only: a pause ages out of the window.
+    #[test]
+    fn a_pause_leaves_the_rate_window() {
+        let s = Duration::from_secs;
+        let mut w = RateWindow::default();
+        assert_eq!(w.since(), None, "no rate before a first line");
+        // one item a second, then a 10-minute pause, then one a second again
+        w.push((s(0), 0));
+        w.push((s(10), 10));
+        w.push((s(610), 10));
+        assert_eq!(w.since(), Some((s(0), 0)));
+        for i in 1..=RateWindow::LINES as u64 {
+            w.push((s(610 + 10 * i), 10 + 10 * i));
+        }
+        assert_eq!(
+            w.since(),
+            Some((s(620), 20)),
+            "the pause is out of the window"
+        );
+        assert_eq!(w.points.len(), RateWindow::LINES);
     }
 }
