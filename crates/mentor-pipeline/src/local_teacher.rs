@@ -21,8 +21,10 @@ use tokio::sync::oneshot;
 
 struct Job {
     req: ChatRequest,
-    reply: oneshot::Sender<Result<Reply, CallError>>,
+    reply: Replier,
 }
+
+type Replier = oneshot::Sender<Result<Reply, CallError>>;
 
 /// Loads the model and its tokenizer (on the worker thread, at the first request).
 pub type Loader = Box<dyn FnOnce() -> anyhow::Result<(Llama, TextTokenizer)> + Send>;
@@ -152,7 +154,7 @@ fn worker(load: Loader, rx: mpsc::Receiver<Job>, batch: usize) {
             },
         );
         if let Err(e) = result {
-            // the batch is lost; its requests fail (the call path's retry may send them again)
+            // the batch is lost: its unanswered requests fail (fatal, like a failed load)
             for (_, reply) in open.borrow_mut().drain() {
                 let _ = reply.send(Err(CallError::fatal(
                     format!("local generation failed: {e}"),
@@ -162,8 +164,6 @@ fn worker(load: Loader, rx: mpsc::Receiver<Job>, batch: usize) {
         }
     }
 }
-
-type Replier = oneshot::Sender<Result<Reply, CallError>>;
 
 /// A finished generation as the call path's reply (exact token counts).
 fn reply_of(g: mentor_model::Generation) -> Reply {
