@@ -293,7 +293,7 @@ impl Default for ProbeConfig {
             max_new_tokens: 160,
             max_steps: 6,
             answer_tokens: 12,
-            batch: 16,
+            batch: 32,
             seed: 0,
         }
     }

@@ -8,6 +8,7 @@
 //! prompt-masked, task-weighted cross-entropy the recipes train with.
 
 pub mod cpu_train;
+pub mod decode_attention;
 pub mod fastmath;
 pub mod few_rows;
 pub mod generate;

@@ -19,6 +19,7 @@
 //! projections in their quantised blocks and multiplies with candle's quantised kernels: a
 //! quarter of f32's memory traffic per decoded token. Such a model has no gradients.
 
+use crate::decode_attention;
 use crate::few_rows;
 use crate::ops::{self, RopeTables};
 use candle_core::quantized::{QMatMul, QTensor};
@@ -460,7 +461,7 @@ impl Attention {
         t: usize,
         rope: &RopeTables,
         positions: &[usize],
-        mask: &Tensor,
+        (mask, pad, window): (&Tensor, &[usize], Option<usize>),
         cache: &mut KvCache,
     ) -> Result<Tensor> {
         let (q, k, v) = self.qkv(x, b, t)?;
@@ -468,6 +469,18 @@ impl Attention {
         let k = ops::rope(&k, rope, positions)?;
         let v = v.transpose(1, 2)?.contiguous()?;
         let (k, v) = cache.append(&k.contiguous()?, &v)?;
+        if t == 1 && decode_attention::enabled() {
+            // the new token is the last column: a row sees its columns from its padding (or
+            // the window's start) on
+            let newest = k.dim(2)? - 1;
+            let from: Vec<usize> = pad
+                .iter()
+                .map(|&p| p.max(window.map_or(0, |w| (newest + 1).saturating_sub(w))))
+                .collect();
+            if let Some(o) = decode_attention::attend(&q, &k, &v, self.scale, &from)? {
+                return self.o_proj.forward(&self.ungroup(o, b, t)?);
+            }
+        }
         let scores = (q.matmul(&k.t()?)? * self.scale)?.broadcast_add(mask)?;
         // softmax in f32 whatever the compute dtype: bf16 sums drift over long contexts
         let probs =
@@ -1035,7 +1048,7 @@ impl Llama {
             x = layer.forward(x, eps, |h| {
                 layer
                     .self_attn
-                    .forward_step(h, b, t, rope, &positions, mask, kv)
+                    .forward_step(h, b, t, rope, &positions, (mask, pad, window), kv)
             })?;
         }
         cache.len += t;
