@@ -6,7 +6,7 @@
 //! every column is computed, the left padding of a merged batch included, then masked. In a
 //! batch-32 decode of SmolLM2-135M those matmuls were ~15 % of the samples (perf, 2026-12-07).
 //! Here each (row, kv head) is one task that reads the cache where it lies, skips the columns the
-//! row cannot see, and does its dot products, softmax and weighted sum of values in registers.
+//! row cannot see, and does its dot products, softmax and weighted sum of values itself.
 //! `MENTOR_DECODE_ATTENTION=off` keeps candle's path, for comparisons.
 
 use candle_core::{CpuStorage, DType, Device, Result, Storage, Tensor};
@@ -42,7 +42,11 @@ pub fn attend(
     }
     let (b, kv, rep, hd) = q.dims4()?;
     let (kb, kkv, cols, khd) = k.dims4()?;
-    if (kb, kkv, khd) != (b, kv, hd) || v.dims4()? != (b, kv, cols, hd) || from.len() != b {
+    if (kb, kkv, khd) != (b, kv, hd)
+        || v.dims4()? != (b, kv, cols, hd)
+        || from.len() != b
+        || cols == 0
+    {
         return Ok(None);
     }
     let q = q.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
