@@ -12,8 +12,8 @@
 use candle_core::{CpuStorage, DType, Device, Result, Storage, Tensor};
 use rayon::prelude::*;
 
-use crate::fastmath;
 use crate::few_rows::{isa, Isa};
+use crate::ops::slices;
 
 /// Whether decode steps take [`attend`] (unless `MENTOR_DECODE_ATTENTION=off`).
 pub fn enabled() -> bool {
@@ -132,14 +132,11 @@ impl Head<'_> {
         for (i, c) in (self.first..self.cols).enumerate() {
             let kc = &self.k[c * self.k_row..][..hd];
             for (j, qh) in self.q.chunks_exact(hd).enumerate() {
-                p[j * n + i] = dot(qh, kc) * self.scale;
+                p[j * n + i] = dot(qh, kc);
             }
         }
-        let mut inv = vec![0f32; rep];
-        for (pj, inv) in p.chunks_exact_mut(n).zip(inv.iter_mut()) {
-            let max = fastmath::max(pj);
-            pj.iter_mut().for_each(|s| *s = fastmath::exp(*s - max));
-            *inv = 1.0 / fastmath::sum(pj);
+        for pj in p.chunks_exact_mut(n) {
+            slices::softmax_prefix(pj, n, self.scale);
         }
         out.fill(0.0);
         for (i, c) in (self.first..self.cols).enumerate() {
@@ -148,9 +145,6 @@ impl Head<'_> {
                 let w = p[j * n + i];
                 oh.iter_mut().zip(vc).for_each(|(o, x)| *o += w * x);
             }
-        }
-        for (oh, inv) in out.chunks_exact_mut(hd).zip(inv) {
-            oh.iter_mut().for_each(|o| *o *= inv);
         }
     }
 }
