@@ -772,12 +772,23 @@ fn validate(
     state: &mut State,
     hooks: &mut dyn Hooks,
 ) -> Result<EvalLog> {
+    let trace = std::env::var_os("MENTOR_TRACE_STEP").is_some();
+    let t0 = Instant::now();
     let loss = if valid.is_empty() {
         f64::NAN
     } else {
         eval_loss(&student.model, valid, cfg, pad_id)?
     };
+    let t1 = Instant::now();
     let accuracy = hooks.validate(&student.model)?;
+    if trace {
+        eprintln!(
+            "  validation: loss over {} examples {:.2}s, accuracy {:.2}s",
+            valid.len(),
+            (t1 - t0).as_secs_f64(),
+            t1.elapsed().as_secs_f64()
+        );
+    }
     // higher is better: accuracy when measured, else −loss; no validation data → last wins
     let metric = accuracy.or((!loss.is_nan()).then_some(-loss));
     let best = match (metric, state.best_metric) {
@@ -790,8 +801,12 @@ fn validate(
         state.best_step = Some(state.step);
         let tmp = out_dir.join("best.tmp");
         let _ = std::fs::remove_dir_all(&tmp);
+        let t = Instant::now();
         student.save_hf(&tmp)?;
         replace_dir(&tmp, &out_dir.join("best"))?;
+        if trace {
+            eprintln!("  saving best: {:.2}s", t.elapsed().as_secs_f64());
+        }
     }
     Ok(EvalLog {
         step: state.step,
