@@ -16,7 +16,8 @@
 //!   the classic baseline.
 //!
 //! ELAD's score is the mean of instability and entropy. Baselines rank by one part, or at
-//! random (seeded). The teacher then revises the greedy explanation: it names the first flawed
+//! random (seeded). A probe computes only the parts its strategy ranks by ([`ProbeParts`]): the
+//! step prefixes are most of a probe's work and only ELAD needs them. The teacher then revises the greedy explanation: it names the first flawed
 //! step and rewrites from there ([`revision_parser`]); or, for the "from scratch" baseline,
 //! writes its own chain of thought.
 
@@ -37,22 +38,57 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-/// An item's uncertainty, each part in [0, 1].
+/// An item's uncertainty, each part in [0, 1]; `None` where the probe did not compute it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 pub struct Uncertainty {
-    pub instability: f64,
-    pub entropy: f64,
-    pub least_confidence: f64,
+    pub instability: Option<f64>,
+    pub entropy: Option<f64>,
+    pub least_confidence: Option<f64>,
 }
 
 impl Uncertainty {
-    /// The score `strategy` ranks by (random ranks by nothing: 0).
+    /// The score `strategy` ranks by (random ranks by nothing: 0). A part the probe left out
+    /// counts 0; [`ProbeParts::for_strategy`] computes every part its strategy needs.
     pub fn score(&self, strategy: SelectionStrategy) -> f64 {
+        let part = |p: Option<f64>| p.unwrap_or(0.0);
         match strategy {
-            SelectionStrategy::Elad => 0.5 * (self.instability + self.entropy),
-            SelectionStrategy::AnswerEntropy => self.entropy,
-            SelectionStrategy::LeastConfidence => self.least_confidence,
+            SelectionStrategy::Elad => 0.5 * (part(self.instability) + part(self.entropy)),
+            SelectionStrategy::AnswerEntropy => part(self.entropy),
+            SelectionStrategy::LeastConfidence => part(self.least_confidence),
             SelectionStrategy::Random => 0.0,
+        }
+    }
+}
+
+/// What a probe of the pool generates besides each item's greedy explanation (which is always
+/// there: the teacher revises it, and least confidence is read from its tokens).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeParts {
+    /// The K sampled explanations (answer entropy; instability averages over them too).
+    pub samples: bool,
+    /// The forced answers after each step prefix (instability).
+    pub steps: bool,
+}
+
+impl ProbeParts {
+    /// Every part: the selection record then holds all three scores for every item.
+    pub const ALL: ProbeParts = ProbeParts {
+        samples: true,
+        steps: true,
+    };
+
+    /// The parts `strategy` ranks by, and nothing more.
+    pub fn for_strategy(strategy: SelectionStrategy) -> ProbeParts {
+        match strategy {
+            SelectionStrategy::Elad => ProbeParts::ALL,
+            SelectionStrategy::AnswerEntropy => ProbeParts {
+                samples: true,
+                steps: false,
+            },
+            SelectionStrategy::LeastConfidence | SelectionStrategy::Random => ProbeParts {
+                samples: false,
+                steps: false,
+            },
         }
     }
 }
@@ -183,17 +219,19 @@ pub fn select(
 /// The text appended to a step prefix to make the student state its answer now.
 const FORCE_ANSWER: &str = " So the answer is";
 
-/// Scores every item of `pool` with the student: explanations (greedy + K sampled, batched),
-/// then the answers forced after each step prefix. `on_done(n)` counts finished generations.
+/// Scores every item of `pool` with the student: explanations (greedy, and K sampled when
+/// `parts.samples`; batched), then the answers forced after each step prefix when `parts.steps`.
+/// `on_done(n)` counts finished generations.
 pub fn score_pool(
     model: &Llama,
     tok: &TextTokenizer,
     kind: TaskKind,
     pool: &[Example],
     cfg: &ProbeConfig,
+    parts: ProbeParts,
     on_done: &mut dyn FnMut(usize),
 ) -> Result<Vec<ScoredItem>> {
-    let per_item = 1 + cfg.samples;
+    let per_item = 1 + if parts.samples { cfg.samples } else { 0 };
     let mut reqs = vec![];
     let mut prompts = vec![];
     for (i, ex) in pool.iter().enumerate() {
@@ -202,7 +240,8 @@ pub fn score_pool(
             let params = SamplingParams {
                 max_new_tokens: cfg.max_new_tokens,
                 temperature: if s == 0 { 0.0 } else { cfg.temperature },
-                seed: cfg.seed + (i * per_item + s) as u64,
+                // the seed of sample s of item i is the same whatever the probe leaves out
+                seed: cfg.seed + (i * (1 + cfg.samples) + s) as u64,
                 ..Default::default()
             };
             reqs.push((ids.clone(), params));
@@ -215,7 +254,7 @@ pub fn score_pool(
     let mut probe_of = vec![]; // (item, explanation) per probe, in order
                                // the prefix continues the assistant's turn: no second BOS in mid-sequence
     let bos = tok.bos_token.as_deref().and_then(|b| tok.token_to_id(b));
-    for i in 0..pool.len() {
+    for i in (0..pool.len()).filter(|_| parts.steps) {
         for e in 0..per_item {
             let steps = split_steps(&gens[i * per_item + e].text, cfg.max_steps);
             for j in 1..=steps.len() {
@@ -239,7 +278,11 @@ pub fn score_pool(
             }
         }
     }
-    let forced = generate(model, tok, &probes, cfg.batch, on_done)?;
+    let forced = if probes.is_empty() {
+        vec![]
+    } else {
+        generate(model, tok, &probes, cfg.batch, on_done)?
+    };
     let mut forced_of: std::collections::HashMap<(usize, usize), Vec<&mentor_model::Generation>> =
         Default::default();
     for (key, f) in probe_of.iter().zip(&forced) {
@@ -253,7 +296,7 @@ pub fn score_pool(
             .map(|g| parse_answer(kind, ex, &g.text))
             .collect();
         let mut inst = 0.0;
-        for e in 0..per_item {
+        for e in (0..per_item).filter(|_| parts.steps) {
             let mut seq: Vec<Option<Answer>> = forced_of
                 .get(&(i, e))
                 .map_or(&[][..], Vec::as_slice)
@@ -269,9 +312,9 @@ pub fn score_pool(
         out.push(ScoredItem {
             id: ex.id.clone(),
             uncertainty: Uncertainty {
-                instability: inst / per_item as f64,
-                entropy: answer_entropy(&finals[1..]),
-                least_confidence: 1.0 - mean_lp.exp(),
+                instability: parts.steps.then(|| inst / per_item as f64),
+                entropy: parts.samples.then(|| answer_entropy(&finals[1..])),
+                least_confidence: Some(1.0 - mean_lp.exp()),
             },
             explanation: greedy.text.clone(),
         });
@@ -423,9 +466,9 @@ mod tests {
         ScoredItem {
             id: id.into(),
             uncertainty: Uncertainty {
-                instability: inst,
-                entropy: ent,
-                least_confidence: lc,
+                instability: Some(inst),
+                entropy: Some(ent),
+                least_confidence: Some(lc),
             },
             explanation: String::new(),
         }

@@ -19,7 +19,8 @@ use anyhow::Result;
 use mentor_core::{Example, Split};
 use mentor_methods::annotate::{cot_jobs, rationale_parser, AnnotateSpec};
 use mentor_methods::elad::{
-    revision_jobs, revision_parser, score_pool, select, ScoredItem, Uncertainty,
+    revision_jobs, revision_parser, score_pool, select, ProbeParts, ScoredItem, SelectionStrategy,
+    Uncertainty,
 };
 use mentor_methods::recipe::{COT_STAGE, ELAD_SELECT_STAGE, REVISE_STAGE};
 use mentor_teacher::Teacher;
@@ -83,7 +84,8 @@ fn recorded_selection(r: &Run, round: u32) -> Result<Option<Vec<(String, String)
     Ok(Some(chosen.into_iter().map(|(_, id, e)| (id, e)).collect()))
 }
 
-/// Scores `remaining` with `model`, records every score and the selection, returns the selection.
+/// Probes `remaining` with `model` for what the strategy ranks by (random: only the chosen
+/// items, for their explanations), records every score and the selection, returns the selection.
 fn select_round(
     r: &Run,
     model: &str,
@@ -91,44 +93,67 @@ fn select_round(
     remaining: &[Example],
 ) -> Result<Vec<(String, String)>> {
     let recipe = &r.cfg.recipe;
-    let loaded = crate::models::load_for_inference(model)?;
     let probe = mentor_methods::elad::ProbeConfig {
         seed: recipe.probe.seed + recipe.seed + round as u64 * 1_000_003,
         ..recipe.probe.clone()
     };
-    let bar = items_bar(0, &format!("score round {round}"));
-    let mut done = 0;
-    let scored: Vec<ScoredItem> =
-        if recipe.selection == mentor_methods::elad::SelectionStrategy::Random && !recipe.revise {
-            // nothing to probe: random order, teacher writes from scratch
-            remaining
+    let parts = ProbeParts::for_strategy(recipe.selection);
+    let select_seed = recipe.seed + round as u64;
+    // The student's probe of `items`: the parts of the uncertainty `parts` asks for, and each
+    // item's greedy explanation.
+    let probe_items = |items: &[Example]| -> Result<Vec<ScoredItem>> {
+        let loaded = crate::models::load_for_inference(model)?;
+        let bar = items_bar(0, &format!("score round {round}"));
+        let mut done = 0;
+        let scored = score_pool(
+            &loaded.model,
+            &loaded.tokenizer,
+            r.ds.task,
+            items,
+            &probe,
+            parts,
+            &mut |n| {
+                done += n;
+                bar.set_position(done as u64);
+            },
+        )?;
+        bar.finish_and_clear();
+        Ok(scored)
+    };
+    let (scored, chosen) = if recipe.selection == SelectionStrategy::Random {
+        // The order needs no probe: a seeded shuffle of the pool. Only the chosen items are
+        // probed, for the greedy explanations the teacher revises.
+        let mut scored: Vec<ScoredItem> = remaining
+            .iter()
+            .map(|e| ScoredItem {
+                id: e.id.clone(),
+                uncertainty: Uncertainty::default(),
+                explanation: String::new(),
+            })
+            .collect();
+        let chosen = select(&scored, recipe.selection, recipe.round_budget, select_seed);
+        if recipe.revise {
+            let picked: Vec<Example> = remaining
                 .iter()
-                .map(|e| ScoredItem {
-                    id: e.id.clone(),
-                    uncertainty: Uncertainty::default(),
-                    explanation: String::new(),
-                })
-                .collect()
-        } else {
-            score_pool(
-                &loaded.model,
-                &loaded.tokenizer,
-                r.ds.task,
-                remaining,
-                &probe,
-                &mut |n| {
-                    done += n;
-                    bar.set_position(done as u64);
-                },
-            )?
-        };
-    bar.finish_and_clear();
-    let chosen = select(
-        &scored,
-        recipe.selection,
-        recipe.round_budget,
-        recipe.seed + round as u64,
-    );
+                .filter(|e| chosen.contains(&e.id))
+                .cloned()
+                .collect();
+            let probed: std::collections::HashMap<String, ScoredItem> = probe_items(&picked)?
+                .into_iter()
+                .map(|s| (s.id.clone(), s))
+                .collect();
+            for s in &mut scored {
+                if let Some(p) = probed.get(&s.id) {
+                    *s = p.clone();
+                }
+            }
+        }
+        (scored, chosen)
+    } else {
+        let scored = probe_items(remaining)?;
+        let chosen = select(&scored, recipe.selection, recipe.round_budget, select_seed);
+        (scored, chosen)
+    };
     let rank: std::collections::HashMap<&str, usize> = chosen
         .iter()
         .enumerate()

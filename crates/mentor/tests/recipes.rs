@@ -893,6 +893,85 @@ async fn elad_rounds_send_the_most_uncertain_items_within_budget_and_resume() {
     assert_eq!(again["rounds"]["points"], j["rounds"]["points"]);
 }
 
+/// ELAD's baselines probe the pool for what they rank by and nothing more: least confidence reads
+/// the greedy explanations only, answer entropy adds the samples, and the random order probes
+/// only the items it chose (their explanations are what the teacher revises). The selection
+/// record says which parts were computed (null: not computed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elad_baselines_probe_only_what_they_rank_by() {
+    for (strategy, computed) in [
+        ("least-confidence", ["least_confidence"].as_slice()),
+        ("answer-entropy", ["entropy", "least_confidence"].as_slice()),
+        ("random", [].as_slice()),
+    ] {
+        let revisions: Arc<Mutex<Vec<String>>> = Arc::default();
+        let server = LoopbackServer::start(LoopbackConfig {
+            answer: revising_teacher(revisions.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let d = sums_run(20, 3);
+        std::fs::write(
+            d.path().join("exp.toml"),
+            format!(
+                "[data]\npath = \"toy.jsonl\"\ntask = \"numeric\"\nfractions = [0.6, 0.2, 0.2]\n\n\
+                 [teachers.loop]\nkind = \"openai\"\nbase_url = \"{}\"\nmodel = \"loopback\"\nmax_in_flight = 2\n\n\
+                 [recipe]\nname = \"elad\"\nselection = \"{strategy}\"\nseed_fraction = 0.1\nrounds = 1\nround_budget = 3\n\n\
+                 [recipe.probe]\nsamples = 2\nmax_new_tokens = 24\nmax_steps = 2\nanswer_tokens = 4\n\n{TRAIN_AND_EVAL}",
+                server.base_url
+            ),
+        )
+        .unwrap();
+        let dir = d.path().to_path_buf();
+        let j = tokio::task::spawn_blocking(move || distill(&dir, &[]))
+            .await
+            .unwrap();
+        assert_eq!(j["teacher"]["calls"], 2 + 3, "{strategy}: {j}");
+        // every strategy revises the student's own explanation
+        assert_eq!(revisions.lock().unwrap().len(), 3, "{strategy}");
+        let store = mentor_store::Store::open_run_dir(d.path().join("runs/exp")).unwrap();
+        let rows = store.selections("elad-select", 1).unwrap();
+        assert_eq!(
+            rows.len(),
+            10,
+            "{strategy}: every unannotated item is recorded"
+        );
+        let reason = |s: &mentor_store::Selection| -> serde_json::Value {
+            serde_json::from_str(s.reason.as_deref().unwrap()).unwrap()
+        };
+        for s in &rows {
+            let r = reason(s);
+            for part in ["instability", "entropy", "least_confidence"] {
+                // random probes its chosen items only: their least confidence is there
+                let want = computed.contains(&part)
+                    || (strategy == "random" && s.selected && part == "least_confidence");
+                match r[part].as_f64() {
+                    Some(v) => {
+                        assert!(want, "{strategy}: {part} computed: {r}");
+                        assert!((0.0..=1.0).contains(&v), "{strategy}: {part} {v}");
+                    }
+                    None => assert!(!want && r[part].is_null(), "{strategy}: {part}: {r}"),
+                }
+            }
+        }
+        let chosen: Vec<_> = rows.iter().filter(|s| s.selected).collect();
+        assert_eq!(chosen.len(), 3, "{strategy}");
+        if strategy != "random" {
+            let lowest_chosen = chosen
+                .iter()
+                .map(|s| s.score.unwrap())
+                .fold(f64::MAX, f64::min);
+            let highest_left = rows
+                .iter()
+                .filter(|s| !s.selected)
+                .map(|s| s.score.unwrap())
+                .fold(f64::MIN, f64::max);
+            assert!(lowest_chosen >= highest_left, "{strategy}: {rows:?}");
+        }
+    }
+}
+
 /// A teacher cut off at its token limit: the loopback server honours `max_tokens` as a real one
 /// does (`finish_reason: "length"`). The cut replies are counted apart from unparseable ones,
 /// in the stage totals, the training set, the ledger and a warning naming the setting to raise,
