@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Benchmarks: `annotate` (teacher call path against a zero-latency loopback server), `train`
-/// (one training step), `generate` (batched greedy decode) and `parity` (the `--device` /
+/// (one training step), `generate` (batched greedy decode), `probe` (one ELAD round's probe of a
+/// pool by the student, for what each selection strategy computes) and `parity` (the `--device` /
 /// `--dtype` path against the CPU in f32: logits and a short loss curve). `loopback` serves the
 /// zero-latency OpenAI-compatible test server on 127.0.0.1 until interrupted (for comparing
 /// other clients against the same server).
@@ -25,10 +26,16 @@ use std::time::{Duration, Instant};
 /// baseline, through the bare HTTP backend; the difference is the latency the path adds. The
 /// server runs in the same process, so on a small machine client and server share the cores.
 ///
+/// `probe` scores `--items` questions of `--dataset` with `--model` as an ELAD round does:
+/// ELAD's score (greedy + `--samples` sampled explanations of `--new-tokens`, then the answers
+/// forced after each step prefix), answer entropy (the explanations only) and least confidence
+/// (the greedy explanations only).
+///
 /// Example: mentor bench annotate --in-flight 1,64,512 --requests 2000 --json
+///          mentor bench probe --model smollm2-135m --dataset sciq --items 64 --new-tokens 96
 #[derive(clap::Args)]
 pub struct Args {
-    /// What to benchmark: annotate, train, generate, parity or loopback.
+    /// What to benchmark: annotate, train, generate, probe, parity or loopback.
     what: String,
     /// Concurrency levels to measure.
     #[arg(long, value_delimiter = ',', default_value = "1,64,512")]
@@ -85,6 +92,15 @@ pub struct Args {
     /// FLOPs utilisation (e.g. 989 for an H100 SXM in bf16).
     #[arg(long)]
     peak_tflops: Option<f64>,
+    /// For `probe`: the built-in dataset whose questions form the pool.
+    #[arg(long, default_value = "sciq")]
+    dataset: String,
+    /// For `probe`: pool size (its first questions).
+    #[arg(long, default_value_t = 64)]
+    items: usize,
+    /// For `probe`: sampled explanations an item besides the greedy one (ELAD's K).
+    #[arg(long, default_value_t = 4)]
+    samples: usize,
     /// Worker threads for the tensor kernels (default: one per physical core).
     #[arg(long)]
     threads: Option<usize>,
@@ -97,8 +113,9 @@ pub fn run(a: Args) -> Result<Summary> {
         "train" => train(a),
         "generate" => generate(a),
         "parity" => parity(a),
+        "probe" => probe(a),
         other => bail!(
-            "unknown benchmark `{other}`; expected annotate, train, generate, parity or loopback"
+            "unknown benchmark `{other}`; expected annotate, train, generate, probe, parity or loopback"
         ),
     }
 }
@@ -570,6 +587,70 @@ fn generate(a: Args) -> Result<Summary> {
         human,
         json: json!({"bench": "generate", "impl": "mentor", "model": a.model, "device": format!("{:?}", place.device),
                      "dtype": format!("{:?}", loaded.model.dtype()), "quantized": a.quantized, "load_s": load_s, "new_tokens": a.new_tokens, "rows": rows,
+                     "peak_rss_mb": crate::models::peak_rss_mb()}),
+    })
+}
+
+fn probe(a: Args) -> Result<Summary> {
+    use mentor_methods::elad::{score_pool, ProbeConfig, ProbeParts, SelectionStrategy};
+    crate::models::set_threads(a.threads);
+    let ds = mentor_data::load_dataset(&mentor_data::DatasetSpec::builtin(&a.dataset))?;
+    let pool: Vec<mentor_core::Example> = ds
+        .splits
+        .values()
+        .flatten()
+        .take(a.items)
+        .cloned()
+        .collect();
+    let loaded = crate::models::load_for_inference(&a.model)?;
+    // the probe of examples/grids/elad-row4-base.toml, at this pool size
+    let cfg = ProbeConfig {
+        samples: a.samples,
+        max_new_tokens: a.new_tokens,
+        max_steps: 4,
+        answer_tokens: 8,
+        ..Default::default()
+    };
+    let mut human = format!(
+        "{} scoring {} {} questions (K = {}, {} new tokens)\n",
+        a.model,
+        pool.len(),
+        a.dataset,
+        a.samples,
+        a.new_tokens
+    );
+    let mut rows = vec![];
+    for strategy in [
+        SelectionStrategy::Elad,
+        SelectionStrategy::AnswerEntropy,
+        SelectionStrategy::LeastConfidence,
+    ] {
+        let parts = ProbeParts::for_strategy(strategy);
+        let t = Instant::now();
+        let mut generations = 0;
+        score_pool(
+            &loaded.model,
+            &loaded.tokenizer,
+            ds.task,
+            &pool,
+            &cfg,
+            parts,
+            &mut |n| generations += n,
+        )?;
+        let s = t.elapsed().as_secs_f64();
+        human.push_str(&format!(
+            "{:<16} {generations:>5} generations in {s:.1}s\n",
+            strategy.as_str()
+        ));
+        rows.push(
+            json!({"strategy": strategy.as_str(), "samples": parts.samples, "steps": parts.steps,
+                         "generations": generations, "seconds": s}),
+        );
+    }
+    Ok(Summary {
+        human,
+        json: json!({"bench": "probe", "model": a.model, "dataset": a.dataset, "items": pool.len(),
+                     "samples": a.samples, "new_tokens": a.new_tokens, "rows": rows,
                      "peak_rss_mb": crate::models::peak_rss_mb()}),
     })
 }
