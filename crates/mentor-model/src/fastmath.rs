@@ -46,6 +46,19 @@ pub fn sum(xs: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + rest
 }
 
+/// Σ e^(x − shift) over `xs`, in 16 lanes (`shift` the slice's max keeps every term ≤ 1).
+pub fn sum_exp(xs: &[f32], shift: f32) -> f32 {
+    let mut acc = [0f32; LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let rest: f32 = chunks.remainder().iter().map(|&v| exp(v - shift)).sum();
+    for c in chunks {
+        for i in 0..LANES {
+            acc[i] += exp(c[i] - shift);
+        }
+    }
+    acc.iter().sum::<f32>() + rest
+}
+
 /// The largest of `xs` (−∞ for none; NaNs are skipped, as `f32::max` does).
 pub fn max(xs: &[f32]) -> f32 {
     let mut acc = [f32::NEG_INFINITY; LANES];
