@@ -175,7 +175,7 @@ fn load_run(dir: &Path, group_by: Option<&str>, mode: Option<&str>) -> Result<Sc
     };
     let text = std::fs::read_to_string(&preds)
         .with_context(|| format!("cannot read the predictions {}", preds.display()))?;
-    let (mut ids, mut correct) = (vec![], vec![]);
+    let (mut ids, mut correct, mut chars) = (vec![], vec![], vec![]);
     for (i, line) in text
         .lines()
         .enumerate()
@@ -188,7 +188,13 @@ fn load_run(dir: &Path, group_by: Option<&str>, mode: Option<&str>) -> Result<Sc
         };
         ids.push(id.to_string());
         correct.push(ok);
+        if let Some(out) = v["output"].as_str() {
+            chars.push(out.chars().count());
+        }
     }
+    chars.sort_unstable();
+    // the median answer length (the lower middle of an even count), where answers were kept
+    let answer_chars = (!chars.is_empty()).then(|| chars[(chars.len() - 1) / 2] as f64);
     // wall time over every invocation: a sweep's cell record counts them all, a summary only
     // the last (a resumed stage counts what it redid)
     let cell: Option<Value> = read_json(&dir.join(CELL_FILE)).ok();
@@ -227,6 +233,7 @@ fn load_run(dir: &Path, group_by: Option<&str>, mode: Option<&str>) -> Result<Sc
             correct,
             valid_accuracy,
             mode: Some(mode.clone()),
+            answer_chars,
             cost,
         },
         dataset: summary["dataset"].as_str().unwrap_or("?").to_string(),

@@ -25,6 +25,10 @@ pub struct RunScores {
     pub valid_accuracy: Option<f64>,
     /// The inference mode it was scored in (`label`, `cot`, …), where known.
     pub mode: Option<String>,
+    /// The median length of its answers in characters, where the predictions keep them: a
+    /// student that stopped reasoning (one short sentence where the others write a chain of
+    /// thought) shows here before anyone reads its answers.
+    pub answer_chars: Option<f64>,
     /// What the run cost, where known.
     pub cost: RunCost,
 }
@@ -51,6 +55,7 @@ pub struct RunRow {
     pub wilson95: [f64; 2],
     pub valid_accuracy: Option<f64>,
     pub mode: Option<String>,
+    pub answer_chars: Option<f64>,
     pub cost: RunCost,
 }
 
@@ -253,6 +258,7 @@ pub fn compare(
                 wilson95: wilson_interval(correct, n),
                 valid_accuracy: r.valid_accuracy,
                 mode: r.mode.clone(),
+                answer_chars: r.answer_chars,
                 cost: r.cost.clone(),
             }
         })
@@ -451,6 +457,7 @@ impl Comparison {
             .runs
             .iter()
             .any(|r| r.cost.wall_s.is_some() || r.cost.teacher_calls.is_some());
+        let with_chars = self.runs.iter().any(|r| r.answer_chars.is_some());
         let runs: Vec<Vec<String>> = self
             .runs
             .iter()
@@ -466,6 +473,9 @@ impl Comparison {
                 ];
                 if mixed {
                     row.push(r.mode.clone().unwrap_or_else(|| "–".into()));
+                }
+                if with_chars {
+                    row.push(r.answer_chars.map_or("–".into(), |c| format!("{c:.0}")));
                 }
                 if with_cost {
                     row.push(
@@ -501,8 +511,13 @@ impl Comparison {
             (false, Some(m)) => format!(", mode {m}"),
             _ => String::new(),
         };
+        let chars_note = if with_chars {
+            "; answer chars: the median answer's length"
+        } else {
+            ""
+        };
         out += &h(&format!(
-            "Runs (test, n = {}{one_mode}; accuracy in %, 95% Wilson interval)",
+            "Runs (test, n = {}{one_mode}; accuracy in %, 95% Wilson interval{chars_note})",
             self.n
         ));
         let mut headers = vec![
@@ -516,6 +531,9 @@ impl Comparison {
         ];
         if mixed {
             headers.push("mode");
+        }
+        if with_chars {
+            headers.push("answer chars");
         }
         if with_cost {
             headers.extend(["wall", "peak RSS", "teacher calls / tokens / $"]);
@@ -611,6 +629,7 @@ mod tests {
     fn run(name: &str, variant: &str, seed: u64, bits: &str) -> RunScores {
         RunScores {
             mode: None,
+            answer_chars: None,
             cost: RunCost::default(),
             name: name.into(),
             variant: variant.into(),
@@ -634,8 +653,19 @@ mod tests {
             teacher_tokens: Some(13623),
             teacher_usd: Some(0.0),
         };
+        costly[1].answer_chars = Some(36.0);
         let text = compare(&costly, None, 100, 0).unwrap().render(true);
         assert!(text.contains("| wall"), "{text}");
+        // the median answer length, where a run's predictions keep the answers
+        assert!(text.contains("answer chars"), "{text}");
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("| a-0") || l.starts_with("| b-0"))
+            .collect();
+        assert!(
+            lines[0].contains("| –") && lines[1].contains("| 36 "),
+            "{text}"
+        );
         assert!(
             text.contains("12 min")
                 && text.contains("4.1 GB")
