@@ -13,9 +13,10 @@ use std::path::PathBuf;
 /// in `label`) are compared on which questions each answers right; the table then shows each
 /// run's mode.
 ///
-/// Per run: accuracy and its 95% Wilson interval [lo, hi]. Runs are grouped into variants (the
-/// variant a `mentor sweep` cell belongs to, a config key with --group-by, else each run is its
-/// own); per variant over seeds: mean ± sd. Per pair of variants, runs paired by seed: the 2×2
+/// Per run: accuracy and its 95% Wilson interval [lo, hi], the median length of its answers
+/// in characters (a student that stopped reasoning answers in a sentence), and what it cost
+/// where known. Runs are grouped into variants (the variant a `mentor sweep` cell belongs to, a
+/// config key with --group-by, else each run is its own); per variant over seeds: mean ± sd. Per pair of variants, runs paired by seed: the 2×2
 /// table (both right / only A / only B / both wrong) and McNemar's exact p per seed, and the
 /// mean paired difference B − A with two 95% intervals: a paired bootstrap over questions
 /// (one resample of question indices applied to every seed; seeded, --resamples) and a
