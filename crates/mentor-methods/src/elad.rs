@@ -17,9 +17,9 @@
 //!
 //! ELAD's score is the mean of instability and entropy. Baselines rank by one part, or at
 //! random (seeded). A probe computes only the parts its strategy ranks by ([`ProbeParts`]): the
-//! step prefixes are most of a probe's work and only ELAD needs them. The teacher then revises the greedy explanation: it names the first flawed
-//! step and rewrites from there ([`revision_parser`]); or, for the "from scratch" baseline,
-//! writes its own chain of thought.
+//! step prefixes are most of a probe's work and only ELAD needs them. The teacher then revises
+//! the greedy explanation: it names the first flawed step and rewrites from there
+//! ([`revision_parser`]); or, for the "from scratch" baseline, writes its own chain of thought.
 
 use crate::annotate::{Job, Parser};
 use crate::evaluate::parse_answer;
