@@ -356,14 +356,7 @@ pub fn optimizer_step_with(
         kd_loss: None,
     };
     let (mut weighted_nll, mut weighted_kd, mut ce_norm) = (0f64, 0f64, 0f64);
-    let trace = std::env::var_os("MENTOR_TRACE_STEP").is_some();
-    let mut t = Instant::now();
-    let mut lap = |what: &str| {
-        if trace {
-            eprintln!("  {what}: {:.2}s", t.elapsed().as_secs_f64());
-            t = Instant::now();
-        }
-    };
+    let mut lap = lap_timer();
     let direct = written_out_step(model);
     for b in micro {
         // the teacher's final hidden states for this micro-batch; its logits row by row below
@@ -762,6 +755,18 @@ pub fn train_with(
     Ok(report)
 }
 
+/// With `MENTOR_TRACE_STEP` set, a closure that prints the time since its last call.
+fn lap_timer() -> impl FnMut(&str) {
+    let trace = std::env::var_os("MENTOR_TRACE_STEP").is_some();
+    let mut t = Instant::now();
+    move |what| {
+        if trace {
+            eprintln!("  {what}: {:.2}s", t.elapsed().as_secs_f64());
+            t = Instant::now();
+        }
+    }
+}
+
 /// Validation loss (and the hook's metric); saves `best/` when it improves.
 fn validate(
     student: &Student,
@@ -772,23 +777,15 @@ fn validate(
     state: &mut State,
     hooks: &mut dyn Hooks,
 ) -> Result<EvalLog> {
-    let trace = std::env::var_os("MENTOR_TRACE_STEP").is_some();
-    let t0 = Instant::now();
+    let mut lap = lap_timer();
     let loss = if valid.is_empty() {
         f64::NAN
     } else {
         eval_loss(&student.model, valid, cfg, pad_id)?
     };
-    let t1 = Instant::now();
+    lap(&format!("validation loss ({} examples)", valid.len()));
     let accuracy = hooks.validate(&student.model)?;
-    if trace {
-        eprintln!(
-            "  validation: loss over {} examples {:.2}s, accuracy {:.2}s",
-            valid.len(),
-            (t1 - t0).as_secs_f64(),
-            t1.elapsed().as_secs_f64()
-        );
-    }
+    lap("validation accuracy");
     // higher is better: accuracy when measured, else −loss; no validation data → last wins
     let metric = accuracy.or((!loss.is_nan()).then_some(-loss));
     let best = match (metric, state.best_metric) {
@@ -801,12 +798,9 @@ fn validate(
         state.best_step = Some(state.step);
         let tmp = out_dir.join("best.tmp");
         let _ = std::fs::remove_dir_all(&tmp);
-        let t = Instant::now();
         student.save_hf(&tmp)?;
         replace_dir(&tmp, &out_dir.join("best"))?;
-        if trace {
-            eprintln!("  saving best: {:.2}s", t.elapsed().as_secs_f64());
-        }
+        lap("saving best");
     }
     Ok(EvalLog {
         step: state.step,
