@@ -97,6 +97,10 @@ pub struct TeacherReviewStats {
     pub accepted_correct: usize,
     pub rejected_correct: usize,
     pub feedback: usize,
+    /// Training pairs drawn from this teacher's accepted rationales / its feedback: what the
+    /// student learns from whom (Gemini's one-line rationales, say, taught one-line answers).
+    pub rationale_pairs: usize,
+    pub feedback_pairs: usize,
 }
 
 /// MAPD's statistics.
@@ -1067,6 +1071,82 @@ mod tests {
             }
         }
         (items, st)
+    }
+
+    /// Full MAPD is its accepted-rationales ablation plus the feedback: with one rationale and
+    /// one feedback drawn a mistake, the rationales drawn are the same with and without the
+    /// feedback (feedback draws take their own random stream), and the pairs per teacher count
+    /// what was drawn.
+    #[test]
+    fn mapd_feedback_does_not_change_which_rationales_are_drawn() {
+        let num = |v: f64| serde_json::json!({"type": "number", "value": {"value": v, "text": v.to_string()}});
+        let at = |mut a: Annotation, source: &str| {
+            a.source = source.into();
+            a
+        };
+        let items: Vec<Example> = (0..40)
+            .map(|i| ex(&i.to_string(), &format!("{i} + 1?"), &(i + 1).to_string()))
+            .collect();
+        let teachers = ["a", "b", "c"];
+        let mut st = Stored::default();
+        for e in &items {
+            let wrong = serde_json::json!({"answer": num(0.0), "correct": false});
+            st.mined.push(at(
+                ann(&e.id, "mine", 0, "It is 0.", wrong, true),
+                "student",
+            ));
+            for t in teachers {
+                let fb = format!("{t} explains {}", e.id);
+                st.feedback.push(at(
+                    ann(&e.id, "feedback", 0, &fb, serde_json::json!({}), true),
+                    t,
+                ));
+                let rat = format!("{t} reasons on {}. The answer is {}.", e.id, e.answer);
+                let ok = serde_json::json!({"correct": true});
+                st.cots
+                    .push(at(ann(&e.id, "annotate", 0, &rat, ok, true), t));
+                for other in teachers.iter().filter(|&&o| o != t) {
+                    let p = serde_json::json!({"score": 5.0, "author": t});
+                    st.reviews
+                        .push(at(ann(&e.id, "review", 0, "[5]", p, true), other));
+                }
+            }
+        }
+        let with = |feedback: bool| Recipe {
+            name: RecipeName::Mapd,
+            feedback,
+            seed: 7,
+            ..Recipe::default()
+        };
+        let rationales = |set: &TrainingSet| -> Vec<String> {
+            set.pairs
+                .iter()
+                .filter(|p| p.task == StudentTask::Cot)
+                .map(|p| p.target.clone())
+                .collect()
+        };
+        let full = build(&with(true), TaskKind::Numeric, &items, &st);
+        let ablation = build(&with(false), TaskKind::Numeric, &items, &st);
+        assert_eq!(rationales(&full).len(), 40);
+        assert_eq!(rationales(&full), rationales(&ablation));
+        // a draw, not always the first teacher's
+        let drawn_from = |set: &TrainingSet, t: &str| {
+            set.stats.review.as_ref().unwrap().per_teacher[t].rationale_pairs
+        };
+        assert!(teachers.iter().all(|t| drawn_from(&full, t) > 0));
+        let rv = full.stats.review.as_ref().unwrap();
+        let fb: usize = teachers
+            .iter()
+            .map(|t| rv.per_teacher[*t].feedback_pairs)
+            .sum();
+        assert_eq!(fb, 40);
+        assert!(teachers
+            .iter()
+            .all(|t| rv.per_teacher[*t].feedback_pairs > 0));
+        let fb_off = ablation.stats.review.as_ref().unwrap();
+        assert!(teachers
+            .iter()
+            .all(|t| fb_off.per_teacher[*t].feedback_pairs == 0));
     }
 
     #[test]

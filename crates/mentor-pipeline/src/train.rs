@@ -152,6 +152,27 @@ impl Hooks for CliHooks<'_> {
     }
 }
 
+/// The file in a student directory that lists what it was trained on.
+pub const PAIRS_FILE: &str = "pairs.jsonl";
+
+/// Writes the training set as `dir/pairs.jsonl`, one pair a line (example, task, stage,
+/// weight, prompt, target), so that what a student learnt from can be read back after the run.
+pub fn write_pairs(dir: &std::path::Path, set: &TrainingSet) -> Result<PathBuf> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(PAIRS_FILE);
+    let mut out = std::io::BufWriter::new(
+        std::fs::File::create(&path).with_context(|| format!("writing {}", path.display()))?,
+    );
+    for p in &set.pairs {
+        serde_json::to_writer(&mut out, p)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
 /// Builds the training set and trains the configured student on it, resumably.
 pub fn train_student(r: &Run) -> Result<Trained> {
     let set = training_set(r, r.ds.split(Split::Train))?;
@@ -220,6 +241,7 @@ pub fn train_set(
             why_empty(&set.stats, r.cfg.recipe.filter_correct)
         );
     }
+    write_pairs(out_dir, &set)?;
     let (student, tok, _) =
         crate::models::load_student(base, r.cfg.student.tuning(), r.cfg.train.seed)?;
     let teacher = kd_teacher(r, &tok)?;

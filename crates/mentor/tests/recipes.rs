@@ -624,6 +624,30 @@ async fn mapd_mines_the_students_mistakes_and_trains_on_peer_accepted_rationales
     assert_eq!(invalid, 2);
     assert_eq!(j["eval_mode"], "cot");
     assert_eq!(j["accuracy_after"]["n"], 2);
+    // who taught what: every pair is counted under the teacher it came from
+    let from = |t: &str, k: &str| rv["per_teacher"][t][k].as_u64().unwrap();
+    assert_eq!(
+        from("big", "feedback_pairs") + from("small", "feedback_pairs"),
+        2 * accepted
+    );
+    assert_eq!(
+        from("big", "rationale_pairs") + from("small", "rationale_pairs"),
+        2 * accepted
+    );
+    // what the student trained on is written beside it, a pair a line
+    let pairs_file = d.path().join("runs/exp/student/pairs.jsonl");
+    let trained = std::fs::read_to_string(&pairs_file).unwrap();
+    assert_eq!(trained.lines().count() as u64, 4 * accepted);
+    let first: serde_json::Value = serde_json::from_str(trained.lines().next().unwrap()).unwrap();
+    assert_eq!(first["task"], "feedback", "{first}");
+    assert!(first["prompt"].as_str().unwrap().starts_with("feedback:"));
+    // --dry-run builds the same set again and trains nothing
+    std::fs::remove_file(&pairs_file).unwrap();
+    let dry = mentor_json(d.path(), &["train", "exp.toml", "--dry-run"], &[]);
+    assert_eq!(dry["tasks"]["feedback"]["pairs"], 2 * accepted, "{dry}");
+    assert_eq!(dry["tasks"]["cot"]["pairs"], 2 * accepted);
+    assert_eq!(dry["training_set"]["review"], *rv);
+    assert_eq!(std::fs::read_to_string(&pairs_file).unwrap(), trained);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -120,7 +120,13 @@ fn build(recipe: &Recipe, kind: TaskKind, items: &[Example], stored: &Stored) ->
             .or_default()
             .push(score);
     }
+    // Rationales and feedback are drawn from two streams, so that a variant with feedback
+    // draws the very rationales its feedback-free ablation draws: full MAPD is then exactly
+    // the accepted-rationales variant plus the feedback pairs (with one stream, each feedback
+    // draw shifted every later rationale draw).
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(recipe.seed);
+    let mut feedback_rng = rand_chacha::ChaCha8Rng::seed_from_u64(recipe.seed);
+    feedback_rng.set_stream(1);
     let (mut pairs, mut agree, mut judged_twice) = (vec![], 0usize, 0usize);
     let mut calls = 0usize;
     for m in &mistakes {
@@ -197,19 +203,31 @@ fn build(recipe: &Recipe, kind: TaskKind, items: &[Example], stored: &Stored) ->
             weight: rationale_weight,
             stage: 0,
         };
-        match recipe.pairs_per_mistake {
-            crate::recipe::PairsPerMistake::All => {
-                pairs.extend(fbs.iter().map(|f| fb_pair(f)));
-                pairs.extend(accepted_here.iter().map(|r| rat_pair(r)));
-            }
-            crate::recipe::PairsPerMistake::One => {
-                if let Some(f) = fbs.choose(&mut rng) {
-                    pairs.push(fb_pair(f));
-                }
-                if let Some(r) = accepted_here.choose(&mut rng) {
-                    pairs.push(rat_pair(r));
-                }
-            }
+        let (chosen_fbs, chosen_rats): (Vec<&Annotation>, Vec<&Annotation>) =
+            match recipe.pairs_per_mistake {
+                crate::recipe::PairsPerMistake::All => (fbs.clone(), accepted_here.clone()),
+                crate::recipe::PairsPerMistake::One => (
+                    fbs.choose(&mut feedback_rng).into_iter().copied().collect(),
+                    accepted_here
+                        .choose(&mut rng)
+                        .into_iter()
+                        .copied()
+                        .collect(),
+                ),
+            };
+        for f in chosen_fbs {
+            rv.per_teacher
+                .entry(f.source.clone())
+                .or_default()
+                .feedback_pairs += 1;
+            pairs.push(fb_pair(f));
+        }
+        for r in chosen_rats {
+            rv.per_teacher
+                .entry(r.source.clone())
+                .or_default()
+                .rationale_pairs += 1;
+            pairs.push(rat_pair(r));
         }
     }
     for t in rv.per_teacher.values_mut() {
