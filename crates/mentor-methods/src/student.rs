@@ -80,6 +80,11 @@ pub struct StageReport {
     pub report: TrainReport,
 }
 
+/// Where stage `stage` of a student trained into `out_dir` lives (checkpoint, best, log).
+pub fn stage_dir(out_dir: &Path, stage: u32) -> PathBuf {
+    out_dir.join(format!("stage-{stage}"))
+}
+
 /// Trains `student` on `pairs` stage by stage (stage 0, then 1, … each continuing from the
 /// weights the previous one ended with), each in `out_dir/stage-N`. `hooks(stage)` gives the
 /// hooks of each stage. Rerunning resumes inside the stage that was running.
@@ -102,7 +107,7 @@ pub fn train_stages<'h>(
     for &stage in &stages {
         let these: Vec<TrainPair> = pairs.iter().filter(|p| p.stage == stage).cloned().collect();
         let examples = encode_pairs(tok, &these)?;
-        let dir = out_dir.join(format!("stage-{stage}"));
+        let dir = stage_dir(out_dir, stage);
         let mut h = hooks(stage);
         let cfg = &stage_config(cfg, &these);
         let report = train_with(

@@ -192,9 +192,7 @@ fn load_run(dir: &Path, group_by: Option<&str>, mode: Option<&str>) -> Result<Sc
             chars.push(out.chars().count());
         }
     }
-    chars.sort_unstable();
-    // the median answer length (the lower middle of an even count), where answers were kept
-    let answer_chars = (!chars.is_empty()).then(|| chars[(chars.len() - 1) / 2] as f64);
+    let answer_chars = median_chars(chars).map(|c| c as f64);
     // wall time over every invocation: a sweep's cell record counts them all, a summary only
     // the last (a resumed stage counts what it redid)
     let cell: Option<Value> = read_json(&dir.join(CELL_FILE)).ok();
@@ -239,4 +237,10 @@ fn load_run(dir: &Path, group_by: Option<&str>, mode: Option<&str>) -> Result<Sc
         dataset: summary["dataset"].as_str().unwrap_or("?").to_string(),
         mode,
     })
+}
+
+/// The median answer length (the lower middle of an even count); `None` for no answers.
+pub fn median_chars(mut lens: Vec<usize>) -> Option<usize> {
+    lens.sort_unstable();
+    (!lens.is_empty()).then(|| lens[(lens.len() - 1) / 2])
 }

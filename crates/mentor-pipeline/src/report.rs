@@ -179,9 +179,9 @@ pub fn write_report_with(run_dir: &Path, compare: &[PathBuf]) -> Result<PathBuf>
         });
     }
     let mut stage = 0;
-    while let Ok(log) =
-        std::fs::read_to_string(run_dir.join(format!("student/stage-{stage}/log.jsonl")))
-    {
+    while let Ok(log) = std::fs::read_to_string(
+        mentor_methods::student::stage_dir(&run_dir.join("student"), stage).join("log.jsonl"),
+    ) {
         charts.extend(training_charts(&format!("stage {stage}"), &log));
         stage += 1;
     }

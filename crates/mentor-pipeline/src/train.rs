@@ -7,7 +7,7 @@ use crate::run::Run;
 use anyhow::{anyhow, bail, Context, Result};
 use indicatif::ProgressBar;
 use mentor_core::{Example, Split};
-use mentor_methods::evaluate::{evaluate, InferenceMode};
+use mentor_methods::evaluate::{evaluate, InferenceMode, ItemResult};
 use mentor_methods::recipe::{
     RecipeName, COT_STAGE, FEEDBACK_STAGE, MINE_STAGE, REVIEW_STAGE, REVISE_STAGE, SELF_EVAL_STAGE,
 };
@@ -68,6 +68,22 @@ struct CliHooks<'a> {
     valid_items: &'a [Example],
     mode: InferenceMode,
     stop: Arc<AtomicBool>,
+    /// The stage's directory: each validation's answers go to `valid/step-N.jsonl` in it.
+    dir: PathBuf,
+    /// The last validation's answers, until `on_eval` learns their step.
+    last_valid: Option<Vec<ItemResult>>,
+}
+
+/// The file a validation's answers are kept in, under a stage's directory.
+pub fn valid_answers_file(stage_dir: &std::path::Path, step: u64) -> PathBuf {
+    stage_dir.join("valid").join(format!("step-{step}.jsonl"))
+}
+
+/// The median length in characters of the answers (0 for none): a student that stops reasoning
+/// shows as a fall in it long before it shows in accuracy on a few dozen questions.
+pub fn median_answer_chars(items: &[ItemResult]) -> usize {
+    crate::compare::median_chars(items.iter().map(|i| i.output.chars().count()).collect())
+        .unwrap_or(0)
 }
 
 impl Hooks for CliHooks<'_> {
@@ -117,8 +133,24 @@ impl Hooks for CliHooks<'_> {
                 a,
             );
         }
+        let mut answers = String::new();
+        if let Some(items) = self.last_valid.take() {
+            let chars = median_answer_chars(&items);
+            let _ = s.log_metric(
+                Some(self.run_id),
+                Some(log.step),
+                Some("valid"),
+                "answer_chars",
+                chars as f64,
+            );
+            answers = format!(", answers {chars} chars (median)");
+            // what each checkpoint answered: kept so the choice between them can be read later
+            if let Err(e) = write_jsonl(&valid_answers_file(&self.dir, log.step), &items) {
+                tracing::warn!("could not keep the validation answers: {e:#}");
+            }
+        }
         self.bar.println(format!(
-            "stage {} step {}: valid loss {} accuracy {}{}",
+            "stage {} step {}: valid loss {} accuracy {}{answers}{}",
             self.stage,
             log.step,
             if log.loss.is_finite() {
@@ -144,6 +176,7 @@ impl Hooks for CliHooks<'_> {
             &self.r.cfg.eval,
             &mut |_| {},
         )?;
+        self.last_valid = Some(rep.items);
         Ok(Some(rep.accuracy))
     }
 
@@ -158,19 +191,26 @@ pub const PAIRS_FILE: &str = "pairs.jsonl";
 /// Writes the training set as `dir/pairs.jsonl`, one pair a line (example, task, stage,
 /// weight, prompt, target), so that what a student learnt from can be read back after the run.
 pub fn write_pairs(dir: &std::path::Path, set: &TrainingSet) -> Result<PathBuf> {
-    use std::io::Write;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join(PAIRS_FILE);
+    write_jsonl(&path, &set.pairs)?;
+    Ok(path)
+}
+
+/// `rows` as JSON lines at `path`, its directory created.
+fn write_jsonl<T: serde::Serialize>(path: &std::path::Path, rows: &[T]) -> Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
     let mut out = std::io::BufWriter::new(
-        std::fs::File::create(&path).with_context(|| format!("writing {}", path.display()))?,
+        std::fs::File::create(path).with_context(|| format!("writing {}", path.display()))?,
     );
-    for p in &set.pairs {
-        serde_json::to_writer(&mut out, p)?;
+    for row in rows {
+        serde_json::to_writer(&mut out, row)?;
         out.write_all(b"\n")?;
     }
     out.flush()
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(path)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Builds the training set and trains the configured student on it, resumably.
@@ -316,6 +356,8 @@ pub fn train_set(
                 },
                 mode,
                 stop: stop.clone(),
+                dir: mentor_methods::student::stage_dir(out_dir, stage),
+                last_valid: None,
             })
         },
     );

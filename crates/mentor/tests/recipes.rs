@@ -641,6 +641,17 @@ async fn mapd_mines_the_students_mistakes_and_trains_on_peer_accepted_rationales
     let first: serde_json::Value = serde_json::from_str(trained.lines().next().unwrap()).unwrap();
     assert_eq!(first["task"], "feedback", "{first}");
     assert!(first["prompt"].as_str().unwrap().starts_with("feedback:"));
+    // each validation's answers are kept under its step: here one, at the end (step 2)
+    let valid = d.path().join("runs/exp/student/stage-0/valid");
+    let steps: Vec<String> = std::fs::read_dir(&valid)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(steps, ["step-2.jsonl"]);
+    let answers = std::fs::read_to_string(valid.join("step-2.jsonl")).unwrap();
+    assert_eq!(answers.lines().count(), 2, "valid_limit = 2");
+    let a: serde_json::Value = serde_json::from_str(answers.lines().next().unwrap()).unwrap();
+    assert!(a["output"].is_string() && a["correct"].is_boolean(), "{a}");
     // --dry-run builds the same set again and trains nothing
     std::fs::remove_file(&pairs_file).unwrap();
     let dry = mentor_json(d.path(), &["train", "exp.toml", "--dry-run"], &[]);

@@ -93,17 +93,14 @@ fn dry_run(r: &run::Run) -> Result<Summary> {
         path.display()
     );
     let mut tasks = serde_json::Map::new();
-    for (task, lens) in &mut per_task {
-        lens.sort_unstable();
-        let median = lens[lens.len() / 2];
-        human += &format!(
-            "  {task}: {} pairs, target chars median {median}, shortest {}\n",
-            lens.len(),
-            lens[0]
-        );
+    for (task, lens) in per_task {
+        let (n, shortest) = (lens.len(), lens.iter().min().copied().unwrap_or(0));
+        let median = mentor_pipeline::compare::median_chars(lens).unwrap_or(0);
+        human +=
+            &format!("  {task}: {n} pairs, target chars median {median}, shortest {shortest}\n");
         tasks.insert(
             task.to_string(),
-            json!({ "pairs": lens.len(), "target_chars_median": median, "target_chars_min": lens[0] }),
+            json!({ "pairs": n, "target_chars_median": median, "target_chars_min": shortest }),
         );
     }
     if let Some(rv) = &set.stats.review {
