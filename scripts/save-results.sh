@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Keeps what a sweep's finished cells produced, small enough to commit: each finished cell's
 # summary.json, cell.json, config.toml, report.html, per-question predictions (RUN/eval/) and
-# each validation's answers (RUN/student/…/valid/), and
+# the training logs with each validation's answers (RUN/student/…), and
 # the grid's results.{md,json}. Run directories do not outlive a working session's checkout;
 # these do. To continue a grid in a new checkout, copy them back first — the sweep skips a cell
 # whose summary.json is there:
@@ -30,9 +30,9 @@ for cell in "$src"/*/; do
     [ -f "$cell/$f" ] && cp "$cell/$f" "$dest/$name/"
   done
   cp "$cell"/eval/*.jsonl "$dest/$name/eval/"
-  # each validation's answers (student/[round-N/]stage-M/valid/step-K.jsonl): which checkpoint
-  # was chosen, and what the others answered
-  (cd "$cell" && find student -path '*/valid/step-*.jsonl' 2>/dev/null) | while read -r f; do
+  # the training logs and each validation's answers (student/[round-N/]stage-M/log.jsonl and
+  # valid/step-K.jsonl): the curve the checkpoint was chosen on, and what the others answered
+  (cd "$cell" && find student \( -path '*/valid/step-*.jsonl' -o -name log.jsonl \) 2>/dev/null) | while read -r f; do
     mkdir -p "$dest/$name/$(dirname "$f")"
     cp "$cell/$f" "$dest/$name/$f"
   done

@@ -222,6 +222,10 @@ fn load_run(dir: &Path, group_by: Option<&str>, mode: Option<&str>) -> Result<Sc
         .as_array()
         .and_then(|t| t.last())
         .and_then(|s| s["best_valid_metric"].as_f64());
+    let best_step = summary["training"]
+        .as_array()
+        .and_then(|t| t.last())
+        .and_then(|s| s["best_step"].as_u64());
     Ok(Scored {
         scores: RunScores {
             name,
@@ -230,6 +234,8 @@ fn load_run(dir: &Path, group_by: Option<&str>, mode: Option<&str>) -> Result<Sc
             ids,
             correct,
             valid_accuracy,
+            valid_curve: valid_curve(dir),
+            best_step,
             mode: Some(mode.clone()),
             answer_chars,
             cost,
@@ -237,6 +243,24 @@ fn load_run(dir: &Path, group_by: Option<&str>, mode: Option<&str>) -> Result<Sc
         dataset: summary["dataset"].as_str().unwrap_or("?").to_string(),
         mode,
     })
+}
+
+/// Validation accuracy by step of a run's last training stage (`student/stage-N/log.jsonl`),
+/// where it kept the log; empty otherwise.
+fn valid_curve(dir: &Path) -> Vec<(u64, f64)> {
+    let stages = dir.join("student");
+    let last = (0..)
+        .map(|k| mentor_methods::student::stage_dir(&stages, k).join("log.jsonl"))
+        .take_while(|p| p.is_file())
+        .last();
+    let Some(text) = last.and_then(|p| std::fs::read_to_string(p).ok()) else {
+        return vec![];
+    };
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["kind"] == "eval")
+        .filter_map(|v| Some((v["log"]["step"].as_u64()?, v["log"]["accuracy"].as_f64()?)))
+        .collect()
 }
 
 /// The median answer length (the lower middle of an even count); `None` for no answers.

@@ -23,6 +23,10 @@ pub struct RunScores {
     pub correct: Vec<bool>,
     /// Validation accuracy of the selected checkpoint, where the run has one.
     pub valid_accuracy: Option<f64>,
+    /// Validation accuracy at each validated step of its (last) training stage, and the step
+    /// whose checkpoint was kept: on a few dozen questions, how much of a draw the choice was.
+    pub valid_curve: Vec<(u64, f64)>,
+    pub best_step: Option<u64>,
     /// The inference mode it was scored in (`label`, `cot`, …), where known.
     pub mode: Option<String>,
     /// The median length of its answers in characters, where the predictions keep them: a
@@ -54,6 +58,8 @@ pub struct RunRow {
     pub accuracy: f64,
     pub wilson95: [f64; 2],
     pub valid_accuracy: Option<f64>,
+    pub valid_curve: Vec<(u64, f64)>,
+    pub best_step: Option<u64>,
     pub mode: Option<String>,
     pub answer_chars: Option<f64>,
     pub cost: RunCost,
@@ -257,6 +263,8 @@ pub fn compare(
                 accuracy: correct as f64 / n.max(1) as f64,
                 wilson95: wilson_interval(correct, n),
                 valid_accuracy: r.valid_accuracy,
+                valid_curve: r.valid_curve.clone(),
+                best_step: r.best_step,
                 mode: r.mode.clone(),
                 answer_chars: r.answer_chars,
                 cost: r.cost.clone(),
@@ -539,6 +547,33 @@ impl Comparison {
             headers.extend(["wall", "peak RSS", "teacher calls / tokens / $"]);
         }
         out += &render_table(&headers, &runs, markdown);
+        if self.runs.iter().any(|r| !r.valid_curve.is_empty()) {
+            let rows: Vec<Vec<String>> = self
+                .runs
+                .iter()
+                .map(|r| {
+                    let points: Vec<String> = r
+                        .valid_curve
+                        .iter()
+                        .map(|&(step, acc)| {
+                            let point = format!("{step}: {}", pct(acc));
+                            match (Some(step) == r.best_step, markdown) {
+                                (true, true) => format!("**{point}**"),
+                                (true, false) => format!("{point}*"),
+                                (false, _) => point,
+                            }
+                        })
+                        .collect();
+                    vec![r.name.clone(), points.join(", ")]
+                })
+                .collect();
+            out += "\n";
+            out += &h(&format!(
+                "Validation accuracy % by step (the checkpoint kept {})",
+                if markdown { "in bold" } else { "starred" }
+            ));
+            out += &render_table(&["run", "step: valid"], &rows, markdown);
+        }
         if self.variants.iter().any(|v| v.runs > 1) {
             let rows: Vec<Vec<String>> = self
                 .variants
@@ -637,6 +672,8 @@ mod tests {
             ids: (0..bits.len()).map(|i| format!("q{i}")).collect(),
             correct: bits.chars().map(|c| c == '1').collect(),
             valid_accuracy: None,
+            valid_curve: vec![],
+            best_step: None,
         }
     }
 
@@ -672,6 +709,27 @@ mod tests {
                 && text.contains("64 / 13623 / $0.00"),
             "{text}"
         );
+        assert!(!text.contains("by step"), "no curves, no section: {text}");
+    }
+
+    #[test]
+    fn each_runs_validation_curve_marks_the_checkpoint_it_kept() {
+        let mut runs = [run("a-0", "a", 0, "1100"), run("b-0", "b", 0, "1000")];
+        runs[0].valid_curve = vec![(20, 0.171), (40, 0.171), (60, 0.146)];
+        runs[0].best_step = Some(20);
+        let md = compare(&runs, None, 100, 0).unwrap().render(true);
+        let section = &md[md.find("by step").unwrap_or_else(|| panic!("{md}"))..];
+        let cells = |run: &str| -> Vec<String> {
+            let line = section
+                .lines()
+                .find(|l| l.starts_with(&format!("| {run} ")));
+            let line = line.unwrap_or_else(|| panic!("{md}"));
+            line.split('|').map(|c| c.trim().to_string()).collect()
+        };
+        assert_eq!(cells("a-0")[2], "**20: 17.1**, 40: 17.1, 60: 14.6", "{md}");
+        assert_eq!(cells("b-0")[2], "", "a run without a curve: {md}");
+        let plain = compare(&runs, None, 100, 0).unwrap().render(false);
+        assert!(plain.contains("20: 17.1*, 40: 17.1, 60: 14.6"), "{plain}");
     }
 
     #[test]

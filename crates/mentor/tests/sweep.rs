@@ -177,6 +177,13 @@ fn compare_refuses_runs_scored_on_different_questions_and_pairs_the_rest() {
         .unwrap();
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["variants"][0]["variant"], "0.0001", "{j}");
+    // each run's validation curve, read from its training log, with the step it kept
+    let log = std::fs::read_to_string(grid.join("slow-s0/student/stage-0/log.jsonl")).unwrap();
+    let evals = log.lines().filter(|l| l.contains("\"kind\":\"eval\"")).count();
+    let curve = j["runs"][0]["valid_curve"].as_array().unwrap();
+    assert!(evals > 0 && curve.len() == evals, "{evals} evals: {j}");
+    let kept = j["runs"][0]["best_step"].as_u64().unwrap();
+    assert!(curve.iter().any(|p| p[0].as_u64() == Some(kept)), "{j}");
 
     // the report of one run shows the paired comparison with the others given
     let out = Command::new(env!("CARGO_BIN_EXE_mentor"))

@@ -15,7 +15,8 @@ use std::path::PathBuf;
 ///
 /// Per run: accuracy and its 95% Wilson interval [lo, hi], the median length of its answers
 /// in characters (a student that stopped reasoning answers in a sentence), and what it cost
-/// where known. Runs are grouped into variants (the variant a `mentor sweep` cell belongs to, a
+/// where known; then, where runs kept their training logs, validation accuracy at each
+/// validated step with the checkpoint kept marked (on a few dozen questions, often a draw). Runs are grouped into variants (the variant a `mentor sweep` cell belongs to, a
 /// config key with --group-by, else each run is its own); per variant over seeds: mean ± sd. Per pair of variants, runs paired by seed: the 2×2
 /// table (both right / only A / only B / both wrong) and McNemar's exact p per seed, and the
 /// mean paired difference B − A with two 95% intervals: a paired bootstrap over questions
