@@ -40,7 +40,8 @@ pub fn compare_runs(
         .collect::<Result<_>>()?;
     let first = &scored[0];
     for s in &scored[1..] {
-        if s.dataset != first.dataset {
+        // a bare predictions file does not say its dataset: its question ids must match
+        if s.dataset != first.dataset && !s.dataset.is_empty() && !first.dataset.is_empty() {
             bail!(
                 "run {} was scored on dataset `{}`, {} on `{}`: compare runs of one dataset",
                 s.scores.name,
@@ -114,7 +115,74 @@ pub fn predictions_in_mode(summary_preds: &Path, scored_mode: &str, mode: &str) 
     summary_preds.with_file_name(format!("{stem}.{mode}.jsonl"))
 }
 
+/// A predictions file given instead of a run (`RUN/eval/<model>.<split>.<mode>.jsonl`, e.g. the
+/// untrained student's from `mentor eval --model`): named after its run directory, its mode
+/// read from its name, no seed (a greedy untrained student is the same for every seed, so it
+/// pairs with each of them).
+fn load_predictions_file(path: &Path) -> Result<Scored> {
+    let file = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let stem = file.trim_end_matches(".jsonl");
+    let parent = path.parent();
+    let name = match parent.and_then(|p| p.file_name()) {
+        Some(e) if e == "eval" => parent
+            .and_then(Path::parent)
+            .and_then(|r| r.file_name())
+            .map(|r| r.to_string_lossy().to_string())
+            .unwrap_or_else(|| stem.to_string()),
+        _ => stem.to_string(),
+    };
+    let mode = stem.rsplit('.').next().unwrap_or("?").to_string();
+    let (ids, correct, chars) = read_predictions(path)?;
+    Ok(Scored {
+        scores: RunScores {
+            name: name.clone(),
+            variant: name,
+            seed: None,
+            ids,
+            correct,
+            valid_accuracy: None,
+            valid_curve: vec![],
+            best_step: None,
+            mode: Some(mode.clone()),
+            answer_chars: median_chars(chars).map(|c| c as f64),
+            cost: Default::default(),
+        },
+        dataset: String::new(),
+        mode,
+    })
+}
+
+/// Per-question ids, correctness and answer lengths (where kept) of a predictions file.
+fn read_predictions(preds: &Path) -> Result<(Vec<String>, Vec<bool>, Vec<usize>)> {
+    let text = std::fs::read_to_string(preds)
+        .with_context(|| format!("cannot read the predictions {}", preds.display()))?;
+    let (mut ids, mut correct, mut chars) = (vec![], vec![], vec![]);
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let v: Value = serde_json::from_str(line)
+            .with_context(|| format!("{}:{}: not valid JSON", preds.display(), i + 1))?;
+        let (Some(id), Some(ok)) = (v["id"].as_str(), v["correct"].as_bool()) else {
+            bail!("{}:{}: no `id` or `correct`", preds.display(), i + 1);
+        };
+        ids.push(id.to_string());
+        correct.push(ok);
+        if let Some(out) = v["output"].as_str() {
+            chars.push(out.chars().count());
+        }
+    }
+    Ok((ids, correct, chars))
+}
+
 fn load_run(dir: &Path, group_by: Option<&str>, mode: Option<&str>) -> Result<Scored> {
+    if dir.is_file() {
+        return load_predictions_file(dir);
+    }
     let summary = read_json(&dir.join("summary.json"))?;
     let name = dir
         .file_name()
@@ -173,25 +241,7 @@ fn load_run(dir: &Path, group_by: Option<&str>, mode: Option<&str>) -> Result<Sc
         }
         _ => (preds, scored_mode),
     };
-    let text = std::fs::read_to_string(&preds)
-        .with_context(|| format!("cannot read the predictions {}", preds.display()))?;
-    let (mut ids, mut correct, mut chars) = (vec![], vec![], vec![]);
-    for (i, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        let v: Value = serde_json::from_str(line)
-            .with_context(|| format!("{}:{}: not valid JSON", preds.display(), i + 1))?;
-        let (Some(id), Some(ok)) = (v["id"].as_str(), v["correct"].as_bool()) else {
-            bail!("{}:{}: no `id` or `correct`", preds.display(), i + 1);
-        };
-        ids.push(id.to_string());
-        correct.push(ok);
-        if let Some(out) = v["output"].as_str() {
-            chars.push(out.chars().count());
-        }
-    }
+    let (ids, correct, chars) = read_predictions(&preds)?;
     let answer_chars = median_chars(chars).map(|c| c as f64);
     // wall time over every invocation: a sweep's cell record counts them all, a summary only
     // the last (a resumed stage counts what it redid)

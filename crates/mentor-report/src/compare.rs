@@ -348,12 +348,20 @@ pub fn compare(
         if matched.is_empty() && ma.len() == 1 && mb.len() == 1 {
             matched.push((ma[0], mb[0]));
         }
+        // one run without a seed (a greedy untrained student, the same whatever the seed) pairs
+        // with every seed of the other variant
+        let seedless = |m: &[usize]| m.len() == 1 && runs[m[0]].seed.is_none();
+        if matched.is_empty() && seedless(&ma) {
+            matched.extend(mb.iter().map(|&j| (ma[0], j)));
+        } else if matched.is_empty() && seedless(&mb) {
+            matched.extend(ma.iter().map(|&i| (i, mb[0])));
+        }
         let per_seed: Vec<SeedPair> = matched
             .iter()
             .map(|&(i, j)| {
                 let table = PairTable::new(&aligned[i], &aligned[j]);
                 SeedPair {
-                    seed: runs[i].seed,
+                    seed: runs[i].seed.or(runs[j].seed),
                     run_a: runs[i].name.clone(),
                     run_b: runs[j].name.clone(),
                     table,
@@ -710,6 +718,24 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("by step"), "no curves, no section: {text}");
+    }
+
+    #[test]
+    fn a_run_without_a_seed_pairs_with_every_seed_of_the_other_variant() {
+        let mut untrained = run("untrained", "untrained", 0, "1000");
+        untrained.seed = None;
+        let runs = [
+            untrained,
+            run("sbs-0", "sbs", 0, "1100"),
+            run("sbs-1", "sbs", 1, "1110"),
+        ];
+        let c = compare(&runs, Some("untrained"), 100, 0).unwrap();
+        let p = &c.pairs[0];
+        let seeds: Vec<Option<u64>> = p.per_seed.iter().map(|s| s.seed).collect();
+        assert_eq!(seeds, [Some(0), Some(1)]);
+        assert!(p.per_seed.iter().all(|s| s.run_a == "untrained"));
+        // +1 and +2 questions of 4
+        assert!((p.bootstrap95.estimate - 0.375).abs() < 1e-12, "{p:?}");
     }
 
     #[test]

@@ -177,9 +177,38 @@ fn compare_refuses_runs_scored_on_different_questions_and_pairs_the_rest() {
         .unwrap();
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["variants"][0]["variant"], "0.0001", "{j}");
+    // a predictions file stands for a run (the untrained student's, say): named after its run
+    // directory, no seed, so it pairs with each seed of the other variant
+    let preds = std::fs::read_dir(grid.join("slow-s0/eval"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mentor"))
+        .arg("compare")
+        .arg(&preds)
+        .args(["fast-s0", "fast-s1", "--json"])
+        .current_dir(&grid)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file_j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(file_j["runs"][0]["name"], "slow-s0", "{file_j}");
+    assert_eq!(
+        file_j["pairs"][0]["per_seed"].as_array().unwrap().len(),
+        2,
+        "{file_j}"
+    );
     // each run's validation curve, read from its training log, with the step it kept
     let log = std::fs::read_to_string(grid.join("slow-s0/student/stage-0/log.jsonl")).unwrap();
-    let evals = log.lines().filter(|l| l.contains("\"kind\":\"eval\"")).count();
+    let evals = log
+        .lines()
+        .filter(|l| l.contains("\"kind\":\"eval\""))
+        .count();
     let curve = j["runs"][0]["valid_curve"].as_array().unwrap();
     assert!(evals > 0 && curve.len() == evals, "{evals} evals: {j}");
     let kept = j["runs"][0]["best_step"].as_u64().unwrap();

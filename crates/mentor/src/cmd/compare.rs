@@ -7,18 +7,22 @@ use std::path::PathBuf;
 /// Compare students scored on the same test questions, with paired statistics
 ///
 /// Each RUN is a run directory that `mentor distill` finished (it reads RUN/summary.json and the
-/// per-question test predictions it names). Runs must have been scored on the same questions,
-/// dataset and inference mode; anything else is refused with the difference named. With
-/// --across-modes, variants scored in different modes (a CoT student in `cot`, a label student
-/// in `label`) are compared on which questions each answers right; the table then shows each
-/// run's mode.
+/// per-question test predictions it names), or a predictions file (RUN/eval/*.jsonl, e.g. the
+/// untrained student's from `mentor eval CONFIG --model NAME --run-dir RUN`): it is named after
+/// its run directory and has no seed, so it pairs with every seed of the other variant. Runs
+/// must have been scored on the same questions, dataset and inference mode; anything else is
+/// refused with the difference named. With --across-modes, variants scored in different modes
+/// (a CoT student in `cot`, a label student in `label`) are compared on which questions each
+/// answers right; the table then shows each run's mode.
 ///
 /// Per run: accuracy and its 95% Wilson interval [lo, hi], the median length of its answers
 /// in characters (a student that stopped reasoning answers in a sentence), and what it cost
 /// where known; then, where runs kept their training logs, validation accuracy at each
-/// validated step with the checkpoint kept marked (on a few dozen questions, often a draw). Runs are grouped into variants (the variant a `mentor sweep` cell belongs to, a
-/// config key with --group-by, else each run is its own); per variant over seeds: mean ± sd. Per pair of variants, runs paired by seed: the 2×2
-/// table (both right / only A / only B / both wrong) and McNemar's exact p per seed, and the
+/// validated step with the checkpoint kept marked (on a few dozen questions, often a draw).
+/// Runs are grouped into variants (the variant a `mentor sweep` cell belongs to, a config key
+/// with --group-by, else each run is its own); per variant over seeds: mean ± sd. Per pair of
+/// variants, runs paired by seed: the 2×2 table (both right / only A / only B / both wrong)
+/// and McNemar's exact p per seed, and the
 /// mean paired difference B − A with two 95% intervals: a paired bootstrap over questions
 /// (one resample of question indices applied to every seed; seeded, --resamples) and a
 /// t-interval over the seeds' differences; then a verdict: B beats / ties / loses to A as the
@@ -28,11 +32,12 @@ use std::path::PathBuf;
 /// Examples: mentor compare runs/standard runs/sbs
 ///           mentor compare runs/row1/* --baseline standard-gold --markdown
 ///           mentor compare runs/row3/*-s* --mode vote
+///           mentor compare runs/untrained/eval/smollm2-135m.test.cot.jsonl runs/row2/*-s*
 ///           mentor compare runs/a-s0 runs/a-s1 runs/b-s0 runs/b-s1 --group-by recipe.name --json
 #[derive(clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
-    /// Run directories (at least two).
+    /// Run directories or predictions files (at least two).
     #[arg(required = true, num_args = 2..)]
     runs: Vec<PathBuf>,
     /// Group runs into variants by this config key (dotted, e.g. recipe.name or recipe.alpha).
