@@ -49,6 +49,11 @@ struct GridFile {
     /// (`mentor eval --mode`), beside the mode its config names.
     #[serde(default)]
     eval_modes: Vec<String>,
+    /// Score the untrained student once (the first variant's config and inference mode, in
+    /// DIR/untrained/) and put it in the results table: greedy, it is the same for every seed
+    /// and variant, so it pairs with each seed of each.
+    #[serde(default)]
+    untrained: bool,
     variants: toml::Table,
 }
 
@@ -60,6 +65,8 @@ pub struct Grid {
     pub keep_checkpoints: bool,
     pub keep_students: bool,
     pub eval_modes: Vec<String>,
+    /// Score the untrained student once, in DIR/untrained/ (grid key `untrained`).
+    pub untrained: bool,
     pub cells: Vec<Cell>,
 }
 
@@ -136,6 +143,71 @@ fn rebase_paths(cfg: &mut toml::Value, dir: &Path) {
             }
         }
     }
+}
+
+/// The directory (under the grid's) and the name in its tables of the untrained student.
+const UNTRAINED: &str = "untrained";
+
+impl Grid {
+    /// The untrained student's test predictions, once scored (`untrained = true`).
+    fn untrained_predictions(&self) -> Option<PathBuf> {
+        let eval = self.dir.join(UNTRAINED).join("eval");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(eval)
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+            .collect();
+        files.sort();
+        files.into_iter().next()
+    }
+}
+
+/// Scores the untrained student on the test split once, with the first variant's config (its
+/// student, data and inference mode): `mentor eval --model` in DIR/untrained/, its output in
+/// that directory's `log`. A failure is reported and the grid goes on; a signal stops it.
+fn score_untrained(grid: &Grid, bin: &Path) -> Result<()> {
+    if !grid.untrained || grid.untrained_predictions().is_some() {
+        return Ok(());
+    }
+    let Some(first) = grid.cells.first() else {
+        return Ok(());
+    };
+    let dir = grid.dir.join(UNTRAINED);
+    std::fs::create_dir_all(&dir)?;
+    let config = dir.join("config.toml");
+    write_atomic(&config, &first.config)?;
+    let cfg: toml::Value = toml::from_str(&first.config)?;
+    let model = cfg["student"]["model"]
+        .as_str()
+        .context("the grid's config names no [student] model")?;
+    tracing::info!("sweep: scoring the untrained {model} on the test split once");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("log"))?;
+    let mut cmd = Command::new(bin);
+    cmd.arg("eval")
+        .arg(&config)
+        .args(["--model", model, "--split", "test", "--run-dir"])
+        .arg(&dir)
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    die_with_parent(&mut cmd);
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {}", bin.display()))?;
+    if status.code().is_none() {
+        bail!(
+            "scoring the untrained student was stopped by a signal; run the same command to resume"
+        );
+    }
+    if !status.success() {
+        tracing::warn!(
+            "sweep: scoring the untrained student failed (see {}); the table goes without it",
+            dir.join("log").display()
+        );
+    }
+    Ok(())
 }
 
 pub fn load_grid(path: &Path) -> Result<Grid> {
@@ -239,6 +311,12 @@ pub fn load_grid(path: &Path) -> Result<Grid> {
             ));
         }
     }
+    if g.untrained && g.variants.contains_key(UNTRAINED) {
+        bail!(
+            "{}: a variant is named `{UNTRAINED}`, which `untrained = true` takes; rename it",
+            path.display()
+        );
+    }
     let mut cells = vec![];
     for &seed in &g.seeds {
         for (variant, config) in &configs {
@@ -268,6 +346,7 @@ pub fn load_grid(path: &Path) -> Result<Grid> {
         keep_checkpoints: g.keep_checkpoints,
         keep_students: g.keep_students,
         eval_modes: g.eval_modes,
+        untrained: g.untrained,
         cells,
     })
 }
@@ -384,6 +463,7 @@ pub fn run(path: &Path, new_binary: bool, resamples: usize) -> Result<Outcome> {
         bin.display()
     );
     // the bar counts this invocation's cells, so its rate and ETA are this machine's
+    score_untrained(&grid, &bin)?;
     let bar = crate::progress::items_bar(todo.len() as u64, "sweep (cells left)");
     let mut failed = vec![];
     for cell in todo {
@@ -753,10 +833,14 @@ fn share_teacher_run(grid: &Grid, cell: &Cell) -> Result<(), String> {
 /// fewer than two cells have finished.
 fn write_results(grid: &Grid, resamples: usize) -> Result<Option<(String, serde_json::Value)>> {
     let done: Vec<PathBuf> = grid
-        .cells
-        .iter()
-        .filter(|c| c.done())
-        .map(|c| c.dir.clone())
+        .untrained_predictions()
+        .into_iter()
+        .chain(
+            grid.cells
+                .iter()
+                .filter(|c| c.done())
+                .map(|c| c.dir.clone()),
+        )
         .collect();
     if done.len() < 2 {
         return Ok(None);
@@ -778,7 +862,7 @@ fn write_results(grid: &Grid, resamples: usize) -> Result<Option<(String, serde_
     let mut md = format!(
         "# {}\n\n{} of {} cells finished; code: {}{}\n\n",
         grid.dir.display(),
-        done.len(),
+        grid.cells.iter().filter(|c| c.done()).count(),
         grid.cells.len(),
         commits.join(", "),
         if commits.len() > 1 {
@@ -869,7 +953,14 @@ pub fn status(path: &Path) -> Result<Outcome> {
         cells_json.push(json!({"variant": c.variant, "seed": c.seed, "dir": c.dir, "state": state, "seconds": rec.seconds}));
     }
     let estimate = (done_n > 0).then(|| done_secs / done_n as f64 * left_n as f64);
+    let untrained = grid.untrained.then(|| match grid.untrained_predictions() {
+        Some(p) => format!("scored ({})", p.display()),
+        None => "not yet scored (the sweep does it before its next cell)".into(),
+    });
     let mut text = mentor_report::compare::render_table(&["cell", "time", "state"], &rows, false);
+    if let Some(u) = &untrained {
+        text += &format!("untrained student: {u}\n");
+    }
     text += &format!(
         "\n{done_n}/{} done, {} spent{}\n",
         grid.cells.len(),
@@ -881,7 +972,7 @@ pub fn status(path: &Path) -> Result<Outcome> {
     );
     Ok(Outcome {
         human: text,
-        json: json!({"dir": grid.dir, "cells": cells_json, "done": done_n, "seconds": spent, "estimate_left_seconds": estimate}),
+        json: json!({"dir": grid.dir, "cells": cells_json, "done": done_n, "seconds": spent, "estimate_left_seconds": estimate, "untrained": untrained}),
     })
 }
 

@@ -516,3 +516,46 @@ async fn a_variant_reuses_anothers_teacher_run_and_cells_are_scored_in_extra_mod
         });
     assert!(vote_again);
 }
+
+#[test]
+fn a_grid_scores_the_untrained_student_once_and_pairs_it_with_every_seed() {
+    let d = setup();
+    std::fs::write(
+        d.path().join("grid.toml"),
+        GRID.replace("seeds = [0, 1]", "seeds = [0, 1]\nuntrained = true")
+            .replace("[variants.fast]\ntrain = { lr = 3e-3 }\n", ""),
+    )
+    .unwrap();
+    run_to_end(d.path());
+    let eval = d.path().join("grid/untrained/eval");
+    let files: Vec<_> = std::fs::read_dir(&eval).unwrap().collect();
+    assert_eq!(files.len(), 1, "one mode, one predictions file");
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.path().join("grid/results.json")).unwrap())
+            .unwrap();
+    let c = &j["comparison"];
+    assert_eq!(c["runs"][0]["name"], "untrained", "{j}");
+    assert!(c["runs"][0]["seed"].is_null());
+    // the baseline `slow` against the untrained student, once per seed
+    let pair = &c["pairs"][0];
+    assert_eq!(
+        (pair["a"].as_str(), pair["b"].as_str()),
+        (Some("slow"), Some("untrained"))
+    );
+    assert_eq!(pair["per_seed"].as_array().unwrap().len(), 2, "{pair}");
+    let md = std::fs::read_to_string(d.path().join("grid/results.md")).unwrap();
+    assert!(md.contains("2 of 2 cells finished"), "{md}");
+    // a rerun does not score it again
+    let before = std::fs::metadata(eval.join(files[0].as_ref().unwrap().file_name()))
+        .unwrap()
+        .modified()
+        .unwrap();
+    run_to_end(d.path());
+    let log = std::fs::read_to_string(d.path().join("grid/untrained/log")).unwrap();
+    assert!(!log.is_empty());
+    let after = std::fs::metadata(eval.join(files[0].as_ref().unwrap().file_name()))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(before, after);
+}

@@ -17,6 +17,7 @@ use std::path::PathBuf;
 ///   keep_students = true            # false: the student goes too once scored (disk)
 ///   teacher_from = { one-cot = "k-cots" }  # one-cot starts from k-cots' teacher run
 ///   eval_modes = ["vote"]           # also score each finished student in these modes
+///   untrained = true                # score the untrained student once, beside the cells
 ///   [variants.standard]
 ///   recipe = { name = "standard" }
 ///   [variants.step-by-step]
@@ -43,6 +44,11 @@ use std::path::PathBuf;
 /// eval_modes scores every finished cell's student on the test split in more inference modes
 /// (`mentor eval --mode`), where its training allows (a CoT-only student has no `label`);
 /// `mentor compare DIR/*-s* --mode vote` reads them.
+///
+/// untrained = true scores the untrained student once before the first cell (the first
+/// variant's config and mode, `mentor eval --model`, in DIR/untrained/) and puts it in the
+/// results table, paired with every seed of every variant; with distill_args = ["--no-before"]
+/// no cell scores it again.
 ///
 /// A finished cell's training checkpoints (weights and optimizer state, for resuming) are
 /// removed unless keep_checkpoints = true; its selected student (student/*/best) stays.
