@@ -38,6 +38,12 @@ for cell in "$src"/*/; do
   done
   n=$((n + 1))
 done
+# the untrained student a grid scored once (`untrained = true`)
+if [ -d "$src/untrained/eval" ]; then
+  mkdir -p "$dest/untrained/eval"
+  cp "$src"/untrained/eval/*.jsonl "$dest/untrained/eval/"
+  [ -f "$src/untrained/config.toml" ] && cp "$src/untrained/config.toml" "$dest/untrained/"
+fi
 for name in ${KEEP_STORES:-}; do
   store="$src/$name/mentor.sqlite"
   [ -f "$store" ] || { echo "KEEP_STORES: no $store" >&2; exit 1; }
