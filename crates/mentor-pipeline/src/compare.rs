@@ -39,15 +39,20 @@ pub fn compare_runs(
         .map(|r| load_run(r, group_by, mode))
         .collect::<Result<_>>()?;
     let first = &scored[0];
+    // a bare predictions file does not say its dataset (its question ids must still match):
+    // the runs that do must agree
+    let named = scored
+        .iter()
+        .find(|s| !s.dataset.is_empty())
+        .unwrap_or(first);
     for s in &scored[1..] {
-        // a bare predictions file does not say its dataset: its question ids must match
-        if s.dataset != first.dataset && !s.dataset.is_empty() && !first.dataset.is_empty() {
+        if s.dataset != named.dataset && !s.dataset.is_empty() {
             bail!(
                 "run {} was scored on dataset `{}`, {} on `{}`: compare runs of one dataset",
                 s.scores.name,
                 s.dataset,
-                first.scores.name,
-                first.dataset
+                named.scores.name,
+                named.dataset
             );
         }
         if s.mode != first.mode && !across_modes {
