@@ -181,6 +181,23 @@ pub fn evaluate(
     cfg: &EvalConfig,
     on_done: &mut dyn FnMut(usize),
 ) -> Result<EvalReport> {
+    evaluate_samples(model, tok, kind, items, mode, cfg, None, on_done)
+}
+
+/// [`evaluate`], with the chains of thought of `vote` / `self-eval-vote` given instead of
+/// sampled (`samples[i]`: item i's, as many as `cfg.samples`): `self-eval-vote` then judges the
+/// very samples a `vote` evaluation drew, and pays only for the judging.
+#[allow(clippy::too_many_arguments)]
+pub fn evaluate_samples(
+    model: &Llama,
+    tok: &TextTokenizer,
+    kind: TaskKind,
+    items: &[Example],
+    mode: InferenceMode,
+    cfg: &EvalConfig,
+    samples_given: Option<Vec<Vec<String>>>,
+    on_done: &mut dyn FnMut(usize),
+) -> Result<EvalReport> {
     let greedy = |max| SamplingParams {
         max_new_tokens: max,
         temperature: 0.0,
@@ -191,8 +208,17 @@ pub fn evaluate(
         InferenceMode::Cot => (StudentTask::Cot, 1),
         InferenceMode::Vote | InferenceMode::SelfEvalVote => (StudentTask::Cot, cfg.samples.max(1)),
     };
+    if let Some(given) = &samples_given {
+        if given.len() != items.len() || given.iter().any(|g| g.len() != samples) {
+            candle_core::bail!(
+                "{} items with {samples} samples each expected, {} given",
+                items.len(),
+                given.len()
+            );
+        }
+    }
     let mut requests = vec![];
-    for (i, ex) in items.iter().enumerate() {
+    for (i, ex) in items.iter().enumerate().filter(|_| samples_given.is_none()) {
         let ids = prompt_ids(tok, &student_prompt(task, kind, ex, ""))?;
         for s in 0..samples {
             let params = if samples == 1 {
@@ -213,17 +239,26 @@ pub fn evaluate(
             requests.push((ids.clone(), params));
         }
     }
-    let gens = generate(model, tok, &requests, cfg.batch, on_done)?;
-    let mut new_tokens: usize = gens.iter().map(|g| g.token_ids.len()).sum();
+    let (texts, mut new_tokens): (Vec<String>, usize) = match samples_given {
+        Some(given) => {
+            on_done(items.len() * samples);
+            (given.into_iter().flatten().collect(), 0)
+        }
+        None => {
+            let gens = generate(model, tok, &requests, cfg.batch, on_done)?;
+            let n = gens.iter().map(|g| g.token_ids.len()).sum();
+            (gens.into_iter().map(|g| g.text).collect(), n)
+        }
+    };
     let mut votes: Vec<Vec<Vote>> = items
         .iter()
         .enumerate()
         .map(|(i, ex)| {
-            gens[i * samples..(i + 1) * samples]
+            texts[i * samples..(i + 1) * samples]
                 .iter()
-                .map(|g| Vote {
-                    output: g.text.clone(),
-                    answer: parse_answer(kind, ex, &g.text),
+                .map(|t| Vote {
+                    output: t.clone(),
+                    answer: parse_answer(kind, ex, t),
                     verdict: None,
                     weight: 1.0,
                 })

@@ -5,7 +5,7 @@ use crate::progress::items_bar;
 use crate::run::Run;
 use anyhow::{bail, Context, Result};
 use mentor_core::Split;
-use mentor_methods::evaluate::{evaluate, EvalReport, InferenceMode};
+use mentor_methods::evaluate::{evaluate_samples, EvalReport, InferenceMode};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -42,18 +42,36 @@ pub fn eval_model(
         &format!("eval {}", mode.as_str()),
     );
     let started = Instant::now();
-    let rep = evaluate(
+    // self-eval-vote judges the samples a vote evaluation of this model drew, when it drew
+    // them with these settings: the two modes then differ only in the judging
+    let given = (mode == InferenceMode::SelfEvalVote)
+        .then(|| vote_samples(r, model, split, &items))
+        .flatten();
+    if given.is_some() {
+        tracing::info!(
+            "self-eval-vote: judging the {} samples a question of the `vote` evaluation (same model, split and sampling settings)",
+            r.cfg.eval.samples
+        );
+    }
+    let rep = evaluate_samples(
         &loaded.model,
         &loaded.tokenizer,
         r.ds.task,
         &items,
         mode,
         &r.cfg.eval,
+        given,
         &mut |n| bar.inc(n as u64),
     )?;
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     let file = write_predictions(&r.dir, model, split, mode, &rep)?;
+    if matches!(mode, InferenceMode::Vote | InferenceMode::SelfEvalVote) {
+        std::fs::write(
+            sampling_file(&file),
+            serde_json::to_string(&sampling_settings(r))?,
+        )?;
+    }
     let mut s = r.store.lock().unwrap();
     s.log_metric(
         None,
@@ -63,6 +81,67 @@ pub fn eval_model(
         rep.accuracy,
     )?;
     Ok((rep, file, secs))
+}
+
+/// What decides the samples of `vote` / `self-eval-vote`, kept beside their predictions.
+fn sampling_settings(r: &Run) -> serde_json::Value {
+    let e = &r.cfg.eval;
+    serde_json::json!({
+        "samples": e.samples, "temperature": e.temperature, "top_p": e.top_p,
+        "max_new_tokens": e.max_new_tokens, "seed": e.seed,
+    })
+}
+
+/// The file beside a predictions file that says how its samples were drawn.
+fn sampling_file(predictions: &Path) -> PathBuf {
+    predictions.with_extension("sampling.json")
+}
+
+/// The samples of an earlier `vote` evaluation of `model` on these items, if it drew them with
+/// the run's present sampling settings; each item's in order.
+fn vote_samples(
+    r: &Run,
+    model: &str,
+    split: Split,
+    items: &[mentor_core::Example],
+) -> Option<Vec<Vec<String>>> {
+    let file = r.dir.join("eval").join(format!(
+        "{}.{}.{}.jsonl",
+        tag(model),
+        split,
+        InferenceMode::Vote.as_str()
+    ));
+    let settings: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(sampling_file(&file)).ok()?).ok()?;
+    if settings != sampling_settings(r) {
+        return None;
+    }
+    let text = std::fs::read_to_string(&file).ok()?;
+    let rows: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    if rows.len() != items.len() {
+        return None;
+    }
+    let mut out = vec![];
+    for (row, ex) in rows.iter().zip(items) {
+        if row["id"].as_str() != Some(ex.id.as_str()) {
+            return None;
+        }
+        let outputs: Vec<String> = row["votes"]
+            .as_array()?
+            .iter()
+            .map(|v| v["output"].as_str().map(String::from))
+            .collect::<Option<_>>()?;
+        if outputs.len() != r.cfg.eval.samples {
+            return None;
+        }
+        out.push(outputs);
+    }
+    Some(out)
 }
 
 fn tag(model: &str) -> String {

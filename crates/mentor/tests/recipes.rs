@@ -483,6 +483,57 @@ async fn minds_mirror_samples_cots_judges_them_and_trains_both_tasks_in_two_stag
         std::fs::read_to_string(d.path().join(r["report"].as_str().unwrap())).unwrap(),
         html
     );
+
+    // self-eval-vote judges the samples `vote` drew with the same settings, and only those:
+    // marked samples in the vote file come back judged; with other settings it samples anew
+    let eval = |mode: &str| {
+        mentor_json(
+            d.path(),
+            &["eval", "exp.toml", "--split", "test", "--mode", mode],
+            &[],
+        )
+    };
+    let vote = eval("vote");
+    let vote_file = d.path().join(vote["predictions"].as_str().unwrap());
+    let settings = vote_file.with_extension("sampling.json");
+    assert!(settings.is_file(), "{}", settings.display());
+    let marked: String = std::fs::read_to_string(&vote_file)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            for (k, s) in v["votes"].as_array_mut().unwrap().iter_mut().enumerate() {
+                s["output"] = format!("marked {k}. The answer is 3.").into();
+            }
+            v.to_string() + "\n"
+        })
+        .collect();
+    std::fs::write(&vote_file, marked).unwrap();
+    let outputs = |j: &serde_json::Value| -> Vec<String> {
+        let text =
+            std::fs::read_to_string(d.path().join(j["predictions"].as_str().unwrap())).unwrap();
+        text.lines()
+            .flat_map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["votes"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|s| s["output"].as_str().unwrap().to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let judged = eval("self-eval-vote");
+    let got = outputs(&judged);
+    assert_eq!(got.len(), 4, "2 test items × 2 samples");
+    assert!(got.iter().all(|o| o.starts_with("marked")), "{got:?}");
+    let mut other: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&settings).unwrap()).unwrap();
+    other["seed"] = 99.into();
+    std::fs::write(&settings, other.to_string()).unwrap();
+    let fresh = outputs(&eval("self-eval-vote"));
+    assert!(fresh.iter().all(|o| !o.starts_with("marked")), "{fresh:?}");
 }
 
 #[test]

@@ -18,6 +18,8 @@ use std::path::PathBuf;
 /// weighted correct 20 / uncertain 1 / wrong 0.001). With a CONFIG the model is the run's trained
 /// student (RUN/student/…/best) unless --model names another (e.g. the base model, for
 /// "before"); without one, give --model and --data. Predictions go to RUN/eval/*.jsonl.
+/// `self-eval-vote` after `vote` (same model, split and [eval] sampling settings) judges the
+/// samples `vote` drew rather than drawing them again.
 ///
 /// Examples: mentor eval svamp-sbs.toml --split test --json
 ///           mentor eval --model smollm2-135m --data svamp --mode cot --limit 50
