@@ -47,6 +47,16 @@ pub fn items_bar(total: u64, label: &str) -> ProgressBar {
     pb
 }
 
+/// Prints `line` above `pb` on a terminal, or as a plain line when stderr is not one (a log
+/// file: the bar is hidden there, and so is whatever it is asked to print).
+pub fn println_above(pb: &ProgressBar, line: impl AsRef<str>) {
+    if std::io::stderr().is_terminal() {
+        pb.println(line.as_ref());
+    } else {
+        eprintln!("{}", line.as_ref());
+    }
+}
+
 /// Seconds between plain progress lines (`MENTOR_PROGRESS_SECS`, default 30).
 fn plain_interval() -> Duration {
     let secs = std::env::var("MENTOR_PROGRESS_SECS")

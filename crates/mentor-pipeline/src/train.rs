@@ -149,18 +149,21 @@ impl Hooks for CliHooks<'_> {
                 tracing::warn!("could not keep the validation answers: {e:#}");
             }
         }
-        self.bar.println(format!(
-            "stage {} step {}: valid loss {} accuracy {}{answers}{}",
-            self.stage,
-            log.step,
-            if log.loss.is_finite() {
-                format!("{:.4}", log.loss)
-            } else {
-                "n/a".into()
-            },
-            log.accuracy.map_or("n/a".into(), |a| format!("{:.3}", a)),
-            if log.best { " (best so far)" } else { "" }
-        ));
+        crate::progress::println_above(
+            &self.bar,
+            format!(
+                "stage {} step {}: valid loss {} accuracy {}{answers}{}",
+                self.stage,
+                log.step,
+                if log.loss.is_finite() {
+                    format!("{:.4}", log.loss)
+                } else {
+                    "n/a".into()
+                },
+                log.accuracy.map_or("n/a".into(), |a| format!("{:.3}", a)),
+                if log.best { " (best so far)" } else { "" }
+            ),
+        );
     }
 
     fn validate(&mut self, model: &Llama) -> candle_core::Result<Option<f64>> {

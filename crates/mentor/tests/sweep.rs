@@ -203,6 +203,12 @@ fn compare_refuses_runs_scored_on_different_questions_and_pairs_the_rest() {
         2,
         "{file_j}"
     );
+    // each validation is a plain line in the cell's log (no terminal: no bar to print above)
+    let cell_log = std::fs::read_to_string(grid.join("slow-s0/log")).unwrap();
+    assert!(
+        cell_log.contains("step 4: valid loss") && cell_log.contains("chars (median)"),
+        "{cell_log}"
+    );
     // each run's validation curve, read from its training log, with the step it kept
     let log = std::fs::read_to_string(grid.join("slow-s0/student/stage-0/log.jsonl")).unwrap();
     let evals = log
