@@ -55,7 +55,7 @@ pub fn compare_runs(
                 named.dataset
             );
         }
-        if s.mode != first.mode && !across_modes {
+        if s.mode != first.mode && !across_modes && !s.mode.is_empty() && !first.mode.is_empty() {
             bail!(
                 "run {} was scored in inference mode `{}`, {} in `{}`: compare runs scored in one mode, \
                  or pass --across-modes to compare students each scored its own way",
@@ -123,7 +123,8 @@ pub fn predictions_in_mode(summary_preds: &Path, scored_mode: &str, mode: &str) 
 /// A predictions file given instead of a run (`RUN/eval/<model>.<split>.<mode>.jsonl`, e.g. the
 /// untrained student's from `mentor eval --model`): named after its run directory, its mode
 /// read from its name, no seed (a greedy untrained student is the same for every seed, so it
-/// pairs with each of them).
+/// pairs with each of them). A validation's answers (`…/valid/step-N.jsonl`) are one too: two
+/// checkpoints of a run compared on the validation questions.
 fn load_predictions_file(path: &Path) -> Result<Scored> {
     let file = path
         .file_name()
@@ -139,7 +140,11 @@ fn load_predictions_file(path: &Path) -> Result<Scored> {
             .unwrap_or_else(|| stem.to_string()),
         _ => stem.to_string(),
     };
-    let mode = stem.rsplit('.').next().unwrap_or("?").to_string();
+    // `<model>.<split>.<mode>`; a validation's answers (`valid/step-N.jsonl`) do not say theirs
+    let mode = match stem.rsplitn(3, '.').collect::<Vec<_>>()[..] {
+        [mode, _, _] => mode.to_string(),
+        _ => String::new(),
+    };
     let (ids, correct, chars) = read_predictions(path)?;
     Ok(Scored {
         scores: RunScores {

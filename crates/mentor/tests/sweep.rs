@@ -209,6 +209,22 @@ fn compare_refuses_runs_scored_on_different_questions_and_pairs_the_rest() {
         cell_log.contains("step 4: valid loss") && cell_log.contains("chars (median)"),
         "{cell_log}"
     );
+    // two checkpoints of one run, compared on the validation questions from their answers
+    let valid = grid.join("slow-s0/student/stage-0/valid");
+    let out = Command::new(env!("CARGO_BIN_EXE_mentor"))
+        .arg("compare")
+        .args([valid.join("step-4.jsonl"), valid.join("step-8.jsonl")])
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let steps: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(steps["pairs"][0]["b"], "step-8", "{steps}");
+    assert_eq!(steps["n"], 3, "valid_limit = 3: {steps}");
     // each run's validation curve, read from its training log, with the step it kept
     let log = std::fs::read_to_string(grid.join("slow-s0/student/stage-0/log.jsonl")).unwrap();
     let evals = log

@@ -9,7 +9,8 @@ use std::path::PathBuf;
 /// Each RUN is a run directory that `mentor distill` finished (it reads RUN/summary.json and the
 /// per-question test predictions it names), or a predictions file (RUN/eval/*.jsonl, e.g. the
 /// untrained student's from `mentor eval CONFIG --model NAME --run-dir RUN`): it is named after
-/// its run directory and has no seed, so it pairs with every seed of the other variant. Runs
+/// its run directory and has no seed, so it pairs with every seed of the other variant; a
+/// validation's answers (RUN/student/stage-N/valid/step-K.jsonl) compare two checkpoints. Runs
 /// must have been scored on the same questions, dataset and inference mode; anything else is
 /// refused with the difference named. With --across-modes, variants scored in different modes
 /// (a CoT student in `cot`, a label student in `label`) are compared on which questions each
@@ -33,6 +34,7 @@ use std::path::PathBuf;
 ///           mentor compare runs/row1/* --baseline standard-gold --markdown
 ///           mentor compare runs/row3/*-s* --mode vote
 ///           mentor compare runs/untrained/eval/smollm2-135m.test.cot.jsonl runs/row2/*-s*
+///           mentor compare runs/a/student/stage-0/valid/step-{20,40}.jsonl   # two checkpoints
 ///           mentor compare runs/a-s0 runs/a-s1 runs/b-s0 runs/b-s1 --group-by recipe.name --json
 #[derive(clap::Args)]
 #[command(verbatim_doc_comment)]
