@@ -34,6 +34,44 @@ fn read_summary(run_dir: &Path) -> Result<serde_json::Value> {
 /// The round curve in a run's summary (ELAD, MAPD's mining rounds): validation accuracy (%)
 /// against cumulative teacher tokens, named by its ELAD selection (and "from scratch" when the
 /// teacher did not revise) or its recipe.
+/// The median length of the validation answers at each validated step of a training stage
+/// (`valid/step-N.jsonl`): a student that stops reasoning shows as a fall here.
+fn answer_length_chart(stage_dir: &Path, label: &str) -> Option<Chart> {
+    let mut points = vec![];
+    for e in std::fs::read_dir(stage_dir.join("valid")).ok()?.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let Some(step) = name
+            .strip_prefix("step-")
+            .and_then(|n| n.strip_suffix(".jsonl"))
+            .and_then(|n| n.parse::<f64>().ok())
+        else {
+            continue;
+        };
+        let Ok(text) = std::fs::read_to_string(e.path()) else {
+            continue;
+        };
+        let lens: Vec<usize> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v["output"].as_str().map(|o| o.chars().count()))
+            .collect();
+        if let Some(m) = crate::compare::median_chars(lens) {
+            points.push((step, m as f64));
+        }
+    }
+    points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    (!points.is_empty()).then(|| Chart {
+        title: format!("{label}: median length of the validation answers"),
+        x_label: "optimiser step".into(),
+        y_label: "characters".into(),
+        series: vec![Series {
+            name: "median answer length".into(),
+            points,
+            band: vec![],
+        }],
+    })
+}
+
 fn rounds_series(summary: &serde_json::Value, label: &str) -> Option<Series> {
     let e = summary.get("rounds").filter(|e| !e.is_null())?;
     let name = format!(
@@ -179,17 +217,21 @@ pub fn write_report_with(run_dir: &Path, compare: &[PathBuf]) -> Result<PathBuf>
         });
     }
     let mut stage = 0;
-    while let Ok(log) = std::fs::read_to_string(
-        mentor_methods::student::stage_dir(&run_dir.join("student"), stage).join("log.jsonl"),
-    ) {
+    loop {
+        let dir = mentor_methods::student::stage_dir(&run_dir.join("student"), stage);
+        let Ok(log) = std::fs::read_to_string(dir.join("log.jsonl")) else {
+            break;
+        };
         charts.extend(training_charts(&format!("stage {stage}"), &log));
+        charts.extend(answer_length_chart(&dir, &format!("stage {stage}")));
         stage += 1;
     }
     // a recipe in rounds trains once per round: the best round's curves
     if let Some(best) = summary["rounds"]["best_round"].as_u64() {
-        let log = run_dir.join(format!("student/round-{best}/stage-0/log.jsonl"));
-        if let Ok(log) = std::fs::read_to_string(log) {
+        let dir = run_dir.join(format!("student/round-{best}/stage-0"));
+        if let Ok(log) = std::fs::read_to_string(dir.join("log.jsonl")) {
             charts.extend(training_charts(&format!("round {best} (best)"), &log));
+            charts.extend(answer_length_chart(&dir, &format!("round {best} (best)")));
         }
     }
     let mut examples = vec![];

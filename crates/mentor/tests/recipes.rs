@@ -703,6 +703,12 @@ async fn mapd_mines_the_students_mistakes_and_trains_on_peer_accepted_rationales
     assert_eq!(answers.lines().count(), 2, "valid_limit = 2");
     let a: serde_json::Value = serde_json::from_str(answers.lines().next().unwrap()).unwrap();
     assert!(a["output"].is_string() && a["correct"].is_boolean(), "{a}");
+    // and the report charts their median length
+    let html = std::fs::read_to_string(d.path().join(j["report"].as_str().unwrap())).unwrap();
+    assert!(
+        html.contains("median length of the validation answers"),
+        "no answer-length chart"
+    );
     // --dry-run builds the same set again and trains nothing
     std::fs::remove_file(&pairs_file).unwrap();
     let dry = mentor_json(d.path(), &["train", "exp.toml", "--dry-run"], &[]);
