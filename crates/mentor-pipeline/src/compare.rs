@@ -166,7 +166,7 @@ fn load_predictions_file(path: &Path) -> Result<Scored> {
 }
 
 /// Per-question ids, correctness and answer lengths (where kept) of a predictions file.
-fn read_predictions(preds: &Path) -> Result<(Vec<String>, Vec<bool>, Vec<usize>)> {
+pub(crate) fn read_predictions(preds: &Path) -> Result<(Vec<String>, Vec<bool>, Vec<usize>)> {
     let text = std::fs::read_to_string(preds)
         .with_context(|| format!("cannot read the predictions {}", preds.display()))?;
     let (mut ids, mut correct, mut chars) = (vec![], vec![], vec![]);

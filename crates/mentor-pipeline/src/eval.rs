@@ -3,10 +3,9 @@
 
 use crate::progress::items_bar;
 use crate::run::Run;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use mentor_core::Split;
 use mentor_methods::evaluate::{evaluate_samples, EvalReport, InferenceMode};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -83,6 +82,14 @@ pub fn eval_model(
     Ok((rep, file, secs))
 }
 
+/// Where a run's predictions of `model` on `split` in `mode` go:
+/// RUN/eval/<model>.<split>.<mode>.jsonl.
+fn predictions_file(run_dir: &Path, model: &str, split: Split, mode: InferenceMode) -> PathBuf {
+    run_dir
+        .join("eval")
+        .join(format!("{}.{}.{}.jsonl", tag(model), split, mode.as_str()))
+}
+
 /// What decides the samples of `vote` / `self-eval-vote`, kept beside their predictions.
 fn sampling_settings(r: &Run) -> serde_json::Value {
     let e = &r.cfg.eval;
@@ -105,12 +112,7 @@ fn vote_samples(
     split: Split,
     items: &[mentor_core::Example],
 ) -> Option<Vec<Vec<String>>> {
-    let file = r.dir.join("eval").join(format!(
-        "{}.{}.{}.jsonl",
-        tag(model),
-        split,
-        InferenceMode::Vote.as_str()
-    ));
+    let file = predictions_file(&r.dir, model, split, InferenceMode::Vote);
     let settings: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(sampling_file(&file)).ok()?).ok()?;
     if settings != sampling_settings(r) {
@@ -164,15 +166,7 @@ fn write_predictions(
     mode: InferenceMode,
     rep: &EvalReport,
 ) -> Result<PathBuf> {
-    let eval_dir = dir.join("eval");
-    std::fs::create_dir_all(&eval_dir)?;
-    let file = eval_dir.join(format!("{}.{}.{}.jsonl", tag(model), split, mode.as_str()));
-    let mut f = std::io::BufWriter::new(
-        std::fs::File::create(&file).with_context(|| file.display().to_string())?,
-    );
-    for it in &rep.items {
-        writeln!(f, "{}", serde_json::to_string(it)?)?;
-    }
-    f.flush()?;
+    let file = predictions_file(dir, model, split, mode);
+    crate::train::write_jsonl(&file, &rep.items)?;
     Ok(file)
 }

@@ -47,14 +47,9 @@ fn answer_length_chart(stage_dir: &Path, label: &str) -> Option<Chart> {
         else {
             continue;
         };
-        let Ok(text) = std::fs::read_to_string(e.path()) else {
+        let Ok((_, _, lens)) = crate::compare::read_predictions(&e.path()) else {
             continue;
         };
-        let lens: Vec<usize> = text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter_map(|v| v["output"].as_str().map(|o| o.chars().count()))
-            .collect();
         if let Some(m) = crate::compare::median_chars(lens) {
             points.push((step, m as f64));
         }

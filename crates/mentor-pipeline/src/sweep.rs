@@ -181,21 +181,7 @@ fn score_untrained(grid: &Grid, bin: &Path) -> Result<()> {
         .as_str()
         .context("the grid's config names no [student] model")?;
     tracing::info!("sweep: scoring the untrained {model} on the test split once");
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("log"))?;
-    let mut cmd = Command::new(bin);
-    cmd.arg("eval")
-        .arg(&config)
-        .args(["--model", model, "--split", "test", "--run-dir"])
-        .arg(&dir)
-        .stdout(log.try_clone()?)
-        .stderr(log);
-    die_with_parent(&mut cmd);
-    let status = cmd
-        .status()
-        .with_context(|| format!("cannot start {}", bin.display()))?;
+    let status = run_eval(bin, &dir, &["--model", model])?;
     if status.code().is_none() {
         bail!(
             "scoring the untrained student was stopped by a signal; run the same command to resume"
@@ -462,8 +448,8 @@ pub fn run(path: &Path, new_binary: bool, resamples: usize) -> Result<Outcome> {
         todo.len(),
         bin.display()
     );
-    // the bar counts this invocation's cells, so its rate and ETA are this machine's
     score_untrained(&grid, &bin)?;
+    // the bar counts this invocation's cells, so its rate and ETA are this machine's
     let bar = crate::progress::items_bar(todo.len() as u64, "sweep (cells left)");
     let mut failed = vec![];
     for cell in todo {
@@ -612,22 +598,7 @@ fn score_extra_modes(
     let name = format!("{}-s{}", cell.variant, cell.seed);
     for mode in cell.missing_modes(&grid.eval_modes) {
         tracing::info!("sweep: {name}: scoring the test split in mode `{mode}`");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(cell.dir.join("log"))?;
-        let mut cmd = Command::new(bin);
-        cmd.arg("eval")
-            .arg(cell.dir.join("config.toml"))
-            .arg("--run-dir")
-            .arg(&cell.dir)
-            .args(["--split", "test", "--mode", &mode])
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        die_with_parent(&mut cmd);
-        let status = cmd
-            .status()
-            .with_context(|| format!("cannot start {}", bin.display()))?;
+        let status = run_eval(bin, &cell.dir, &["--mode", &mode])?;
         if status.code().is_none() {
             bail!("cell {name}: scoring in mode `{mode}` was stopped by a signal; run the same command to resume");
         }
@@ -641,6 +612,27 @@ fn score_extra_modes(
         }
     }
     Ok(true)
+}
+
+/// Runs `bin eval DIR/config.toml --run-dir DIR --split test ARGS`, its output appended to
+/// DIR/log; the child dies with the sweep.
+fn run_eval(bin: &Path, dir: &Path, args: &[&str]) -> Result<std::process::ExitStatus> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("log"))?;
+    let mut cmd = Command::new(bin);
+    cmd.arg("eval")
+        .arg(dir.join("config.toml"))
+        .arg("--run-dir")
+        .arg(dir)
+        .args(["--split", "test"])
+        .args(args)
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    die_with_parent(&mut cmd);
+    cmd.status()
+        .with_context(|| format!("cannot start {}", bin.display()))
 }
 
 /// Removes the resumption checkpoints (`checkpoint/`, and the `.old` / `.tmp` a crash can leave)

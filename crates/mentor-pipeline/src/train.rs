@@ -75,13 +75,13 @@ struct CliHooks<'a> {
 }
 
 /// The file a validation's answers are kept in, under a stage's directory.
-pub fn valid_answers_file(stage_dir: &std::path::Path, step: u64) -> PathBuf {
+fn valid_answers_file(stage_dir: &std::path::Path, step: u64) -> PathBuf {
     stage_dir.join("valid").join(format!("step-{step}.jsonl"))
 }
 
 /// The median length in characters of the answers (0 for none): a student that stops reasoning
 /// shows as a fall in it long before it shows in accuracy on a few dozen questions.
-pub fn median_answer_chars(items: &[ItemResult]) -> usize {
+fn median_answer_chars(items: &[ItemResult]) -> usize {
     crate::compare::median_chars(items.iter().map(|i| i.output.chars().count()).collect())
         .unwrap_or(0)
 }
@@ -200,7 +200,7 @@ pub fn write_pairs(dir: &std::path::Path, set: &TrainingSet) -> Result<PathBuf> 
 }
 
 /// `rows` as JSON lines at `path`, its directory created.
-fn write_jsonl<T: serde::Serialize>(path: &std::path::Path, rows: &[T]) -> Result<()> {
+pub(crate) fn write_jsonl<T: serde::Serialize>(path: &std::path::Path, rows: &[T]) -> Result<()> {
     use std::io::Write;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
