@@ -31,3 +31,31 @@ pub fn build_info() -> serde_json::Value {
         "commit": env!("MENTOR_GIT_COMMIT"),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+
+    fn git(args: &[&str]) -> Option<String> {
+        let o = Command::new("git").args(args).output().ok()?;
+        o.status
+            .success()
+            .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    }
+
+    /// The recorded commit is the checkout's, marked dirty exactly when a tracked source file
+    /// differs from it (a sweep's cells and every summary rely on it to say which code ran).
+    #[test]
+    fn build_info_names_the_checkout_and_its_changes() {
+        let Some(head) = git(&["rev-parse", "--short=12", "HEAD"]) else {
+            eprintln!("not in a git checkout: nothing to compare");
+            return;
+        };
+        let sources = [":/crates", ":/Cargo.toml", ":/Cargo.lock"];
+        let mut status = vec!["status", "--porcelain", "--untracked-files=no", "--"];
+        status.extend(sources);
+        let dirty = git(&status).is_some_and(|s| !s.is_empty());
+        let want = if dirty { format!("{head}-dirty") } else { head };
+        assert_eq!(super::build_info()["commit"], want.as_str());
+    }
+}
