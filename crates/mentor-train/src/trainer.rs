@@ -205,6 +205,10 @@ pub struct StepLog {
     /// With a kd term: its T²-scaled divergence, weighted like `loss`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kd_loss: Option<f64>,
+    /// With on-policy KD: how many of the step's micro-batches were the student's own samples
+    /// (their tokens count in `loss` and `kd_loss`, not in `task_loss`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_policy_batches: Option<usize>,
 }
 
 /// One validation, as logged.
@@ -728,6 +732,11 @@ pub fn train_with(
             tokens,
             seconds: started.elapsed().as_secs_f64(),
             kd_loss: out.kd_loss,
+            on_policy_batches: cfg
+                .kd
+                .as_ref()
+                .filter(|k| k.on_policy > 0.0)
+                .map(|_| micro.iter().filter(|b| b.on_policy).count()),
         };
         report.final_train_loss = Some(step_log.loss);
         write_log(serde_json::json!({"kind": "step", "log": &step_log}));

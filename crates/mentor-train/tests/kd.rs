@@ -105,6 +105,13 @@ fn a_student_trained_on_the_teachers_logits_comes_to_match_them() -> Result<()> 
             .find(|l| l.contains("\"kind\":\"step\""))
             .unwrap();
         assert_eq!(step.contains("kd_loss"), settings.is_some(), "{step}");
+        // on-policy (λ = 1): every step says its one micro-batch was the student's own sample
+        let sampled = settings.as_ref().is_some_and(|k| k.on_policy > 0.0);
+        for l in log.lines().filter(|l| l.contains("\"kind\":\"step\"")) {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let n = &v["log"]["on_policy_batches"];
+            assert_eq!(n.as_u64(), sampled.then_some(1), "{l}");
+        }
     }
     let ((before, with_kd), (_, without), (_, self_sampled)) = (after[0], after[1], after[2]);
     eprintln!("KL to the teacher: {before} → kd {with_kd}, gold tokens {without}, on-policy {self_sampled}");
