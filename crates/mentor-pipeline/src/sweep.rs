@@ -422,7 +422,68 @@ use crate::progress::human_secs as human;
 
 /// Runs the grid at `path` (see `mentor sweep --help`): the cells not yet finished, one at a
 /// time, from the grid's copy of the binary; then its results table.
-pub fn run(path: &Path, new_binary: bool, resamples: usize) -> Result<Outcome> {
+/// `mentor sweep --until`: the sweep stopped before a cell that would not have finished in time
+/// (the cells before it are finished and tabled; the same command continues).
+#[derive(Debug)]
+pub struct Stopped(pub String);
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "sweep stopped: {}; run the same command to continue",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for Stopped {}
+
+/// Why `cell` should not start when the sweep must end by `until` (unix seconds): the time is
+/// up, or the cell would take longer than what is left. A cell's estimate is the mean time of its
+/// variant's finished cells (of all finished cells before any of its variant has finished), less
+/// what it has already spent; with no finished cell there is none, and it starts.
+fn too_late(grid: &Grid, cell: &Cell, until: u64) -> Option<String> {
+    let name = format!("{}-s{}", cell.variant, cell.seed);
+    let left = until as f64 - unix_now() as f64;
+    if left <= 0.0 {
+        return Some(format!(
+            "the time given by --until was up before cell {name}"
+        ));
+    }
+    if cell.done() {
+        return None; // only an extra mode left to score
+    }
+    let finished = |same_variant: bool| -> Vec<f64> {
+        grid.cells
+            .iter()
+            .filter(|c| c.done() && (!same_variant || c.variant == cell.variant))
+            .map(|c| c.record().seconds)
+            .filter(|&s| s > 0.0)
+            .collect()
+    };
+    let (times, whose) = match finished(true) {
+        t if !t.is_empty() => (t, format!("{}'s finished cells", cell.variant)),
+        _ => (finished(false), "the finished cells".to_string()),
+    };
+    if times.is_empty() {
+        return None;
+    }
+    let mean = times.iter().sum::<f64>() / times.len() as f64;
+    let estimate = (mean - cell.record().seconds).max(0.0);
+    (estimate > left).then(|| {
+        format!(
+            "cell {name} would take about {} (the mean of {} of {whose}), and {} is left before --until",
+            human(estimate),
+            times.len(),
+            human(left)
+        )
+    })
+}
+
+/// Runs the grid's unfinished cells in order. With `until` (unix seconds), a cell that would
+/// not finish by then is not started: the sweep returns [`Stopped`] instead.
+pub fn run(path: &Path, new_binary: bool, resamples: usize, until: Option<u64>) -> Result<Outcome> {
     let grid = load_grid(path)?;
     std::fs::create_dir_all(&grid.dir)
         .with_context(|| format!("cannot create {}", grid.dir.display()))?;
@@ -453,6 +514,10 @@ pub fn run(path: &Path, new_binary: bool, resamples: usize) -> Result<Outcome> {
     let bar = crate::progress::items_bar(todo.len() as u64, "sweep (cells left)");
     let mut failed = vec![];
     for cell in todo {
+        if let Some(why) = until.and_then(|t| too_late(&grid, cell, t)) {
+            bar.finish_and_clear();
+            return Err(Stopped(why).into());
+        }
         if cell.done() {
             // finished before, missing only an extra mode
             if !score_extra_modes(&grid, cell, &bin, &mut failed)? {

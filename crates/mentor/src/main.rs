@@ -109,6 +109,18 @@ fn main() -> ExitCode {
             out.finish(&summary);
             ExitCode::SUCCESS
         }
+        Err(e)
+            if e.downcast_ref::<mentor_pipeline::sweep::Stopped>()
+                .is_some() =>
+        {
+            // not a failure: the sweep kept to --until; 75 = EX_TEMPFAIL, "try again later"
+            let text = e.to_string();
+            eprintln!("{text}");
+            if cli.json {
+                println!("{}", serde_json::json!({ "ok": true, "stopped": text }));
+            }
+            ExitCode::from(75)
+        }
         Err(e) => {
             let text = error_text(&e);
             eprintln!("error: {text}");

@@ -581,3 +581,53 @@ fn a_grid_scores_the_untrained_student_once_and_pairs_it_with_every_seed() {
         .unwrap();
     assert_eq!(before, after);
 }
+
+/// `--until`: a cell that would not finish in time is not started (a killed cell loses its work
+/// when its run directory does not outlive the window); the sweep says why and exits with 75.
+#[test]
+fn a_sweep_with_until_starts_no_cell_that_would_not_finish_in_time() {
+    let d = setup();
+    std::fs::write(
+        d.path().join("grid.toml"),
+        "base = \"base.toml\"\nseeds = [0, 1]\ndir = \"grid\"\n\n[variants.slow]\ntrain = { lr = 1e-4 }\n",
+    )
+    .unwrap();
+    let grid = d.path().join("grid");
+    let until = |when: &str| {
+        let out = sweep(d.path()).args(["--until", when]).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    // the time is up: nothing starts
+    let (code, err) = until("+0s");
+    assert_eq!(code, Some(75), "{err}");
+    assert!(err.contains("was up before cell slow-s0"), "{err}");
+    assert!(!grid.join("slow-s0/log").exists());
+    // time enough: with no finished cell there is no estimate, then each takes seconds
+    let (code, err) = until("+1h");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(grid.join("slow-s1/summary.json").exists());
+    // slow-s0 took two hours (as its record says), slow-s1 must run again: it is not started
+    std::fs::remove_file(grid.join("slow-s1/summary.json")).unwrap();
+    let record = grid.join("slow-s0/cell.json");
+    let mut rec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&record).unwrap()).unwrap();
+    let took = rec["seconds"].clone();
+    rec["seconds"] = 7200.0.into();
+    std::fs::write(&record, rec.to_string()).unwrap();
+    let (code, err) = until("+1h");
+    assert_eq!(code, Some(75), "{err}");
+    assert!(
+        err.contains("cell slow-s1 would take about") && err.contains("slow's finished cells"),
+        "{err}"
+    );
+    assert!(!grid.join("slow-s1/summary.json").exists());
+    // as it really took, it fits: the same command finishes the grid
+    rec["seconds"] = took;
+    std::fs::write(&record, rec.to_string()).unwrap();
+    let (code, err) = until("+1h");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(grid.join("slow-s1/summary.json").exists());
+}

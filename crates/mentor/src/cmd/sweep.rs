@@ -56,9 +56,14 @@ use std::path::PathBuf;
 /// After every finished cell it writes DIR/results.md and DIR/results.json (`mentor compare`
 /// over the finished cells).
 ///
+/// --until keeps a sweep inside a time window (a working session, a lease on a machine): a cell
+/// that would not finish by then is not started — a cell killed halfway loses its work when its
+/// run directory does not outlive the window — and the sweep exits with status 75.
+///
 /// Examples: mentor sweep examples/grids/svamp-row1.toml
 ///           mentor sweep examples/grids/svamp-row1.toml --status
 ///           nohup mentor sweep grid.toml > runs/row1.log 2>&1 &
+///           mentor sweep grid.toml --until +2h30m
 #[derive(clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -74,16 +79,78 @@ pub struct Args {
     /// Bootstrap resamples for the results table.
     #[arg(long, default_value_t = 10_000)]
     resamples: usize,
+    /// Start no cell that would not finish by then: `+DURATION` from now (`+2h30m`, `+90m`) or
+    /// `@UNIX_SECONDS` (`date -d '+150 min' +@%s`). A cell's time is the mean of its variant's
+    /// finished cells (of all finished cells before then). Stopping for it exits with status 75.
+    #[arg(long, value_name = "WHEN", value_parser = parse_until)]
+    until: Option<u64>,
+}
+
+/// `--until`'s value as unix seconds.
+fn parse_until(s: &str) -> Result<u64, String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_secs();
+    if let Some(t) = s.strip_prefix('@') {
+        return t
+            .parse()
+            .map_err(|_| format!("`{s}`: expected @UNIX_SECONDS, e.g. @{now}"));
+    }
+    let Some(d) = s.strip_prefix('+') else {
+        return Err(format!(
+            "`{s}`: expected +DURATION (+2h30m, +90m, +45s) or @UNIX_SECONDS"
+        ));
+    };
+    let (mut secs, mut num) = (0u64, String::new());
+    for c in d.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let unit = match c {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => return Err(format!("`{s}`: unknown unit `{c}` (h, m or s)")),
+        };
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("`{s}`: a number must come before `{c}`"))?;
+        secs += n * unit;
+        num.clear();
+    }
+    if !num.is_empty() || d.is_empty() {
+        return Err(format!("`{s}`: each number needs a unit (h, m or s)"));
+    }
+    Ok(now + secs)
 }
 
 pub fn run(a: Args) -> Result<Summary> {
     let out = if a.status {
         mentor_pipeline::sweep::status(&a.grid)?
     } else {
-        mentor_pipeline::sweep::run(&a.grid, a.new_binary, a.resamples)?
+        mentor_pipeline::sweep::run(&a.grid, a.new_binary, a.resamples, a.until)?
     };
     Ok(Summary {
         human: out.human,
         json: out.json,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_until;
+
+    #[test]
+    fn until_reads_durations_and_unix_seconds() {
+        // each call reads the clock: a second may pass between two
+        let now = parse_until("+0s").unwrap();
+        assert!((9000..=9001).contains(&(parse_until("+2h30m").unwrap() - now)));
+        assert!((5400..=5401).contains(&(parse_until("+90m").unwrap() - now)));
+        assert_eq!(parse_until("@1765123456").unwrap(), 1765123456);
+        for bad in ["2h", "+", "+90", "+5d", "@soon", "+h"] {
+            assert!(parse_until(bad).is_err(), "{bad}");
+        }
+    }
 }
