@@ -420,8 +420,6 @@ fn last_log_line(dir: &Path) -> Option<String> {
 
 use crate::progress::human_secs as human;
 
-/// Runs the grid at `path` (see `mentor sweep --help`): the cells not yet finished, one at a
-/// time, from the grid's copy of the binary; then its results table.
 /// `mentor sweep --until`: the sweep stopped before a cell that would not have finished in time
 /// (the cells before it are finished and tabled; the same command continues).
 #[derive(Debug)]
@@ -481,8 +479,9 @@ fn too_late(grid: &Grid, cell: &Cell, until: u64) -> Option<String> {
     })
 }
 
-/// Runs the grid's unfinished cells in order. With `until` (unix seconds), a cell that would
-/// not finish by then is not started: the sweep returns [`Stopped`] instead.
+/// Runs the grid at `path` (see `mentor sweep --help`): the cells not yet finished, one at a
+/// time, from the grid's copy of the binary; then its results table. With `until` (unix
+/// seconds), a cell that would not finish by then is not started: it returns [`Stopped`].
 pub fn run(path: &Path, new_binary: bool, resamples: usize, until: Option<u64>) -> Result<Outcome> {
     let grid = load_grid(path)?;
     std::fs::create_dir_all(&grid.dir)
