@@ -104,12 +104,15 @@ pub struct VariantPair {
 }
 
 /// B against A: `beats` / `loses` when the paired bootstrap interval of B − A lies wholly
-/// above / below zero, else `ties`; and whether McNemar's p is below 0.05 in every seed (the
-/// stricter claim, which one pooled interval does not make).
+/// above / below zero, else `ties`; whether every seed alone shows the same (McNemar's p below
+/// 0.05, the difference in the outcome's direction: the stricter claim, which one pooled
+/// interval does not make); and whether seeds show it both ways (one seed's B significantly
+/// better, another's significantly worse: the pooled interval then averages opposite results).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Verdict {
     pub outcome: Outcome,
     pub every_seed_p05: bool,
+    pub seeds_disagree: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -129,9 +132,23 @@ impl Verdict {
         } else {
             Outcome::Ties
         };
+        let significant = |sign: f64| {
+            per_seed
+                .iter()
+                .any(|s| s.mcnemar_p < 0.05 && s.diff * sign > 0.0)
+        };
+        let direction = match outcome {
+            Outcome::Beats => 1.0,
+            Outcome::Loses => -1.0,
+            Outcome::Ties => 0.0,
+        };
         Verdict {
             outcome,
-            every_seed_p05: !per_seed.is_empty() && per_seed.iter().all(|s| s.mcnemar_p < 0.05),
+            every_seed_p05: !per_seed.is_empty()
+                && per_seed
+                    .iter()
+                    .all(|s| s.mcnemar_p < 0.05 && s.diff * direction > 0.0),
+            seeds_disagree: significant(1.0) && significant(-1.0),
         }
     }
 }
@@ -146,6 +163,9 @@ impl std::fmt::Display for Verdict {
         f.write_str(word)?;
         if self.every_seed_p05 {
             f.write_str(" (p < 0.05 in every seed)")?;
+        }
+        if self.seeds_disagree {
+            f.write_str(" (seeds disagree: p < 0.05 both ways)")?;
         }
         Ok(())
     }
@@ -816,7 +836,8 @@ mod tests {
             c.pairs[0].verdict,
             Verdict {
                 outcome: Outcome::Beats,
-                every_seed_p05: true
+                every_seed_p05: true,
+                seeds_disagree: false,
             }
         );
         assert!(c.render(true).contains("B beats (p < 0.05 in every seed)"));
@@ -828,10 +849,30 @@ mod tests {
             c.pairs[0].verdict,
             Verdict {
                 outcome: Outcome::Ties,
-                every_seed_p05: false
+                every_seed_p05: false,
+                seeds_disagree: false,
             }
         );
         assert!(c.render(true).contains("B ties"), "{}", c.render(true));
+        // B far better in seed 0 and worse in seed 1, both significant: the pooled interval
+        // says `beats`, but no seed-wise claim holds, and the table says the seeds disagree
+        let (worse, better) = ("1".repeat(20) + &"0".repeat(20), "1".repeat(40));
+        let runs = [
+            run("a-0", "a", 0, &base),
+            run("a-1", "a", 1, &worse),
+            run("b-0", "b", 0, &better),
+            run("b-1", "b", 1, &base),
+        ];
+        let c = compare(&runs, Some("a"), 500, 0).unwrap();
+        let v = c.pairs[0].verdict;
+        assert_eq!(v.outcome, Outcome::Beats, "{}", c.render(true));
+        assert!(!v.every_seed_p05 && v.seeds_disagree, "{v:?}");
+        assert!(
+            c.render(true)
+                .contains("B beats (seeds disagree: p < 0.05 both ways)"),
+            "{}",
+            c.render(true)
+        );
     }
 
     #[test]
