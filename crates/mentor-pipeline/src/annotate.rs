@@ -31,11 +31,10 @@ pub fn mining_prompt(
 
 /// The request settings shared by a recipe's teacher stages.
 pub fn base_spec(cfg: &crate::config::Config) -> AnnotateSpec {
-    let temperature = cfg.teachers.values().find_map(|t| t.temperature);
+    let temperature = cfg.annotating_teachers().find_map(|(_, t)| t.temperature);
     let max_tokens = cfg
-        .teachers
-        .values()
-        .find_map(|t| t.max_tokens)
+        .annotating_teachers()
+        .find_map(|(_, t)| t.max_tokens)
         .unwrap_or(512);
     AnnotateSpec {
         temperature,

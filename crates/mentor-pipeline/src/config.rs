@@ -132,6 +132,15 @@ pub struct TeacherConfig {
     /// Extra JSON fields merged into every request body (e.g. `top_k` for vLLM).
     #[serde(default)]
     pub extra_body: BTreeMap<String, toml::Value>,
+    /// Whether the recipe's teacher stages ask this teacher for text. `false` keeps an
+    /// embedded teacher for `[recipe] kd`'s logits alone, beside another teacher that writes
+    /// the rationales (the two roles need not be one model).
+    #[serde(default = "yes")]
+    pub annotate: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_in_flight() -> usize {
@@ -271,7 +280,8 @@ impl Config {
         if let Err((key, msg)) = self.recipe.validate() {
             return bad(key, msg);
         }
-        if self.recipe.name == RecipeName::Mapd && self.recipe.review && self.teachers.len() == 1 {
+        let annotating = self.annotating_teachers().count();
+        if self.recipe.name == RecipeName::Mapd && self.recipe.review && annotating == 1 {
             return bad(
                 "recipe.review",
                 "MAPD with one teacher has no peer to review its rationales, so none would be \
@@ -304,6 +314,28 @@ impl Config {
                 }
                 Some(_) => {}
             }
+        }
+        for (name, t) in &self.teachers {
+            let gives_logits = self
+                .recipe
+                .kd
+                .as_ref()
+                .is_some_and(|kd| kd.teacher == *name);
+            if !t.annotate && !gives_logits {
+                return bad(
+                    &format!("teachers.{name}.annotate"),
+                    format!(
+                        "`{name}` writes nothing (`annotate = false`) and is not `[recipe] kd`'s teacher, so it would never be used; remove it or set `kd = {{ teacher = \"{name}\", … }}`"
+                    ),
+                );
+            }
+        }
+        if annotating == 0 && !self.teachers.is_empty() && !self.recipe.teacher_stages().is_empty()
+        {
+            return bad(
+                "teachers",
+                "every teacher has `annotate = false`: none would write the recipe's rationales; let one annotate".into(),
+            );
         }
         if let Some(mode) = self.eval.mode {
             if let Err(msg) = self.recipe.check_mode(mode) {
@@ -347,6 +379,11 @@ impl Config {
 }
 
 impl Config {
+    /// The teachers the recipe's stages ask for text, in name order (all but `annotate = false`).
+    pub fn annotating_teachers(&self) -> impl Iterator<Item = (&String, &TeacherConfig)> {
+        self.teachers.iter().filter(|(_, t)| t.annotate)
+    }
+
     /// The teacher prompt templates: defaults, overridden by `[prompts]` files (checked here, so
     /// a broken template fails before any call is sent).
     pub fn prompts(&self) -> Result<mentor_core::prompt::Prompts> {
@@ -433,7 +470,8 @@ alpha = 0.5                  # label weight; rationale weight is 1 - alpha
 #                            # token-level distillation from an embedded teacher's logits, mixed
 #                            #   into any recipe's loss: (1 − weight)·CE + weight·T²·KD; loss =
 #                            #   forward-kl | reverse-kl | jsd (with beta); the teacher must share
-#                            #   the student's tokenizer
+#                            #   the student's tokenizer; a teacher with `annotate = false` in its
+#                            #   table gives only logits (another teacher writes the rationales)
 # label_source = "gold"      # standard: learn gold labels or the teacher's ("teacher")
 # choice_label = "letter"    # multiple choice: the label names the option by "letter" ("(d)
 #                            # darwin") or by "text" ("darwin": no letter to map it to)
@@ -544,6 +582,39 @@ mod tests {
             err.contains("key `recipe.name`") && err.contains("magic"),
             "{err}"
         );
+    }
+
+    /// A logits-only teacher (`annotate = false`) is not asked for text and does not count as a
+    /// MAPD peer; one that gives no logits either, or a config where no teacher writes the
+    /// recipe's text, is refused with the key named.
+    #[test]
+    fn a_logits_only_teacher_must_give_logits_and_leave_someone_to_write() {
+        let gpt = "[teachers.gpt]\nkind = \"openai\"\nmodel = \"m\"\n";
+        let cfg = |recipe: &str, others: &str| {
+            parse(&format!(
+                "[data]\ndataset = \"svamp\"\n{others}\n\
+                 [teachers.qwen]\nkind = \"local\"\nannotate = false\n[recipe]\n{recipe}\n"
+            ))
+        };
+        let kd = "kd = { teacher = \"qwen\" }";
+        let c = cfg(&format!("name = \"step-by-step\"\n{kd}"), gpt).unwrap();
+        let names: Vec<&String> = c.annotating_teachers().map(|(n, _)| n).collect();
+        assert_eq!(names, ["gpt"]);
+        // MAPD with GPT and a logits-only teacher has one peer: review needs two
+        let err = cfg(&format!("name = \"mapd\"\n{kd}"), gpt)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("recipe.review"), "{err}");
+        // no kd: the teacher would never be used
+        let err = cfg("name = \"step-by-step\"", gpt).unwrap_err().to_string();
+        assert!(err.contains("teachers.qwen.annotate"), "{err}");
+        // nobody writes the rationales
+        let err = cfg(&format!("name = \"step-by-step\"\n{kd}"), "")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("key `teachers`"), "{err}");
+        // a recipe without teacher text (standard + kd on gold labels) needs no writer
+        cfg(&format!("name = \"standard\"\n{kd}"), "").unwrap();
     }
 
     #[test]

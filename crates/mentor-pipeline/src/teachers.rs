@@ -107,7 +107,8 @@ pub fn for_run(r: &crate::run::Run) -> Result<Vec<Arc<Teacher>>> {
     build(&r.cfg, &r.ds, &r.store, &budget)
 }
 
-/// All teachers of the config, in name order.
+/// The config's annotating teachers (not the `annotate = false` ones kept for `[recipe] kd`'s
+/// logits), in name order.
 pub fn build(
     cfg: &Config,
     ds: &Dataset,
@@ -117,7 +118,7 @@ pub fn build(
     if cfg.teachers.is_empty() {
         bail!("the config has no [teachers.NAME] table; add one (see `mentor init`)");
     }
-    for (name, t) in &cfg.teachers {
+    for (name, t) in cfg.annotating_teachers() {
         if pricing(t).is_some() {
             continue;
         }
@@ -135,8 +136,7 @@ pub fn build(
             "teacher `{name}`: no known price for `{model}`: its cost shows as unknown; {fix}"
         );
     }
-    cfg.teachers
-        .iter()
+    cfg.annotating_teachers()
         .map(|(name, t)| {
             let backend = backend(name, t, ds, cfg)?;
             let mut opts = TeacherOptions::new(name);
@@ -203,10 +203,9 @@ fn fair_replay(name: &str, member: &str, cfg: &Config) -> Result<ReplayBackend> 
     let dir = mentor_data::shared_subdir("fair", "fair-svamp", "the FAIR release files")
         .map_err(|e| anyhow!("teacher `{name}`: {e}"))?;
     // config teacher name → position, and FAIR member → config name
-    let names: Vec<&String> = cfg.teachers.keys().collect();
+    let names: Vec<&String> = cfg.annotating_teachers().map(|(n, _)| n).collect();
     let config_name_of = |m: &str| {
-        cfg.teachers
-            .iter()
+        cfg.annotating_teachers()
             .find(|(_, t)| {
                 t.kind == TeacherKind::Replay && t.source.as_deref() == Some(&format!("fair:{m}"))
             })

@@ -1250,3 +1250,132 @@ fn kd_mixes_an_embedded_teachers_logits_into_training() {
         "{err}"
     );
 }
+
+/// The kd lines added to a recipe: logits from `[teachers.logits]`, an embedded teacher that
+/// writes nothing (`annotate = false`) beside the HTTP teachers that write the rationales.
+const KD_FROM_LOGITS: &str =
+    "kd = { teacher = \"logits\", loss = \"forward-kl\", weight = 0.5, temperature = 2.0 }";
+const LOGITS_TEACHER: &str =
+    "\n[teachers.logits]\nkind = \"local\"\nmodel = \"teacher\"\nannotate = false\n";
+
+/// Every training stage of the run in `dir` logged a positive KD loss on each of its steps;
+/// returns how many stages trained.
+fn kd_in_every_stage(dir: &Path) -> usize {
+    let student = dir.join("runs/exp/student");
+    let mut stages = 0;
+    for e in std::fs::read_dir(&student).unwrap() {
+        let log = e.unwrap().path().join("log.jsonl");
+        let Ok(log) = std::fs::read_to_string(&log) else {
+            continue;
+        };
+        let steps: Vec<serde_json::Value> = log
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|v| v["kind"] == "step")
+            .collect();
+        assert!(!steps.is_empty(), "{log}");
+        assert!(
+            steps
+                .iter()
+                .all(|s| s["log"]["kd_loss"].as_f64().is_some_and(|x| x > 0.0)),
+            "{log}"
+        );
+        stages += 1;
+    }
+    stages
+}
+
+/// `[recipe] kd` composes with the three recipes that train on teacher text: step-by-step,
+/// Mind's Mirror (both of its stages) and MAPD each train with the embedded teacher's logits,
+/// while the rationales come from other (HTTP) teachers: the logits-only teacher is asked for
+/// nothing, and it is not counted as a committee member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kd_composes_with_every_recipe_that_trains_on_teacher_text() {
+    for (recipe, calls) in [
+        // 6 train items: a rationale each
+        ("name = \"step-by-step\"\nalpha = 0.5", 6),
+        // 6 × (2 CoTs + 2 × 1 self-evaluation)
+        (
+            "name = \"minds-mirror\"\ncots_per_question = 2\nevals_per_cot = 1",
+            24,
+        ),
+    ] {
+        // a fresh teacher each: it answers a prompt by how often it has seen it
+        let server = LoopbackServer::start(LoopbackConfig {
+            answer: mirror_teacher(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let d = sums_run(10, 2);
+        common::tiny_student(&d.path().join("teacher"), 2048, 9);
+        std::fs::write(
+            d.path().join("exp.toml"),
+            format!(
+                "[data]\npath = \"toy.jsonl\"\ntask = \"numeric\"\nfractions = [0.6, 0.2, 0.2]\n\n\
+                 [teachers.loop]\nkind = \"openai\"\nbase_url = \"{}\"\nmodel = \"loopback\"\nmax_in_flight = 1\n\
+                 {LOGITS_TEACHER}\n\
+                 [recipe]\n{recipe}\n{KD_FROM_LOGITS}\n\n{TRAIN_AND_EVAL}",
+                server.base_url
+            ),
+        )
+        .unwrap();
+        let dir = d.path().to_path_buf();
+        let j = tokio::task::spawn_blocking(move || distill(&dir, &[]))
+            .await
+            .unwrap();
+        assert_eq!(j["teacher"]["calls"], calls, "{recipe}: {j}");
+        let stages = kd_in_every_stage(d.path());
+        let expected = if recipe.contains("minds-mirror") {
+            2
+        } else {
+            1
+        };
+        assert_eq!(stages, expected, "{recipe}: {j}");
+        let ledger = mentor_json(d.path(), &["ledger", "runs/exp"], &[]);
+        let names: Vec<&str> = ledger["teachers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["teacher"].as_str().unwrap_or_default())
+            .collect();
+        assert!(
+            names.contains(&"loop") && !names.contains(&"logits"),
+            "{ledger}"
+        );
+    }
+
+    // MAPD: a committee of two reviewing each other; the third, logits-only teacher is no peer
+    let (_server, d, _) = committee_run(KD_FROM_LOGITS).await;
+    common::tiny_student(&d.path().join("teacher"), 2048, 9);
+    let cfg = std::fs::read_to_string(d.path().join("exp.toml")).unwrap();
+    std::fs::write(d.path().join("exp.toml"), cfg + LOGITS_TEACHER).unwrap();
+    let dir = d.path().to_path_buf();
+    let j = tokio::task::spawn_blocking(move || distill(&dir, &[]))
+        .await
+        .unwrap();
+    let rv = &j["training_set"]["review"];
+    // as in the run without KD: 2 feedback + 2 rationales + 2 reviews a mistake
+    assert_eq!(rv["teacher_calls_per_mistake"], 6.0, "{j}");
+    assert_eq!(
+        rv["per_teacher"].as_object().unwrap().len(),
+        2,
+        "{}",
+        rv["per_teacher"]
+    );
+    assert_eq!(kd_in_every_stage(d.path()), 1, "{j}");
+
+    // a teacher that writes nothing must give the logits: otherwise it is refused, named
+    let cfg = std::fs::read_to_string(d.path().join("exp.toml")).unwrap();
+    std::fs::write(d.path().join("exp.toml"), cfg.replace(KD_FROM_LOGITS, "")).unwrap();
+    let out = mentor_out(
+        d.path(),
+        &["distill", "exp.toml", "--run-dir", "runs/unused"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("teachers.logits.annotate") && err.contains("never be used"),
+        "{err}"
+    );
+}
