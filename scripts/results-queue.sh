@@ -18,11 +18,11 @@ for grid in \
   examples/grids/svamp-row1.toml \
   examples/grids/fair-mapd-row2.toml \
   examples/grids/kd-sciq.toml \
-  examples/grids/svamp-row1-followups.toml \
-  examples/grids/fair-mapd-row2-followups.toml \
-  examples/grids/fair-mapd-row2-teachers.toml \
   examples/grids/minds-mirror-row3.toml \
-  examples/grids/elad-row4.toml; do
+  examples/grids/fair-mapd-row2-followups.toml \
+  examples/grids/elad-row4.toml \
+  examples/grids/svamp-row1-followups.toml \
+  examples/grids/fair-mapd-row2-teachers.toml; do
   name="$(basename "$grid" .toml)"
   echo "== $(date -u +%FT%TZ) $grid" >&2
   # a grid stopped by a signal ends the queue (the session is ending); a failed cell does not

@@ -78,7 +78,7 @@ static UP_TO_HASHES: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?s).*#### 
 
 /// lm-eval-harness' GSM8K `exact_match` normalisation, in its order.
 pub fn lm_eval_normalize(s: &str) -> String {
-    let s = s.replace(',', "").replace('$', "");
+    let s = s.replace([',', '$'], "");
     let s = UP_TO_HASHES.replace(&s, "").into_owned();
     let s = s.strip_suffix('.').unwrap_or(&s);
     s.to_lowercase()

@@ -260,12 +260,8 @@ mod tests {
         // paired sd of d is sqrt((50/200) − 0.15²) / sqrt(200) = 0.0337 → ±0.066
         let mut a = vec![false; 200];
         let mut b = vec![false; 200];
-        for q in 0..40 {
-            b[q] = true;
-        }
-        for q in 40..50 {
-            a[q] = true;
-        }
+        b[..40].fill(true);
+        a[40..50].fill(true);
         for q in 50..120 {
             a[q] = true;
             b[q] = true;

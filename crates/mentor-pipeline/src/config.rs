@@ -343,13 +343,13 @@ impl Config {
             }
         }
         for (name, t) in &self.teachers {
-            if t.kind == TeacherKind::Openai || t.kind == TeacherKind::Anthropic {
-                if t.model.is_none() {
-                    return bad(
-                        &format!("teachers.{name}.model"),
-                        "is required for an HTTP teacher".into(),
-                    );
-                }
+            if (t.kind == TeacherKind::Openai || t.kind == TeacherKind::Anthropic)
+                && t.model.is_none()
+            {
+                return bad(
+                    &format!("teachers.{name}.model"),
+                    "is required for an HTTP teacher".into(),
+                );
             }
             if let Some(env) = &t.api_key_env {
                 if env.starts_with("sk-") || env.len() > 64 {

@@ -255,7 +255,7 @@ mod tests {
             })
             .collect();
         let mut calls = vec![];
-        for r in reqs.iter().cloned() {
+        for r in reqs.clone() {
             let b = backend.clone();
             calls.push(tokio::spawn(async move { b.call(&r).await }));
         }

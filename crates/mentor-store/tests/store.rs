@@ -8,7 +8,7 @@ fn example(i: usize) -> Example {
         id: format!("ex{i}"),
         question: format!("What is {i} + 1?"),
         answer: format!("{}", i + 1),
-        choices: if i % 2 == 0 {
+        choices: if i.is_multiple_of(2) {
             vec![Choice {
                 label: "A".into(),
                 text: "one".into(),
@@ -37,7 +37,14 @@ fn call(i: usize, ok: bool) -> CallRecord {
         latency_ms: 20,
         attempts: 1,
         // even calls were cut at the token limit
-        finish_reason: ok.then(|| if i % 2 == 0 { "length" } else { "stop" }.to_string()),
+        finish_reason: ok.then(|| {
+            if i.is_multiple_of(2) {
+                "length"
+            } else {
+                "stop"
+            }
+            .to_string()
+        }),
         // calls 0–4 came through a provider batch
         batch_tag: (i < 5).then(|| "b1".to_string()),
     }

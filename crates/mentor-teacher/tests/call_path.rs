@@ -221,7 +221,7 @@ async fn the_budget_stops_sending_at_the_limit() {
             sent += 1;
         }
     }
-    assert!(sent >= 1 && sent < 10, "sent {sent}");
+    assert!((1..10).contains(&sent), "sent {sent}");
     let spent = r.store.lock().unwrap().ledger().unwrap()[0].cost_usd;
     assert!(spent <= 0.0002 + 1e-12, "spent {spent}");
 }

@@ -743,13 +743,13 @@ pub fn train_with(
         hooks.on_step(&step_log, total_steps);
 
         let last = state.step == total_steps;
-        if (cfg.eval_every > 0 && state.step % cfg.eval_every == 0) || last {
+        if (cfg.eval_every > 0 && state.step.is_multiple_of(cfg.eval_every)) || last {
             let e = validate(student, valid, cfg, pad_id, out_dir, &mut state, hooks)?;
             report.final_valid_loss = Some(e.loss);
             write_log(serde_json::json!({"kind": "eval", "log": &e}));
             hooks.on_eval(&e);
         }
-        if (cfg.save_every > 0 && state.step % cfg.save_every == 0) || last {
+        if (cfg.save_every > 0 && state.step.is_multiple_of(cfg.save_every)) || last {
             save_checkpoint(&ckpt, student, &opt, &state)?;
         }
     }

@@ -165,7 +165,7 @@ fn summarise(r: &run::Run, stages: &[(String, AnnotateReport)], n_items: usize) 
         );
     }
     // What the store holds for the recipe (all runs so far), as training will see it.
-    let set = mentor_pipeline::train::training_set(r, &r.ds.split(Split::Train)[..])?;
+    let set = mentor_pipeline::train::training_set(r, r.ds.split(Split::Train))?;
     let st = &set.stats;
     if st.review.is_none() {
         human += &format!(
