@@ -5,7 +5,7 @@ use crate::trainset::TrainPair;
 use candle_core::Result;
 use mentor_model::load::Student;
 use mentor_model::{ChatMessage, TextTokenizer};
-use mentor_train::{train_with, EpochUnit, Hooks, TrainConfig, TrainExample, TrainReport};
+use mentor_train::{train_with, EpochUnit, Hooks, LossPer, TrainConfig, TrainExample, TrainReport};
 use std::path::{Path, PathBuf};
 
 fn user(prompt: &str) -> Vec<ChatMessage> {
@@ -23,10 +23,12 @@ pub fn prompt_ids(tok: &TextTokenizer, prompt: &str) -> Result<Vec<u32>> {
 /// A pair as a training example: the prompt through the chat template (not learned), and the
 /// target as the template writes the assistant's turn, end-of-turn token included (learned).
 ///
-/// The weight is the task weight spread over the target's tokens, so every example carries its
-/// task weight in total whatever its length: the loss is Σ task weight × mean token loss, the
-/// form step-by-step's α·label + (1−α)·rationale has.
-pub fn encode_pair(tok: &TextTokenizer, pair: &TrainPair) -> Result<TrainExample> {
+/// With `loss_per = "example"` the weight is the task weight spread over the target's tokens,
+/// so every example carries its task weight in total whatever its length: the loss is Σ task
+/// weight × mean token loss. With `"token"` each token carries the task weight itself and the
+/// trainer divides by the step's token count per task
+/// ([`mentor_train::trainer::per_task_token_mean`]).
+pub fn encode_pair(tok: &TextTokenizer, pair: &TrainPair, per: LossPer) -> Result<TrainExample> {
     let wrap = candle_core::Error::wrap;
     let prompt_text = tok
         .apply_chat_template(&user(&pair.prompt), true)
@@ -46,7 +48,10 @@ pub fn encode_pair(tok: &TextTokenizer, pair: &TrainPair) -> Result<TrainExample
     if bos.is_some() && target.first().copied() == bos {
         target.remove(0);
     }
-    let weight = (pair.weight / target.len().max(1) as f64) as f32;
+    let weight = match per {
+        LossPer::Example => (pair.weight / target.len().max(1) as f64) as f32,
+        LossPer::Token => pair.weight as f32,
+    };
     Ok(TrainExample {
         prompt,
         target,
@@ -55,8 +60,12 @@ pub fn encode_pair(tok: &TextTokenizer, pair: &TrainPair) -> Result<TrainExample
     })
 }
 
-pub fn encode_pairs(tok: &TextTokenizer, pairs: &[TrainPair]) -> Result<Vec<TrainExample>> {
-    pairs.iter().map(|p| encode_pair(tok, p)).collect()
+pub fn encode_pairs(
+    tok: &TextTokenizer,
+    pairs: &[TrainPair],
+    per: LossPer,
+) -> Result<Vec<TrainExample>> {
+    pairs.iter().map(|p| encode_pair(tok, p, per)).collect()
 }
 
 /// A stage's training config: with `epoch_unit = "questions"`, its epochs become the steps that
@@ -102,11 +111,11 @@ pub fn train_stages<'h>(
     let mut stages: Vec<u32> = pairs.iter().map(|p| p.stage).collect();
     stages.sort_unstable();
     stages.dedup();
-    let valid = encode_pairs(tok, valid)?;
+    let valid = encode_pairs(tok, valid, cfg.loss_per)?;
     let mut out = vec![];
     for &stage in &stages {
         let these: Vec<TrainPair> = pairs.iter().filter(|p| p.stage == stage).cloned().collect();
-        let examples = encode_pairs(tok, &these)?;
+        let examples = encode_pairs(tok, &these, cfg.loss_per)?;
         let dir = stage_dir(out_dir, stage);
         let mut h = hooks(stage);
         let cfg = &stage_config(cfg, &these);
@@ -169,7 +178,7 @@ mod tests {
                 weight: w,
                 stage: 0,
             };
-            let e = encode_pair(&tok, &p).unwrap();
+            let e = encode_pair(&tok, &p, LossPer::Example).unwrap();
             assert!(e.target.len() > target.len() / 2, "{}", e.target.len());
             let sum = e.weight as f64 * e.target.len() as f64;
             assert!((sum - w).abs() < 1e-6, "{sum} vs {w}");

@@ -497,6 +497,8 @@ batch_size = 8
 # max_len = 512              # tokens of prompt + target; longer: the prompt's middle, then the target's end go
 # eval_every = 0             # validate every N optimiser steps (0 = at the end)
 # seed = 0
+# loss_per = "example"       # each example counts its task weight, whatever its length; "token":
+#                            # each target token alike (per task, as the papers' HF code averages)
 
 [eval]
 # mode = "label"             # label | cot | vote | self-eval-vote (default: the recipe's own)
@@ -615,6 +617,18 @@ mod tests {
         assert!(err.contains("key `teachers`"), "{err}");
         // a recipe without teacher text (standard + kd on gold labels) needs no writer
         cfg(&format!("name = \"standard\"\n{kd}"), "").unwrap();
+    }
+
+    #[test]
+    fn the_loss_is_per_example_unless_asked_per_token() {
+        let c = parse("[data]\ndataset = \"svamp\"\n").unwrap();
+        assert_eq!(c.train.loss_per, mentor_train::LossPer::Example);
+        let c = parse("[data]\ndataset = \"svamp\"\n[train]\nloss_per = \"token\"\n").unwrap();
+        assert_eq!(c.train.loss_per, mentor_train::LossPer::Token);
+        let err = parse("[data]\ndataset = \"svamp\"\n[train]\nloss_per = \"batch\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("train.loss_per"), "{err}");
     }
 
     #[test]

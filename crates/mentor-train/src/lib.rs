@@ -14,6 +14,6 @@ pub mod trainer;
 pub use batch::{Batch, TrainExample};
 pub use trainer::{
     eval_loss, optimizer_step, optimizer_step_with, train, train_with, written_out_step, EpochUnit,
-    EvalLog, Hooks, KdLoss, KdSettings, KdTeacher, Quiet, StepLog, StepOutcome, TrainConfig,
-    TrainReport,
+    EvalLog, Hooks, KdLoss, KdSettings, KdTeacher, LossPer, Quiet, StepLog, StepOutcome,
+    TrainConfig, TrainReport,
 };

@@ -257,3 +257,115 @@ fn task_weight_scales_a_single_task_batch() -> Result<()> {
     assert!((ga / g1 - 0.2).abs() < 1e-3, "gradient ratio {}", ga / g1);
     Ok(())
 }
+
+/// The step over `micro` (indices into `examples`) with `per`'s weights, as the trainer builds
+/// them: its loss, per-position nll, gradient norm and the batches.
+fn step_with(
+    examples: &[TrainExample],
+    micro: &[&[usize]],
+    per: mentor_train::LossPer,
+) -> Result<(f64, Vec<Vec<f32>>, f64, Vec<mentor_train::Batch>)> {
+    use mentor_train::optim::{AdamW, AdamWConfig};
+    use mentor_train::trainer::per_task_token_mean;
+    use mentor_train::{optimizer_step, Batch, LossPer};
+    let s = student(5)?;
+    // task weight as `encode_pair` spreads it
+    let ex: Vec<TrainExample> = examples
+        .iter()
+        .map(|e| TrainExample {
+            weight: match per {
+                LossPer::Example => e.weight / e.target.len() as f32,
+                LossPer::Token => e.weight,
+            },
+            ..e.clone()
+        })
+        .collect();
+    let mut batches: Vec<Batch> = micro.iter().map(|m| Batch::new(&ex, m, 64, 0)).collect();
+    if per == LossPer::Token {
+        per_task_token_mean(&mut batches, &ex);
+    }
+    let mut opt = AdamW::new(s.trainable(), AdamWConfig::default())?;
+    let cfg = TrainConfig {
+        loss_per: per,
+        max_grad_norm: 1e9,
+        ..TrainConfig::default()
+    };
+    let out = optimizer_step(&s.model, &mut opt, &batches, 0.0, &cfg)?;
+    Ok((out.loss, out.nll, out.grad_norm, batches))
+}
+
+/// `loss_per = "example"`: the mean over the step's examples of task weight × the example's
+/// mean token nll. `"token"`: per task, the task weight × the mean nll over that task's tokens
+/// in the step, summed over tasks (step-by-step's α·label + (1 − α)·rationale with each a token
+/// mean, as the papers' code computes it). Both checked against the per-token nll the step
+/// returns, with one long target among short ones and two tasks across two micro-batches.
+#[test]
+fn the_loss_averages_over_examples_or_over_each_tasks_tokens() -> Result<()> {
+    use mentor_train::LossPer;
+    let mut examples = data(6);
+    examples[0].target = (0..40).map(|i| 3 + i % 30).chain([2]).collect();
+    let micro: [&[usize]; 2] = [&[0, 1, 2], &[3, 4, 5]];
+    // per example: (task, task weight, Σ nll, target tokens), read from the step's nll
+    let rows = |nll: &[Vec<f32>], batches: &[mentor_train::Batch]| {
+        let mut v = vec![];
+        for (b, nll) in batches.iter().zip(nll) {
+            for (r, &i) in b.examples.iter().enumerate() {
+                let at = r * b.width..(r + 1) * b.width;
+                let learned: Vec<usize> = at.clone().filter(|&p| b.weights[p] > 0.0).collect();
+                let sum: f64 = learned.iter().map(|&p| nll[p] as f64).sum();
+                v.push((
+                    examples[i].task.clone(),
+                    examples[i].weight as f64,
+                    sum,
+                    learned.len() as f64,
+                ));
+            }
+        }
+        v
+    };
+
+    let (loss, nll, _, batches) = step_with(&examples, &micro, LossPer::Example)?;
+    let r = rows(&nll, &batches);
+    let by_example: f64 = r.iter().map(|(_, w, s, n)| w * s / n).sum::<f64>() / r.len() as f64;
+    assert!(
+        (loss - by_example).abs() < 1e-4 * by_example,
+        "{loss} vs {by_example}"
+    );
+
+    let (loss_t, nll_t, _, batches_t) = step_with(&examples, &micro, LossPer::Token)?;
+    let r = rows(&nll_t, &batches_t);
+    let by_token: f64 = ["a", "b"]
+        .iter()
+        .map(|task| {
+            let of: Vec<_> = r.iter().filter(|x| x.0 == *task).collect();
+            let (s, n): (f64, f64) = of
+                .iter()
+                .map(|x| (x.2, x.3))
+                .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
+            of[0].1 * s / n
+        })
+        .sum();
+    assert!(
+        (loss_t - by_token).abs() < 1e-4 * by_token,
+        "{loss_t} vs {by_token}"
+    );
+    // the two are different losses (tasks summed vs examples averaged; the long target's weight)
+    assert!((loss_t - loss).abs() > 0.1 * loss, "{loss_t} vs {loss}");
+    Ok(())
+}
+
+/// One task, every target the same length: averaging over examples and over tokens are the same
+/// loss, so the two modes give the same loss and the same gradient.
+#[test]
+fn with_equal_targets_both_means_agree_to_the_gradient() -> Result<()> {
+    use mentor_train::LossPer;
+    let examples = data(12);
+    // examples 0, 4 and 8: task `a`, targets of 4 tokens
+    let micro: [&[usize]; 2] = [&[0, 4], &[8]];
+    let (l_e, _, g_e, _) = step_with(&examples, &micro, LossPer::Example)?;
+    let (l_t, _, g_t, _) = step_with(&examples, &micro, LossPer::Token)?;
+    assert!(l_e > 0.0 && g_e > 0.0);
+    assert!((l_e - l_t).abs() < 1e-5 * l_e, "{l_e} vs {l_t}");
+    assert!((g_e - g_t).abs() < 1e-4 * g_e, "{g_e} vs {g_t}");
+    Ok(())
+}
