@@ -6,6 +6,7 @@ use candle_core::Result;
 use mentor_model::load::Student;
 use mentor_model::{ChatMessage, TextTokenizer};
 use mentor_train::{train_with, EpochUnit, Hooks, LossPer, TrainConfig, TrainExample, TrainReport};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 fn user(prompt: &str) -> Vec<ChatMessage> {
@@ -23,12 +24,11 @@ pub fn prompt_ids(tok: &TextTokenizer, prompt: &str) -> Result<Vec<u32>> {
 /// A pair as a training example: the prompt through the chat template (not learned), and the
 /// target as the template writes the assistant's turn, end-of-turn token included (learned).
 ///
-/// With `loss_per = "example"` the weight is the task weight spread over the target's tokens,
-/// so every example carries its task weight in total whatever its length: the loss is Σ task
-/// weight × mean token loss. With `"token"` each token carries the task weight itself and the
-/// trainer divides by the step's token count per task
-/// ([`mentor_train::trainer::per_task_token_mean`]).
-pub fn encode_pair(tok: &TextTokenizer, pair: &TrainPair, per: LossPer) -> Result<TrainExample> {
+/// The weight is the task weight spread over the target's tokens, so every example carries its
+/// task weight in total whatever its length: the loss is Σ task weight × mean token loss, the
+/// form step-by-step's α·label + (1−α)·rationale has (`loss_per = "example"`; [`encode_pairs`]
+/// reweighs for `"token"`).
+pub fn encode_pair(tok: &TextTokenizer, pair: &TrainPair) -> Result<TrainExample> {
     let wrap = candle_core::Error::wrap;
     let prompt_text = tok
         .apply_chat_template(&user(&pair.prompt), true)
@@ -48,10 +48,7 @@ pub fn encode_pair(tok: &TextTokenizer, pair: &TrainPair, per: LossPer) -> Resul
     if bos.is_some() && target.first().copied() == bos {
         target.remove(0);
     }
-    let weight = match per {
-        LossPer::Example => (pair.weight / target.len().max(1) as f64) as f32,
-        LossPer::Token => pair.weight as f32,
-    };
+    let weight = (pair.weight / target.len().max(1) as f64) as f32;
     Ok(TrainExample {
         prompt,
         target,
@@ -60,12 +57,32 @@ pub fn encode_pair(tok: &TextTokenizer, pair: &TrainPair, per: LossPer) -> Resul
     })
 }
 
+/// The pairs as training examples, weighted as `per` says. `example`: [`encode_pair`]'s, each
+/// example its task weight. `token`: each target token its task weight over the task's mean
+/// target length among these pairs — every token of a task counts alike, an example of average
+/// length weighs its task weight, a one-line target a fraction of it.
 pub fn encode_pairs(
     tok: &TextTokenizer,
     pairs: &[TrainPair],
     per: LossPer,
 ) -> Result<Vec<TrainExample>> {
-    pairs.iter().map(|p| encode_pair(tok, p, per)).collect()
+    let mut examples: Vec<TrainExample> = pairs
+        .iter()
+        .map(|p| encode_pair(tok, p))
+        .collect::<Result<_>>()?;
+    if per == LossPer::Token {
+        let mut tokens: HashMap<String, (f64, f64)> = HashMap::new();
+        for e in &examples {
+            let t = tokens.entry(e.task.clone()).or_default();
+            t.0 += e.target.len() as f64;
+            t.1 += 1.0;
+        }
+        for (e, p) in examples.iter_mut().zip(pairs) {
+            let (sum, n) = tokens[&e.task];
+            e.weight = (p.weight / (sum / n).max(1.0)) as f32;
+        }
+    }
+    Ok(examples)
 }
 
 /// A stage's training config: with `epoch_unit = "questions"`, its epochs become the steps that
@@ -178,11 +195,52 @@ mod tests {
                 weight: w,
                 stage: 0,
             };
-            let e = encode_pair(&tok, &p, LossPer::Example).unwrap();
+            let e = encode_pair(&tok, &p).unwrap();
             assert!(e.target.len() > target.len() / 2, "{}", e.target.len());
             let sum = e.weight as f64 * e.target.len() as f64;
             assert!((sum - w).abs() < 1e-6, "{sum} vs {w}");
         }
+    }
+
+    /// `loss_per = "token"`: every target token of a task weighs the same (the task weight over
+    /// the task's mean target length), so a one-line target weighs by its length where under
+    /// `"example"` it weighs as much as a long one; a task's examples keep its total weight.
+    #[test]
+    fn token_weights_count_each_token_of_a_task_alike() {
+        let tok = TextTokenizer::byte_level();
+        let pair = |task, target: &str, weight| TrainPair {
+            example_id: "q".into(),
+            task,
+            prompt: "solve: 3 + 4?".into(),
+            target: target.into(),
+            weight,
+            stage: 0,
+        };
+        let long = "3 plus 4: count four on from three, 4, 5, 6, 7. So the answer is 7.";
+        let pairs = [
+            pair(StudentTask::Cot, "7", 0.6),
+            pair(StudentTask::Cot, long, 0.6),
+            pair(StudentTask::Feedback, "You added wrong.", 0.4),
+        ];
+        let by_example = encode_pairs(&tok, &pairs, LossPer::Example).unwrap();
+        let by_token = encode_pairs(&tok, &pairs, LossPer::Token).unwrap();
+        let total = |e: &TrainExample| e.weight as f64 * e.target.len() as f64;
+        // per example: the short and the long CoT target weigh the same in total
+        assert!((total(&by_example[0]) - total(&by_example[1])).abs() < 1e-6);
+        // per token: one weight for every token of the CoT task, so the totals go by length
+        assert_eq!(by_token[0].weight, by_token[1].weight);
+        let ratio = total(&by_token[1]) / total(&by_token[0]);
+        let lengths = by_token[1].target.len() as f64 / by_token[0].target.len() as f64;
+        assert!(
+            lengths > 10.0 && (ratio - lengths).abs() < 1e-6,
+            "{ratio} vs {lengths}"
+        );
+        // a task's examples keep its total weight (0.6 each on average), and a task alone in
+        // its mean is untouched: the feedback target weighs 0.4 either way
+        let cot: f64 = by_token[..2].iter().map(total).sum();
+        assert!((cot - 1.2).abs() < 1e-5, "{cot}");
+        assert!((total(&by_token[2]) - 0.4).abs() < 1e-6);
+        assert!((total(&by_example[2]) - 0.4).abs() < 1e-6);
     }
 
     /// The equal-steps control: step-by-step's two pairs a question take the steps one pair a

@@ -30,19 +30,21 @@ pub enum EpochUnit {
     Questions,
 }
 
-/// How a step's loss weighs its examples' tokens ([`TrainConfig::loss_per`]).
+/// How the loss weighs an example's target tokens ([`TrainConfig::loss_per`]); the weights are
+/// set where pairs become examples (`mentor_methods::student::encode_pairs`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LossPer {
-    /// Each example counts its task weight, spread over its target tokens: the step's loss is
-    /// the mean over examples of their mean token loss, so a 5-token target weighs as much as
-    /// a 300-token one (each of its tokens 60× more).
+    /// Each example counts its task weight, spread over its target tokens: a 5-token target
+    /// weighs as much as a 300-token one, each of its tokens 60× more.
     #[default]
     Example,
-    /// Each target token counts alike: per task, the mean over the step's tokens of that task,
-    /// weighted by the task weight (α·label + (1 − α)·rationale, each a token mean). What the
-    /// papers' code does (Hugging Face's trainer averages the loss over the batch's target
-    /// tokens); long targets then weigh by their length.
+    /// Each target token of a task counts alike over the whole training set: its weight is the
+    /// task weight over the task's mean target length, so an example weighs by its length
+    /// (an average-length one as under `example`). The token mean the papers' code takes
+    /// (Hugging Face's trainer over random batches), kept under mentor's length-bucketed
+    /// batches, where a per-step token mean would let a step of one-line targets weigh as
+    /// much as a step of long ones.
     Token,
 }
 
@@ -99,8 +101,8 @@ pub struct TrainConfig {
     pub loss_chunk: usize,
     /// Token-level distillation from a teacher model over the same tokens ([`train_with`]).
     pub kd: Option<KdSettings>,
-    /// Whether the loss averages over examples (`example`: each counts its task weight) or over
-    /// target tokens (`token`: each counts alike within its task, as in the papers' code).
+    /// Whether an example weighs its task weight whatever its length (`example`) or by its
+    /// length, each token of a task alike (`token`, the papers' code): [`LossPer`].
     pub loss_per: LossPer,
 }
 
@@ -365,20 +367,11 @@ pub fn optimizer_step_with(
         candle_core::bail!("kd: a teacher model is needed exactly when the config has a kd term");
     }
     let dev = model.device().clone();
-    // `loss_per = "example"`: the loss is the mean over the step's examples of Σ token weight ×
-    // nll: an example's token weights sum to its task weight, so a batch of one task at weight α
-    // counts α, not 1. (Dividing by Σ weight instead cancelled α inside every single-task batch,
-    // and length bucketing makes most batches single-task.) `"token"`: the caller has divided
-    // each token's task weight by its task's token count in the step ([`per_task_token_mean`]),
-    // so the weighted sum is already the loss.
-    let norm: f64 = match cfg.loss_per {
-        LossPer::Example => micro.iter().map(|b| b.rows as f64).sum(),
-        LossPer::Token => 1.0,
-    };
-    let ce_unit = |b: &Batch| match cfg.loss_per {
-        LossPer::Example => b.rows as f64,
-        LossPer::Token => 1.0,
-    };
+    // The loss is the mean over the step's examples of Σ token weight × nll: an example's token
+    // weights sum to its task weight, so a batch of one task at weight α counts α, not 1.
+    // (Dividing by Σ weight instead cancelled α inside every single-task batch, and length
+    // bucketing makes most batches single-task.)
+    let norm: f64 = micro.iter().map(|b| b.rows as f64).sum();
     let params = opt.params().to_vec();
     let mut grads: Vec<Option<Tensor>> = vec![None; params.len()];
     let mut out = StepOutcome {
@@ -430,7 +423,7 @@ pub fn optimizer_step_with(
             lap("forward, loss and backward");
             if !b.on_policy {
                 weighted_nll += step.loss.weighted_nll;
-                ce_norm += ce_unit(b);
+                ce_norm += b.rows as f64;
             }
             weighted_kd += step.loss.weighted_kd;
             out.tokens += b.tokens;
@@ -453,7 +446,7 @@ pub fn optimizer_step_with(
         lap("loss");
         if !b.on_policy {
             weighted_nll += loss.weighted_nll;
-            ce_norm += ce_unit(b);
+            ce_norm += b.rows as f64;
         }
         weighted_kd += loss.weighted_kd;
         out.tokens += b.tokens;
@@ -472,9 +465,6 @@ pub fn optimizer_step_with(
         if cfg.kd.is_some() {
             out.kd_loss = Some(weighted_kd / norm);
         }
-        if cfg.loss_per == LossPer::Token && ce_norm > 0.0 {
-            out.loss = weighted_nll;
-        }
     }
     lap("accumulate");
     out.grad_norm = clip_grad_norm(&mut grads, cfg.max_grad_norm)?;
@@ -482,29 +472,6 @@ pub fn optimizer_step_with(
     opt.step(&grads, lr)?;
     lap("adamw");
     Ok(out)
-}
-
-/// `loss_per = "token"`: divides each target token's weight (its task weight) by how many
-/// target tokens its task has in the step's micro-batches, so that Σ weight × nll is, per task,
-/// the task weight times the mean token loss ([`optimizer_step_with`] then divides by nothing).
-/// The counts include on-policy batches, whose tokens the divergence learns.
-pub fn per_task_token_mean(micro: &mut [Batch], examples: &[TrainExample]) {
-    let mut count: BTreeMap<&str, usize> = BTreeMap::new();
-    for b in micro.iter() {
-        for (r, &ex) in b.examples.iter().enumerate() {
-            let row = &b.weights[r * b.width..(r + 1) * b.width];
-            *count.entry(examples[ex].task.as_str()).or_default() +=
-                row.iter().filter(|&&w| w > 0.0).count();
-        }
-    }
-    for b in micro.iter_mut() {
-        for (r, &ex) in b.examples.iter().enumerate() {
-            let n = count[examples[ex].task.as_str()].max(1) as f32;
-            for w in &mut b.weights[r * b.width..(r + 1) * b.width] {
-                *w /= n;
-            }
-        }
-    }
 }
 
 /// A uniform draw in [0, 1) fixed by (seed, step, micro-batch): a resumed run makes the same
@@ -757,9 +724,6 @@ pub fn train_with(
                 None => Batch::new(train, chosen, cfg.max_len, pad_id),
             });
             state.cursor += 1;
-        }
-        if cfg.loss_per == LossPer::Token {
-            per_task_token_mean(&mut micro, train);
         }
         let lr = schedule.lr(state.step);
         let out = optimizer_step_with(model, teacher.map(|t| t.model), &mut opt, &micro, lr, cfg)?;
