@@ -108,11 +108,19 @@ pub struct VariantPair {
 /// 0.05, the difference in the outcome's direction: the stricter claim, which one pooled
 /// interval does not make); and whether seeds show it both ways (one seed's B significantly
 /// better, another's significantly worse: the pooled interval then averages opposite results).
+/// A pooled `beats` / `loses` that fewer than all seeds show alone says in how many it does, and
+/// whether the t-interval over the seeds' differences holds zero: one seed's large difference
+/// can carry the pooled interval by itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Verdict {
     pub outcome: Outcome,
     pub every_seed_p05: bool,
     pub seeds_disagree: bool,
+    /// Seeds whose McNemar p is below 0.05 with the difference in the outcome's direction.
+    pub seeds_p05: usize,
+    pub seeds: usize,
+    /// The t-interval over seeds (two or more) holds zero.
+    pub t_holds_zero: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -124,7 +132,7 @@ pub enum Outcome {
 }
 
 impl Verdict {
-    fn of(bootstrap95: &Interval, per_seed: &[SeedPair]) -> Verdict {
+    fn of(bootstrap95: &Interval, t95: &Interval, per_seed: &[SeedPair]) -> Verdict {
         let outcome = if bootstrap95.lo > 0.0 {
             Outcome::Beats
         } else if bootstrap95.hi < 0.0 {
@@ -142,13 +150,17 @@ impl Verdict {
             Outcome::Loses => -1.0,
             Outcome::Ties => 0.0,
         };
+        let seeds_p05 = per_seed
+            .iter()
+            .filter(|s| s.mcnemar_p < 0.05 && s.diff * direction > 0.0)
+            .count();
         Verdict {
             outcome,
-            every_seed_p05: !per_seed.is_empty()
-                && per_seed
-                    .iter()
-                    .all(|s| s.mcnemar_p < 0.05 && s.diff * direction > 0.0),
+            every_seed_p05: !per_seed.is_empty() && seeds_p05 == per_seed.len(),
             seeds_disagree: significant(1.0) && significant(-1.0),
+            seeds_p05,
+            seeds: per_seed.len(),
+            t_holds_zero: per_seed.len() >= 2 && t95.lo <= 0.0 && t95.hi >= 0.0,
         }
     }
 }
@@ -166,6 +178,16 @@ impl std::fmt::Display for Verdict {
         }
         if self.seeds_disagree {
             f.write_str(" (seeds disagree: p < 0.05 both ways)")?;
+        } else if self.outcome != Outcome::Ties && !self.every_seed_p05 && self.seeds >= 2 {
+            write!(
+                f,
+                " (p < 0.05 in {} of {} seeds",
+                self.seeds_p05, self.seeds
+            )?;
+            if self.t_holds_zero {
+                f.write_str("; the t-interval over seeds holds 0")?;
+            }
+            f.write_str(")")?;
         }
         Ok(())
     }
@@ -396,13 +418,14 @@ pub fn compare(
             .collect();
         let diffs: Vec<f64> = per_seed.iter().map(|s| s.diff).collect();
         let bootstrap95 = paired_bootstrap(&vecs, resamples, bootstrap_seed);
+        let t95 = t_interval(&diffs);
         pairs.push(VariantPair {
             a: a.to_string(),
             b: b.to_string(),
-            verdict: Verdict::of(&bootstrap95, &per_seed),
+            verdict: Verdict::of(&bootstrap95, &t95, &per_seed),
             per_seed,
             bootstrap95,
-            t95: t_interval(&diffs),
+            t95,
         });
     }
     Ok(Comparison {
@@ -838,6 +861,9 @@ mod tests {
                 outcome: Outcome::Beats,
                 every_seed_p05: true,
                 seeds_disagree: false,
+                seeds_p05: 2,
+                seeds: 2,
+                t_holds_zero: false,
             }
         );
         assert!(c.render(true).contains("B beats (p < 0.05 in every seed)"));
@@ -851,6 +877,9 @@ mod tests {
                 outcome: Outcome::Ties,
                 every_seed_p05: false,
                 seeds_disagree: false,
+                seeds_p05: 0,
+                seeds: 1,
+                t_holds_zero: false,
             }
         );
         assert!(c.render(true).contains("B ties"), "{}", c.render(true));
@@ -870,6 +899,33 @@ mod tests {
         assert!(
             c.render(true)
                 .contains("B beats (seeds disagree: p < 0.05 both ways)"),
+            "{}",
+            c.render(true)
+        );
+        // B far worse in one seed of three and level in the others (row 2's full MAPD): the
+        // pooled interval says `loses`, carried by one seed; the verdict says how many seeds
+        // show it and that the seeds' t-interval holds zero
+        let worse = "0".repeat(40);
+        let level = "10".repeat(20);
+        let runs = [
+            run("a-0", "a", 0, &"1".repeat(40)),
+            run("a-1", "a", 1, &level),
+            run("a-2", "a", 2, &level),
+            run("b-0", "b", 0, &worse),
+            run("b-1", "b", 1, &level),
+            run("b-2", "b", 2, &level),
+        ];
+        let c = compare(&runs, Some("a"), 500, 0).unwrap();
+        let v = c.pairs[0].verdict;
+        assert_eq!(v.outcome, Outcome::Loses, "{}", c.render(true));
+        assert_eq!(
+            (v.seeds_p05, v.seeds, v.t_holds_zero),
+            (1, 3, true),
+            "{v:?}"
+        );
+        assert!(
+            c.render(true)
+                .contains("B loses (p < 0.05 in 1 of 3 seeds; the t-interval over seeds holds 0)"),
             "{}",
             c.render(true)
         );
