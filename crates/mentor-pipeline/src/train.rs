@@ -79,6 +79,21 @@ fn valid_answers_file(stage_dir: &std::path::Path, step: u64) -> PathBuf {
     stage_dir.join("valid").join(format!("step-{step}.jsonl"))
 }
 
+/// The progress line's step part: the gold loss (`–` on an on-policy step that had no gold
+/// batch: all its micro-batches were the student's own samples), the KD term when there is one.
+fn step_message(log: &StepLog) -> String {
+    let loss = if log.loss.is_finite() {
+        format!("loss {:.4}", log.loss)
+    } else {
+        "loss –".to_string()
+    };
+    let kd = match log.kd_loss {
+        Some(k) => format!(" kd {k:.4}"),
+        None => String::new(),
+    };
+    format!("{loss}{kd} lr {:.2e} {:.1}s/step", log.lr, log.seconds)
+}
+
 /// The median length in characters of the answers (0 for none): a student that stops reasoning
 /// shows as a fall in it long before it shows in accuracy on a few dozen questions.
 fn median_answer_chars(items: &[ItemResult]) -> usize {
@@ -90,18 +105,20 @@ impl Hooks for CliHooks<'_> {
     fn on_step(&mut self, log: &StepLog, total: u64) {
         self.bar.set_length(total);
         self.bar.set_position(log.step);
-        self.bar.set_message(format!(
-            "loss {:.4} lr {:.2e} {:.1}s/step",
-            log.loss, log.lr, log.seconds
-        ));
+        self.bar.set_message(step_message(log));
         let mut s = self.r.store.lock().unwrap();
-        let _ = s.log_metric(
-            Some(self.run_id),
-            Some(log.step),
-            Some("train"),
-            "loss",
-            log.loss,
-        );
+        if log.loss.is_finite() {
+            let _ = s.log_metric(
+                Some(self.run_id),
+                Some(log.step),
+                Some("train"),
+                "loss",
+                log.loss,
+            );
+        }
+        if let Some(kd) = log.kd_loss.filter(|l| l.is_finite()) {
+            let _ = s.log_metric(Some(self.run_id), Some(log.step), Some("train"), "kd", kd);
+        }
         for (task, l) in &log.task_loss {
             let _ = s.log_metric(
                 Some(self.run_id),
@@ -458,6 +475,27 @@ fn ctrlc_once(f: impl FnOnce() + Send + 'static) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_step_without_gold_batches_shows_no_nan() {
+        let mut log = StepLog {
+            step: 3,
+            epoch: 0.1,
+            lr: 1e-4,
+            loss: 0.53761,
+            task_loss: Default::default(),
+            grad_norm: 1.0,
+            tokens: 100,
+            seconds: 2.04,
+            kd_loss: None,
+            on_policy_batches: None,
+        };
+        assert_eq!(step_message(&log), "loss 0.5376 lr 1.00e-4 2.0s/step");
+        log.kd_loss = Some(0.8123);
+        log.loss = f64::NAN;
+        log.on_policy_batches = Some(4);
+        assert_eq!(step_message(&log), "loss – kd 0.8123 lr 1.00e-4 2.0s/step");
+    }
 
     #[test]
     fn an_empty_training_set_says_what_removed_the_replies() {

@@ -217,7 +217,9 @@ pub struct StepLog {
     pub step: u64,
     pub epoch: f64,
     pub lr: f64,
-    /// Σ w·nll / examples over the step's batches: each example weighs its task weight.
+    /// Σ w·nll / examples over the step's gold batches: each example weighs its task weight.
+    /// NaN for an on-policy step whose micro-batches were all the student's own samples (no
+    /// gold targets to score).
     pub loss: f64,
     /// Mean nll per task over the step's target tokens.
     pub task_loss: BTreeMap<String, f64>,
@@ -228,7 +230,7 @@ pub struct StepLog {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kd_loss: Option<f64>,
     /// With on-policy KD: how many of the step's micro-batches were the student's own samples
-    /// (their tokens count in `loss` and `kd_loss`, not in `task_loss`).
+    /// (their tokens count in `kd_loss` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_policy_batches: Option<usize>,
 }
