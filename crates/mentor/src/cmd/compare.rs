@@ -28,9 +28,11 @@ use std::path::PathBuf;
 /// (one resample of question indices applied to every seed; seeded, --resamples) and a
 /// t-interval over the seeds' differences; then a verdict: B beats / ties / loses to A as the
 /// bootstrap interval lies above zero / holds it / lies below, "p < 0.05 in every seed"
-/// where McNemar's test separates them in each seed on its own in that direction, and "seeds
-/// disagree" where one seed's B is significantly better and another's significantly worse (the
-/// pooled interval then averages opposite results: read the seeds, not the verdict).
+/// where McNemar's test separates them in each seed on its own in that direction, else "p <
+/// 0.05 in k of n seeds" (and whether the t-interval over seeds holds 0: one seed can carry a
+/// pooled interval), and "seeds disagree" where one seed's B is significantly better and
+/// another's significantly worse (the pooled interval then averages opposite results: read the
+/// seeds, not the verdict).
 ///
 /// Examples: mentor compare runs/standard runs/sbs
 ///           mentor compare runs/row1/* --baseline standard-gold --markdown
