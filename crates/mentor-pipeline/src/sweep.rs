@@ -45,6 +45,11 @@ struct GridFile {
     /// they are): variants that ask a subset of another's requests pay the teacher once.
     #[serde(default)]
     teacher_from: std::collections::BTreeMap<String, String>,
+    /// A finished run (another grid's cell, e.g. "runs/kd-sciq/text-s0") whose teacher replies
+    /// every cell starts from, unless its variant names a `teacher_from`: a follow-up grid
+    /// trains on exactly the replies its parent grid trained on and pays for none of them again.
+    #[serde(default)]
+    teacher_store: Option<PathBuf>,
     /// More inference modes to score every finished cell's student in on the test split
     /// (`mentor eval --mode`), beside the mode its config names.
     #[serde(default)]
@@ -67,6 +72,8 @@ pub struct Grid {
     pub eval_modes: Vec<String>,
     /// Score the untrained student once, in DIR/untrained/ (grid key `untrained`).
     pub untrained: bool,
+    /// The finished run whose teacher replies cells start from (grid key `teacher_store`).
+    pub teacher_store: Option<PathBuf>,
     pub cells: Vec<Cell>,
 }
 
@@ -333,6 +340,7 @@ pub fn load_grid(path: &Path) -> Result<Grid> {
         keep_students: g.keep_students,
         eval_modes: g.eval_modes,
         untrained: g.untrained,
+        teacher_store: g.teacher_store,
         cells,
     })
 }
@@ -843,6 +851,9 @@ fn share_teacher_run(grid: &Grid, cell: &Cell) -> Result<(), String> {
     if in_rounds(&cfg) {
         return Ok(());
     }
+    if let (None, Some(from)) = (&cell.teacher_from, &grid.teacher_store) {
+        return start_from_store(from, cell);
+    }
     let done = match &cell.teacher_from {
         None => grid
             .cells
@@ -881,6 +892,56 @@ fn share_teacher_run(grid: &Grid, cell: &Cell) -> Result<(), String> {
         cell.seed,
         done.variant,
         done.seed
+    );
+    Ok(())
+}
+
+/// `teacher_store = FROM`: the cell starts from a copy of FROM's run store. FROM must be a
+/// finished run (its `summary.json`: a run still writing would hand over a store in motion)
+/// with the same `[teachers]` as the cell (else its replies answer other requests, or none).
+fn start_from_store(from: &Path, cell: &Cell) -> Result<(), String> {
+    let named = |m: &str| format!("teacher_store {}: {m}", from.display());
+    if !from.join("summary.json").is_file() {
+        return Err(named(
+            "not a finished run (no summary.json); finish it, or copy it back from results/ first",
+        ));
+    }
+    let teachers = |text: &str| -> Result<toml::Value, String> {
+        let v: toml::Value = toml::from_str(text).map_err(|e| named(&e.to_string()))?;
+        Ok(v.get("teachers")
+            .cloned()
+            .unwrap_or(toml::Value::Table(Default::default())))
+    };
+    let theirs = std::fs::read_to_string(from.join("config.toml"))
+        .map_err(|e| named(&format!("cannot read its config.toml: {e}")))?;
+    if teachers(&theirs)? != teachers(&cell.config)? {
+        return Err(named(&format!(
+            "its [teachers] differ from cell {}-s{}'s: its replies would not answer this grid's requests",
+            cell.variant, cell.seed
+        )));
+    }
+    let store = from.join(mentor_store::STORE_FILE);
+    if !store.is_file() {
+        return Err(named(&format!(
+            "no {} (a saved cell keeps it gzipped: gunzip -k it first)",
+            mentor_store::STORE_FILE
+        )));
+    }
+    std::fs::create_dir_all(&cell.dir)
+        .map_err(|e| format!("cannot create {}: {e}", cell.dir.display()))?;
+    for ext in ["", "-wal"] {
+        let from = from.join(format!("{}{ext}", mentor_store::STORE_FILE));
+        if from.exists() {
+            let to = cell.dir.join(format!("{}{ext}", mentor_store::STORE_FILE));
+            std::fs::copy(&from, &to)
+                .map_err(|e| format!("cannot copy {} to {}: {e}", from.display(), to.display()))?;
+        }
+    }
+    tracing::info!(
+        "sweep: {}-s{} starts from the teacher run of {}",
+        cell.variant,
+        cell.seed,
+        from.display()
     );
     Ok(())
 }
@@ -1260,6 +1321,74 @@ mod tests {
             crate::models::run_student(d.path()).unwrap(),
             d.path().join("student/round-1/stage-0/best")
         );
+    }
+
+    /// `teacher_store`: a follow-up grid's cells start from another grid's finished run — not
+    /// from one still running, nor from one whose teachers differ; a variant naming its own
+    /// `teacher_from` keeps it.
+    #[test]
+    fn a_follow_up_grid_starts_from_another_grids_finished_run() {
+        let d = tempfile::tempdir().unwrap();
+        let base = "[data]\npath = \"toy.jsonl\"\ntask = \"numeric\"\n[teachers.t]\nkind = \"replay\"\n[recipe]\nname = \"standard\"\n";
+        std::fs::write(d.path().join("base.toml"), base).unwrap();
+        let parent = d.path().join("parent/text-s0");
+        std::fs::create_dir_all(&parent).unwrap();
+        std::fs::write(
+            parent.join(mentor_store::STORE_FILE),
+            "the parent's replies",
+        )
+        .unwrap();
+        std::fs::write(parent.join("config.toml"), base).unwrap();
+        let grid = d.path().join("g.toml");
+        std::fs::write(
+            &grid,
+            format!(
+                "base = \"base.toml\"\nseeds = [0, 1]\ndir = \"{}\"\nteacher_store = \"{}\"\nteacher_from = {{ b = \"a\" }}\n[variants.a]\ntrain = {{ lr = 1e-3 }}\n[variants.b]\n",
+                d.path().join("runs").display(),
+                parent.display()
+            ),
+        )
+        .unwrap();
+        let g = load_grid(&grid).unwrap();
+        let cell = |name: &str| {
+            g.cells
+                .iter()
+                .find(|c| format!("{}-s{}", c.variant, c.seed) == name)
+                .unwrap()
+        };
+        let store_of = |name: &str| {
+            std::fs::read_to_string(cell(name).dir.join(mentor_store::STORE_FILE)).ok()
+        };
+        // the parent is still running (no summary.json): nothing is copied
+        let err = share_teacher_run(&g, cell("a-s1")).unwrap_err();
+        assert!(err.contains("not a finished run"), "{err}");
+        assert_eq!(store_of("a-s1"), None);
+        std::fs::write(parent.join("summary.json"), "{}").unwrap();
+        // finished, but asked of other teachers: refused by name
+        std::fs::write(
+            parent.join("config.toml"),
+            base.replace("kind = \"replay\"", "kind = \"local\""),
+        )
+        .unwrap();
+        let err = share_teacher_run(&g, cell("a-s1")).unwrap_err();
+        assert!(
+            err.contains("[teachers] differ") && err.contains("a-s1"),
+            "{err}"
+        );
+        std::fs::write(parent.join("config.toml"), base).unwrap();
+        // every seed of a starts from the parent, not from a's other seed
+        for name in ["a-s1", "a-s0"] {
+            share_teacher_run(&g, cell(name)).unwrap();
+            assert_eq!(store_of(name).as_deref(), Some("the parent's replies"));
+        }
+        // b names a, as before: it waits for a finished cell of a, then starts from it
+        let a0 = &cell("a-s0").dir;
+        std::fs::write(a0.join(mentor_store::STORE_FILE), "a-s0's store").unwrap();
+        assert!(share_teacher_run(&g, cell("b-s0")).is_err());
+        std::fs::write(a0.join("summary.json"), "{}").unwrap();
+        std::fs::create_dir_all(&cell("b-s0").dir).unwrap();
+        share_teacher_run(&g, cell("b-s0")).unwrap();
+        assert_eq!(store_of("b-s0").as_deref(), Some("a-s0's store"));
     }
 
     #[test]

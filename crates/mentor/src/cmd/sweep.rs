@@ -16,6 +16,7 @@ use std::path::PathBuf;
 ///   keep_checkpoints = false        # default: a finished cell keeps only its chosen student
 ///   keep_students = true            # false: the student goes too once scored (disk)
 ///   teacher_from = { one-cot = "k-cots" }  # one-cot starts from k-cots' teacher run
+///   teacher_store = "runs/row3/k-cots-s0"  # the other cells start from this finished run
 ///   eval_modes = ["vote"]           # also score each finished student in these modes
 ///   untrained = true                # score the untrained student once, beside the cells
 ///   [variants.standard]
@@ -40,6 +41,9 @@ use std::path::PathBuf;
 /// thought of K, no self-evaluations) start from that variant's run store: the stored replies are
 /// reused as they are (K's sample 0, sampled, is the one-CoT variant's CoT) and the teacher is
 /// paid once. The source must come first in the file; a cell whose source has not finished waits.
+/// teacher_store does the same across grids: a follow-up grid's cells (those whose variant names
+/// no teacher_from) start from another grid's finished run, so they train on exactly its teacher
+/// replies and pay for none again; a run not finished, or asked of other [teachers], is refused.
 ///
 /// eval_modes scores every finished cell's student on the test split in more inference modes
 /// (`mentor eval --mode`), where its training allows (a CoT-only student has no `label`);
