@@ -454,6 +454,10 @@ impl Attention {
 
     /// Inference forward of `t` new tokens per row against the cache; `mask` is additive,
     /// `[b, 1, rep·t, past + t]`.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "per layer per token: no struct to build"
+    )]
     fn forward_step(
         &self,
         x: &Tensor,

@@ -618,6 +618,10 @@ impl Store {
     }
 
     /// Records that a selection stage chose (or rejected) an example, with its score.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one argument a column of `selections`"
+    )]
     pub fn record_selection(
         &mut self,
         stage: &str,
