@@ -219,6 +219,10 @@ pub struct RecipeKd {
     /// scored by the teacher.
     #[serde(default)]
     pub on_policy: f32,
+    /// The tasks whose target tokens take the KD term (`["rationale"]`: not the bare label, a
+    /// format the teacher was never asked for); empty (default): every task the recipe trains.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<String>,
 }
 
 fn forward_kl() -> mentor_train::KdLoss {
@@ -240,6 +244,7 @@ impl RecipeKd {
             loss: self.loss,
             beta: self.beta,
             on_policy: self.on_policy,
+            tasks: self.tasks.clone(),
         }
     }
 }

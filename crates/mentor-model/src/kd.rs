@@ -38,12 +38,72 @@ pub struct KdTerm<'a> {
     /// micro-batch (indices into its `rows × width` tokens); called chunk by chunk, so the
     /// teacher's logits of a whole batch never exist at once.
     pub teacher_logits: &'a (dyn Fn(&[usize]) -> candle_core::Result<Vec<f32>> + Sync),
+    /// Which rows of the micro-batch (`width` positions each) take the KD term, e.g. only the
+    /// rationale task's: `(row → on, width)`. The others keep their cross-entropy alone, at full
+    /// weight, and the teacher is not asked about their positions. None: every row.
+    pub rows: Option<(&'a [bool], usize)>,
 }
 
 impl KdTerm<'_> {
-    /// The chunk's KD losses (one per row) and, with `scale`, the mixed gradient: `xent_grad`
-    /// (the cross-entropy's, already scaled) becomes `(1 − w) · xent_grad + w · kd_grad`.
+    /// The chunk's KD losses (one per position; 0 where [`KdTerm::rows`] leaves a row out) and,
+    /// with `scale`, the mixed gradient: `xent_grad` (the cross-entropy's, already scaled)
+    /// becomes `(1 − w) · xent_grad + w · kd_grad` at the positions that take the term.
     pub fn apply(
+        &self,
+        positions: &[usize],
+        student_logits: &[f32],
+        vocab: usize,
+        scale: Option<&[f32]>,
+        xent_grad: Option<&mut [f32]>,
+    ) -> candle_core::Result<Vec<f32>> {
+        let Some((rows, width)) = self.rows else {
+            return self.apply_all(positions, student_logits, vocab, scale, xent_grad);
+        };
+        let on: Vec<usize> = (0..positions.len())
+            .filter(|&k| {
+                rows.get(positions[k] / width.max(1))
+                    .copied()
+                    .unwrap_or(false)
+            })
+            .collect();
+        if on.len() == positions.len() {
+            return self.apply_all(positions, student_logits, vocab, scale, xent_grad);
+        }
+        let mut loss = vec![0f32; positions.len()];
+        if on.is_empty() {
+            return Ok(loss);
+        }
+        // the positions that take the term, gathered; their results scattered back
+        let sub_positions: Vec<usize> = on.iter().map(|&k| positions[k]).collect();
+        let sub_logits: Vec<f32> = on
+            .iter()
+            .flat_map(|&k| student_logits[k * vocab..(k + 1) * vocab].iter().copied())
+            .collect();
+        let sub_scale: Option<Vec<f32>> = scale.map(|s| on.iter().map(|&k| s[k]).collect());
+        let mut sub_grad: Option<Vec<f32>> = xent_grad.as_ref().map(|g| {
+            on.iter()
+                .flat_map(|&k| g[k * vocab..(k + 1) * vocab].iter().copied())
+                .collect()
+        });
+        let sub_loss = self.apply_all(
+            &sub_positions,
+            &sub_logits,
+            vocab,
+            sub_scale.as_deref(),
+            sub_grad.as_deref_mut(),
+        )?;
+        for (j, &k) in on.iter().enumerate() {
+            loss[k] = sub_loss[j];
+        }
+        if let (Some(g), Some(sub)) = (xent_grad, sub_grad) {
+            for (j, &k) in on.iter().enumerate() {
+                g[k * vocab..(k + 1) * vocab].copy_from_slice(&sub[j * vocab..(j + 1) * vocab]);
+            }
+        }
+        Ok(loss)
+    }
+
+    fn apply_all(
         &self,
         positions: &[usize],
         student_logits: &[f32],
@@ -272,6 +332,66 @@ mod tests {
                 assert!(none.is_none());
             }
         }
+    }
+
+    /// `rows` keeps the KD term to some rows of the micro-batch (one task's): those positions
+    /// get exactly what the whole-batch term gives them, the others keep their cross-entropy
+    /// gradient untouched and a KD loss of 0, and the teacher is asked about none of them.
+    #[test]
+    fn a_term_kept_to_some_rows_leaves_the_others_their_cross_entropy() {
+        let (width, vocab) = (3, 11);
+        // positions 0..6 of a 2-row batch (width 3), in a chunk that holds 1, 2, 3, 5
+        let positions = [1usize, 2, 3, 5];
+        let student = seeded(positions.len() * vocab, 4, 3.0);
+        let teacher_all = seeded(2 * width * vocab, 5, 3.0);
+        let asked = std::sync::Mutex::new(vec![]);
+        let lookup = |pos: &[usize]| -> candle_core::Result<Vec<f32>> {
+            asked.lock().unwrap().extend_from_slice(pos);
+            Ok(pos
+                .iter()
+                .flat_map(|&p| teacher_all[p * vocab..(p + 1) * vocab].to_vec())
+                .collect())
+        };
+        let scale = [1.0f32, 0.5, 2.0, 1.0];
+        let xent = seeded(positions.len() * vocab, 6, 1.0);
+        let term = |rows| KdTerm {
+            weight: 0.4,
+            temperature: 2.0,
+            divergence: Divergence::ForwardKl,
+            teacher_logits: &lookup,
+            rows,
+        };
+        let mut all_grad = xent.clone();
+        let all_loss = term(None)
+            .apply(
+                &positions,
+                &student,
+                vocab,
+                Some(&scale),
+                Some(&mut all_grad),
+            )
+            .unwrap();
+        asked.lock().unwrap().clear();
+        // row 1 (positions 3..6) only
+        let on = [false, true];
+        let mut grad = xent.clone();
+        let loss = term(Some((&on, width)))
+            .apply(&positions, &student, vocab, Some(&scale), Some(&mut grad))
+            .unwrap();
+        assert_eq!(*asked.lock().unwrap(), vec![3, 5]);
+        assert_eq!(&loss[..2], &[0.0, 0.0]);
+        assert_eq!(&loss[2..], &all_loss[2..]);
+        assert_eq!(&grad[..2 * vocab], &xent[..2 * vocab]);
+        assert_eq!(&grad[2 * vocab..], &all_grad[2 * vocab..]);
+        assert_ne!(&grad[2 * vocab..], &xent[2 * vocab..]);
+        // no row on: nothing asked, nothing changed
+        asked.lock().unwrap().clear();
+        let mut grad = xent.clone();
+        let loss = term(Some((&[false, false], width)))
+            .apply(&positions, &student, vocab, Some(&scale), Some(&mut grad))
+            .unwrap();
+        assert!(asked.lock().unwrap().is_empty() && loss.iter().all(|&l| l == 0.0));
+        assert_eq!(grad, xent);
     }
 
     #[test]

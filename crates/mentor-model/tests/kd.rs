@@ -57,6 +57,7 @@ fn term<'a>(
         temperature: t,
         divergence,
         teacher_logits: f,
+        rows: None,
     }
 }
 

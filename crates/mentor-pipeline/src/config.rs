@@ -314,6 +314,21 @@ impl Config {
                 }
                 Some(_) => {}
             }
+            let trained: Vec<&str> = self
+                .recipe
+                .trained_tasks()
+                .into_iter()
+                .map(|t| t.as_str())
+                .collect();
+            if let Some(task) = kd.tasks.iter().find(|t| !trained.contains(&t.as_str())) {
+                return bad(
+                    "recipe.kd.tasks",
+                    format!(
+                        "`{task}` is not a task this recipe trains (it trains: {})",
+                        trained.join(", ")
+                    ),
+                );
+            }
         }
         for (name, t) in &self.teachers {
             let gives_logits = self
@@ -617,6 +632,17 @@ mod tests {
         assert!(err.contains("key `teachers`"), "{err}");
         // a recipe without teacher text (standard + kd on gold labels) needs no writer
         cfg(&format!("name = \"standard\"\n{kd}"), "").unwrap();
+        // kd kept to some tasks: only tasks the recipe trains
+        let rationale = "kd = { teacher = \"qwen\", tasks = [\"rationale\"] }";
+        let c = cfg(&format!("name = \"step-by-step\"\n{rationale}"), gpt).unwrap();
+        assert_eq!(c.recipe.kd.unwrap().settings().tasks, ["rationale"]);
+        let err = cfg(&format!("name = \"standard\"\n{rationale}"), "")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("recipe.kd.tasks") && err.contains("`rationale` is not a task"),
+            "{err}"
+        );
     }
 
     #[test]

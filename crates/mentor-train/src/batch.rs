@@ -47,6 +47,8 @@ pub struct Batch {
     /// The targets were sampled from the student itself (on-policy distillation): the loss is
     /// the teacher's divergence alone, and the cross-entropy is not logged.
     pub on_policy: bool,
+    /// Per row, whether the KD term applies (`kd.tasks`); None: every row.
+    pub kd_rows: Option<Vec<bool>>,
 }
 
 impl Batch {
@@ -73,6 +75,7 @@ impl Batch {
             examples: examples.to_vec(),
             tokens: seqs.iter().map(|(s, _)| s.len().saturating_sub(1)).sum(),
             on_policy: false,
+            kd_rows: None,
         };
         for (r, ((seq, n_prompt), &i)) in seqs.iter().zip(examples).enumerate() {
             let w = all[i].weight;

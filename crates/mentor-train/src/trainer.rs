@@ -123,6 +123,11 @@ pub struct KdSettings {
     /// teacher's divergence alone.
     #[serde(default)]
     pub on_policy: f32,
+    /// The tasks whose target tokens take the KD term (e.g. `["rationale"]`: the teacher's
+    /// distribution over a format it was never asked for, such as a bare label, is left out);
+    /// empty: every task. The others train on their cross-entropy alone, at full weight.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<String>,
 }
 
 fn one() -> f32 {
@@ -406,6 +411,7 @@ pub fn optimizer_step_with(
             temperature: k.temperature,
             divergence: k.divergence(),
             teacher_logits: &teacher_logits,
+            rows: b.kd_rows.as_deref().map(|r| (r, b.width)),
         });
         if teacher.is_some() {
             lap("teacher forward");
@@ -719,12 +725,17 @@ pub fn train_with(
                 }
                 _ => None,
             };
-            micro.push(match on_policy {
+            let mut b = match on_policy {
                 Some(t) => {
                     self_sampled_batch(model, t.tokenizer, train, chosen, cfg, state.step, pad_id)?
                 }
                 None => Batch::new(train, chosen, cfg.max_len, pad_id),
-            });
+            };
+            if let Some(kd) = cfg.kd.as_ref().filter(|k| !k.tasks.is_empty()) {
+                let on = |e: &usize| kd.tasks.contains(&train[*e].task);
+                b.kd_rows = Some(b.examples.iter().map(on).collect());
+            }
+            micro.push(b);
             state.cursor += 1;
         }
         let lr = schedule.lr(state.step);

@@ -73,6 +73,7 @@ fn a_student_trained_on_the_teachers_logits_comes_to_match_them() -> Result<()> 
         loss: KdLoss::ForwardKl,
         beta: 0.5,
         on_policy: 0.0,
+        tasks: vec![],
     };
     let on_policy = KdSettings {
         on_policy: 1.0,
@@ -129,6 +130,48 @@ fn a_student_trained_on_the_teachers_logits_comes_to_match_them() -> Result<()> 
     Ok(())
 }
 
+/// `kd.tasks` keeps the term to the named tasks' tokens: a run whose examples are all of
+/// another task trains exactly as without KD (the same weights to the bit), its step log
+/// showing a KD term of 0 — the cross-entropy keeps its full weight, not 1 − weight.
+#[test]
+fn kd_kept_to_other_tasks_leaves_a_run_as_without_it() -> Result<()> {
+    let teacher = Student::random(&LlamaConfig::tiny(40), &Device::Cpu, 77)?.model;
+    let (train, valid) = (data(16), data(20)[16..].to_vec());
+    let kd = KdSettings {
+        weight: 0.9,
+        temperature: 2.0,
+        loss: KdLoss::ForwardKl,
+        beta: 0.5,
+        on_policy: 0.0,
+        tasks: vec!["rationale".into()],
+    };
+    let tok = TextTokenizer::word_level(40);
+    let mut kls = vec![];
+    for settings in [None, Some(kd)] {
+        let s = Student::random(&LlamaConfig::tiny(40), &Device::Cpu, 3)?;
+        let dir = tempfile::tempdir().unwrap();
+        let t = settings.as_ref().map(|_| KdTeacher {
+            model: &teacher,
+            tokenizer: &tok,
+        });
+        let mut c = cfg(settings.clone());
+        c.epochs = 2.0;
+        train_with(&s, t, &train, &valid, &c, 0, dir.path(), &mut Quiet)?;
+        kls.push(mean_kl(&s.model, &teacher, &valid)?);
+        let log = std::fs::read_to_string(dir.path().join("log.jsonl")).unwrap();
+        for l in log.lines().filter(|l| l.contains("\"kind\":\"step\"")) {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let kd_loss = v["log"]["kd_loss"].as_f64();
+            assert_eq!(kd_loss, settings.as_ref().map(|_| 0.0), "{l}");
+        }
+    }
+    assert_eq!(
+        kls[0], kls[1],
+        "task t trained differently with kd kept to `rationale`"
+    );
+    Ok(())
+}
+
 #[test]
 fn a_teacher_that_cannot_be_distilled_from_is_refused() -> Result<()> {
     let s = Student::random(&LlamaConfig::tiny(40), &Device::Cpu, 3)?;
@@ -139,6 +182,7 @@ fn a_teacher_that_cannot_be_distilled_from_is_refused() -> Result<()> {
         loss: KdLoss::ForwardKl,
         beta: 0.5,
         on_policy: 0.0,
+        tasks: vec![],
     };
     let dir = tempfile::tempdir().unwrap();
     let (train, valid) = (data(8), data(10)[8..].to_vec());

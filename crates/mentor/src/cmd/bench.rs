@@ -341,6 +341,7 @@ fn train(a: Args) -> Result<Summary> {
             loss,
             beta: 0.5,
             on_policy: 0.0,
+            tasks: vec![],
         });
     }
     let mut times = vec![];
@@ -431,6 +432,7 @@ fn random_batch(vocab: usize, rows: usize, seq: usize, seed: u64) -> mentor_trai
         examples: (0..rows).collect(),
         tokens: n,
         on_policy: false,
+        kd_rows: None,
     }
 }
 
