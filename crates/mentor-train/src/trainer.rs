@@ -392,8 +392,10 @@ pub fn optimizer_step_with(
     let mut lap = lap_timer();
     let direct = written_out_step(model);
     for b in micro {
+        // a micro-batch none of whose rows takes the KD term (`kd.tasks`) needs no teacher
+        let kd_here = b.kd_rows.as_ref().is_none_or(|r| r.contains(&true));
         // the teacher's final hidden states for this micro-batch; its logits row by row below
-        let teacher_hidden = match teacher {
+        let teacher_hidden = match teacher.filter(|_| kd_here) {
             Some(t) => {
                 let ids = Tensor::from_vec(b.input_ids.clone(), (b.rows, b.width), t.device())?;
                 Some(t.forward_hidden(&ids)?.detach())
@@ -406,14 +408,18 @@ pub fn optimizer_step_with(
             let rows = h.index_select(&Tensor::new(idx.as_slice(), h.device())?, 0)?;
             t.logits_of_hidden(&rows)?.flatten_all()?.to_vec1::<f32>()
         };
-        let kd_term = cfg.kd.as_ref().map(|k| mentor_model::kd::KdTerm {
-            weight: if b.on_policy { 1.0 } else { k.weight },
-            temperature: k.temperature,
-            divergence: k.divergence(),
-            teacher_logits: &teacher_logits,
-            rows: b.kd_rows.as_deref().map(|r| (r, b.width)),
-        });
-        if teacher.is_some() {
+        let kd_term = cfg
+            .kd
+            .as_ref()
+            .filter(|_| kd_here)
+            .map(|k| mentor_model::kd::KdTerm {
+                weight: if b.on_policy { 1.0 } else { k.weight },
+                temperature: k.temperature,
+                divergence: k.divergence(),
+                teacher_logits: &teacher_logits,
+                rows: b.kd_rows.as_deref().map(|r| (r, b.width)),
+            });
+        if teacher_hidden.is_some() {
             lap("teacher forward");
         }
         if direct {
