@@ -18,8 +18,8 @@ for grid in \
   examples/grids/svamp-row1.toml \
   examples/grids/fair-mapd-row2.toml \
   examples/grids/kd-sciq.toml \
-  examples/grids/kd-sciq-followups.toml \
   examples/grids/minds-mirror-row3.toml \
+  examples/grids/kd-sciq-followups.toml \
   examples/grids/fair-mapd-row2-token.toml \
   examples/grids/fair-mapd-row2-followups.toml \
   examples/grids/elad-row4.toml \
