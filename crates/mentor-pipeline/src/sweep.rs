@@ -878,14 +878,7 @@ fn share_teacher_run(grid: &Grid, cell: &Cell) -> Result<(), String> {
         return Ok(());
     };
     // the finished cell's process has exited: its store and write-ahead log are at rest
-    for ext in ["", "-wal"] {
-        let from = done.dir.join(format!("{}{ext}", mentor_store::STORE_FILE));
-        if from.exists() {
-            let to = cell.dir.join(format!("{}{ext}", mentor_store::STORE_FILE));
-            std::fs::copy(&from, &to)
-                .map_err(|e| format!("cannot copy {} to {}: {e}", from.display(), to.display()))?;
-        }
-    }
+    copy_store(&done.dir, &cell.dir)?;
     tracing::info!(
         "sweep: {}-s{} starts from the teacher run of {}-s{}",
         cell.variant,
@@ -929,20 +922,26 @@ fn start_from_store(from: &Path, cell: &Cell) -> Result<(), String> {
     }
     std::fs::create_dir_all(&cell.dir)
         .map_err(|e| format!("cannot create {}: {e}", cell.dir.display()))?;
-    for ext in ["", "-wal"] {
-        let from = from.join(format!("{}{ext}", mentor_store::STORE_FILE));
-        if from.exists() {
-            let to = cell.dir.join(format!("{}{ext}", mentor_store::STORE_FILE));
-            std::fs::copy(&from, &to)
-                .map_err(|e| format!("cannot copy {} to {}: {e}", from.display(), to.display()))?;
-        }
-    }
+    copy_store(from, &cell.dir)?;
     tracing::info!(
         "sweep: {}-s{} starts from the teacher run of {}",
         cell.variant,
         cell.seed,
         from.display()
     );
+    Ok(())
+}
+
+/// Copies a finished run's store (and its write-ahead log, if any) into `to`.
+fn copy_store(from: &Path, to: &Path) -> Result<(), String> {
+    for ext in ["", "-wal"] {
+        let src = from.join(format!("{}{ext}", mentor_store::STORE_FILE));
+        if src.exists() {
+            let dst = to.join(format!("{}{ext}", mentor_store::STORE_FILE));
+            std::fs::copy(&src, &dst)
+                .map_err(|e| format!("cannot copy {} to {}: {e}", src.display(), dst.display()))?;
+        }
+    }
     Ok(())
 }
 
