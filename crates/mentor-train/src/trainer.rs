@@ -739,7 +739,15 @@ pub fn train_with(
             };
             if let Some(kd) = cfg.kd.as_ref().filter(|k| !k.tasks.is_empty()) {
                 let on = |e: &usize| kd.tasks.contains(&train[*e].task);
-                b.kd_rows = Some(b.examples.iter().map(on).collect());
+                let rows: Vec<bool> = b.examples.iter().map(on).collect();
+                if b.on_policy {
+                    // the student's own samples teach only through the teacher's divergence: a
+                    // row outside `kd.tasks` has none, and must not train on its own sample
+                    for (r, _) in rows.iter().enumerate().filter(|(_, &on)| !on) {
+                        b.weights[r * b.width..(r + 1) * b.width].fill(0.0);
+                    }
+                }
+                b.kd_rows = Some(rows);
             }
             micro.push(b);
             state.cursor += 1;

@@ -169,6 +169,29 @@ fn kd_kept_to_other_tasks_leaves_a_run_as_without_it() -> Result<()> {
         kls[0], kls[1],
         "task t trained differently with kd kept to `rationale`"
     );
+    // on-policy, the rows outside kd.tasks have no teacher term and must not train on the
+    // student's own samples either: no gradient at all
+    let s = Student::random(&LlamaConfig::tiny(40), &Device::Cpu, 3)?;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cfg(Some(KdSettings {
+        weight: 0.5,
+        temperature: 1.0,
+        loss: KdLoss::ForwardKl,
+        beta: 0.5,
+        on_policy: 1.0,
+        tasks: vec!["rationale".into()],
+    }));
+    c.epochs = 1.0;
+    let t = KdTeacher {
+        model: &teacher,
+        tokenizer: &tok,
+    };
+    train_with(&s, Some(t), &train, &valid, &c, 0, dir.path(), &mut Quiet)?;
+    let log = std::fs::read_to_string(dir.path().join("log.jsonl")).unwrap();
+    for l in log.lines().filter(|l| l.contains("\"kind\":\"step\"")) {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert_eq!(v["log"]["grad_norm"].as_f64(), Some(0.0), "{l}");
+    }
     Ok(())
 }
 
