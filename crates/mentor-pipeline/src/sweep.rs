@@ -285,13 +285,7 @@ pub fn load_grid(path: &Path) -> Result<Grid> {
                 "`{source}` itself starts from another variant's teacher run; name that one"
             )));
         }
-        let teachers = |i: usize| -> Result<toml::Value> {
-            let v: toml::Value = toml::from_str(&configs[i].1)?;
-            Ok(v.get("teachers")
-                .cloned()
-                .unwrap_or(toml::Value::Table(Default::default())))
-        };
-        if teachers(vi)? != teachers(si)? {
+        if teachers_of(&configs[vi].1)? != teachers_of(&configs[si].1)? {
             return Err(err(format!(
                 "`{variant}` and `{source}` have different [teachers]"
             )));
@@ -899,12 +893,7 @@ fn start_from_store(from: &Path, cell: &Cell) -> Result<(), String> {
             "not a finished run (no summary.json); finish it, or copy it back from results/ first",
         ));
     }
-    let teachers = |text: &str| -> Result<toml::Value, String> {
-        let v: toml::Value = toml::from_str(text).map_err(|e| named(&e.to_string()))?;
-        Ok(v.get("teachers")
-            .cloned()
-            .unwrap_or(toml::Value::Table(Default::default())))
-    };
+    let teachers = |text: &str| teachers_of(text).map_err(|e| named(&e.to_string()));
     let theirs = std::fs::read_to_string(from.join("config.toml"))
         .map_err(|e| named(&format!("cannot read its config.toml: {e}")))?;
     if teachers(&theirs)? != teachers(&cell.config)? {
@@ -930,6 +919,15 @@ fn start_from_store(from: &Path, cell: &Cell) -> Result<(), String> {
         from.display()
     );
     Ok(())
+}
+
+/// A config's `[teachers]` table (empty when it has none): two runs with equal tables ask the
+/// same requests of the same teachers.
+fn teachers_of(config: &str) -> Result<toml::Value, toml::de::Error> {
+    let v: toml::Value = toml::from_str(config)?;
+    Ok(v.get("teachers")
+        .cloned()
+        .unwrap_or(toml::Value::Table(Default::default())))
 }
 
 /// Copies a finished run's store (and its write-ahead log, if any) into `to`.
