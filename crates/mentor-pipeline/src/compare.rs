@@ -3,7 +3,7 @@
 //! one dataset and in one inference mode, handed to `mentor_report::compare`.
 
 use anyhow::{bail, Context, Result};
-use mentor_report::compare::{compare, Comparison, RunScores};
+use mentor_report::compare::{compare, Comparison, RunScores, TrainedOn};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -159,6 +159,7 @@ fn load_predictions_file(path: &Path) -> Result<Scored> {
             mode: Some(mode.clone()),
             answer_chars: median_chars(chars).map(|c| c as f64),
             cost: Default::default(),
+            trained_on: None,
         },
         dataset: String::new(),
         mode,
@@ -299,9 +300,43 @@ fn load_run(dir: &Path, group_by: Option<&str>, mode: Option<&str>) -> Result<Sc
             mode: Some(mode.clone()),
             answer_chars,
             cost,
+            trained_on: trained_on(&summary["training_set"]),
         },
         dataset: summary["dataset"].as_str().unwrap_or("?").to_string(),
         mode,
+    })
+}
+
+/// What the teacher gave a run, from its summary's `training_set` counts (None where the run
+/// kept none). MAPD's rationales are counted by its peer review (each teacher's accepted and
+/// rejected ones that reach gold); the other recipes' chains of thought by the selection (the
+/// distinct ones, less those that do not reach gold).
+fn trained_on(st: &Value) -> Option<TrainedOn> {
+    let n = |v: &Value| v.as_u64().unwrap_or(0) as usize;
+    let pairs = st["pairs"].as_object()?.values().map(n).sum();
+    let (cots, cots_right) = match st["review"]["per_teacher"].as_object() {
+        Some(teachers) => teachers.values().fold((0, 0), |(c, r), t| {
+            (
+                c + n(&t["rationales"]),
+                r + n(&t["accepted_correct"]) + n(&t["rejected_correct"]),
+            )
+        }),
+        None => {
+            let distinct = n(&st["cots"]).saturating_sub(n(&st["cots_duplicate"]));
+            (distinct, distinct.saturating_sub(n(&st["cots_wrong"])))
+        }
+    };
+    let verdicts = st["verdicts"]
+        .as_object()
+        .map_or(0, |m| m.values().map(n).sum());
+    Some(TrainedOn {
+        pairs,
+        cots,
+        cots_right,
+        cots_truncated: n(&st["cots_truncated"]),
+        verdicts,
+        verdict_agreement: st["verdict_agreement"].as_f64(),
+        verdict_kappa: st["verdict_kappa"].as_f64(),
     })
 }
 
@@ -327,4 +362,48 @@ fn valid_curve(dir: &Path) -> Vec<(u64, f64)> {
 pub fn median_chars(mut lens: Vec<usize>) -> Option<usize> {
     lens.sort_unstable();
     (!lens.is_empty()).then(|| lens[(lens.len() - 1) / 2])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_teachers_side_is_read_from_the_training_sets_counts() {
+        // Mind's Mirror: 10 chains, one a duplicate, 3 of the 9 distinct ones wrong; 5 verdicts
+        let st = json!({
+            "cots": 10, "cots_duplicate": 1, "cots_wrong": 3, "cots_truncated": 2,
+            "pairs": {"cot": 6, "self_eval": 5},
+            "verdicts": {"correct": 4, "wrong": 1},
+            "verdict_agreement": 0.6, "verdict_kappa": 0.25,
+        });
+        let t = trained_on(&st).unwrap();
+        assert_eq!(
+            t,
+            TrainedOn {
+                pairs: 11,
+                cots: 9,
+                cots_right: 6,
+                cots_truncated: 2,
+                verdicts: 5,
+                verdict_agreement: Some(0.6),
+                verdict_kappa: Some(0.25),
+            }
+        );
+        // MAPD counts its rationales by the review, not the selection (which sees none)
+        let st = json!({
+            "cots": 6, "cots_wrong": 0, "pairs": {"cot": 3},
+            "review": {"per_teacher": {
+                "a": {"rationales": 3, "accepted_correct": 2, "rejected_correct": 0},
+                "b": {"rationales": 3, "accepted_correct": 1, "rejected_correct": 1},
+            }},
+            "verdicts": {}, "verdict_agreement": null,
+        });
+        let t = trained_on(&st).unwrap();
+        assert_eq!((t.cots, t.cots_right, t.verdicts), (6, 4, 0));
+        assert_eq!(t.verdict_kappa, None);
+        // a run that kept no training-set counts
+        assert_eq!(trained_on(&Value::Null), None);
+    }
 }

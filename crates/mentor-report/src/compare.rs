@@ -35,6 +35,28 @@ pub struct RunScores {
     pub answer_chars: Option<f64>,
     /// What the run cost, where known.
     pub cost: RunCost,
+    /// What its teacher gave it, where the run's training set counted it.
+    pub trained_on: Option<TrainedOn>,
+}
+
+/// What a run's teacher gave it, from the training set's counts: how often the teacher's chains
+/// of thought reach the gold answer and how often its verdicts on them agree with gold. A
+/// distilled student can only be as good a judge as its teacher: a κ near 0 says the
+/// self-evaluation task teaches no judging at all.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TrainedOn {
+    /// Training pairs, all tasks.
+    pub pairs: usize,
+    /// The teacher's distinct chains of thought for the run's items, and how many reach gold.
+    pub cots: usize,
+    pub cots_right: usize,
+    /// Of `cots`, replies cut at the teacher's token limit.
+    pub cots_truncated: usize,
+    /// Parsed self-evaluation verdicts, the share that agrees with gold and Cohen's κ against
+    /// gold (None without verdicts).
+    pub verdicts: usize,
+    pub verdict_agreement: Option<f64>,
+    pub verdict_kappa: Option<f64>,
 }
 
 /// What a run cost: its wall time, peak memory and teacher use.
@@ -63,6 +85,7 @@ pub struct RunRow {
     pub mode: Option<String>,
     pub answer_chars: Option<f64>,
     pub cost: RunCost,
+    pub trained_on: Option<TrainedOn>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -310,6 +333,7 @@ pub fn compare(
                 mode: r.mode.clone(),
                 answer_chars: r.answer_chars,
                 cost: r.cost.clone(),
+                trained_on: r.trained_on.clone(),
             }
         })
         .collect();
@@ -625,6 +649,53 @@ impl Comparison {
             ));
             out += &render_table(&["run", "step: valid"], &rows, markdown);
         }
+        // the teacher's side of each run, where any run's training set counted chains of thought
+        // or verdicts: a student distilled from a teacher that judges no better than chance
+        // cannot learn to judge
+        if self.runs.iter().any(|r| {
+            r.trained_on
+                .as_ref()
+                .is_some_and(|t| t.cots > 0 || t.verdicts > 0)
+        }) {
+            let share = |k: usize, n: usize| {
+                if n == 0 {
+                    "–".to_string()
+                } else {
+                    format!("{k} / {n} ({})", pct(k as f64 / n as f64))
+                }
+            };
+            let rows: Vec<Vec<String>> = self
+                .runs
+                .iter()
+                .filter_map(|r| {
+                    let t = r.trained_on.as_ref()?;
+                    Some(vec![
+                        r.name.clone(),
+                        t.pairs.to_string(),
+                        share(t.cots_right, t.cots),
+                        t.cots_truncated.to_string(),
+                        t.verdicts.to_string(),
+                        t.verdict_agreement.map_or("–".into(), pct),
+                        t.verdict_kappa.map_or("–".into(), |k| format!("{k:.2}")),
+                    ])
+                })
+                .collect();
+            out += "\n";
+            out += &h("The teacher's side of each run (its training pairs; the teacher's distinct chains of thought for its items that reach gold; the teacher's verdicts on them against gold: agreement in %, Cohen's κ, 0 is chance)");
+            out += &render_table(
+                &[
+                    "run",
+                    "pairs",
+                    "teacher CoTs right",
+                    "cut at limit",
+                    "verdicts",
+                    "agree",
+                    "κ",
+                ],
+                &rows,
+                markdown,
+            );
+        }
         if self.variants.iter().any(|v| v.runs > 1) {
             let rows: Vec<Vec<String>> = self
                 .variants
@@ -717,6 +788,7 @@ mod tests {
             mode: None,
             answer_chars: None,
             cost: RunCost::default(),
+            trained_on: None,
             name: name.into(),
             variant: variant.into(),
             seed: Some(seed),
@@ -726,6 +798,36 @@ mod tests {
             valid_curve: vec![],
             best_step: None,
         }
+    }
+
+    #[test]
+    fn the_teachers_side_shows_its_accuracy_and_how_well_it_judges() {
+        let plain = [run("a-0", "a", 0, "1100"), run("b-0", "b", 0, "1000")];
+        let text = compare(&plain, None, 100, 0).unwrap().render(false);
+        assert!(!text.contains("teacher's side"), "{text}");
+        let mut judged = plain.clone();
+        judged[1].trained_on = Some(TrainedOn {
+            pairs: 1200,
+            cots: 600,
+            cots_right: 450,
+            cots_truncated: 7,
+            verdicts: 590,
+            verdict_agreement: Some(0.71),
+            verdict_kappa: Some(0.084),
+        });
+        let text = compare(&judged, None, 100, 0).unwrap().render(true);
+        assert!(text.contains("teacher's side"), "{text}");
+        let row = text
+            .lines()
+            .find(|l| l.starts_with("| b-0") && l.contains("1200"))
+            .unwrap_or_else(|| panic!("{text}"));
+        for cell in ["450 / 600 (75.0)", "| 7 ", "| 590 ", "71.0", "0.08"] {
+            assert!(row.contains(cell), "{cell} not in {row}");
+        }
+        // a run without counts has no row there
+        let section = text.split("teacher's side").nth(1).unwrap();
+        let section = section.split("**Paired").next().unwrap();
+        assert!(!section.contains("| a-0"), "{section}");
     }
 
     #[test]

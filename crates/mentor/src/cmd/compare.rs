@@ -19,7 +19,9 @@ use std::path::PathBuf;
 /// Per run: accuracy and its 95% Wilson interval [lo, hi], the median length of its answers
 /// in characters (a student that stopped reasoning answers in a sentence), and what it cost
 /// where known; then, where runs kept their training logs, validation accuracy at each
-/// validated step with the checkpoint kept marked (on a few dozen questions, often a draw).
+/// validated step with the checkpoint kept marked (on a few dozen questions, often a draw);
+/// where runs were taught by a teacher, the teacher's side: its chains of thought that reach
+/// gold, and its self-evaluation verdicts' agreement with gold and Cohen's κ (0 is chance).
 /// Runs are grouped into variants (the variant a `mentor sweep` cell belongs to, a config key
 /// with --group-by, else each run is its own); per variant over seeds: mean ± sd. Per pair of
 /// variants, runs paired by seed: the 2×2 table (both right / only A / only B / both wrong)
