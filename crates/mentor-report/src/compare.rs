@@ -664,37 +664,43 @@ impl Comparison {
                     format!("{k} / {n} ({})", pct(k as f64 / n as f64))
                 }
             };
+            // the verdict columns only where some run's teacher judged
+            let judged = self
+                .runs
+                .iter()
+                .any(|r| r.trained_on.as_ref().is_some_and(|t| t.verdicts > 0));
             let rows: Vec<Vec<String>> = self
                 .runs
                 .iter()
                 .filter_map(|r| {
                     let t = r.trained_on.as_ref()?;
-                    Some(vec![
+                    let mut row = vec![
                         r.name.clone(),
                         t.pairs.to_string(),
                         share(t.cots_right, t.cots),
                         t.cots_truncated.to_string(),
-                        t.verdicts.to_string(),
-                        t.verdict_agreement.map_or("–".into(), pct),
-                        t.verdict_kappa.map_or("–".into(), |k| format!("{k:.2}")),
-                    ])
+                    ];
+                    if judged {
+                        row.extend([
+                            t.verdicts.to_string(),
+                            t.verdict_agreement.map_or("–".into(), pct),
+                            t.verdict_kappa.map_or("–".into(), |k| format!("{k:.2}")),
+                        ]);
+                    }
+                    Some(row)
                 })
                 .collect();
             out += "\n";
-            out += &h("The teacher's side of each run (its training pairs; the teacher's distinct chains of thought for its items that reach gold; the teacher's verdicts on them against gold: agreement in %, Cohen's κ, 0 is chance)");
-            out += &render_table(
-                &[
-                    "run",
-                    "pairs",
-                    "teacher CoTs right",
-                    "cut at limit",
-                    "verdicts",
-                    "agree",
-                    "κ",
-                ],
-                &rows,
-                markdown,
-            );
+            out += &h(if judged {
+                "The teacher's side of each run (its training pairs; the teacher's distinct chains of thought for its items that reach gold; the teacher's verdicts on them against gold: agreement in %, Cohen's κ, 0 is chance)"
+            } else {
+                "The teacher's side of each run (its training pairs; the teacher's distinct chains of thought for its items that reach gold)"
+            });
+            let mut headers = vec!["run", "pairs", "teacher CoTs right", "cut at limit"];
+            if judged {
+                headers.extend(["verdicts", "agree", "κ"]);
+            }
+            out += &render_table(&headers, &rows, markdown);
         }
         if self.variants.iter().any(|v| v.runs > 1) {
             let rows: Vec<Vec<String>> = self
@@ -805,6 +811,18 @@ mod tests {
         let plain = [run("a-0", "a", 0, "1100"), run("b-0", "b", 0, "1000")];
         let text = compare(&plain, None, 100, 0).unwrap().render(false);
         assert!(!text.contains("teacher's side"), "{text}");
+        let mut taught = plain.clone();
+        taught[1].trained_on = Some(TrainedOn {
+            pairs: 165,
+            cots: 100,
+            cots_right: 77,
+            ..Default::default()
+        });
+        let text = compare(&taught, None, 100, 0).unwrap().render(true);
+        assert!(
+            text.contains("77 / 100 (77.0)") && !text.contains("κ"),
+            "verdict columns without verdicts: {text}"
+        );
         let mut judged = plain.clone();
         judged[1].trained_on = Some(TrainedOn {
             pairs: 1200,
