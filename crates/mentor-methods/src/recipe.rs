@@ -95,7 +95,9 @@ pub enum SelfEvalTargets {
     /// Only the teacher's judgements whose verdict agrees with the chain of thought's gold
     /// correctness (ours, a departure: a weak teacher's verdicts are often wrong).
     GoldAgreeing,
-    /// The teacher's critique with the verdict set to the gold correctness (ours, a departure).
+    /// The gold correctness as the verdict (ours, a departure): the teacher's critique and
+    /// verdict where its verdict agrees with gold, the gold verdict line alone where it does not
+    /// (the critique argued the other side).
     Gold,
 }
 

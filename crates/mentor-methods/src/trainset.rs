@@ -786,7 +786,8 @@ mod tests {
     }
 
     /// Self-evaluation targets end in the canonical verdict line; `gold-agreeing` keeps only
-    /// the teacher's verdicts that match the CoT's gold correctness, `gold` writes the gold one.
+    /// the teacher's verdicts that match the CoT's gold correctness, `gold` writes the gold one
+    /// (alone where the teacher's critique argued the other side).
     #[test]
     fn self_evaluation_targets_teacher_gold_agreeing_or_gold() {
         let items = [ex("1", "3 + 4?", "( 3 + 4 )")];
@@ -861,7 +862,8 @@ mod tests {
         assert_eq!(
             targets(SelfEvalTargets::Gold),
             [
-                "Looks off.\n\nEvaluation result: the given answer is correct.".to_string(),
+                // the teacher judged a right chain wrong: its "Looks off." is not kept
+                "Evaluation result: the given answer is correct.".to_string(),
                 format!("It multiplies.\n\n{wrong}")
             ]
         );

@@ -164,7 +164,11 @@ impl Method for MindsMirror {
                 SelfEvalTargets::Teacher => normalise_self_eval(&a.text, v),
                 SelfEvalTargets::GoldAgreeing if agrees => normalise_self_eval(&a.text, v),
                 SelfEvalTargets::GoldAgreeing => continue,
-                SelfEvalTargets::Gold => normalise_self_eval(&a.text, gold),
+                SelfEvalTargets::Gold if agrees => normalise_self_eval(&a.text, v),
+                // a critique that argued the other side would contradict its gold verdict line:
+                // the verdict alone ("The proposed solution is correct." then "… is wrong."
+                // would teach the student to judge against its own reasons)
+                SelfEvalTargets::Gold => gold.sentence(),
             };
             let ex = &c.example;
             pairs.push(pair(
