@@ -19,10 +19,11 @@ for grid in \
   examples/grids/fair-mapd-row2.toml \
   examples/grids/kd-sciq.toml \
   examples/grids/minds-mirror-row3.toml \
+  examples/grids/elad-row4.toml \
+  examples/grids/minds-mirror-row3-gold.toml \
   examples/grids/kd-sciq-followups.toml \
   examples/grids/fair-mapd-row2-token.toml \
   examples/grids/fair-mapd-row2-followups.toml \
-  examples/grids/elad-row4.toml \
   examples/grids/svamp-row1-followups.toml \
   examples/grids/fair-mapd-row2-teachers.toml; do
   name="$(basename "$grid" .toml)"
