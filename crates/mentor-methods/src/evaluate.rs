@@ -106,6 +106,9 @@ pub struct Vote {
     pub answer: Option<Answer>,
     pub verdict: Option<Verdict>,
     pub weight: f64,
+    /// Whether this sample's own answer is the gold one: the verdicts of a student that judges
+    /// itself are scored against it (`mentor compare --mode self-eval-vote`).
+    pub correct: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -250,17 +253,24 @@ pub fn evaluate_samples(
             (gens.into_iter().map(|g| g.text).collect(), n)
         }
     };
+    let gold: Vec<Option<Answer>> = items.iter().map(|ex| gold_answer(kind, ex)).collect();
     let mut votes: Vec<Vec<Vote>> = items
         .iter()
         .enumerate()
         .map(|(i, ex)| {
             texts[i * samples..(i + 1) * samples]
                 .iter()
-                .map(|t| Vote {
-                    output: t.clone(),
-                    answer: parse_answer(kind, ex, t),
-                    verdict: None,
-                    weight: 1.0,
+                .map(|t| {
+                    let answer = parse_answer(kind, ex, t);
+                    let correct =
+                        matches!((&answer, &gold[i]), (Some(a), Some(g)) if answers_match(a, g));
+                    Vote {
+                        output: t.clone(),
+                        answer,
+                        verdict: None,
+                        weight: 1.0,
+                        correct,
+                    }
                 })
                 .collect()
         })
@@ -286,10 +296,9 @@ pub fn evaluate_samples(
     }
     let mut results = Vec::with_capacity(items.len());
     let (mut correct, mut unparseable) = (0, 0);
-    for (ex, vs) in items.iter().zip(votes) {
+    for ((ex, vs), gold) in items.iter().zip(votes).zip(&gold) {
         let answer = weighted_vote(&vs).cloned();
-        let gold = gold_answer(kind, ex);
-        let ok = matches!((&answer, &gold), (Some(a), Some(g)) if answers_match(a, g));
+        let ok = matches!((&answer, gold), (Some(a), Some(g)) if answers_match(a, g));
         correct += ok as usize;
         unparseable += answer.is_none() as usize;
         let output = vs
@@ -345,6 +354,7 @@ mod tests {
             answer: a,
             verdict: None,
             weight: w,
+            correct: false,
         }
     }
 

@@ -3,7 +3,7 @@
 //! one dataset and in one inference mode, handed to `mentor_report::compare`.
 
 use anyhow::{bail, Context, Result};
-use mentor_report::compare::{compare, Comparison, RunScores, TrainedOn};
+use mentor_report::compare::{compare, Comparison, RunScores, SelfJudged, TrainedOn};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -160,6 +160,7 @@ fn load_predictions_file(path: &Path) -> Result<Scored> {
             answer_chars: median_chars(chars).map(|c| c as f64),
             cost: Default::default(),
             trained_on: None,
+            self_judged: self_judged(path),
         },
         dataset: String::new(),
         mode,
@@ -301,6 +302,7 @@ fn load_run(dir: &Path, group_by: Option<&str>, mode: Option<&str>) -> Result<Sc
             answer_chars,
             cost,
             trained_on: trained_on(&summary["training_set"]),
+            self_judged: self_judged(&preds),
         },
         dataset: summary["dataset"].as_str().unwrap_or("?").to_string(),
         mode,
@@ -337,6 +339,47 @@ fn trained_on(st: &Value) -> Option<TrainedOn> {
         verdicts,
         verdict_agreement: st["verdict_agreement"].as_f64(),
         verdict_kappa: st["verdict_kappa"].as_f64(),
+    })
+}
+
+/// A student's verdicts on its own samples against each sample's correctness, from
+/// predictions whose votes record both (`self-eval-vote`, from binaries that record each
+/// sample's correctness); None otherwise.
+fn self_judged(preds: &Path) -> Option<SelfJudged> {
+    let text = std::fs::read_to_string(preds).ok()?;
+    let mut vs_gold: std::collections::BTreeMap<String, usize> = Default::default();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let v: Value = serde_json::from_str(line).ok()?;
+        for vote in v["votes"].as_array().into_iter().flatten() {
+            let (Some(verdict), Some(right)) =
+                (vote["verdict"].as_str(), vote["correct"].as_bool())
+            else {
+                continue;
+            };
+            // a sample with no readable answer is neither right nor wrong to judge
+            if vote["answer"].is_null() {
+                continue;
+            }
+            let gold = if right { "right" } else { "wrong" };
+            *vs_gold.entry(format!("{verdict}|{gold}")).or_default() += 1;
+        }
+    }
+    let judged: usize = vs_gold.values().sum();
+    if judged == 0 {
+        return None;
+    }
+    let count = |k: &str| vs_gold.get(k).copied().unwrap_or(0);
+    let right = vs_gold
+        .iter()
+        .filter(|(k, _)| k.ends_with("|right"))
+        .map(|(_, c)| c)
+        .sum();
+    Some(SelfJudged {
+        judged,
+        called_correct: count("correct|right") + count("correct|wrong"),
+        right,
+        agreement: Some((count("correct|right") + count("wrong|wrong")) as f64 / judged as f64),
+        kappa: mentor_methods::trainset::verdict_kappa(&vs_gold),
     })
 }
 
@@ -405,5 +448,30 @@ mod tests {
         assert_eq!(t.verdict_kappa, None);
         // a run that kept no training-set counts
         assert_eq!(trained_on(&Value::Null), None);
+    }
+
+    #[test]
+    fn a_students_verdicts_on_its_own_samples_are_scored_against_their_answers() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("m.test.self-eval-vote.jsonl");
+        let vote = |verdict: &str, right: bool| json!({"output": "…", "answer": {"type": "choice", "value": 0}, "verdict": verdict, "weight": 1.0, "correct": right});
+        let lines = [
+            json!({"id": "1", "correct": true, "votes": [vote("correct", true), vote("wrong", false), vote("correct", false)]}),
+            // no verdict, and no readable answer: neither counts
+            json!({"id": "2", "correct": false, "votes": [
+                {"output": "", "answer": null, "verdict": "correct", "weight": 1.0, "correct": false},
+                {"output": "", "answer": {"type": "choice", "value": 1}, "verdict": null, "weight": 1.0, "correct": true},
+                vote("correct", true)]}),
+        ];
+        let text: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+        std::fs::write(&p, text.join("\n")).unwrap();
+        let j = self_judged(&p).unwrap();
+        assert_eq!((j.judged, j.called_correct, j.right), (4, 3, 2));
+        assert_eq!(j.agreement, Some(0.75));
+        // verdicts 3/4 correct, samples 2/4 right: chance 0.5, so κ = (0.75 − 0.5) / 0.5
+        assert!((j.kappa.unwrap() - 0.5).abs() < 1e-12, "{:?}", j.kappa);
+        // predictions from before votes recorded their correctness: nothing to score
+        std::fs::write(&p, r#"{"id": "1", "correct": true, "votes": [{"output": "", "answer": null, "verdict": "correct", "weight": 1.0}]}"#).unwrap();
+        assert_eq!(self_judged(&p), None);
     }
 }

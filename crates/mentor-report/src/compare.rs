@@ -37,6 +37,23 @@ pub struct RunScores {
     pub cost: RunCost,
     /// What its teacher gave it, where the run's training set counted it.
     pub trained_on: Option<TrainedOn>,
+    /// Its verdicts on its own sampled answers, where it was scored judging itself
+    /// (`self-eval-vote` predictions that record each sample's correctness).
+    pub self_judged: Option<SelfJudged>,
+}
+
+/// A student's verdicts on its own samples against whether each sample is right: Mind's
+/// Mirror's claim is that the student learns to judge; `self-eval-vote` can only beat `vote`
+/// where it does (κ above 0).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SelfJudged {
+    /// Samples with a parsed answer and a verdict.
+    pub judged: usize,
+    /// Of them, those the student called correct, and those whose answer is right.
+    pub called_correct: usize,
+    pub right: usize,
+    pub agreement: Option<f64>,
+    pub kappa: Option<f64>,
 }
 
 /// What a run's teacher gave it, from the training set's counts: how often the teacher's chains
@@ -86,6 +103,7 @@ pub struct RunRow {
     pub answer_chars: Option<f64>,
     pub cost: RunCost,
     pub trained_on: Option<TrainedOn>,
+    pub self_judged: Option<SelfJudged>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -334,6 +352,7 @@ pub fn compare(
                 answer_chars: r.answer_chars,
                 cost: r.cost.clone(),
                 trained_on: r.trained_on.clone(),
+                self_judged: r.self_judged.clone(),
             }
         })
         .collect();
@@ -702,6 +721,32 @@ impl Comparison {
             }
             out += &render_table(&headers, &rows, markdown);
         }
+        if self.runs.iter().any(|r| r.self_judged.is_some()) {
+            let rows: Vec<Vec<String>> = self
+                .runs
+                .iter()
+                .filter_map(|r| {
+                    let j = r.self_judged.as_ref()?;
+                    let share =
+                        |k: usize| format!("{k} ({})", pct(k as f64 / j.judged.max(1) as f64));
+                    Some(vec![
+                        r.name.clone(),
+                        j.judged.to_string(),
+                        share(j.called_correct),
+                        share(j.right),
+                        j.agreement.map_or("–".into(), pct),
+                        j.kappa.map_or("–".into(), |k| format!("{k:.2}")),
+                    ])
+                })
+                .collect();
+            out += "\n";
+            out += &h("The student's verdicts on its own samples (each sampled answer judged by the student; against whether that answer is right: agreement in %, Cohen's κ, 0 is chance)");
+            out += &render_table(
+                &["run", "judged", "called correct", "right", "agree", "κ"],
+                &rows,
+                markdown,
+            );
+        }
         if self.variants.iter().any(|v| v.runs > 1) {
             let rows: Vec<Vec<String>> = self
                 .variants
@@ -795,6 +840,7 @@ mod tests {
             answer_chars: None,
             cost: RunCost::default(),
             trained_on: None,
+            self_judged: None,
             name: name.into(),
             variant: variant.into(),
             seed: Some(seed),
@@ -846,6 +892,31 @@ mod tests {
         let section = text.split("teacher's side").nth(1).unwrap();
         let section = section.split("**Paired").next().unwrap();
         assert!(!section.contains("| a-0"), "{section}");
+    }
+
+    #[test]
+    fn a_student_that_judges_itself_shows_how_well() {
+        let mut runs = [run("a-0", "a", 0, "1100"), run("b-0", "b", 0, "1000")];
+        let text = compare(&runs, None, 100, 0).unwrap().render(false);
+        assert!(!text.contains("own samples"), "{text}");
+        runs[0].self_judged = Some(SelfJudged {
+            judged: 750,
+            called_correct: 741,
+            right: 300,
+            agreement: Some(0.41),
+            kappa: Some(0.012),
+        });
+        let text = compare(&runs, None, 100, 0).unwrap().render(true);
+        let row = text
+            .lines()
+            .find(|l| l.starts_with("| a-0") && l.contains("750"))
+            .unwrap_or_else(|| panic!("{text}"));
+        for cell in ["741 (98.8)", "300 (40.0)", "41.0", "0.01"] {
+            assert!(row.contains(cell), "{cell} not in {row}");
+        }
+        let section = text.split("own samples").nth(1).unwrap();
+        let section = section.split("**Paired").next().unwrap();
+        assert!(!section.contains("| b-0"), "{section}");
     }
 
     #[test]

@@ -528,6 +528,16 @@ async fn minds_mirror_samples_cots_judges_them_and_trains_both_tasks_in_two_stag
     let got = outputs(&judged);
     assert_eq!(got.len(), 4, "2 test items × 2 samples");
     assert!(got.iter().all(|o| o.starts_with("marked")), "{got:?}");
+    // each judged sample records whether its own answer is right: every marked sample answers
+    // 3, so each is right exactly when its question's voted answer (3) is
+    let text =
+        std::fs::read_to_string(d.path().join(judged["predictions"].as_str().unwrap())).unwrap();
+    for l in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        for s in v["votes"].as_array().unwrap() {
+            assert_eq!(s["correct"].as_bool(), v["correct"].as_bool(), "{v}");
+        }
+    }
     let mut other: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&settings).unwrap()).unwrap();
     other["seed"] = 99.into();

@@ -21,7 +21,9 @@ use std::path::PathBuf;
 /// where known; then, where runs kept their training logs, validation accuracy at each
 /// validated step with the checkpoint kept marked (on a few dozen questions, often a draw);
 /// where runs were taught by a teacher, the teacher's side: its chains of thought that reach
-/// gold, and its self-evaluation verdicts' agreement with gold and Cohen's κ (0 is chance).
+/// gold, and its self-evaluation verdicts' agreement with gold and Cohen's κ (0 is chance);
+/// in `--mode self-eval-vote`, the student's own verdicts on its samples against whether each
+/// sample is right (a student that judges at chance can only repeat `vote`).
 /// Runs are grouped into variants (the variant a `mentor sweep` cell belongs to, a config key
 /// with --group-by, else each run is its own); per variant over seeds: mean ± sd. Per pair of
 /// variants, runs paired by seed: the 2×2 table (both right / only A / only B / both wrong)
