@@ -438,6 +438,9 @@ async fn minds_mirror_samples_cots_judges_them_and_trains_both_tasks_in_two_stag
         serde_json::json!({ "correct": 12, "wrong": 6, "uncertain": 6 })
     );
     assert_eq!(st["verdict_agreement"], 0.75);
+    // a dry run of the finished run prices nothing: the chains and their judgements are stored
+    let dry = mentor_json(d.path(), &["annotate", "exp.toml", "--dry-run"], &[]);
+    assert_eq!(dry["teachers"]["loop"]["calls"], 0, "{dry}");
     // `mixed`: both tasks in one stage (self-eval-vote refuses `two-stage`, which ends on CoTs)
     let stages = j["training"].as_array().unwrap();
     assert_eq!(stages.len(), 1);

@@ -279,9 +279,19 @@ fn dry_run(
             c_tok += c;
             usd += d;
         }
-        // Self-evaluations: one per (CoT, m), each prompt carrying its CoT (≤ max_tokens).
+        // Self-evaluations: one per (CoT, m), each prompt carrying its CoT (≤ max_tokens); those
+        // this teacher already answered (a resumed run) are not sent again.
         if let Some(TeacherStage::SelfEvals { per_cot }) = stages.get(1) {
-            let n = jobs.len() as u64 * *per_cot as u64;
+            let (stage, kind) = mentor_methods::recipe::SELF_EVAL_STAGE;
+            let judged = r
+                .store
+                .lock()
+                .unwrap()
+                .annotations(stage, kind)?
+                .into_iter()
+                .filter(|a| a.source == t.name())
+                .count() as u64;
+            let n = (jobs.len() as u64 * *per_cot as u64).saturating_sub(judged);
             let (p, c) = (
                 n * (p_tok / calls.max(1) + base.max_tokens as u64),
                 n * base.max_tokens as u64,
