@@ -302,6 +302,15 @@ pub struct Selection<'a> {
 }
 
 impl Selection<'_> {
+    /// A chain of thought as the student learns it ([`cot_target`]); one cut at the teacher's
+    /// token limit stays as cut (a judgement of it must not read as one of a finished chain).
+    pub fn cot_text(&self, recipe: &Recipe, c: &JudgedCot) -> String {
+        if c.truncated {
+            return c.text.clone();
+        }
+        cot_target(recipe, self.kind, &c.example, &c.text)
+    }
+
     /// The label `ex` is trained on: the gold answer sentence, or (`LabelSource::Teacher`) the
     /// answer sentence its first kept chain of thought ends in, as the teacher wrote it (None
     /// when it has none).
@@ -431,6 +440,37 @@ pub fn gold_label(recipe: &Recipe, kind: TaskKind, ex: &Example) -> String {
 /// `So the answer is <option text>.` (`ChoiceLabel::Text`).
 pub fn choice_text_label(ex: &Example, i: usize) -> String {
     format!("So the answer is {}.", ex.choices[i].text.trim())
+}
+
+/// A chain of thought as the student learns to write it (and to judge it). With
+/// `choice_label = "text"` on a multiple-choice item, its closing answer sentence names the
+/// option the chain chose by its text, as the label task does: a 135M student taught to end in
+/// a letter ends in one letter whatever the question (row 3's first cell answered "(d)" to 53
+/// of 60 validation questions), and the teacher was asked to end in "(x) choice text", which it
+/// sometimes copies word for word. The reasoning stays the teacher's; a chain whose choice
+/// cannot be read, and every other task kind, is kept as written.
+pub fn cot_target(recipe: &Recipe, kind: TaskKind, ex: &Example, cot: &str) -> String {
+    if !text_label(recipe, kind, ex) {
+        return cot.to_string();
+    }
+    let Some(Answer::Choice(i)) = extract_choice(cot, &ex.choices).answer else {
+        return cot.to_string();
+    };
+    let answer = choice_text_label(ex, i);
+    // the closing "… the answer is (x) …" sentence is replaced; an answer phrase followed by
+    // more reasoning ("The correct answer is (d) X. Because …") is the teacher's text, kept
+    let split = split_rationale(cot);
+    let closing = split.answer_span.is_some_and(|a| {
+        let a = a.trim().trim_end_matches('.');
+        !a.contains('\n') && !a.contains(". ")
+    });
+    let reasoning = if closing { split.rationale } else { cot };
+    let reasoning = reasoning.trim_end_matches([',', ';', ':', ' ']).trim();
+    match reasoning.chars().last() {
+        None => answer,
+        Some('.' | '!' | '?') => format!("{reasoning}\n{answer}"),
+        Some(_) => format!("{reasoning}.\n{answer}"),
+    }
 }
 
 /// "The answer is …" / "So the answer is …" as the teacher wrote it, or None.
@@ -997,6 +1037,128 @@ mod tests {
         let t = build(&r, TaskKind::MultipleChoice, &items, &stored);
         let rat = t.pairs.iter().find(|p| p.task == StudentTask::Rationale);
         assert!(rat.unwrap().target.starts_with("Ice is solid"));
+    }
+
+    /// With text labels, a multiple-choice chain of thought ends naming its option by text,
+    /// for the CoT task and as the chain the student judges; letters, unreadable choices and
+    /// chains cut at the limit stay as written.
+    #[test]
+    fn chains_of_thought_end_in_the_chosen_options_text_with_text_labels() {
+        use mentor_core::example::Choice;
+        let mut q = ex("1", "Which is a gas?", "B");
+        q.choices = ["rock", "steam", "ice"]
+            .iter()
+            .zip(["A", "B", "C"])
+            .map(|(t, l)| Choice {
+                label: l.into(),
+                text: (*t).into(),
+            })
+            .collect();
+        let mut r = Recipe {
+            name: RecipeName::MindsMirror,
+            choice_label: ChoiceLabel::Text,
+            ..Recipe::default()
+        };
+        let mc = TaskKind::MultipleChoice;
+        // the teacher copied the template's placeholder: the option is read from the letter
+        assert_eq!(
+            cot_target(
+                &r,
+                mc,
+                &q,
+                "Steam is water as a gas.\nSo the answer is (b) choice text."
+            ),
+            "Steam is water as a gas.\nSo the answer is steam."
+        );
+        assert_eq!(
+            cot_target(&r, mc, &q, "Ice melts, so the answer is (c) ice."),
+            "Ice melts.\nSo the answer is ice."
+        );
+        assert_eq!(
+            cot_target(&r, mc, &q, "So the answer is (b)"),
+            "So the answer is steam."
+        );
+        // an answer phrase followed by reasoning is the teacher's text: kept, the sentence added
+        assert_eq!(
+            cot_target(
+                &r,
+                mc,
+                &q,
+                "The correct answer is (b) steam. Water boils into a gas."
+            ),
+            "The correct answer is (b) steam. Water boils into a gas.\nSo the answer is steam."
+        );
+        let unreadable = "Gases are light. I cannot tell.";
+        assert_eq!(cot_target(&r, mc, &q, unreadable), unreadable);
+        let letters = Recipe {
+            choice_label: ChoiceLabel::Letter,
+            ..r.clone()
+        };
+        let cot = "Steam is water as a gas. So the answer is (b) steam.";
+        assert_eq!(cot_target(&letters, mc, &q, cot), cot);
+
+        // through Mind's Mirror: the CoT target and the judged chain; a cut chain unchanged
+        let items = [q];
+        let cut = "Rock is solid and ice is solid, while";
+        let stored = Stored {
+            cots: vec![
+                ann(
+                    "1",
+                    "annotate",
+                    0,
+                    cot,
+                    serde_json::json!({"correct": true}),
+                    true,
+                ),
+                ann(
+                    "1",
+                    "annotate",
+                    1,
+                    cut,
+                    serde_json::json!({"correct": false, "truncated": true}),
+                    false,
+                ),
+            ],
+            self_evals: vec![
+                ann(
+                    "1",
+                    "self-eval",
+                    0,
+                    "Evaluation result: the given answer is correct.",
+                    serde_json::json!({"verdict": "correct"}),
+                    true,
+                ),
+                ann(
+                    "1",
+                    "self-eval",
+                    1000,
+                    "Evaluation result: the given answer is wrong.",
+                    serde_json::json!({"verdict": "wrong"}),
+                    true,
+                ),
+            ],
+            ..Default::default()
+        };
+        r.evals_per_cot = 1;
+        r.schedule = crate::recipe::TaskSchedule::Mixed;
+        let t = build(&r, mc, &items, &stored);
+        let target =
+            |task| -> Vec<&TrainPair> { t.pairs.iter().filter(|p| p.task == task).collect() };
+        let cots = target(StudentTask::Cot);
+        assert_eq!(cots.len(), 1, "{:?}", t.pairs);
+        assert_eq!(
+            cots[0].target,
+            "Steam is water as a gas.\nSo the answer is steam."
+        );
+        let judged = target(StudentTask::SelfEval);
+        assert!(
+            judged
+                .iter()
+                .any(|p| p.prompt.contains("So the answer is steam.")
+                    && !p.prompt.contains("answer is (b)")),
+            "{judged:?}"
+        );
+        assert!(judged.iter().any(|p| p.prompt.contains(cut)), "{judged:?}");
     }
 
     #[test]

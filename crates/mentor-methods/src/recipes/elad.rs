@@ -28,7 +28,7 @@ impl Method for Elad {
         crate::elad::revision_cots(&stored.revisions)
     }
 
-    fn pairs(&self, _recipe: &Recipe, sel: &Selection, _st: &mut TrainSetStats) -> Vec<TrainPair> {
+    fn pairs(&self, recipe: &Recipe, sel: &Selection, _st: &mut TrainSetStats) -> Vec<TrainPair> {
         let kept: Vec<&JudgedCot> = sel.kept.iter().collect();
         let pair = |ex: &Example, task, solution: &str, target: String, weight, stage| {
             sel.pair(ex, task, solution, target, weight, stage)
@@ -39,7 +39,7 @@ impl Method for Elad {
                 &c.example,
                 StudentTask::Cot,
                 "",
-                c.text.clone(),
+                sel.cot_text(recipe, c),
                 1.0,
                 0,
             ));

@@ -75,7 +75,7 @@ impl Method for MindsMirror {
                         &c.example,
                         StudentTask::Cot,
                         "",
-                        c.text.clone(),
+                        sel.cot_text(recipe, c),
                         cot_w,
                         cot_stage,
                     ));
@@ -174,7 +174,8 @@ impl Method for MindsMirror {
             pairs.push(pair(
                 ex,
                 StudentTask::SelfEval,
-                &c.text,
+                // the chain as the student learns to write it: it judges its own at inference
+                &sel.cot_text(recipe, c),
                 target,
                 eval_w,
                 eval_stage,
