@@ -990,18 +990,23 @@ mod tests {
         assert_eq!(t.stats.pairs["rationale"], 1);
     }
 
-    #[test]
-    fn choice_labels_by_letter_or_by_text_read_back_as_the_same_option() {
-        use mentor_core::example::Choice;
+    /// "Which is a gas?" with options rock / steam / ice, gold B.
+    fn gas_question() -> Example {
         let mut q = ex("1", "Which is a gas?", "B");
         q.choices = ["rock", "steam", "ice"]
             .iter()
             .zip(["A", "B", "C"])
-            .map(|(t, l)| Choice {
+            .map(|(t, l)| mentor_core::example::Choice {
                 label: l.into(),
                 text: (*t).into(),
             })
             .collect();
+        q
+    }
+
+    #[test]
+    fn choice_labels_by_letter_or_by_text_read_back_as_the_same_option() {
+        let q = gas_question();
         let items = [q];
         let cot = ann(
             "1",
@@ -1044,16 +1049,7 @@ mod tests {
     /// chains cut at the limit stay as written.
     #[test]
     fn chains_of_thought_end_in_the_chosen_options_text_with_text_labels() {
-        use mentor_core::example::Choice;
-        let mut q = ex("1", "Which is a gas?", "B");
-        q.choices = ["rock", "steam", "ice"]
-            .iter()
-            .zip(["A", "B", "C"])
-            .map(|(t, l)| Choice {
-                label: l.into(),
-                text: (*t).into(),
-            })
-            .collect();
+        let q = gas_question();
         let mut r = Recipe {
             name: RecipeName::MindsMirror,
             choice_label: ChoiceLabel::Text,
