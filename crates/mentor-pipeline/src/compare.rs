@@ -160,7 +160,9 @@ fn load_predictions_file(path: &Path) -> Result<Scored> {
             answer_chars: median_chars(chars).map(|c| c as f64),
             cost: Default::default(),
             trained_on: None,
-            self_judged: self_judged(path),
+            self_judged: (mode == "self-eval-vote")
+                .then(|| self_judged(path))
+                .flatten(),
         },
         dataset: String::new(),
         mode,
@@ -302,7 +304,10 @@ fn load_run(dir: &Path, group_by: Option<&str>, mode: Option<&str>) -> Result<Sc
             answer_chars,
             cost,
             trained_on: trained_on(&summary["training_set"]),
-            self_judged: self_judged(&preds),
+            // only judged predictions hold verdicts: the others are not read twice
+            self_judged: (mode == "self-eval-vote")
+                .then(|| self_judged(&preds))
+                .flatten(),
         },
         dataset: summary["dataset"].as_str().unwrap_or("?").to_string(),
         mode,
