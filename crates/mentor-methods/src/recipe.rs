@@ -191,6 +191,8 @@ pub struct Recipe {
     pub retrain: Retrain,
     /// ELAD, MAPD: stop after this many rounds without a better validation accuracy (0 = never).
     pub patience: u32,
+    /// ELAD, MAPD with several mining rounds: which round's student is scored on test.
+    pub tested_round: TestedRound,
     /// ELAD: how the student's uncertainty is probed.
     pub probe: ProbeConfig,
     /// Token-level distillation from an embedded teacher's logits, beside the recipe's text
@@ -306,6 +308,18 @@ impl Default for ProbeConfig {
     }
 }
 
+/// Which round's student a recipe in rounds is scored with on test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TestedRound {
+    /// The round with the best validation accuracy (the earliest on ties): the best student.
+    Best,
+    /// The last round's: the student that spent the whole teacher budget. Variants compared at
+    /// equal budget are compared here; with a small validation set, `best` can fall back to an
+    /// early round (round 0's student is the same for every selection rule).
+    Last,
+}
+
 /// Where each ELAD round's training starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -347,6 +361,7 @@ impl Default for Recipe {
             reveal_gold: false,
             retrain: Retrain::Restart,
             patience: 0,
+            tested_round: TestedRound::Best,
             probe: ProbeConfig::default(),
             kd: None,
         }

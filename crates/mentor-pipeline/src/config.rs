@@ -501,6 +501,8 @@ alpha = 0.5                  # label weight; rationale weight is 1 - alpha
 #                            #   mistakes go to the committee; it retrains on every round's pairs
 # retrain = "restart"        # elad, mapd rounds: from the base student, or "continue"
 # patience = 0               #   stop after N rounds without a better validation accuracy
+# tested_round = "best"      #   the student scored on test: the best round on validation, or
+#                            #   "last" (the whole teacher budget: compare selection rules there)
 
 [train]
 epochs = 3

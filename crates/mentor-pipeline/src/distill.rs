@@ -156,6 +156,7 @@ fn distill_scored(
         let mut c = json!({
             "recipe": r.cfg.recipe.name.as_str(),
             "best_round": o.best_round,
+            "tested_round": o.tested_round,
             "stopped": o.stopped,
             "points": o.points,
         });
@@ -164,7 +165,7 @@ fn distill_scored(
             c["revise"] = json!(r.cfg.recipe.revise);
         }
         curve = Some(c);
-        o.best
+        o.tested
     } else {
         crate::train::train_student(&r)?
     };

@@ -44,7 +44,7 @@ pub fn imported_dir(name: &str) -> PathBuf {
 
 /// The trained student of the run in `run_dir`: the best checkpoint of its last training stage
 /// (`student/stage-N/best`). A recipe in rounds trains each round in `student/round-K/stage-N/`:
-/// its student is the round its summary chose (`rounds.best_round`, on validation), else the last.
+/// its student is the round its summary scored on test (`rounds.tested_round`), else the last.
 pub fn run_student(run_dir: &std::path::Path) -> Result<PathBuf> {
     let dir = run_dir.join("student");
     let rounds = numbered(&dir, |p| {
@@ -58,7 +58,7 @@ pub fn run_student(run_dir: &std::path::Path) -> Result<PathBuf> {
         let chosen = std::fs::read_to_string(run_dir.join("summary.json"))
             .ok()
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|s| s["rounds"]["best_round"].as_u64())
+            .and_then(|s| crate::rounds::tested_round_of(&s))
             .map(|b| dir.join(format!("round-{b}")))
             .filter(|d| last_best(d).is_some());
         chosen

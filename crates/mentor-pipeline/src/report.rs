@@ -221,12 +221,13 @@ pub fn write_report_with(run_dir: &Path, compare: &[PathBuf]) -> Result<PathBuf>
         charts.extend(answer_length_chart(&dir, &format!("stage {stage}")));
         stage += 1;
     }
-    // a recipe in rounds trains once per round: the best round's curves
-    if let Some(best) = summary["rounds"]["best_round"].as_u64() {
-        let dir = run_dir.join(format!("student/round-{best}/stage-0"));
+    // a recipe in rounds trains once per round: the curves of the round scored on test
+    if let Some(tested) = crate::rounds::tested_round_of(&summary) {
+        let dir = run_dir.join(format!("student/round-{tested}/stage-0"));
+        let name = format!("round {tested} (tested)");
         if let Ok(log) = std::fs::read_to_string(dir.join("log.jsonl")) {
-            charts.extend(training_charts(&format!("round {best} (best)"), &log));
-            charts.extend(answer_length_chart(&dir, &format!("round {best} (best)")));
+            charts.extend(training_charts(&name, &log));
+            charts.extend(answer_length_chart(&dir, &name));
         }
     }
     let mut examples = vec![];

@@ -7,7 +7,8 @@
 //! teachers about what the last round's student got wrong or was unsure of, and the student
 //! retrains on the annotations of rounds 0..=round (from the base student, or from the last
 //! round's best: `retrain`). After each round the validation accuracy and the cumulative
-//! teacher calls and tokens make one point of the curve.
+//! teacher calls and tokens make one point of the curve. The student scored on test is the best
+//! round's by validation, or the last round's (`tested_round = "last"`: at the whole budget).
 //!
 //! Resumable between and inside rounds: teacher calls go through the store; each round trains
 //! in its own `student/round-N/`; a finished round's point is kept in the store's meta, and such
@@ -19,7 +20,7 @@ use crate::run::Run;
 use crate::train::{stored, train_set, Trained};
 use anyhow::Result;
 use mentor_core::Split;
-use mentor_methods::recipe::Retrain;
+use mentor_methods::recipe::{Retrain, TestedRound};
 use serde::Serialize;
 
 /// One point of the accuracy-per-teacher-cost curve.
@@ -38,9 +39,12 @@ pub struct RoundPoint {
     pub model: String,
 }
 
-/// What the rounds leave: the best round's training (by validation accuracy) and the curve.
+/// What the rounds leave: the training of the round to score on test (`[recipe] tested_round`:
+/// the best by validation accuracy, or the last) and the curve.
 pub struct RoundsOutcome {
-    pub best: Trained,
+    pub tested: Trained,
+    pub tested_round: u32,
+    /// The round with the best validation accuracy (the earliest on ties).
     pub best_round: u32,
     pub points: Vec<RoundPoint>,
     pub stopped: String,
@@ -148,12 +152,13 @@ pub fn run_rounds(r: &Run, rounds: u32, teacher: &dyn RoundTeacher) -> Result<Ro
         }
         let p = point(r, teacher, round, &trained)?;
         tracing::info!(
-            "{} round {round}: {} items annotated, {} teacher calls, {} tokens, validation accuracy {:?}",
+            "{} round {round}: {} items annotated, {} teacher calls, {} tokens, validation accuracy {}",
             recipe.name.as_str(),
             p.items_annotated,
             p.teacher_calls,
             p.teacher_tokens,
             p.valid_accuracy
+                .map_or("n/a (no validation split)".to_string(), |a| format!("{:.1} %", 100.0 * a))
         );
         points.push(p);
         students.push(trained);
@@ -170,13 +175,25 @@ pub fn run_rounds(r: &Run, rounds: u32, teacher: &dyn RoundTeacher) -> Result<Ro
         }
     }
     let best_round = best_round(&points);
-    let best = students.swap_remove(best_round as usize);
+    let tested_round = tested_round(&points, recipe.tested_round);
+    let tested = students.swap_remove(tested_round as usize);
     Ok(RoundsOutcome {
-        best,
+        tested,
+        tested_round,
         best_round,
         points,
         stopped,
     })
+}
+
+/// The round whose student a finished run's summary scored on test (`rounds.tested_round`;
+/// `rounds.best_round` in summaries written before there was a choice); None for a run without
+/// rounds.
+pub fn tested_round_of(summary: &serde_json::Value) -> Option<u64> {
+    let rounds = &summary["rounds"];
+    rounds["tested_round"]
+        .as_u64()
+        .or_else(|| rounds["best_round"].as_u64())
 }
 
 /// Round `round`'s student trains on the annotations of rounds 0..=round only, so a resumed run
@@ -228,6 +245,14 @@ fn best_round(points: &[RoundPoint]) -> u32 {
     best.0
 }
 
+/// The round whose student is scored on test.
+fn tested_round(points: &[RoundPoint], which: TestedRound) -> u32 {
+    match which {
+        TestedRound::Best => best_round(points),
+        TestedRound::Last => points.last().map_or(0, |p| p.round),
+    }
+}
+
 /// Cumulative teacher calls and tokens, from the ledger.
 fn teacher_cost(r: &Run) -> Result<(u64, u64)> {
     let ledger = r.store.lock().unwrap().ledger()?;
@@ -262,4 +287,55 @@ fn point(r: &Run, teacher: &dyn RoundTeacher, round: u32, t: &Trained) -> Result
         .unwrap()
         .set_meta(&key, &serde_json::to_string(&p)?)?;
     Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn points(valid: &[Option<f64>]) -> Vec<RoundPoint> {
+        valid
+            .iter()
+            .enumerate()
+            .map(|(i, &a)| RoundPoint {
+                round: i as u32,
+                items_annotated: 25 * (i + 1),
+                selected: 25,
+                training_pairs: 25 * (i + 1),
+                teacher_calls: 25 * (i as u64 + 1),
+                teacher_tokens: 4000 * (i as u64 + 1),
+                valid_accuracy: a,
+                model: format!("round-{i}"),
+            })
+            .collect()
+    }
+
+    /// A small validation set ties often: `best` then keeps the earliest round (round 0's
+    /// student is the same whatever the selection rule), `last` the student of the whole budget.
+    #[test]
+    fn the_tested_round_is_the_best_on_validation_or_the_last() {
+        let tied = points(&[Some(0.45), Some(0.40), Some(0.45), Some(0.43)]);
+        assert_eq!(tested_round(&tied, TestedRound::Best), 0);
+        assert_eq!(tested_round(&tied, TestedRound::Last), 3);
+        let rising = points(&[Some(0.30), Some(0.35), Some(0.50), Some(0.45)]);
+        assert_eq!(tested_round(&rising, TestedRound::Best), 2);
+        assert_eq!(tested_round(&rising, TestedRound::Last), 3);
+        // without validation items, both score the last round
+        let unmeasured = points(&[None, None]);
+        assert_eq!(tested_round(&unmeasured, TestedRound::Best), 1);
+        // a run stopped early by patience: its last point is the last round it trained
+        assert_eq!(tested_round(&rising[..2], TestedRound::Last), 1);
+    }
+
+    #[test]
+    fn a_summary_without_a_tested_round_names_its_best_round() {
+        let old = serde_json::json!({"rounds": {"best_round": 1}});
+        assert_eq!(tested_round_of(&old), Some(1));
+        let new = serde_json::json!({"rounds": {"best_round": 0, "tested_round": 3}});
+        assert_eq!(tested_round_of(&new), Some(3));
+        assert_eq!(
+            tested_round_of(&serde_json::json!({"accuracy_after": 0.4})),
+            None
+        );
+    }
 }

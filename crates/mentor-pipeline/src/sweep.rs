@@ -783,17 +783,17 @@ pub fn drop_students(cell_dir: &Path) -> Result<u64> {
 }
 
 /// Removes the students of a finished run in rounds that its summary did not choose
-/// (`student/round-K/stage-N/best` for every K but `rounds.best_round`; their training logs
+/// (`student/round-K/stage-N/best` for every K but `rounds.tested_round`; their training logs
 /// stay): ELAD's rounds each keep a model, four of them a run. Returns the bytes freed.
 pub fn drop_unchosen_rounds(cell_dir: &Path) -> Result<u64> {
     let summary: serde_json::Value = match std::fs::read_to_string(cell_dir.join("summary.json")) {
         Ok(t) => serde_json::from_str(&t)?,
         Err(_) => return Ok(0),
     };
-    let Some(best) = summary["rounds"]["best_round"].as_u64() else {
+    let Some(tested) = crate::rounds::tested_round_of(&summary) else {
         return Ok(0);
     };
-    let keep = format!("round-{best}");
+    let keep = format!("round-{tested}");
     let mut freed = 0;
     let Ok(rounds) = std::fs::read_dir(cell_dir.join("student")) else {
         return Ok(0);
@@ -1317,6 +1317,24 @@ mod tests {
         assert_eq!(
             crate::models::run_student(d.path()).unwrap(),
             d.path().join("student/round-1/stage-0/best")
+        );
+        // a run that scored its last round (`tested_round = "last"`) keeps that one, not the
+        // best on validation
+        let d = tempfile::tempdir().unwrap();
+        for round in 0..3 {
+            let best = d.path().join(format!("student/round-{round}/stage-0/best"));
+            std::fs::create_dir_all(&best).unwrap();
+            std::fs::write(best.join("model.safetensors"), vec![0u8; 100]).unwrap();
+        }
+        std::fs::write(
+            d.path().join("summary.json"),
+            r#"{"rounds": {"best_round": 0, "tested_round": 2}}"#,
+        )
+        .unwrap();
+        assert_eq!(drop_unchosen_rounds(d.path()).unwrap(), 200);
+        assert_eq!(
+            crate::models::run_student(d.path()).unwrap(),
+            d.path().join("student/round-2/stage-0/best")
         );
     }
 

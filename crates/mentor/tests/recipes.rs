@@ -930,6 +930,10 @@ async fn elad_rounds_send_the_most_uncertain_items_within_budget_and_resume() {
     assert_eq!(col("training_pairs"), [2, 5, 8], "seed CoTs and revisions");
     // the test is scored once, with the round validation preferred (ties: the earliest)
     let best = j["rounds"]["best_round"].as_u64().unwrap() as usize;
+    assert_eq!(
+        j["rounds"]["tested_round"], best,
+        "tested_round defaults to the best"
+    );
     assert_eq!(j["student"], points[best]["model"]);
     let acc: Vec<f64> = points
         .iter()
@@ -1016,13 +1020,19 @@ async fn elad_baselines_probe_only_what_they_rank_by() {
         })
         .await
         .unwrap();
+        // the random baseline's run also scores its last round on test, whatever validation says
+        let tested = if strategy == "random" {
+            "tested_round = \"last\"\n"
+        } else {
+            ""
+        };
         let d = sums_run(20, 3);
         std::fs::write(
             d.path().join("exp.toml"),
             format!(
                 "[data]\npath = \"toy.jsonl\"\ntask = \"numeric\"\nfractions = [0.6, 0.2, 0.2]\n\n\
                  [teachers.loop]\nkind = \"openai\"\nbase_url = \"{}\"\nmodel = \"loopback\"\nmax_in_flight = 2\n\n\
-                 [recipe]\nname = \"elad\"\nselection = \"{strategy}\"\nseed_fraction = 0.1\nrounds = 1\nround_budget = 3\n\n\
+                 [recipe]\nname = \"elad\"\nselection = \"{strategy}\"\nseed_fraction = 0.1\nrounds = 1\nround_budget = 3\n{tested}\n\
                  [recipe.probe]\nsamples = 2\nmax_new_tokens = 24\nmax_steps = 2\nanswer_tokens = 4\n\n{TRAIN_AND_EVAL}",
                 server.base_url
             ),
@@ -1033,6 +1043,14 @@ async fn elad_baselines_probe_only_what_they_rank_by() {
             .await
             .unwrap();
         assert_eq!(j["teacher"]["calls"], 2 + 3, "{strategy}: {j}");
+        let points = j["rounds"]["points"].as_array().unwrap();
+        let tested = j["rounds"]["tested_round"].as_u64().unwrap() as usize;
+        if strategy == "random" {
+            assert_eq!(tested, 1, "the last round: {j}");
+        } else {
+            assert_eq!(j["rounds"]["tested_round"], j["rounds"]["best_round"]);
+        }
+        assert_eq!(j["student"], points[tested]["model"], "{strategy}");
         // every strategy revises the student's own explanation
         assert_eq!(revisions.lock().unwrap().len(), 3, "{strategy}");
         let store = mentor_store::Store::open_run_dir(d.path().join("runs/exp")).unwrap();
