@@ -20,8 +20,11 @@ struct Scored {
 /// Loads and compares `runs` (run directories). Runs are scored on one dataset; with
 /// `across_modes` the variants may be scored in different inference modes (a recipe's own: the
 /// comparison is then of which student answers more test questions, each its own way), but the
-/// seeds of one variant must share theirs. `mode` reads every run's test predictions in that
-/// inference mode instead of the one its run was scored in (written by `mentor eval … --mode`).
+/// seeds of one variant must share theirs. One of `modes` reads every run's test predictions in
+/// that inference mode instead of the one its run was scored in (written by `mentor eval …
+/// --mode`); several read each run once per mode, as variants `VARIANT@MODE` (a predictions file
+/// once, in its own mode), across modes: the same students scored two ways, which a baseline
+/// `@MODE` pairs variant by variant.
 pub fn compare_runs(
     runs: &[PathBuf],
     group_by: Option<&str>,
@@ -29,15 +32,33 @@ pub fn compare_runs(
     resamples: usize,
     bootstrap_seed: u64,
     across_modes: bool,
-    mode: Option<&str>,
+    modes: &[String],
 ) -> Result<Comparison> {
-    if runs.len() < 2 {
-        bail!("give at least two runs to compare");
+    let scored: Vec<Scored> = if modes.len() > 1 {
+        let mut scored = vec![];
+        for r in runs {
+            let per_mode: Vec<Option<&str>> = if r.is_file() {
+                vec![None]
+            } else {
+                modes.iter().map(|m| Some(m.as_str())).collect()
+            };
+            for m in per_mode {
+                let mut s = load_run(r, group_by, m)?;
+                s.scores.variant = format!("{}@{}", s.scores.variant, s.mode);
+                s.scores.name = format!("{}@{}", s.scores.name, s.mode);
+                scored.push(s);
+            }
+        }
+        scored
+    } else {
+        runs.iter()
+            .map(|r| load_run(r, group_by, modes.first().map(String::as_str)))
+            .collect::<Result<_>>()?
+    };
+    let across_modes = across_modes || modes.len() > 1;
+    if scored.len() < 2 {
+        bail!("give at least two runs to compare (or one run and two modes: --mode cot,vote)");
     }
-    let scored: Vec<Scored> = runs
-        .iter()
-        .map(|r| load_run(r, group_by, mode))
-        .collect::<Result<_>>()?;
     let first = &scored[0];
     // a bare predictions file does not say its dataset (its question ids must still match):
     // the runs that do must agree

@@ -246,7 +246,7 @@ pub fn write_report_with(run_dir: &Path, compare: &[PathBuf]) -> Result<PathBuf>
     } else {
         let mut runs = vec![run_dir.to_path_buf()];
         runs.extend(compare.iter().cloned());
-        match crate::compare::compare_runs(&runs, None, None, 10_000, 0, false, None) {
+        match crate::compare::compare_runs(&runs, None, None, 10_000, 0, false, &[]) {
             Ok(c) => Some(c.render(false)),
             Err(e) => {
                 tracing::warn!("report: no paired comparison with {compare:?}: {e:#}");

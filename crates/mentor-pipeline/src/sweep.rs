@@ -964,7 +964,7 @@ fn write_results(grid: &Grid, resamples: usize) -> Result<Option<(String, serde_
         .as_deref()
         .filter(|b| grid.cells.iter().any(|c| c.done() && c.variant == *b));
     // a grid's variants may set their own inference modes (CoT distillation is scored in `cot`)
-    let c = crate::compare::compare_runs(&done, None, baseline, resamples, 0, true, None)?;
+    let c = crate::compare::compare_runs(&done, None, baseline, resamples, 0, true, &[])?;
     let mut commits: Vec<String> = grid
         .cells
         .iter()

@@ -271,12 +271,14 @@ pub enum CompareError {
         a: String,
         b: String,
     },
-    #[error("baseline variant `{0}` is not among the runs")]
+    #[error("baseline variant `{0}` is not among the runs (`@MODE` needs variants named VARIANT@MODE: several modes, --mode cot,vote)")]
     NoBaseline(String),
 }
 
 /// Compares `runs`; `baseline` (a variant) limits the pairs to baseline vs each other variant,
-/// otherwise every pair of variants in order of first appearance.
+/// otherwise every pair of variants in order of first appearance. A baseline `@MODE`, for
+/// variants named `VARIANT@MODE` (the same students scored in several inference modes), pairs
+/// each `VARIANT@OTHER` with its own `VARIANT@MODE`.
 pub fn compare(
     runs: &[RunScores],
     baseline: Option<&str>,
@@ -401,6 +403,23 @@ pub fn compare(
         })
         .collect();
     let pair_list: Vec<(&str, &str)> = match baseline {
+        // variants named VARIANT@MODE (one student scored in several modes): each with its own
+        // variant's MODE
+        Some(b) if b.starts_with('@') => {
+            let pairs: Vec<(&str, &str)> = names
+                .iter()
+                .filter(|v| !v.ends_with(b))
+                .filter_map(|v| {
+                    let (variant, _) = v.rsplit_once('@')?;
+                    let base = names.iter().find(|n| **n == format!("{variant}{b}"))?;
+                    Some((*base, *v))
+                })
+                .collect();
+            if pairs.is_empty() {
+                return Err(CompareError::NoBaseline(b.to_string()));
+            }
+            pairs
+        }
         Some(b) => {
             if !names.contains(&b) {
                 return Err(CompareError::NoBaseline(b.to_string()));
@@ -551,6 +570,25 @@ pub fn render_table(headers: &[&str], rows: &[Vec<String>], markdown: bool) -> S
 
 impl Comparison {
     /// The three tables (runs, variants, paired differences) as plain text or Markdown.
+    /// Each trained student once, by its run's name: `mentor compare --mode a,b` loads a run once
+    /// per mode (as RUN@MODE), and its training (validation curve, teacher's side) is one.
+    fn students(&self) -> Vec<(&str, &RunRow)> {
+        let mut seen: Vec<&str> = vec![];
+        self.runs
+            .iter()
+            .filter_map(|r| {
+                let name = match (&r.mode, r.name.rsplit_once('@')) {
+                    (Some(m), Some((run, suffix))) if suffix == m => run,
+                    _ => r.name.as_str(),
+                };
+                (!seen.contains(&name)).then(|| {
+                    seen.push(name);
+                    (name, r)
+                })
+            })
+            .collect()
+    }
+
     pub fn render(&self, markdown: bool) -> String {
         let seed = |s: Option<u64>| s.map_or("–".into(), |s| s.to_string());
         // students scored in different inference modes (a grid's variants may be): say which
@@ -643,9 +681,9 @@ impl Comparison {
         out += &render_table(&headers, &runs, markdown);
         if self.runs.iter().any(|r| !r.valid_curve.is_empty()) {
             let rows: Vec<Vec<String>> = self
-                .runs
-                .iter()
-                .map(|r| {
+                .students()
+                .into_iter()
+                .map(|(name, r)| {
                     let points: Vec<String> = r
                         .valid_curve
                         .iter()
@@ -658,7 +696,7 @@ impl Comparison {
                             }
                         })
                         .collect();
-                    vec![r.name.clone(), points.join(", ")]
+                    vec![name.to_string(), points.join(", ")]
                 })
                 .collect();
             out += "\n";
@@ -689,12 +727,12 @@ impl Comparison {
                 .iter()
                 .any(|r| r.trained_on.as_ref().is_some_and(|t| t.verdicts > 0));
             let rows: Vec<Vec<String>> = self
-                .runs
-                .iter()
-                .filter_map(|r| {
+                .students()
+                .into_iter()
+                .filter_map(|(name, r)| {
                     let t = r.trained_on.as_ref()?;
                     let mut row = vec![
-                        r.name.clone(),
+                        name.to_string(),
                         t.pairs.to_string(),
                         share(t.cots_right, t.cots),
                         t.cots_truncated.to_string(),
@@ -970,6 +1008,45 @@ mod tests {
         assert!(p.per_seed.iter().all(|s| s.run_a == "untrained"));
         // +1 and +2 questions of 4
         assert!((p.bootstrap95.estimate - 0.375).abs() < 1e-12, "{p:?}");
+    }
+
+    /// `--mode cot,vote --baseline @cot`: each variant's vote against its own cot, never
+    /// against another variant's.
+    #[test]
+    fn a_mode_baseline_pairs_each_variant_with_itself_in_that_mode() {
+        let mut runs = [
+            run("one-s0@cot", "one@cot", 0, "1000"),
+            run("one-s0@vote", "one@vote", 0, "1110"),
+            run("k-s0@cot", "k@cot", 0, "1100"),
+            run("k-s0@vote", "k@vote", 0, "1000"),
+        ];
+        for r in runs.iter_mut() {
+            r.mode = r.name.rsplit_once('@').map(|(_, m)| m.to_string());
+            r.valid_curve = vec![(10, 0.5), (20, 0.75)];
+            r.best_step = Some(20);
+        }
+        let c = compare(&runs, Some("@cot"), 100, 0).unwrap();
+        // one training, one validation curve: each student's once, by its run's name
+        let text = c.render(false);
+        let curves = &text[text.find("by step").unwrap()..text.find("Paired").unwrap()];
+        assert_eq!(curves.matches("one-s0").count(), 1, "{curves}");
+        assert!(
+            curves.contains("k-s0 ") && !curves.contains('@'),
+            "{curves}"
+        );
+        let pairs: Vec<(&str, &str)> = c
+            .pairs
+            .iter()
+            .map(|p| (p.a.as_str(), p.b.as_str()))
+            .collect();
+        assert_eq!(pairs, [("one@cot", "one@vote"), ("k@cot", "k@vote")]);
+        // +2 of 4 for one, −1 of 4 for k
+        assert!((c.pairs[0].bootstrap95.estimate - 0.5).abs() < 1e-12);
+        assert!((c.pairs[1].bootstrap95.estimate + 0.25).abs() < 1e-12);
+        // no variant in that mode: said, not an empty table
+        let err = compare(&runs, Some("@label"), 100, 0).unwrap_err();
+        assert!(err.to_string().contains("@label"), "{err}");
+        assert!(compare(&runs[..2], Some("@vote"), 100, 0).is_ok());
     }
 
     #[test]

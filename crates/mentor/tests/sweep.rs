@@ -496,6 +496,34 @@ async fn a_variant_reuses_anothers_teacher_run_and_cells_are_scored_in_extra_mod
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // both modes at once: each student against itself in `cot`, one run alone included
+    let out = compare(&["--mode", "cot,vote", "--baseline", "@cot"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for pair in ["| k-cots@vote − k-cots@cot", "| one-cot@vote − one-cot@cot"] {
+        assert!(text.contains(pair), "{pair}: {text}");
+    }
+    assert!(!text.contains("one-cot@vote − k-cots@cot"), "{text}");
+    let alone = Command::new(env!("CARGO_BIN_EXE_mentor"))
+        .args(["compare", "one-cot-s0", "--mode", "cot,vote"])
+        .current_dir(&grid)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&alone.stdout);
+    assert!(text.contains("one-cot@vote − one-cot@cot"), "{text}");
+    let alone = Command::new(env!("CARGO_BIN_EXE_mentor"))
+        .args(["compare", "one-cot-s0"])
+        .current_dir(&grid)
+        .output()
+        .unwrap();
+    assert!(
+        !alone.status.success(),
+        "one run in one mode is no comparison"
+    );
     for f in std::fs::read_dir(grid.join("k-cots-s0/eval")).unwrap() {
         let f = f.unwrap().path();
         if f.to_string_lossy().ends_with(".test.vote.jsonl") {

@@ -41,14 +41,15 @@ use std::path::PathBuf;
 /// Examples: mentor compare runs/standard runs/sbs
 ///           mentor compare runs/row1/* --baseline standard-gold --markdown
 ///           mentor compare runs/row3/*-s* --mode vote
+///           mentor compare runs/row3/*-s* --mode cot,vote --baseline @cot   # does voting help?
 ///           mentor compare runs/untrained/eval/smollm2-135m.test.cot.jsonl runs/row2/*-s*
 ///           mentor compare runs/a/student/stage-0/valid/step-{20,40}.jsonl   # two checkpoints
 ///           mentor compare runs/a-s0 runs/a-s1 runs/b-s0 runs/b-s1 --group-by recipe.name --json
 #[derive(clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
-    /// Run directories or predictions files (at least two).
-    #[arg(required = true, num_args = 2..)]
+    /// Run directories or predictions files (at least two, or one with two modes).
+    #[arg(required = true, num_args = 1..)]
     runs: Vec<PathBuf>,
     /// Group runs into variants by this config key (dotted, e.g. recipe.name or recipe.alpha).
     #[arg(long)]
@@ -71,9 +72,11 @@ pub struct Args {
     across_modes: bool,
     /// Read every run's test predictions in this inference mode (label, cot, vote,
     /// self-eval-vote) instead of the one it was scored in: what `mentor eval RUN/config.toml
-    /// --run-dir RUN --split test --mode M` (or a sweep's `eval_modes`) wrote beside it.
-    #[arg(long)]
-    mode: Option<String>,
+    /// --run-dir RUN --split test --mode M` (or a sweep's `eval_modes`) wrote beside it. Several,
+    /// comma-separated (`--mode cot,vote`): each run once per mode, as variants VARIANT@MODE
+    /// compared across modes; `--baseline @cot` then pairs each variant's modes with its `cot`.
+    #[arg(long, value_delimiter = ',')]
+    mode: Vec<String>,
 }
 
 pub fn run(a: Args) -> Result<Summary> {
@@ -84,7 +87,7 @@ pub fn run(a: Args) -> Result<Summary> {
         a.resamples,
         a.bootstrap_seed,
         a.across_modes,
-        a.mode.as_deref(),
+        &a.mode,
     )?;
     Ok(Summary {
         human: c.render(a.markdown),
