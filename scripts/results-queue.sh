@@ -4,9 +4,11 @@
 #   MENTOR_SHARED_DATA=…/shared/data nohup scripts/results-queue.sh > runs/queue.log 2>&1 &
 # Each grid runs the binary copied at its own first start (runs/<grid>/.bin/mentor); MENTOR, if
 # set, is the binary that starts a grid not yet begun (default: target/release/mentor).
-# A run directory does not outlive the working session's checkout, so a cell still training at
-# its end is lost: MENTOR_QUEUE_UNTIL (unix seconds) starts no cell that would not finish by then
-# (`mentor sweep --until`) and ends the queue there, leaving the machine to the session's end:
+# Where the checkout lives on between sessions, let it run until the session ends: the cell it
+# cuts resumes from its last checkpoint when the queue is relaunched. Where a run directory does
+# not outlive the session (a fresh clone each time), a cell still training at its end is lost:
+# MENTOR_QUEUE_UNTIL (unix seconds) starts no cell that would not finish by then (`mentor sweep
+# --until`) and ends the queue there, leaving the machine to the session's end:
 #   MENTOR_QUEUE_UNTIL=$(date -d '+150 min' +%s) MENTOR_SHARED_DATA=… nohup scripts/results-queue.sh …
 set -uo pipefail
 cd "$(dirname "$0")/.."
