@@ -569,7 +569,6 @@ pub fn render_table(headers: &[&str], rows: &[Vec<String>], markdown: bool) -> S
 }
 
 impl Comparison {
-    /// The three tables (runs, variants, paired differences) as plain text or Markdown.
     /// Each trained student once, by its run's name: `mentor compare --mode a,b` loads a run once
     /// per mode (as RUN@MODE), and its training (validation curve, teacher's side) is one.
     fn students(&self) -> Vec<(&str, &RunRow)> {
@@ -589,6 +588,7 @@ impl Comparison {
             .collect()
     }
 
+    /// The three tables (runs, variants, paired differences) as plain text or Markdown.
     pub fn render(&self, markdown: bool) -> String {
         let seed = |s: Option<u64>| s.map_or("–".into(), |s| s.to_string());
         // students scored in different inference modes (a grid's variants may be): say which
